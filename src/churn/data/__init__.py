@@ -1,0 +1,13 @@
+"""Synthetic customer data: the raw schema, the generator and its drift scenarios."""
+
+from churn.data.generator import GeneratedCustomers, generate_customers, iter_customer_blocks
+from churn.data.scenarios import SCENARIOS, Scenario, get_scenario
+
+__all__ = [
+    "SCENARIOS",
+    "GeneratedCustomers",
+    "Scenario",
+    "generate_customers",
+    "get_scenario",
+    "iter_customer_blocks",
+]

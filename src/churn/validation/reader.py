@@ -1,0 +1,181 @@
+"""Reading a raw export without trusting it.
+
+Files arrive from other systems: they may be empty, binary, in another encoding,
+separated by semicolons, cut off mid-row, or hold text where numbers belong. Each of
+these becomes a :class:`~churn.validation.report.Violation`, never an exception from a
+parser deep inside pandas or Arrow. Values are parsed column by column according to
+:mod:`churn.data.schema`; cells that do not parse are reported and set to missing so
+the remaining rules can still run on the rest of the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from churn.data.schema import COLUMNS_BY_NAME, Kind, RawColumn
+from churn.io import RAW_ARROW_SCHEMA
+from churn.validation.report import Violation
+
+_PARQUET_MAGIC = b"PAR1"
+_COLUMN_COUNT = re.compile(r"Expected (\d+) columns, got (\d+): (.*)", re.DOTALL)
+
+
+@dataclass
+class ParsedFile:
+    """A file read into a typed frame (``None`` when nothing could be read) and what went wrong."""
+
+    frame: pd.DataFrame | None
+    violations: list[Violation] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    #: Column -> rows whose value did not parse (now missing in ``frame``).
+    unparsed: dict[str, set[int]] = field(default_factory=dict)
+
+
+def read_raw_file(path: str | Path, max_examples: int = 5) -> ParsedFile:
+    """Read a raw customer file (``.csv`` or ``.parquet``) into a typed frame.
+
+    Args:
+        path: The file. ``.parquet``/``.pq`` is read as parquet, anything else as CSV.
+        max_examples: Example rows kept per violation.
+
+    Returns:
+        The typed frame plus every problem found while reading and parsing.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return ParsedFile(None, [Violation("file_not_found", f"{path} does not exist or is not a file")])
+    if path.suffix.lower() in (".parquet", ".pq"):
+        parsed = _read_parquet(path)
+    else:
+        parsed = _read_csv(path)
+    if parsed.frame is None:
+        return parsed
+    typed = parse_columns(parsed.frame, max_examples)
+    typed.violations[:0] = parsed.violations
+    typed.warnings[:0] = parsed.warnings
+    return typed
+
+
+def _read_parquet(path: Path) -> ParsedFile:
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        return ParsedFile(None, [Violation("not_parquet", f"{path.name} is not a readable parquet file ({exc})")])
+    return ParsedFile(table.to_pandas(date_as_object=False))
+
+
+def _read_csv(path: Path) -> ParsedFile:
+    data = path.read_bytes()
+    if not data.strip():
+        return ParsedFile(None, [Violation("empty_file", f"{path.name} is empty")])
+    if data.startswith(_PARQUET_MAGIC):
+        return ParsedFile(None, [Violation("not_csv", f"{path.name} is a parquet file, not CSV; name it *.parquet")])
+    if b"\x00" in data[:65536]:
+        return ParsedFile(None, [Violation("not_csv", f"{path.name} is binary (contains NUL bytes), not CSV text")])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        byte = data[exc.start : exc.start + 1].hex()
+        message = f"{path.name} is not UTF-8: byte 0x{byte} at line {line} cannot be decoded; re-export it as UTF-8"
+        return ParsedFile(None, [Violation("not_utf8", message)])
+    if text.startswith("\ufeff"):
+        text, data = text[1:], data[3:]
+    header = next(csv.reader([text.split("\n", 1)[0].rstrip("\r")]))
+    if len(header) == 1:
+        for sep, name in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
+            if sep in header[0]:
+                message = f"{path.name} is {name}-separated; expected comma-separated values"
+                return ParsedFile(None, [Violation("not_csv", message)])
+    duplicates = sorted({c for c in header if header.count(c) > 1})
+    if duplicates:
+        return ParsedFile(None, [Violation("duplicate_column", f"header repeats {', '.join(duplicates)}")])
+    warnings = []
+    if not text.endswith("\n"):
+        warnings.append("the last line has no line terminator: the file may have been cut off")
+    # Fast path: let Arrow convert every declared column. When some cell does not convert,
+    # read everything as text instead so that parse_columns can report each bad cell.
+    declared = {c: RAW_ARROW_SCHEMA.field(c).type for c in header if c in COLUMNS_BY_NAME}
+    try:
+        table = _arrow_csv(data, {c: declared.get(c, pa.string()) for c in header})
+    except pa.ArrowInvalid:
+        try:
+            table = _arrow_csv(data, dict.fromkeys(header, pa.string()))
+        except pa.ArrowInvalid as exc:
+            return ParsedFile(None, [Violation("malformed_csv", _describe_csv_error(path, text, str(exc)))], warnings)
+    return ParsedFile(table.to_pandas(date_as_object=False), warnings=warnings)
+
+
+def _arrow_csv(data: bytes, types: dict[str, pa.DataType]) -> pa.Table:
+    options = pa_csv.ConvertOptions(column_types=types, strings_can_be_null=True)
+    return pa_csv.read_csv(pa.BufferReader(data), convert_options=options)
+
+
+def _describe_csv_error(path: Path, text: str, message: str) -> str:
+    """Turn Arrow's parse error into a message with a line number."""
+    match = _COLUMN_COUNT.search(message)
+    if not match:
+        return f"{path.name} is not valid CSV: {message.removeprefix('CSV parse error: ')}"
+    expected, got, row_text = match.groups()
+    offset = text.find(row_text)
+    where = f"line {text.count(chr(10), 0, offset) + 1}" if offset >= 0 else "a row"
+    cut = " (the file looks truncated)" if offset >= 0 and not text[offset:].rstrip("\r").count("\n") else ""
+    return f"{path.name}: {where} has {got} fields, the header has {expected}{cut}"
+
+
+def parse_columns(frame: pd.DataFrame, max_examples: int = 5) -> ParsedFile:
+    """Convert each known column to its declared type; report cells that do not convert.
+
+    Columns not in the schema are left as they are (validation reports them).
+    """
+    out = frame.copy()
+    parsed = ParsedFile(out)
+    for name in frame.columns:
+        spec = COLUMNS_BY_NAME.get(name)
+        if spec is None:
+            continue
+        values, bad, reason = _parse(frame[name], spec)
+        out[name] = values
+        if bad.any():
+            rows = np.flatnonzero(bad.to_numpy())
+            examples = [{"row": int(i), "value": _plain(frame[name].iloc[i])} for i in rows[:max_examples]]
+            parsed.violations.append(Violation("dtype", reason, name, int(bad.sum()), examples))
+            parsed.unparsed[name] = {int(i) for i in rows}
+    return parsed
+
+
+def _parse(raw: pd.Series, spec: RawColumn) -> tuple[pd.Series, pd.Series, str]:
+    present = raw.notna()
+    if spec.kind in (Kind.ID, Kind.CATEGORY):
+        return raw.where(~present, raw.astype(str)).astype(object), pd.Series(False, index=raw.index), ""
+    if spec.kind is Kind.DATE:
+        if pd.api.types.is_datetime64_any_dtype(raw):
+            dates = raw.astype("datetime64[ns]")
+        else:
+            dates = pd.to_datetime(raw.astype(object), format="%Y-%m-%d", errors="coerce")
+        return dates, present & dates.isna(), "not a date in YYYY-MM-DD form"
+    numbers = pd.to_numeric(raw, errors="coerce").astype("float64")
+    bad = present & (numbers.isna() | np.isinf(numbers))
+    if spec.kind is Kind.FLOAT:
+        return numbers.where(~bad), bad, "not a finite number"
+    bad |= present & ~bad & (numbers % 1 != 0)
+    return numbers.where(~bad).astype("Int64"), bad, "not an integer"
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-friendly example value."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, pd.Timestamp):
+        return value.date().isoformat()
+    return value

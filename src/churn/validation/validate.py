@@ -1,0 +1,128 @@
+"""Validate raw customer data and explain every problem in one report."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pandera.pandas as pa
+
+from churn.validation.reader import ParsedFile, parse_columns, read_raw_file
+from churn.validation.report import DataValidationError, ValidationReport, Violation
+from churn.validation.schema import ROW_RULES, raw_schema
+
+_ROW_RULES = {rule.name: rule for rule in ROW_RULES}
+_IN_RANGE = re.compile(r"in_range\((.*), (.*)\)")
+
+
+def validate_file(path: str | Path, *, min_rows: int = 1, max_examples: int = 5) -> tuple[pd.DataFrame, ValidationReport]:
+    """Read and validate a raw customer file.
+
+    Args:
+        path: CSV or parquet file.
+        min_rows: Fewest data rows a valid file may have.
+        max_examples: Example rows listed per violation.
+
+    Returns:
+        The typed frame and a report with ``valid == True``.
+
+    Raises:
+        DataValidationError: Any rule failed; ``error.report`` lists every violation.
+    """
+    return _validate(read_raw_file(path, max_examples), str(path), min_rows, max_examples)
+
+
+def validate_frame(
+    frame: pd.DataFrame, *, source: str = "<frame>", min_rows: int = 1, max_examples: int = 5
+) -> tuple[pd.DataFrame, ValidationReport]:
+    """Validate an in-memory raw frame (values are parsed to their declared types first)."""
+    return _validate(parse_columns(frame.reset_index(drop=True), max_examples), source, min_rows, max_examples)
+
+
+def _validate(
+    parsed: ParsedFile, source: str, min_rows: int, max_examples: int
+) -> tuple[pd.DataFrame, ValidationReport]:
+    report = ValidationReport(source=source, warnings=parsed.warnings, violations=list(parsed.violations))
+    frame = parsed.frame
+    if frame is None:
+        raise DataValidationError(report)
+    report.rows = len(frame)
+    report.columns = [str(c) for c in frame.columns]
+    report.null_rates = {str(c): round(float(frame[c].isna().mean()), 6) if len(frame) else 0.0 for c in frame.columns}
+    try:
+        raw_schema(min_rows).validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        report.violations.extend(_violations(exc.failure_cases, frame, parsed.unparsed, max_examples))
+    if report.violations:
+        raise DataValidationError(report)
+    return frame, report
+
+
+def _violations(
+    cases: pd.DataFrame, frame: pd.DataFrame, unparsed: dict[str, set[int]], max_examples: int
+) -> list[Violation]:
+    """Group pandera's failure cases into one violation per (column, rule)."""
+    found: list[Violation] = []
+    for check, rule in _ROW_RULES.items():
+        # pandera lists a failing row once per column; count each row once.
+        rows = sorted({int(i) for i in cases.loc[cases["check"] == check, "index"].dropna()})
+        if rows:
+            examples = [{"row": i, "value": _row_values(frame, i, rule.columns)} for i in rows[:max_examples]]
+            found.append(Violation(check, rule.message, ", ".join(rule.columns), len(rows), examples))
+    cases = cases[~cases["check"].isin(list(_ROW_RULES))]
+    for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=False):
+        column = None if pd.isna(column) else str(column)
+        check = str(check)
+        if check == "not_nullable" and column in unparsed:
+            group = group[~group["index"].isin(unparsed[column])]  # reported as "not a number" already
+            if group.empty:
+                continue
+        if check == "column_in_dataframe":
+            for name in group["failure_case"]:
+                found.append(Violation("missing_column", "required column is missing", str(name)))
+        elif check == "column_in_schema":
+            for name in group["failure_case"]:
+                found.append(Violation("unexpected_column", "column is not part of the schema", str(name)))
+        elif check.startswith("dtype("):
+            continue  # cells that did not parse are already reported by the reader
+        elif check.startswith("max_null_rate"):
+            nulls = int(frame[column].isna().sum())
+            share = nulls / max(len(frame), 1)
+            found.append(Violation(check, f"{share:.1%} of values are missing, more than allowed", column, nulls))
+        elif check.startswith("min_rows"):
+            found.append(Violation(check, f"only {len(frame)} data rows", None))
+        else:
+            found.append(_column_violation(column, check, group, max_examples))
+    return found
+
+
+def _column_violation(column: str | None, check: str, group: pd.DataFrame, max_examples: int) -> Violation:
+    messages = {
+        "not_nullable": "missing values are not allowed",
+        "field_uniqueness": "values must be unique",
+    }
+    message = messages.get(check)
+    if message is None and check.startswith("isin"):
+        unknown = sorted({str(v) for v in group["failure_case"]})[:max_examples]
+        message = f"values outside the allowed categories: {', '.join(unknown)}"
+    if message is None and (match := _IN_RANGE.fullmatch(check)):
+        message = f"values outside [{match.group(1)}, {match.group(2)}]"
+    rows = group.dropna(subset=["index"])
+    examples = [
+        {"row": int(r["index"]), "value": _plain(r["failure_case"])} for _, r in rows.head(max_examples).iterrows()
+    ]
+    return Violation(check, message or f"rule {check} failed", column, len(rows), examples)
+
+
+def _row_values(frame: pd.DataFrame, row: int, columns: tuple[str, ...]) -> dict[str, Any]:
+    return {c: _plain(frame.at[row, c]) for c in columns}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, pd.Timestamp):
+        return value.date().isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    return None if pd.isna(value) else value

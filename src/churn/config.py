@@ -43,9 +43,7 @@ class FeatureSettings(BaseModel):
 class Settings(BaseSettings):
     """Top-level settings of churn-mlops."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="CHURN_", env_nested_delimiter="__", env_file=".env", extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="CHURN_", env_nested_delimiter="__", env_file=".env", extra="ignore")
 
     data_dir: Path = Field(Path("data"), description="Root of raw data, reports and feature tables.")
     data: DataSettings = DataSettings()

@@ -46,15 +46,16 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
     Yields:
         A temporary path in the same folder (same filesystem, so the rename is atomic).
+
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         yield tmp
-        with open(tmp, "rb+") as handle:
+        with tmp.open("rb+") as handle:
             os.fsync(handle.fileno())
-        os.replace(tmp, target)
+        tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -93,7 +94,9 @@ def write_raw(frames: Iterable[pd.DataFrame], path: str | os.PathLike[str], fmt:
     with atomic_path(path) as tmp:
         writer: pa_csv.CSVWriter | pq.ParquetWriter
         if fmt == "csv":
-            writer = pa_csv.CSVWriter(str(tmp), RAW_ARROW_SCHEMA, write_options=pa_csv.WriteOptions(quoting_style="needed"))
+            writer = pa_csv.CSVWriter(
+                str(tmp), RAW_ARROW_SCHEMA, write_options=pa_csv.WriteOptions(quoting_style="needed")
+            )
         elif fmt == "parquet":
             writer = pq.ParquetWriter(str(tmp), RAW_ARROW_SCHEMA)
         else:

@@ -13,6 +13,7 @@ import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -106,9 +107,13 @@ def generate_customers(
     Returns:
         The raw frame (columns in :data:`churn.data.schema.RAW_COLUMNS` order) and the
         true churn probability of each row.
+
     """
-    blocks = list(iter_customer_blocks(rows, date, seed=seed, scenario=scenario, strength=strength,
-                                       churn_rate=churn_rate, progress=progress))
+    blocks = list(
+        iter_customer_blocks(
+            rows, date, seed=seed, scenario=scenario, strength=strength, churn_rate=churn_rate, progress=progress
+        )
+    )
     if not blocks:
         return GeneratedCustomers(_empty_frame(), np.empty(0))
     frame = pd.concat([b.frame for b in blocks], ignore_index=True)
@@ -125,7 +130,10 @@ def iter_customer_blocks(
     churn_rate: float = 0.25,
     progress: Callable[[int], None] | None = None,
 ) -> Iterator[GeneratedCustomers]:
-    """Yield the rows of :func:`generate_customers` block by block (bounded memory)."""
+    """Yield the rows of :func:`generate_customers` block by block (bounded memory).
+
+    Arguments are checked at once, before the first block is asked for.
+    """
     if rows < 0:
         raise ChurnError(f"rows must be >= 0, got {rows}")
     if not 0.01 <= churn_rate <= 0.9:
@@ -134,7 +142,18 @@ def iter_customer_blocks(
         raise ChurnError(f"strength must be between 0 and 5, got {strength}")
     snapshot = parse_date(date)
     drift = get_scenario(scenario)
-    intercept = _intercept(round(churn_rate, 6))
+    return _blocks(rows, snapshot, seed, drift, strength, _intercept(round(churn_rate, 6)), progress)
+
+
+def _blocks(
+    rows: int,
+    snapshot: dt.date,
+    seed: int,
+    drift: Scenario,
+    strength: float,
+    intercept: float,
+    progress: Callable[[int], None] | None,
+) -> Iterator[GeneratedCustomers]:
     root = np.random.SeedSequence([seed, snapshot.toordinal()])
     done = 0
     for block, start in enumerate(range(0, rows, BLOCK_ROWS)):
@@ -151,7 +170,7 @@ def iter_customer_blocks(
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    return np.asarray(1.0 / (1.0 + np.exp(-x)))
 
 
 def _blend(base: float, target: float, strength: float) -> float:
@@ -270,7 +289,7 @@ def _churn_score(v: dict[str, np.ndarray]) -> np.ndarray:
     tier = v["membership_tier"]
     channel_churn = np.array([_CHANNEL_CHURN.get(c, 0.0) for c in _BASE_CHANNEL_MIX])
     sessions = v["sessions_last_30d"]
-    return (
+    score = (
         0.85 * np.log1p(v["days_since_last_purchase"] / 30.0)
         - 0.30 * np.log1p(v["total_orders"])
         - 0.40 * np.log1p(sessions)
@@ -288,6 +307,7 @@ def _churn_score(v: dict[str, np.ndarray]) -> np.ndarray:
         + 0.25 * ((v["preferred_device"] == 0) & (v["app_usage_minutes_30d"] == 0))
         + 0.15 * ((v["age"] - 40.0) / 15.0) ** 2
     )
+    return np.asarray(score)
 
 
 @lru_cache(maxsize=16)
@@ -315,8 +335,8 @@ def _mask_missing(rng: np.random.Generator, v: dict[str, np.ndarray]) -> None:
             v[name] = np.where(hit, -1, v[name])
 
 
-def _categorical(codes: np.ndarray, categories: tuple[str, ...]) -> pd.Categorical:
-    return pd.Categorical.from_codes(codes, categories=list(categories))
+def _categorical(codes: np.ndarray, categories: tuple[str, ...]) -> Any:
+    return pd.Categorical.from_codes(codes.astype(np.int64), dtype=pd.CategoricalDtype(list(categories)))
 
 
 def _to_frame(v: dict[str, np.ndarray], churned: np.ndarray, snapshot: dt.date, start: int) -> pd.DataFrame:
@@ -368,9 +388,7 @@ def _empty_frame() -> pd.DataFrame:
 
 
 _CATEGORY_CODE_COLUMNS = schema.CATEGORY_COLUMNS
-_FLOAT_COLUMNS = ("age", "satisfaction_score") + tuple(
-    c.name for c in schema.RAW_COLUMNS if c.kind is schema.Kind.FLOAT
-)
+_FLOAT_COLUMNS = ("age", "satisfaction_score", *(c.name for c in schema.RAW_COLUMNS if c.kind is schema.Kind.FLOAT))
 _INT_COLUMNS = tuple(
     c.name for c in schema.RAW_COLUMNS if c.kind is schema.Kind.INT and c.name not in ("age", "satisfaction_score")
 )

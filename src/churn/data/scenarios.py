@@ -32,6 +32,7 @@ class Scenario:
         recency_shift_days: Added to days since last purchase (capped at tenure).
         extra_tickets: Mean of extra Poisson support tickets.
         satisfaction_shift: Added to the satisfaction score (clipped to [1, 5]).
+
     """
 
     name: str

@@ -35,6 +35,7 @@ class RawColumn:
         max: Largest allowed value (numbers only).
         categories: Allowed values (categories only).
         max_null_rate: Largest fraction of missing values a valid file may have.
+
     """
 
     name: str
@@ -97,9 +98,7 @@ RAW_COLUMNS: tuple[RawColumn, ...] = (
     ),
     RawColumn("email_open_rate", Kind.FLOAT, "Share of marketing emails opened.", 0, 1, max_null_rate=0.15),
     RawColumn("app_usage_minutes_30d", Kind.FLOAT, "Minutes in the mobile app, last 30 days.", 0, 43_200),
-    RawColumn(
-        "cart_abandonment_rate", Kind.FLOAT, "Share of carts left without checkout.", 0, 1, max_null_rate=0.15
-    ),
+    RawColumn("cart_abandonment_rate", Kind.FLOAT, "Share of carts left without checkout.", 0, 1, max_null_rate=0.15),
     RawColumn("support_tickets_90d", Kind.INT, "Support tickets opened in the last 90 days.", 0, 1_000),
     RawColumn(
         "satisfaction_score", Kind.INT, "Last CSAT survey answer, 1 (bad) to 5 (good).", 1, 5, max_null_rate=0.20

@@ -50,14 +50,12 @@ def read_raw_file(path: str | Path, max_examples: int = 5) -> ParsedFile:
 
     Returns:
         The typed frame plus every problem found while reading and parsing.
+
     """
     path = Path(path)
     if not path.is_file():
         return ParsedFile(None, [Violation("file_not_found", f"{path} does not exist or is not a file")])
-    if path.suffix.lower() in (".parquet", ".pq"):
-        parsed = _read_parquet(path)
-    else:
-        parsed = _read_csv(path)
+    parsed = _read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else _read_csv(path)
     if parsed.frame is None:
         return parsed
     typed = parse_columns(parsed.frame, max_examples)
@@ -157,7 +155,8 @@ def parse_columns(frame: pd.DataFrame, max_examples: int = 5) -> ParsedFile:
 def _parse(raw: pd.Series, spec: RawColumn) -> tuple[pd.Series, pd.Series, str]:
     present = raw.notna()
     if spec.kind in (Kind.ID, Kind.CATEGORY):
-        return raw.where(~present, raw.astype(str)).astype(object), pd.Series(False, index=raw.index), ""
+        text = raw.astype(object)
+        return text.where(~present, text.astype(str)), pd.Series(False, index=raw.index), ""
     if spec.kind is Kind.DATE:
         if pd.api.types.is_datetime64_any_dtype(raw):
             dates = raw.astype("datetime64[ns]")

@@ -19,6 +19,7 @@ class Violation:
         column: The column concerned; ``None`` for file- or table-level rules.
         failed_rows: How many rows break the rule (0 for file-level rules).
         examples: A few offending rows: ``{"row": <0-based data row>, "value": ...}``.
+
     """
 
     rule: str
@@ -33,7 +34,9 @@ class Violation:
         if self.failed_rows:
             text += f" ({self.failed_rows} row{'s' if self.failed_rows != 1 else ''})"
         if self.examples:
-            shown = ", ".join(f"row {e['row']}: {e['value']!r}" if "row" in e else repr(e["value"]) for e in self.examples)
+            shown = ", ".join(
+                f"row {e['row']}: {e['value']!r}" if "row" in e else repr(e["value"]) for e in self.examples
+            )
             text += f"; e.g. {shown}"
         return text
 

@@ -54,8 +54,10 @@ ROW_RULES: tuple[RowRule, ...] = (
         "spend_equals_orders_times_aov",
         "total_spend differs from total_orders x avg_order_value by more than rounding",
         ("total_spend", "total_orders", "avg_order_value"),
-        lambda df: (df["total_orders"] * df["avg_order_value"] - df["total_spend"]).abs()
-        <= 0.01 * df["total_orders"] + 0.005 * df["total_spend"],
+        lambda df: (
+            (df["total_orders"] * df["avg_order_value"] - df["total_spend"]).abs()
+            <= 0.01 * df["total_orders"] + 0.005 * df["total_spend"]
+        ),
     ),
 )
 
@@ -102,6 +104,7 @@ def raw_schema(min_rows: int = 1) -> pa.DataFrameSchema:
 
     Args:
         min_rows: Fewest rows a valid file may have.
+
     """
     return pa.DataFrameSchema(
         {spec.name: _column(spec) for spec in RAW_COLUMNS},

@@ -17,7 +17,9 @@ _ROW_RULES = {rule.name: rule for rule in ROW_RULES}
 _IN_RANGE = re.compile(r"in_range\((.*), (.*)\)")
 
 
-def validate_file(path: str | Path, *, min_rows: int = 1, max_examples: int = 5) -> tuple[pd.DataFrame, ValidationReport]:
+def validate_file(
+    path: str | Path, *, min_rows: int = 1, max_examples: int = 5
+) -> tuple[pd.DataFrame, ValidationReport]:
     """Read and validate a raw customer file.
 
     Args:
@@ -30,6 +32,7 @@ def validate_file(path: str | Path, *, min_rows: int = 1, max_examples: int = 5)
 
     Raises:
         DataValidationError: Any rule failed; ``error.report`` lists every violation.
+
     """
     return _validate(read_raw_file(path, max_examples), str(path), min_rows, max_examples)
 
@@ -72,9 +75,10 @@ def _violations(
             examples = [{"row": i, "value": _row_values(frame, i, rule.columns)} for i in rows[:max_examples]]
             found.append(Violation(check, rule.message, ", ".join(rule.columns), len(rows), examples))
     cases = cases[~cases["check"].isin(list(_ROW_RULES))]
-    for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=False):
-        column = None if pd.isna(column) else str(column)
-        check = str(check)
+    for key, group in cases.groupby(["column", "check"], dropna=False, sort=False):
+        raw_column, raw_check = key
+        column = None if raw_column is None or raw_column != raw_column else str(raw_column)
+        check = str(raw_check)
         if check == "not_nullable" and column in unparsed:
             group = group[~group["index"].isin(unparsed[column])]  # reported as "not a number" already
             if group.empty:

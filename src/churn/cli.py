@@ -1,0 +1,224 @@
+"""The ``churn`` command line: thin commands over :mod:`churn.jobs` and the library."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from churn import __version__
+from churn.config import get_settings
+from churn.errors import ChurnError
+from churn.io import FileFormat
+
+app = typer.Typer(
+    help="churn-mlops: synthetic churn data, validation, features (and, later, training, serving, monitoring).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Generate and validate raw customer exports.", no_args_is_help=True)
+features_app = typer.Typer(help="Build feature tables and the fitted feature pipeline.", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(features_app, name="features")
+app.add_typer(config_app, name="config")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+@contextmanager
+def _progress() -> Iterator[Progress]:
+    bar = Progress(
+        TextColumn("[bold]{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
+    with bar:
+        yield bar
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"churn-mlops {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """churn-mlops command line."""
+
+
+@app.command()
+def run(
+    rows: Annotated[
+        int | None, typer.Option(min=1, help="Rows of the initial load [default: CHURN_DATA__ROWS or 100000].")
+    ] = None,
+    date: Annotated[str | None, typer.Option(help="Snapshot date YYYY-MM-DD [default: today].")] = None,
+) -> None:
+    """Run the main job end to end on embedded defaults: generate -> validate -> features."""
+    from churn.jobs import run_main_job
+
+    settings = get_settings()
+    with _progress() as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def report(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        summary = run_main_job(settings, rows=rows, date=date, progress=report)
+    raw, features, secs = summary.raw, summary.features, summary.seconds
+    lines = [
+        ("raw data", raw.path, f"{raw.rows} rows, churn rate {raw.churn_rate:.1%}, {secs['generate']:.1f}s"),
+        ("truth", raw.truth, "true churn probabilities, kept out of the features"),
+        ("validation", summary.report, f"valid, {secs['validate']:.1f}s"),
+        ("features", features.table, f"{features.rows} rows x {features.features} features, {secs['features']:.1f}s"),
+        ("pipeline", features.pipeline, "fitted feature pipeline (joblib)"),
+        ("metadata", features.metadata, "feature names and RFM cut points"),
+    ]
+    out.print("[bold]churn run: outputs[/bold]")
+    for name, path, details in lines:
+        out.print(f"  {name:<11}{Path(path).resolve() if path else '-'}  [dim]({details})[/dim]", soft_wrap=True)
+
+
+@data_app.command("generate")
+def data_generate(
+    rows: Annotated[
+        int | None, typer.Option(min=0, help="Rows to generate [default: CHURN_DATA__ROWS or 100000].")
+    ] = None,
+    date: Annotated[str | None, typer.Option(help="Snapshot date YYYY-MM-DD [default: today].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed [default: CHURN_DATA__SEED or 42].")] = None,
+    scenario: Annotated[str, typer.Option(help="Drift scenario (see `churn data scenarios`).")] = "none",
+    strength: Annotated[float, typer.Option(min=0.0, max=5.0, help="Scale of the scenario's shifts.")] = 1.0,
+    fmt: Annotated[FileFormat | None, typer.Option("--format", help="csv or parquet [default: csv].")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--out", help="Output file [default: data/raw/customers_YYYYMMDD.<format>].")
+    ] = None,
+    truth: Annotated[bool, typer.Option(help="Also write true churn probabilities under data/truth/.")] = True,
+) -> None:
+    """Generate a raw customer export (initial load or daily increment)."""
+    from churn.jobs import generate_file
+
+    settings = get_settings()
+    total = settings.data.rows if rows is None else rows
+    with _progress() as bar:
+        task = bar.add_task("generate", total=total)
+        result = generate_file(
+            settings,
+            rows=total,
+            date=date,
+            seed=seed,
+            scenario=scenario,
+            strength=strength,
+            fmt=fmt,
+            out=output,
+            with_truth=truth,
+            progress=lambda done: bar.update(task, completed=done),
+        )
+    out.print(f"wrote {result.path} ({result.rows} rows, churn rate {result.churn_rate:.1%})")
+    if result.truth:
+        out.print(f"wrote {result.truth} (true churn probabilities)")
+
+
+@data_app.command("validate")
+def data_validate(
+    file: Annotated[Path, typer.Argument(help="Raw export (.csv or .parquet).")],
+    report: Annotated[
+        Path | None, typer.Option(help="Write the JSON report here [default: data/reports/<name>.validation.json].")
+    ] = None,
+    min_rows: Annotated[int | None, typer.Option(min=1, help="Fewest rows a valid file may have.")] = None,
+) -> None:
+    """Validate a raw export against the declared schema; exit 1 listing every violation."""
+    from churn.io import write_json
+    from churn.validation import DataValidationError, validate_file
+
+    settings = get_settings()
+    report_path = report or settings.reports_dir / f"{file.name.split('.')[0]}.validation.json"
+    try:
+        _, result = validate_file(
+            file,
+            min_rows=min_rows or settings.validation.min_rows,
+            max_examples=settings.validation.max_examples,
+        )
+    except DataValidationError as exc:
+        write_json(exc.report.to_dict(), report_path)
+        err.print(f"[red]invalid:[/red] {exc}", highlight=False, markup=True)
+        err.print(f"report: {report_path}")
+        raise typer.Exit(1) from None
+    write_json(result.to_dict(), report_path)
+    out.print(result.summary(), highlight=False)
+    for warning in result.warnings:
+        out.print(f"warning: {warning}")
+    out.print(f"report: {report_path}")
+
+
+@data_app.command("scenarios")
+def data_scenarios() -> None:
+    """List the drift scenarios and the columns each one moves."""
+    from churn.data import SCENARIOS
+
+    table = Table(show_header=True)
+    table.add_column("scenario")
+    table.add_column("description")
+    table.add_column("moves")
+    for scenario in SCENARIOS.values():
+        moves = "\n".join(f"{column}: {amount}" for column, amount in scenario.shifts.items()) or "-"
+        table.add_row(scenario.name, scenario.description, moves)
+    out.print(table)
+
+
+@features_app.command("build")
+def features_build(
+    file: Annotated[Path, typer.Argument(help="Raw export to fit on (.csv or .parquet); validated first.")],
+) -> None:
+    """Validate a raw export, fit the feature pipeline on it and write the feature table."""
+    from churn.jobs import features_for, validate_to_report
+
+    settings = get_settings()
+    with _progress() as bar:
+        task = bar.add_task("features", total=2)
+        frame, _, report_path = validate_to_report(settings, file)
+        bar.update(task, advance=1)
+        outputs = features_for(settings, frame, file)
+        bar.update(task, advance=1)
+    out.print(f"validation report: {report_path}")
+    out.print(f"feature table: {outputs.table} ({outputs.rows} rows x {outputs.features} features)")
+    out.print(f"fitted pipeline: {outputs.pipeline}")
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Print the effective settings (defaults overridden by CHURN_* variables) as JSON."""
+    out.print_json(get_settings().model_dump_json())
+
+
+def main() -> None:
+    """Entry point: a caller's mistake prints one clear line and exits 1, never a traceback."""
+    try:
+        app()
+    except ChurnError as exc:
+        err.print(f"error: {exc}", highlight=False, markup=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+__all__ = ["app", "main"]

@@ -207,8 +207,9 @@ def _draw_attributes(rng: np.random.Generator, n: int, drift: Scenario, strength
 
     order_rate = np.exp(0.6 + 0.45 * engagement + 0.55 * np.log1p(tenure / 180.0) + 0.15 * tier)
     orders = 1 + rng.poisson(order_rate * rng.gamma(2.0, 0.5, n))
-    if drift.order_factor != 1.0:
-        orders = 1 + rng.binomial(orders - 1, _blend(1.0, drift.order_factor, strength))
+    order_keep = _blend(1.0, drift.order_factor, strength)
+    if order_keep != 1.0:  # draw only when drifting, so strength 0 reproduces "none" exactly
+        orders = 1 + rng.binomial(orders - 1, order_keep)
 
     log_aov = 3.9 + np.array(_TIER_AOV)[tier] + np.array(_COUNTRY_AOV)[country] + rng.normal(0, 0.45, n)
     aov = np.exp(log_aov) * _blend(1.0, drift.aov_factor, strength)
@@ -229,8 +230,9 @@ def _draw_attributes(rng: np.random.Generator, n: int, drift: Scenario, strength
     discount = np.clip(discount + strength * drift.discount_shift, 0, 1)
 
     sessions = rng.poisson(np.exp(2.0 + 0.6 * engagement - 0.004 * np.minimum(recency, 365)))
-    if drift.session_factor != 1.0:
-        sessions = rng.binomial(sessions, _blend(1.0, drift.session_factor, strength))
+    session_keep = _blend(1.0, drift.session_factor, strength)
+    if session_keep != 1.0:
+        sessions = rng.binomial(sessions, session_keep)
     pages = 1.0 + rng.gamma(2.0, 1.8 * np.exp(0.15 * engagement))
 
     email_open = rng.beta(2.0, 2.0 * np.exp(-0.5 * engagement) * 2.0)
@@ -245,7 +247,7 @@ def _draw_attributes(rng: np.random.Generator, n: int, drift: Scenario, strength
     cart_abandon = np.clip(cart_abandon + strength * drift.cart_abandonment_shift, 0, 1)
 
     tickets = rng.poisson(0.35 * np.exp(0.9 * returns / orders + 0.1 * np.log1p(orders)))
-    if drift.extra_tickets:
+    if strength * drift.extra_tickets:
         tickets = tickets + rng.poisson(strength * drift.extra_tickets, n)
 
     satisfaction = 3.9 - 0.5 * tickets + 0.3 * engagement + rng.normal(0, 0.8, n)

@@ -84,17 +84,24 @@ def _convert(name: str, values: Any) -> np.ndarray:
                 return values.to_numpy().astype("datetime64[D]")
             return np.asarray([None if _is_missing(v) else v for v in values], dtype="datetime64[D]")
         if kind is Kind.CATEGORY:
+            if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+                labels = np.append(values.cat.categories.astype(str).to_numpy(dtype=str), MISSING)
+                return labels[values.cat.codes.to_numpy()]  # code -1 (missing) picks the last label
             array = np.asarray(values, dtype=object)
             return np.where(pd.isna(array), MISSING, array).astype(str)
         if isinstance(values, pd.Series):
             return values.to_numpy(dtype=np.float64, na_value=np.nan)
-        return np.asarray(values, dtype=np.float64)
+        try:
+            return np.asarray(values, dtype=np.float64)
+        except TypeError:  # pd.NA and friends: map every missing marker to NaN
+            array = np.asarray(values, dtype=object)
+            return np.where(pd.isna(array), np.nan, array).astype(np.float64)
     except (TypeError, ValueError) as exc:
         raise ChurnError(f"column {name!r}: values are not of kind {kind.value} ({exc})") from None
 
 
 def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))
+    return value is None or bool(pd.isna(value))
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:

@@ -73,7 +73,8 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         n = len(cols["total_orders"])
         continuous, flags = derive(cols)
         continuous |= self._rfm_scores(continuous)
-        out = np.zeros((n, self.n_features_out_), dtype=np.float64)
+        # Column-major: every feature below is written as one contiguous column.
+        out = np.zeros((n, self.n_features_out_), dtype=np.float64, order="F")
         for j, name in enumerate(self.continuous_names_):
             value = continuous[name]
             out[:, j] = (np.where(np.isnan(value), self.medians_[j], value) - self.means_[j]) / self.scales_[j]
@@ -104,7 +105,8 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         cols = to_columns(X)
         continuous, flags = derive(cols)
         continuous |= self._rfm_scores(continuous)
-        return pd.DataFrame(continuous | flags | {name: cols[name] for name in CATEGORY_COLUMNS})
+        indicators = {f"{name}_missing": np.isnan(cols[name]).astype(np.float64) for name in NULLABLE_INPUTS}
+        return pd.DataFrame(continuous | indicators | flags | {name: cols[name] for name in CATEGORY_COLUMNS})
 
     def _rfm_scores(self, continuous: Columns) -> Columns:
         """RFM scores 1..bins from the fitted cut points (recency reversed: recent = high)."""

@@ -1,0 +1,37 @@
+# churn-mlops: `make run` runs the main job, `make test` runs every check. Both set up .venv first.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+BIN := .venv/bin
+
+.PHONY: help setup run test lint format typecheck pytest bench clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: ## Create or update .venv from uv.lock (installs uv when missing)
+	@bash scripts/bootstrap.sh
+
+run: setup ## Run the main job end to end on embedded defaults (generate -> validate -> features)
+	$(BIN)/churn run
+
+test: setup lint typecheck pytest ## Lint, type-check and run the whole test suite
+
+lint: setup ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup ## Apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: setup ## mypy (strict) on src/churn
+	$(BIN)/mypy src/churn
+
+pytest: setup ## Run the tests only
+	$(BIN)/pytest
+
+bench: setup ## Print the generator, validation and feature benchmark tables
+	$(BIN)/python scripts/bench_features.py
+
+clean: ## Remove generated data and caches (keeps .venv)
+	rm -rf data .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,5 @@
+"""``python -m churn`` runs the CLI."""
+
+from churn.cli import main
+
+main()

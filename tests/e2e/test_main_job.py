@@ -1,0 +1,107 @@
+"""The README's main command, end to end, as a user runs it (a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from churn.cli import app
+from churn.features.build import load_pipeline
+
+pytestmark = pytest.mark.e2e
+
+
+def _churn(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "churn", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_main_job_runs_end_to_end_on_a_small_data_set(tmp_path: Path) -> None:
+    result = _churn("run", "--rows", "3000", "--date", "2026-01-05", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    raw = tmp_path / "data/raw/customers_20260105.csv"
+    truth = tmp_path / "data/truth/customers_20260105.truth.parquet"
+    report = tmp_path / "data/reports/customers_20260105.validation.json"
+    table = tmp_path / "data/features/customers_20260105.features.parquet"
+    pipeline = tmp_path / "data/features/feature_pipeline.joblib"
+    for path in (raw, truth, report, table, pipeline):
+        assert path.is_file(), path
+        assert str(path) in result.stdout  # the job says where its outputs are
+    assert json.loads(report.read_text())["valid"] is True
+    features = pd.read_parquet(table)
+    assert len(features) == 3000
+    assert np.isfinite(features.drop(columns=["customer_id"]).to_numpy(dtype=float)).all()
+    assert "true_churn_probability" not in features.columns
+    assert "true_churn_probability" not in raw.read_text().splitlines()[0]
+    assert len(pd.read_parquet(truth)) == 3000
+    assert load_pipeline(pipeline).n_features_out_ == features.shape[1] - 2
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_same_arguments_give_byte_identical_raw_files(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        args = (
+            "data",
+            "generate",
+            "--rows",
+            "1000",
+            "--date",
+            "2026-03-04",
+            "--seed",
+            "5",
+            "--scenario",
+            "price_shock",
+        )
+        assert _churn(*args, cwd=tmp_path / name).returncode == 0
+    first = (tmp_path / "a/data/raw/customers_20260304.csv").read_bytes()
+    assert first == (tmp_path / "b/data/raw/customers_20260304.csv").read_bytes()
+
+
+def test_invalid_input_is_one_clear_line_not_a_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "customers_20260101.csv"
+    bad.write_bytes(b"customer_id,age\n\xff\xfe,3\n")
+    result = _churn("features", "build", str(bad), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "not UTF-8" in result.stderr and "line 2" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data/features").exists()  # nothing half-built
+    result = _churn("data", "generate", "--rows", "10", "--scenario", "meteor", cwd=tmp_path)
+    assert result.returncode == 1 and "meteor" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "data/raw").exists() or not list((tmp_path / "data/raw").iterdir())
+
+
+def _command_paths() -> list[list[str]]:
+    root = get_command(app)
+    paths: list[list[str]] = [[]]
+
+    def walk(command: object, prefix: list[str]) -> None:
+        for name, sub in getattr(command, "commands", {}).items():
+            paths.append([*prefix, name])
+            walk(sub, [*prefix, name])
+
+    walk(root, [])
+    return paths
+
+
+@pytest.mark.parametrize("path", _command_paths(), ids=lambda p: " ".join(p) or "churn")
+def test_every_command_has_help(path: list[str]) -> None:
+    result = CliRunner().invoke(app, [*path, "--help"])
+    assert result.exit_code == 0
+    assert "Usage" in result.output
+    assert len(result.output.strip().splitlines()) > 3

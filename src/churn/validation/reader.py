@@ -89,6 +89,8 @@ def _read_csv(path: Path) -> ParsedFile:
         return ParsedFile(None, [Violation("not_utf8", message)])
     if text.startswith("\ufeff"):
         text, data = text[1:], data[3:]
+    if text.lstrip()[:1] in ("{", "["):
+        return ParsedFile(None, [Violation("not_csv", f"{path.name} holds JSON, not comma-separated values")])
     header = next(csv.reader([text.split("\n", 1)[0].rstrip("\r")]))
     if len(header) == 1:
         for sep, name in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
@@ -99,6 +101,8 @@ def _read_csv(path: Path) -> ParsedFile:
     if duplicates:
         return ParsedFile(None, [Violation("duplicate_column", f"header repeats {', '.join(duplicates)}")])
     warnings = []
+    if "\n" not in text.rstrip("\r\n"):  # header only: no data rows (min_rows reports it)
+        return ParsedFile(pd.DataFrame({c: pd.Series([], dtype=object) for c in header}))
     if not text.endswith("\n"):
         warnings.append("the last line has no line terminator: the file may have been cut off")
     # Fast path: let Arrow convert every declared column. When some cell does not convert,
@@ -125,7 +129,7 @@ def _describe_csv_error(path: Path, text: str, message: str) -> str:
     if not match:
         return f"{path.name} is not valid CSV: {message.removeprefix('CSV parse error: ')}"
     expected, got, row_text = match.groups()
-    offset = text.find(row_text)
+    offset = text.find(row_text.removesuffix(" ..."))  # Arrow shortens long rows
     where = f"line {text.count(chr(10), 0, offset) + 1}" if offset >= 0 else "a row"
     cut = " (the file looks truncated)" if offset >= 0 and not text[offset:].rstrip("\r").count("\n") else ""
     return f"{path.name}: {where} has {got} fields, the header has {expected}{cut}"

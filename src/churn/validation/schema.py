@@ -74,7 +74,7 @@ def _row_check(rule: RowRule) -> pa.Check:
 
 def null_rate_check(max_rate: float) -> pa.Check:
     return pa.Check(
-        lambda s: bool(s.isna().mean() <= max_rate),
+        lambda s: len(s) == 0 or bool(s.isna().mean() <= max_rate),
         name=f"max_null_rate({max_rate})",
         ignore_na=False,
     )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from churn import __version__
-from churn.config import get_settings
+from churn.config import Settings, get_settings
 from churn.errors import ChurnError
 from churn.io import FileFormat
 
@@ -27,9 +29,11 @@ app = typer.Typer(
 data_app = typer.Typer(help="Generate and validate raw customer exports.", no_args_is_help=True)
 features_app = typer.Typer(help="Build feature tables and the fitted feature pipeline.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+pipeline_app = typer.Typer(help="Compile Kubeflow pipelines or run them locally (no cluster).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
 app.add_typer(config_app, name="config")
+app.add_typer(pipeline_app, name="pipeline")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -70,8 +74,9 @@ def run(
         int | None, typer.Option(min=1, help="Rows of the initial load [default: CHURN_DATA__ROWS or 100000].")
     ] = None,
     date: Annotated[str | None, typer.Option(help="Snapshot date YYYY-MM-DD [default: today].")] = None,
+    train: Annotated[bool, typer.Option(help="Also run the training pipeline on the generated data.")] = True,
 ) -> None:
-    """Run the main job end to end on embedded defaults: generate -> validate -> features."""
+    """Run the main job end to end on embedded defaults: data -> features -> training pipeline (KFP, local)."""
     from churn.jobs import run_main_job
 
     settings = get_settings()
@@ -93,9 +98,51 @@ def run(
         ("pipeline", features.pipeline, "fitted feature pipeline (joblib)"),
         ("metadata", features.metadata, "feature names and RFM cut points"),
     ]
-    out.print("[bold]churn run: outputs[/bold]")
+    out.print("[bold]churn run: data[/bold]")
     for name, path, details in lines:
         out.print(f"  {name:<11}{Path(path).resolve() if path else '-'}  [dim]({details})[/dim]", soft_wrap=True)
+    if not train:
+        return
+    _run_pipeline("training", settings, source_uri=str(raw.path.resolve()))
+
+
+def _run_pipeline(name: str, settings: Settings, **overrides: Any) -> None:
+    """Run a pipeline locally with a progress bar over its tasks, then print what it produced."""
+    from churn.kfp_runner import TASK_COUNTS, local_parameters, run_local
+
+    log = (settings.data_dir / "kfp" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.log").resolve()
+    terminal = Console(file=os.fdopen(os.dup(2), "w"), soft_wrap=True)  # survives the log redirection
+    bar = Progress(
+        TextColumn("[bold]{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[last]}"),
+        console=terminal,
+    )
+    with bar:
+        task = bar.add_task(name, total=TASK_COUNTS[name], last="")
+        result = run_local(
+            name,
+            settings,
+            log=log,
+            on_task=lambda done, status: bar.update(task, advance=1, last=f"{done}: {status.lower()}"),
+            **local_parameters(settings, **overrides),
+        )
+    out.print(f"[bold]{name} pipeline[/bold] (KFP local runner): {result.output} in {result.seconds:.0f}s")
+    out.print(f"  task outputs  {result.root}")
+    out.print(f"  task logs     {log}")
+    if name == "training":
+        _print_training_summary(settings)
+
+
+def _print_training_summary(settings: Settings) -> None:
+    from churn.registry import describe_model
+
+    summary = describe_model(settings.tracking_uri, settings.mlflow.model_name)
+    out.print(f"  mlflow        {settings.tracking_uri}  (experiment {settings.mlflow.experiment!r})")
+    for line in summary:
+        out.print(f"  {line}")
 
 
 @data_app.command("generate")
@@ -201,6 +248,34 @@ def features_build(
     out.print(f"validation report: {report_path}")
     out.print(f"feature table: {outputs.table} ({outputs.rows} rows x {outputs.features} features)")
     out.print(f"fitted pipeline: {outputs.pipeline}")
+
+
+@pipeline_app.command("compile")
+def pipeline_compile(
+    out_dir: Annotated[Path, typer.Option(help="Folder for the compiled YAML.")] = Path("pipelines/compiled"),
+) -> None:
+    """Compile every pipeline to YAML for upload to the KFP UI or API."""
+    from churn.kfp_runner import PIPELINES, compile_pipeline
+
+    for name in PIPELINES:
+        out.print(f"compiled {compile_pipeline(name, out_dir)}")
+
+
+@pipeline_app.command("run")
+def pipeline_run(
+    name: Annotated[str, typer.Argument(help="Pipeline to run: training.")],
+    rows: Annotated[int | None, typer.Option(min=1, help="Rows to generate [default: CHURN_DATA__ROWS].")] = None,
+    date: Annotated[str | None, typer.Option(help="Snapshot date of generated data [default: today].")] = None,
+    source_uri: Annotated[
+        str | None, typer.Option(help="Ingest this export (path or s3://) instead of generating.")
+    ] = None,
+    scenario: Annotated[str | None, typer.Option(help="Drift scenario of generated data.")] = None,
+    gate_margin: Annotated[float | None, typer.Option(help="ROC-AUC margin the challenger must win by.")] = None,
+) -> None:
+    """Run a pipeline end to end with KFP's local runner (tasks are subprocesses, no cluster)."""
+    _run_pipeline(
+        name, get_settings(), rows=rows, date=date, source_uri=source_uri, scenario=scenario, gate_margin=gate_margin
+    )
 
 
 @config_app.command("show")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +40,68 @@ class FeatureSettings(BaseModel):
     rfm_bins: int = Field(5, ge=2, le=10, description="Quantile bins of each RFM score (fitted on training data).")
 
 
+def _params(**values: Any) -> Any:
+    return Field(default_factory=lambda: dict(values))
+
+
+class TrainingSettings(BaseModel):
+    """Model training: split, threads, hyperparameters per family, promotion gate."""
+
+    families: list[str] = Field(
+        default_factory=lambda: ["logistic_regression", "random_forest", "xgboost", "lightgbm"],
+        description="Model families to train.",
+    )
+    seed: int = Field(42, description="Seed of the split and of every estimator.")
+    validation_size: float = Field(0.15, gt=0, lt=0.5)
+    test_size: float = Field(0.15, gt=0, lt=0.5)
+    n_jobs: int = Field(2, ge=1, description="Threads per estimator (the build machines have 2 cores).")
+    gate_margin: float = Field(
+        0.002, ge=0, description="Test ROC-AUC by which a challenger must beat the champion to replace it."
+    )
+    logistic_regression: dict[str, Any] = _params(C=1.0, max_iter=2000)
+    random_forest: dict[str, Any] = _params(
+        n_estimators=150, max_depth=12, min_samples_leaf=20, max_features=0.3, max_samples=0.3
+    )
+    xgboost: dict[str, Any] = _params(
+        n_estimators=2000,
+        learning_rate=0.05,
+        max_depth=4,
+        min_child_weight=5,
+        subsample=0.8,
+        colsample_bytree=0.8,
+        early_stopping_rounds=50,
+    )
+    lightgbm: dict[str, Any] = _params(
+        n_estimators=2000,
+        learning_rate=0.03,
+        num_leaves=15,
+        min_child_samples=50,
+        subsample=0.8,
+        subsample_freq=1,
+        colsample_bytree=0.8,
+        early_stopping_rounds=50,
+    )
+
+    def params(self, family: str) -> dict[str, Any]:
+        """Hyperparameters of ``family`` (a copy)."""
+        return dict(getattr(self, family))
+
+
+class MlflowSettings(BaseModel):
+    """Experiment tracking and model registry."""
+
+    tracking_uri: str | None = Field(
+        None, description="Tracking server or store; unset = sqlite file under data_dir/mlflow (no server)."
+    )
+    artifact_location: str | None = Field(
+        None, description="Artifact root of a new experiment; unset = data_dir/mlflow/artifacts (or the server's)."
+    )
+    experiment: str = Field("churn", description="Experiment name.")
+    model_name: str = Field("churn-model", description="Registered model name.")
+    timeout_seconds: int = Field(10, ge=1, description="HTTP timeout per request to a tracking server.")
+    max_retries: int = Field(2, ge=0, description="HTTP retries per request before failing.")
+
+
 class Settings(BaseSettings):
     """Top-level settings of churn-mlops."""
 
@@ -49,6 +111,8 @@ class Settings(BaseSettings):
     data: DataSettings = DataSettings()
     validation: ValidationSettings = ValidationSettings()
     features: FeatureSettings = FeatureSettings()
+    training: TrainingSettings = TrainingSettings()
+    mlflow: MlflowSettings = MlflowSettings()
 
     @property
     def raw_dir(self) -> Path:
@@ -66,6 +130,20 @@ class Settings(BaseSettings):
     @property
     def features_dir(self) -> Path:
         return self.data_dir / "features"
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI; the embedded default is a sqlite file under ``data_dir``."""
+        return self.mlflow.tracking_uri or f"sqlite:///{(self.data_dir / 'mlflow' / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_location(self) -> str | None:
+        """Artifact root for new experiments (None lets a tracking server choose)."""
+        if self.mlflow.artifact_location:
+            return self.mlflow.artifact_location
+        if self.mlflow.tracking_uri:
+            return None
+        return (self.data_dir / "mlflow" / "artifacts").resolve().as_uri()
 
 
 def get_settings() -> Settings:

@@ -1,0 +1,44 @@
+"""Data components: load (generate or ingest), validate, split."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
+
+from components._image import IMAGE
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def load_data(
+    raw: Output[Dataset],
+    source_uri: str = "",
+    rows: int = 100_000,
+    date: str = "",
+    seed: int = 42,
+    scenario: str = "none",
+) -> str:
+    """Generate a day's customers, or copy the export at ``source_uri``; return its fingerprint."""
+    from churn import steps
+
+    info = steps.load_data(raw.path, source_uri=source_uri, rows=rows, date=date, seed=seed, scenario=scenario)
+    raw.metadata.update(info)
+    return str(info["fingerprint"])
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def validate_data(raw: Input[Dataset], report: Output[Artifact], summary: Output[Markdown], min_rows: int = 100):
+    """Validate the raw export against the schema; fail the run (after writing the report) when invalid."""
+    from churn import steps
+
+    steps.validate(raw.path, report.path, summary=summary.path, min_rows=min_rows)
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def split_data(
+    raw: Input[Dataset],
+    train: Output[Dataset],
+    validation: Output[Dataset],
+    test: Output[Dataset],
+    seed: int = 42,
+):
+    """Stratified, seeded 70/15/15 split into parquet datasets."""
+    from churn import steps
+
+    counts = steps.split(raw.path, {"train": train.path, "validation": validation.path, "test": test.path}, seed=seed)
+    for artifact, name in ((train, "train"), (validation, "validation"), (test, "test")):
+        artifact.metadata["rows"] = counts[f"{name}_rows"]

@@ -1,0 +1,82 @@
+"""Registry components: log every candidate to MLflow, register the winner, run the promotion gate."""
+
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Markdown, Model, Output
+
+from components._image import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def register_model(
+    logistic_regression: Input[Model],
+    random_forest: Input[Model],
+    xgboost: Input[Model],
+    lightgbm: Input[Model],
+    winner: Input[Model],
+    test: Input[Dataset],
+    fingerprint: str,
+    kfp_run_id: str,
+    tracking_uri: str = "",
+    experiment: str = "churn",
+    model_name: str = "churn-model",
+) -> NamedTuple("Registered", [("version", str), ("parent_run_id", str)]):  # type: ignore[valid-type]  # noqa: UP014
+    """One MLflow parent run with a nested run per candidate; the winner becomes a new ``@challenger`` version."""
+    from collections import namedtuple
+
+    from churn import steps
+    from churn.config import get_settings
+
+    settings = get_settings()
+    candidates = {
+        "logistic_regression": logistic_regression.path,
+        "random_forest": random_forest.path,
+        "xgboost": xgboost.path,
+        "lightgbm": lightgbm.path,
+    }
+    result = steps.register(
+        candidates,
+        steps.read_selection(winner.path),
+        test.path,
+        tracking_uri=tracking_uri or settings.tracking_uri,
+        experiment=experiment,
+        model_name=model_name,
+        artifact_location=settings.artifact_location,
+        fingerprint=fingerprint,
+        kfp_run_id=kfp_run_id,
+        timeout=settings.mlflow.timeout_seconds,
+        retries=settings.mlflow.max_retries,
+    )
+    return namedtuple("Registered", ["version", "parent_run_id"])(result["version"], result["parent_run_id"])
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def promote_model(
+    version: str,
+    parent_run_id: str,
+    test: Input[Dataset],
+    decision: Output[Markdown],
+    tracking_uri: str = "",
+    model_name: str = "churn-model",
+    margin: float = 0.002,
+) -> str:
+    """Promotion gate: challenger and champion scored on the same test rows; ``@champion`` moves only if earned."""
+    from churn import steps
+    from churn.config import get_settings
+
+    settings = get_settings()
+    result = steps.promote(
+        version,
+        test.path,
+        tracking_uri=tracking_uri or settings.tracking_uri,
+        model_name=model_name,
+        margin=margin,
+        parent_run_id=parent_run_id,
+        timeout=settings.mlflow.timeout_seconds,
+        retries=settings.mlflow.max_retries,
+    )
+    with open(decision.path, "w", encoding="utf-8") as handle:
+        handle.write(steps.gate_markdown(result))
+    return "promoted" if result["promoted"] else "rejected"

@@ -1,0 +1,1 @@
+"""Kubeflow pipelines of churn-mlops; compiled YAML lives in ``pipelines/compiled/``."""

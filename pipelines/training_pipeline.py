@@ -1,0 +1,85 @@
+"""The weekly training pipeline: data -> validation -> split -> four models -> selection -> registry -> gate."""
+
+
+from kfp import dsl
+
+from components.data import load_data, split_data, validate_data
+from components.registry import promote_model, register_model
+from components.training import select_model, train_model
+
+FAMILIES = ("logistic_regression", "random_forest", "xgboost", "lightgbm")
+
+
+@dsl.pipeline(
+    name="churn-training",
+    description="Generate or ingest customers, validate, split 70/15/15, train four model families, "
+    "register the best as @challenger in MLflow and promote it to @champion if it beats the current one.",
+)
+def training_pipeline(
+    source_uri: str = "",
+    rows: int = 100_000,
+    date: str = "",
+    seed: int = 42,
+    scenario: str = "none",
+    min_rows: int = 100,
+    n_jobs: int = 2,
+    mlflow_tracking_uri: str = "",
+    mlflow_experiment: str = "churn",
+    model_name: str = "churn-model",
+    gate_margin: float = 0.002,
+) -> str:
+    """Train, register and (maybe) promote a churn model.
+
+    Args:
+        source_uri: Raw export to ingest (path or s3://); empty generates ``rows`` customers.
+        rows: Rows to generate when no ``source_uri`` is given.
+        date: Snapshot date YYYY-MM-DD of generated data (empty: today).
+        seed: Seed of the generator, the split and the estimators.
+        scenario: Drift scenario of generated data.
+        min_rows: Fewest rows a valid export may have.
+        n_jobs: Threads per estimator.
+        mlflow_tracking_uri: MLflow tracking URI (empty: CHURN_MLFLOW__TRACKING_URI or the local default).
+        mlflow_experiment: MLflow experiment name.
+        model_name: Registered model name.
+        gate_margin: ROC-AUC by which the challenger must beat the champion.
+
+    Returns:
+        The gate decision: "promoted" or "rejected".
+    """
+    data = load_data(source_uri=source_uri, rows=rows, date=date, seed=seed, scenario=scenario)
+    data.set_display_name("load data")
+    checked = validate_data(raw=data.outputs["raw"], min_rows=min_rows).set_display_name("validate")
+    parts = split_data(raw=data.outputs["raw"], seed=seed).after(checked).set_display_name("split 70/15/15")
+    trained = {}
+    for family in FAMILIES:
+        task = train_model(
+            family=family,
+            train=parts.outputs["train"],
+            validation=parts.outputs["validation"],
+            n_jobs=n_jobs,
+            seed=seed,
+        )
+        task.set_display_name(f"train {family}").set_cpu_request("1").set_memory_request("2G")
+        trained[family] = task.outputs["model"]
+    chosen = select_model(**trained, test=parts.outputs["test"]).set_display_name("evaluate and select")
+    registered = register_model(
+        **trained,
+        winner=chosen.outputs["winner"],
+        test=parts.outputs["test"],
+        fingerprint=data.outputs["Output"],
+        kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        tracking_uri=mlflow_tracking_uri,
+        experiment=mlflow_experiment,
+        model_name=model_name,
+    )
+    registered.set_display_name("register @challenger").set_caching_options(False)
+    gate = promote_model(
+        version=registered.outputs["version"],
+        parent_run_id=registered.outputs["parent_run_id"],
+        test=parts.outputs["test"],
+        tracking_uri=mlflow_tracking_uri,
+        model_name=model_name,
+        margin=gate_margin,
+    )
+    gate.set_display_name("promotion gate").set_caching_options(False)
+    return gate.outputs["Output"]

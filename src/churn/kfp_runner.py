@@ -1,0 +1,160 @@
+"""Compile the pipelines to YAML and run them with KFP's local runner (no cluster)."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from churn.config import Settings
+from churn.errors import ChurnError
+
+PIPELINES = ("training",)
+#: Tasks per pipeline, for progress reporting.
+TASK_COUNTS = {"training": 10}
+_TASK_DONE = re.compile(r"Task \S*'([\w-]+)'\S* finished with status \S*?(SUCCESS|FAILURE)")
+COMPILED_DIR = Path("pipelines/compiled")
+
+
+def _pipeline(name: str) -> Any:
+    if name == "training":
+        from pipelines.training_pipeline import training_pipeline
+
+        return training_pipeline
+    raise ChurnError(f"unknown pipeline {name!r}; known: {', '.join(PIPELINES)}")
+
+
+def compile_pipeline(name: str, out_dir: Path = COMPILED_DIR) -> Path:
+    """Compile one pipeline to ``<out_dir>/<name>_pipeline.yaml`` (the file a user uploads to the KFP UI)."""
+    from kfp import compiler
+
+    from churn.io import atomic_path
+
+    path = out_dir / f"{name}_pipeline.yaml"
+    with atomic_path(path) as tmp:
+        compiler.Compiler().compile(_pipeline(name), str(tmp))
+    return path
+
+
+@dataclass(frozen=True)
+class LocalRun:
+    """A finished local pipeline run."""
+
+    name: str
+    output: Any
+    root: Path
+    seconds: float
+
+
+def local_parameters(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """Pipeline parameters for a local run: the embedded MLflow store unless one is configured."""
+    params: dict[str, Any] = {
+        "rows": settings.data.rows,
+        "seed": settings.training.seed,
+        "n_jobs": settings.training.n_jobs,
+        "mlflow_tracking_uri": settings.tracking_uri,
+        "mlflow_experiment": settings.mlflow.experiment,
+        "model_name": settings.mlflow.model_name,
+        "gate_margin": settings.training.gate_margin,
+        "min_rows": settings.validation.min_rows,
+    }
+    if settings.data.date:
+        params["date"] = settings.data.date.isoformat()
+    params.update({k: v for k, v in overrides.items() if v is not None})
+    return params
+
+
+@contextmanager
+def _output_to(log: Path) -> Iterator[None]:
+    """Send this process's and its children's stdout/stderr to ``log`` (the local runner is chatty)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with log.open("ab") as handle:
+        os.dup2(handle.fileno(), 1)
+        os.dup2(handle.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def _follow(log: Path, on_task: Callable[[str, str], None], stop: threading.Event) -> None:
+    """Report each task that finishes, by reading the runner's log as it grows."""
+    with log.open("r", encoding="utf-8", errors="replace") as handle:
+        while True:
+            line = handle.readline()
+            if line:
+                if match := _TASK_DONE.search(line):
+                    on_task(match.group(1), match.group(2))
+            elif stop.is_set():
+                return
+            else:
+                time.sleep(0.2)
+
+
+def run_local(
+    name: str,
+    settings: Settings,
+    *,
+    log: Path | None = None,
+    on_task: Callable[[str, str], None] | None = None,
+    **parameters: Any,
+) -> LocalRun:
+    """Run a pipeline end to end with ``kfp.local.SubprocessRunner`` in this environment.
+
+    Each task runs as a subprocess of this Python, exactly the component code that runs
+    in a cluster pod; outputs land in ``<data_dir>/kfp/<pipeline>-<timestamp>/<task>/``.
+
+    Args:
+        name: Pipeline name (see :data:`PIPELINES`).
+        settings: Settings; the data folder holds the pipeline root.
+        log: Write the runner's task logs here instead of the terminal.
+        on_task: Called with (task name, status) as tasks finish (needs ``log``).
+        **parameters: Pipeline parameters.
+
+    Raises:
+        ChurnError: A task failed; the message names it and where its log is.
+
+    """
+    import kfp.local
+
+    # Tasks inherit the environment: pin the data folder so that they resolve it like we do.
+    os.environ["CHURN_DATA_DIR"] = str(settings.data_dir.resolve())
+    root = (settings.data_dir / "kfp").resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    start = time.perf_counter()
+    pipeline = _pipeline(name)
+    stop = threading.Event()
+    follower = None
+    if log:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.touch()
+        if on_task:
+            follower = threading.Thread(target=_follow, args=(log, on_task, stop), daemon=True)
+            follower.start()
+    try:
+        with _output_to(log) if log else nullcontext():
+            task = pipeline(**parameters)
+    except RuntimeError as exc:
+        where = f"; task logs: {log}" if log else ""
+        raise ChurnError(f"{name} pipeline failed: {exc}{where}") from None
+    finally:
+        stop.set()
+        if follower:
+            follower.join(timeout=5)
+    output = getattr(task, "output", None)
+    return LocalRun(name, output, root, time.perf_counter() - start)

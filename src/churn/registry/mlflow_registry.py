@@ -1,0 +1,285 @@
+"""Everything churn-mlops does with MLflow, in one place.
+
+A candidate is logged with its native flavor (scikit-learn, XGBoost or LightGBM) on the
+model matrix, and the fitted feature pipeline plus ``churn_model.json`` (family,
+threshold, feature names) travel inside the model directory as extra files: whoever
+downloads a model version (KServe's storage initializer, the promotion gate, the
+monitoring job) gets the estimator and its features from one place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from churn.data.schema import LABEL
+from churn.errors import ChurnError
+from churn.training.evaluate import classification_metrics
+from churn.training.models import ChurnModel
+
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+PIPELINE_FILE = "feature_pipeline.joblib"
+MODEL_INFO_FILE = "churn_model.json"
+_FLAVORS = {"logistic_regression": "sklearn", "random_forest": "sklearn", "xgboost": "xgboost", "lightgbm": "lightgbm"}
+
+
+def connect(
+    tracking_uri: str, *, experiment: str, artifact_location: str | None = None, timeout: int = 10, retries: int = 2
+) -> str:
+    """Point MLflow at ``tracking_uri`` and make sure ``experiment`` exists; return its id.
+
+    A tracking server that does not answer fails here, within ``timeout`` seconds, with a
+    message naming it, before anything is trained or logged.
+    """
+    import mlflow
+
+    connect_registry(tracking_uri, timeout=timeout, retries=retries)
+    try:
+        found = mlflow.get_experiment_by_name(experiment)
+        if found is not None:
+            return str(found.experiment_id)
+        return str(mlflow.create_experiment(experiment, artifact_location=artifact_location))
+    except Exception as exc:  # MLflow raises many types for an unusable store
+        raise ChurnError(f"MLflow tracking at {tracking_uri} is not usable: {exc}") from exc
+
+
+def connect_registry(tracking_uri: str, *, timeout: int = 10, retries: int = 2) -> None:
+    """Point MLflow tracking and registry at ``tracking_uri`` with bounded retries; fail fast if unreachable."""
+    import mlflow
+
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(timeout)
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(retries)
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    if tracking_uri.startswith(("http://", "https://")):
+        _check_server(tracking_uri, timeout)
+    elif tracking_uri.startswith("sqlite:///"):
+        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+
+
+def _check_server(uri: str, timeout: int) -> None:
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            if response.status != 200:
+                raise ChurnError(f"MLflow tracking server {uri} answered {response.status} on /health")
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ChurnError(f"MLflow tracking server {uri} is unreachable: {reason}") from None
+
+
+def _model_files(model: ChurnModel, folder: Path) -> list[str]:
+    pipeline = folder / PIPELINE_FILE
+    joblib.dump(model.features, pipeline)
+    info = folder / MODEL_INFO_FILE
+    info.write_text(
+        json.dumps(
+            {
+                "family": model.family,
+                "threshold": model.threshold,
+                "feature_names": model.features.get_feature_names_out().tolist(),
+                "params": model.params,
+            },
+            indent=2,
+            default=str,
+        )
+    )
+    return [str(pipeline), str(info)]
+
+
+def log_candidate(
+    model: ChurnModel,
+    *,
+    example: pd.DataFrame,
+    metrics: dict[str, float],
+    tags: dict[str, str],
+) -> str:
+    """Log one trained model into the active (nested) run; return its model URI.
+
+    Args:
+        model: The trained model.
+        example: A few raw records: the input example (as the model matrix) and the
+            raw-record example the serving transformer documents.
+        metrics: Flat metric names -> values (e.g. ``val_roc_auc``, ``test_f1``).
+        tags: Run tags (data fingerprint, git commit, KFP run id...).
+
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+
+    matrix = model.features.transform(example)
+    signature = infer_signature(matrix, model.predict_matrix(matrix))
+    mlflow.log_params({"family": model.family, **{k: str(v) for k, v in model.params.items()}})
+    mlflow.log_metrics(metrics)
+    mlflow.set_tags(tags)
+    mlflow.log_dict(json.loads(example.to_json(orient="records", date_format="iso")), "raw_input_example.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        extra = _model_files(model, Path(tmp))
+        mlflow.log_artifact(extra[0], artifact_path="feature_pipeline")
+        flavor = _FLAVORS[model.family]
+        common: dict[str, Any] = {
+            "name": "model",
+            "pip_requirements": _requirements(flavor),
+            "signature": signature,
+            "input_example": matrix[:5],
+            "extra_files": extra,
+        }
+        if flavor == "sklearn":
+            info = mlflow.sklearn.log_model(model.estimator, serialization_format="cloudpickle", **common)
+        elif flavor == "xgboost":
+            info = mlflow.xgboost.log_model(model.estimator, **common)
+        else:
+            info = mlflow.lightgbm.log_model(model.estimator, **common)
+    return str(info.model_uri)
+
+
+def register_challenger(model_uri: str, name: str, *, tags: dict[str, str]) -> str:
+    """Register ``model_uri`` as a new version of ``name`` and point ``@challenger`` at it."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    version = mlflow.register_model(model_uri, name, tags=tags)
+    MlflowClient().set_registered_model_alias(name, CHALLENGER, version.version)
+    return str(version.version)
+
+
+def load_churn_model(model_uri: str) -> ChurnModel:
+    """Load a registered or logged churn model (estimator, feature pipeline, threshold) from MLflow.
+
+    Args:
+        model_uri: ``models:/churn-model@champion``, ``models:/churn-model/3``, ``runs:/...``
+            or a local model directory.
+
+    """
+    import mlflow
+
+    try:
+        local = Path(model_uri) if Path(model_uri).is_dir() else Path(mlflow.artifacts.download_artifacts(model_uri))
+    except Exception as exc:
+        raise ChurnError(f"cannot fetch model {model_uri}: {exc}") from exc
+    return load_model_dir(local)
+
+
+def load_model_dir(path: Path) -> ChurnModel:
+    """Load a churn model from a downloaded MLflow model directory (as KServe lays it out)."""
+    import mlflow
+
+    info_file = path / "extra_files" / MODEL_INFO_FILE
+    if not info_file.is_file():
+        raise ChurnError(f"{path} is not a churn model directory: {info_file.name} is missing")
+    info = json.loads(info_file.read_text())
+    flavor = _FLAVORS[info["family"]]
+    loader = {"sklearn": mlflow.sklearn, "xgboost": mlflow.xgboost, "lightgbm": mlflow.lightgbm}[flavor]
+    estimator = loader.load_model(str(path))
+    features = joblib.load(path / "extra_files" / PIPELINE_FILE)
+    return ChurnModel(info["family"], features, estimator, float(info["threshold"]), info.get("params", {}))
+
+
+def _requirements(flavor: str) -> list[str]:
+    """Pinned requirements of a logged model (stated, so MLflow need not probe the environment)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ["mlflow", "numpy", "pandas", "scikit-learn", "cloudpickle", "churn-mlops"]
+    names += {"xgboost": ["xgboost-cpu"], "lightgbm": ["lightgbm"]}.get(flavor, [])
+    pins = []
+    for name in names:
+        try:
+            pins.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            continue
+    return pins
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Outcome of the promotion gate."""
+
+    promoted: bool
+    reason: str
+    challenger_version: str
+    challenger_roc_auc: float
+    champion_version: str | None
+    champion_roc_auc: float | None
+    margin: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def promote_if_better(name: str, challenger_version: str, test: pd.DataFrame, *, margin: float) -> GateDecision:
+    """Score the challenger and the current champion on the same test rows; move ``@champion`` if earned.
+
+    Each model is scored with its own feature pipeline and estimator. The challenger
+    becomes champion when there is no champion, or when its test ROC-AUC beats the
+    champion's by at least ``margin``. The alias moves last, and only on success.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    y = test[LABEL].to_numpy(dtype=np.int64)
+    challenger = load_churn_model(f"models:/{name}/{challenger_version}")
+    challenger_auc = classification_metrics(y, challenger.predict_proba(test), challenger.threshold)["roc_auc"]
+    try:
+        current = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        current = None
+    champion_version = None if current is None else str(current.version)
+    champion_auc = None
+    if champion_version is None:
+        promoted, reason = True, "no champion yet"
+    elif champion_version == challenger_version:
+        promoted, reason = False, "the challenger already is the champion"
+        champion_auc = challenger_auc
+    else:
+        champion = load_churn_model(f"models:/{name}/{champion_version}")
+        champion_auc = classification_metrics(y, champion.predict_proba(test), champion.threshold)["roc_auc"]
+        promoted = challenger_auc >= champion_auc + margin
+        verb = "beats" if promoted else "does not beat"
+        reason = (
+            f"challenger v{challenger_version} ROC-AUC {challenger_auc:.4f} {verb} champion v{champion_version} "
+            f"{champion_auc:.4f} by the margin {margin}"
+        )
+    decision = GateDecision(
+        promoted, reason, challenger_version, challenger_auc, champion_version, champion_auc, margin
+    )
+    client.set_model_version_tag(name, challenger_version, "gate_decision", "promoted" if promoted else "rejected")
+    client.set_model_version_tag(name, challenger_version, "gate_reason", reason)
+    if promoted:
+        client.set_registered_model_alias(name, CHAMPION, challenger_version)
+    return decision
+
+
+def describe_model(tracking_uri: str, name: str) -> list[str]:
+    """Lines that say where ``@champion`` and ``@challenger`` of ``name`` point, for people."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    connect_registry(tracking_uri)
+    client = MlflowClient()
+    lines = []
+    for alias in (CHAMPION, CHALLENGER):
+        try:
+            version = client.get_model_version_by_alias(name, alias)
+        except MlflowException:
+            lines.append(f"{name}@{alias}: none")
+            continue
+        tags = version.tags
+        lines.append(
+            f"{name}@{alias}: version {version.version} ({tags.get('family', '?')}, test ROC-AUC "
+            f"{tags.get('test_roc_auc', '?')}, gate: {tags.get('gate_decision', '-')})"
+        )
+    return lines

@@ -1,0 +1,348 @@
+"""The stages of the training pipeline as plain functions on files.
+
+Each KFP component in ``components/`` is a few lines that map its artifacts to paths and
+call one function here, so the same code runs in a KFP pod, in the local KFP runner,
+in tests and in the benchmark.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from churn.data.schema import LABEL
+from churn.errors import ChurnError
+from churn.io import atomic_path, write_json, write_raw
+from churn.training.evaluate import classification_metrics, curves
+from churn.training.models import FAMILIES, ChurnModel, train_family
+from churn.training.split import SPLITS, split_frame
+from churn.validation import DataValidationError, ValidationReport, validate_file
+
+MODEL_FILE = "churn_model.joblib"
+INFO_FILE = "info.json"
+SELECTION_FILE = "selection.json"
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """``sha256:<hex>`` of a file's bytes: the data version recorded with every run."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def git_commit() -> str:
+    """The commit of the running code: ``CHURN_GIT_COMMIT`` (set in images), else ``git``, else unknown."""
+    if commit := os.environ.get("CHURN_GIT_COMMIT"):
+        return commit
+    try:
+        found = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True)
+        return found.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def load_data(
+    out: str | Path,
+    *,
+    source_uri: str = "",
+    rows: int = 100_000,
+    date: str = "",
+    seed: int = 42,
+    scenario: str = "none",
+    churn_rate: float = 0.25,
+) -> dict[str, Any]:
+    """Generate a day's customers into ``out`` (CSV), or copy an existing export from ``source_uri``.
+
+    ``source_uri`` may be a local path or ``s3://bucket/key`` (read with boto3, which
+    honours ``AWS_*`` and ``AWS_ENDPOINT_URL``/``MLFLOW_S3_ENDPOINT_URL``).
+    """
+    from churn.data import iter_customer_blocks
+
+    out = Path(out)
+    if source_uri:
+        _fetch(source_uri, out)
+    else:
+        blocks = iter_customer_blocks(rows, date or None, seed=seed, scenario=scenario, churn_rate=churn_rate)
+        write_raw((b.frame for b in blocks), out, "csv")
+    return {"path": str(out), "fingerprint": file_fingerprint(out), "bytes": out.stat().st_size}
+
+
+def _fetch(uri: str, out: Path) -> None:
+    if uri.startswith("s3://"):
+        import boto3
+
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
+        with atomic_path(out) as tmp:
+            try:
+                boto3.client("s3", endpoint_url=endpoint).download_file(bucket, key, str(tmp))
+            except Exception as exc:
+                raise ChurnError(f"cannot read {uri}: {exc}") from exc
+        return
+    source = Path(uri.removeprefix("file://"))
+    if not source.is_file():
+        raise ChurnError(f"data source {uri} does not exist")
+    with atomic_path(out) as tmp:
+        shutil.copyfile(source, tmp)
+
+
+def validate(
+    raw: str | Path, report: str | Path, *, summary: str | Path | None = None, min_rows: int = 100
+) -> dict[str, Any]:
+    """Validate the raw export, write the JSON report (and a Markdown summary); raise after writing when invalid."""
+    try:
+        _, result = validate_file(raw, min_rows=min_rows)
+    except DataValidationError as exc:
+        _write_validation(exc.report, report, summary)
+        raise
+    _write_validation(result, report, summary)
+    return result.to_dict()
+
+
+def _write_validation(result: ValidationReport, report: str | Path, summary: str | Path | None) -> None:
+    write_json(result.to_dict(), report)
+    if summary is not None:
+        _write_text(summary, "# Data validation\n\n```text\n" + result.summary() + "\n```\n")
+
+
+def _write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def split(
+    raw: str | Path,
+    outputs: dict[str, str | Path],
+    *,
+    seed: int = 42,
+    validation_size: float = 0.15,
+    test_size: float = 0.15,
+) -> dict[str, int]:
+    """Split a validated raw export 70/15/15 (stratified, seeded) into parquet files."""
+    frame, _ = validate_file(raw, min_rows=1)
+    parts = split_frame(frame, seed=seed, validation_size=validation_size, test_size=test_size)
+    for name in SPLITS:
+        write_raw([parts[name]], outputs[name], "parquet")
+    return {f"{name}_rows": len(parts[name]) for name in SPLITS}
+
+
+def read_split(path: str | Path) -> pd.DataFrame:
+    """Read a split written by :func:`split`."""
+    return pd.read_parquet(path)
+
+
+def train(
+    family: str,
+    train_path: str | Path,
+    validation_path: str | Path,
+    model_dir: str | Path,
+    *,
+    params: dict[str, Any],
+    n_jobs: int = 2,
+    seed: int = 42,
+) -> dict[str, Any]:
+    """Train one family; save the model and its info (metrics, timings) into ``model_dir``."""
+    if family not in FAMILIES:
+        raise ChurnError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
+    model = train_family(family, read_split(train_path), read_split(validation_path), params, n_jobs=n_jobs, seed=seed)
+    save_model(model, model_dir)
+    return model.info
+
+
+def save_model(model: ChurnModel, folder: str | Path) -> None:
+    """Save a trained model and its info between pipeline steps."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / MODEL_FILE) as tmp:
+        joblib.dump(model, tmp)
+    write_json(
+        {"family": model.family, "threshold": model.threshold, "params": model.params, **model.info}, folder / INFO_FILE
+    )
+
+
+def load_model(folder: str | Path) -> ChurnModel:
+    model = joblib.load(Path(folder) / MODEL_FILE)
+    if not isinstance(model, ChurnModel):
+        raise ChurnError(f"{folder} does not hold a churn model")
+    return model
+
+
+def select(model_dirs: dict[str, str | Path], test_path: str | Path, winner_dir: str | Path) -> dict[str, Any]:
+    """Evaluate every candidate on the test split and keep the one with the best validation ROC-AUC.
+
+    Selection uses validation ROC-AUC: it ranks customers for a retention campaign
+    independently of the churn rate and of the threshold, and the test split stays
+    untouched until the final numbers. Returns a comparison, the winner's test metrics
+    and its ROC curve and confusion matrix.
+    """
+    test = read_split(test_path)
+    y = test[LABEL].to_numpy(dtype=np.int64)
+    rows = []
+    for family, folder in model_dirs.items():
+        model = load_model(folder)
+        start = time.perf_counter()
+        p = model.predict_proba(test)
+        seconds = time.perf_counter() - start
+        rows.append(
+            {
+                "family": family,
+                "val_roc_auc": model.info["validation"]["roc_auc"],
+                "val_pr_auc": model.info["validation"]["pr_auc"],
+                "threshold": model.threshold,
+                "test": classification_metrics(y, p, model.threshold),
+                "fit_seconds": model.info["fit_seconds"],
+                "predict_seconds": seconds,
+                "_p": p,
+            }
+        )
+    best = max(rows, key=lambda r: r["val_roc_auc"])
+    winner = Path(winner_dir)
+    if winner.exists():
+        shutil.rmtree(winner)
+    shutil.copytree(model_dirs[best["family"]], winner)
+    for row in rows:
+        if row is not best:
+            row.pop("_p")
+    p_best = best.pop("_p")
+    selection = {
+        "winner": best["family"],
+        "candidates": rows,
+        "winner_test": best["test"],
+        "curves": curves(y, p_best, best["threshold"]),
+    }
+    write_json(selection, winner / SELECTION_FILE)
+    return selection
+
+
+def read_selection(winner_dir: str | Path) -> dict[str, Any]:
+    """The selection written beside the winning model by :func:`select`."""
+    return dict(json.loads((Path(winner_dir) / SELECTION_FILE).read_text()))
+
+
+def comparison_markdown(selection: dict[str, Any]) -> str:
+    """The comparison table shown in the KFP UI and logged to MLflow."""
+    lines = [
+        f"# Model comparison — winner: **{selection['winner']}** (by validation ROC-AUC)",
+        "",
+        "| family | val ROC-AUC | test ROC-AUC | test PR-AUC | test F1 | precision | recall | Brier | log loss "
+        "| threshold | fit s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in sorted(selection["candidates"], key=lambda r: -r["val_roc_auc"]):
+        t = row["test"]
+        mark = " ✅" if row["family"] == selection["winner"] else ""
+        lines.append(
+            f"| {row['family']}{mark} | {row['val_roc_auc']:.4f} | {t['roc_auc']:.4f} | {t['pr_auc']:.4f} | "
+            f"{t['f1']:.4f} | {t['precision']:.4f} | {t['recall']:.4f} | {t['brier']:.4f} | {t['log_loss']:.4f} | "
+            f"{row['threshold']:.3f} | {row['fit_seconds']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def register(
+    model_dirs: dict[str, str | Path],
+    selection: dict[str, Any],
+    test_path: str | Path,
+    *,
+    tracking_uri: str,
+    experiment: str,
+    model_name: str,
+    artifact_location: str | None = None,
+    fingerprint: str = "",
+    kfp_run_id: str = "",
+    timeout: int = 10,
+    retries: int = 2,
+) -> dict[str, str]:
+    """Log a parent run with a nested run per candidate, then register the winner as ``@challenger``.
+
+    Returns the parent run id, the winner's run id and the new model version.
+    """
+    import mlflow
+
+    from churn.registry import connect, log_candidate, register_challenger
+
+    connect(tracking_uri, experiment=experiment, artifact_location=artifact_location, timeout=timeout, retries=retries)
+    test = read_split(test_path)
+    example = test.drop(columns=[LABEL]).head(5)
+    tags = {"data_fingerprint": fingerprint, "git_commit": git_commit(), "kfp_run_id": kfp_run_id}
+    by_family = {row["family"]: row for row in selection["candidates"]}
+    with mlflow.start_run(run_name=f"training {kfp_run_id or time.strftime('%Y%m%d-%H%M%S')}") as parent:
+        mlflow.set_tags({**tags, "winner": selection["winner"]})
+        mlflow.log_text(comparison_markdown(selection), "comparison.md")
+        mlflow.log_metrics({f"winner_test_{k}": v for k, v in selection["winner_test"].items()})
+        winner_uri = winner_run = ""
+        for family, folder in model_dirs.items():
+            model = load_model(folder)
+            row = by_family[family]
+            metrics = {f"val_{k}": v for k, v in model.info["validation"].items()}
+            metrics |= {f"test_{k}": v for k, v in row["test"].items()}
+            metrics |= {"fit_seconds": row["fit_seconds"]}
+            with mlflow.start_run(run_name=family, nested=True) as child:
+                uri = log_candidate(model, example=example, metrics=metrics, tags={**tags, "family": family})
+            if family == selection["winner"]:
+                winner_uri, winner_run = uri, child.info.run_id
+        version = register_challenger(
+            winner_uri,
+            model_name,
+            tags={
+                **tags,
+                "family": selection["winner"],
+                "run_id": winner_run,
+                "test_roc_auc": f"{selection['winner_test']['roc_auc']:.6f}",
+            },
+        )
+        mlflow.set_tag("registered_version", version)
+    return {"parent_run_id": parent.info.run_id, "winner_run_id": winner_run, "version": version}
+
+
+def promote(
+    version: str,
+    test_path: str | Path,
+    *,
+    tracking_uri: str,
+    model_name: str,
+    margin: float,
+    parent_run_id: str = "",
+    timeout: int = 10,
+    retries: int = 2,
+) -> dict[str, Any]:
+    """Run the promotion gate for ``version`` and log the decision to the parent run."""
+    import mlflow
+
+    from churn.registry import connect_registry, promote_if_better
+
+    connect_registry(tracking_uri, timeout=timeout, retries=retries)
+    decision = promote_if_better(model_name, version, read_split(test_path), margin=margin)
+    if parent_run_id:
+        client = mlflow.MlflowClient()
+        client.log_metric(parent_run_id, "gate_challenger_roc_auc", decision.challenger_roc_auc)
+        if decision.champion_roc_auc is not None:
+            client.log_metric(parent_run_id, "gate_champion_roc_auc", decision.champion_roc_auc)
+        client.set_tag(parent_run_id, "gate_decision", "promoted" if decision.promoted else "rejected")
+        client.set_tag(parent_run_id, "gate_reason", decision.reason)
+    return decision.as_dict()
+
+
+def gate_markdown(decision: dict[str, Any]) -> str:
+    """The promotion decision as shown in the KFP UI."""
+    verdict = "promoted to @champion" if decision["promoted"] else "not promoted"
+    champion = decision["champion_roc_auc"]
+    return (
+        f"# Promotion gate: v{decision['challenger_version']} {verdict}\n\n"
+        f"| model | version | test ROC-AUC |\n|---|---|---|\n"
+        f"| challenger | {decision['challenger_version']} | {decision['challenger_roc_auc']:.4f} |\n"
+        f"| champion | {decision['champion_version'] or '-'} | {'-' if champion is None else f'{champion:.4f}'} |\n\n"
+        f"Margin: {decision['margin']}. {decision['reason']}.\n"
+    )

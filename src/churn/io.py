@@ -50,7 +50,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+    # Hidden, unique, and ending in the target's suffix (some writers insist on it, e.g. KFP's ".yaml").
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp{target.suffix}")
     try:
         yield tmp
         with tmp.open("rb+") as handle:

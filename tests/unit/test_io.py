@@ -35,7 +35,7 @@ def frame() -> pd.DataFrame:
 
 
 def temp_files(folder: Path) -> list[Path]:
-    return sorted(folder.glob(".*.tmp"))
+    return sorted(folder.glob(".*.tmp*"))
 
 
 def failing_frames(frame: pd.DataFrame) -> Iterator[pd.DataFrame]:
@@ -52,7 +52,7 @@ def test_atomic_path_writes_beside_target_then_renames(tmp_path: Path) -> None:
 
     with atomic_path(target) as tmp:
         assert tmp.parent == target.parent  # same filesystem, so the rename is atomic
-        assert tmp.name.startswith(".out.bin.") and tmp.name.endswith(".tmp")
+        assert tmp.name.startswith(".out.bin.") and tmp.name.endswith(".tmp.bin")
         tmp.write_bytes(b"payload")
         assert not target.exists()  # nothing visible before the block ends
 

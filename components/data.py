@@ -5,6 +5,7 @@ from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
 
 from components._image import IMAGE
 
+
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def load_data(
     raw: Output[Dataset],
@@ -21,12 +22,14 @@ def load_data(
     raw.metadata.update(info)
     return str(info["fingerprint"])
 
+
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def validate_data(raw: Input[Dataset], report: Output[Artifact], summary: Output[Markdown], min_rows: int = 100):
     """Validate the raw export against the schema; fail the run (after writing the report) when invalid."""
     from churn import steps
 
     steps.validate(raw.path, report.path, summary=summary.path, min_rows=min_rows)
+
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def split_data(

@@ -1,6 +1,5 @@
 """Registry components: log every candidate to MLflow, register the winner, run the promotion gate."""
 
-
 from typing import NamedTuple
 
 from kfp import dsl
@@ -22,7 +21,7 @@ def register_model(
     tracking_uri: str = "",
     experiment: str = "churn",
     model_name: str = "churn-model",
-) -> NamedTuple("Registered", [("version", str), ("parent_run_id", str)]):  # type: ignore[valid-type]  # noqa: UP014
+) -> NamedTuple("Registered", [("version", str), ("parent_run_id", str)]):  # type: ignore[valid-type]
     """One MLflow parent run with a nested run per candidate; the winner becomes a new ``@challenger`` version."""
     from collections import namedtuple
 
@@ -77,6 +76,5 @@ def promote_model(
         timeout=settings.mlflow.timeout_seconds,
         retries=settings.mlflow.max_retries,
     )
-    with open(decision.path, "w", encoding="utf-8") as handle:
-        handle.write(steps.gate_markdown(result))
+    steps.write_text(decision.path, steps.gate_markdown(result))
     return "promoted" if result["promoted"] else "rejected"

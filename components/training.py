@@ -1,6 +1,5 @@
 """Training components: one model family per task, then evaluation and selection."""
 
-
 from kfp import dsl
 from kfp.dsl import ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
@@ -60,6 +59,5 @@ def select_model(
     curves = selection["curves"]
     roc.log_roc_curve(curves["fpr"], curves["tpr"], curves["thresholds"])
     roc.log_confusion_matrix(["retained", "churned"], curves["confusion_matrix"])
-    with open(comparison.path, "w", encoding="utf-8") as handle:
-        handle.write(steps.comparison_markdown(selection))
+    steps.write_text(comparison.path, steps.comparison_markdown(selection))
     return str(selection["winner"])

@@ -1,11 +1,9 @@
 """The weekly training pipeline: data -> validation -> split -> four models -> selection -> registry -> gate."""
 
-
-from kfp import dsl
-
 from components.data import load_data, split_data, validate_data
 from components.registry import promote_model, register_model
 from components.training import select_model, train_model
+from kfp import dsl
 
 FAMILIES = ("logistic_regression", "random_forest", "xgboost", "lightgbm")
 
@@ -45,6 +43,7 @@ def training_pipeline(
 
     Returns:
         The gate decision: "promoted" or "rejected".
+
     """
     data = load_data(source_uri=source_uri, rows=rows, date=date, seed=seed, scenario=scenario)
     data.set_display_name("load data")

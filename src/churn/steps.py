@@ -114,10 +114,11 @@ def validate(
 def _write_validation(result: ValidationReport, report: str | Path, summary: str | Path | None) -> None:
     write_json(result.to_dict(), report)
     if summary is not None:
-        _write_text(summary, "# Data validation\n\n```text\n" + result.summary() + "\n```\n")
+        write_text(summary, "# Data validation\n\n```text\n" + result.summary() + "\n```\n")
 
 
-def _write_text(path: str | Path, text: str) -> None:
+def write_text(path: str | Path, text: str) -> None:
+    """Write a text artifact (Markdown for the KFP UI), atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 

@@ -1,0 +1,101 @@
+"""The training pipeline under KFP's local runner (SubprocessRunner: every task is a real subprocess).
+
+Only the KFP backend is missing here; the components run the same code a cluster pod runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from churn.config import Settings
+from churn.errors import ChurnError
+from churn.jobs import generate_file
+from churn.kfp_runner import compile_pipeline, local_parameters, run_local
+from churn.registry import connect_registry
+
+pytestmark = pytest.mark.components
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_committed_yaml_is_not_stale(tmp_path: Path) -> None:
+    fresh = compile_pipeline("training", tmp_path)
+    committed = ROOT / "pipelines/compiled/training_pipeline.yaml"
+    assert committed.is_file(), "run `churn pipeline compile` and commit pipelines/compiled/"
+    assert yaml.safe_load(fresh.read_text()) == yaml.safe_load(committed.read_text()), (
+        "pipelines/compiled/training_pipeline.yaml is stale: run `churn pipeline compile` and commit it"
+    )
+
+
+def test_compiled_pipeline_pins_the_image_and_installs_nothing(tmp_path: Path) -> None:
+    from churn import __version__
+
+    spec = yaml.safe_load(compile_pipeline("training", tmp_path).read_text())
+    executors = spec["deploymentSpec"]["executors"]
+    assert len(executors) == 10  # one per task: load, validate, split, 4 x train, select, register, promote
+    for executor in executors.values():
+        assert executor["container"]["image"].endswith(f"/churn:{__version__}")
+        assert "pip install" not in " ".join(executor["container"]["command"])
+    tasks = spec["root"]["dag"]["tasks"]
+    assert sum(1 for t in tasks.values() if t["componentRef"]["name"].startswith("comp-train-model")) == 4
+
+
+def _versions(settings: Settings) -> list[str]:
+    connect_registry(settings.tracking_uri)
+    return [v.version for v in MlflowClient().search_model_versions("name='churn-model'")]
+
+
+def test_invalid_data_stops_at_validation_then_a_rerun_trains_and_promotes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(data_dir=tmp_path / "data")
+    good = generate_file(settings, rows=3_000, date="2026-01-05").path
+    bad = tmp_path / "bad.csv"
+    lines = good.read_text().splitlines()
+    lines[5] = lines[5].replace('"DE"', '"Atlantis"').replace('"FR"', '"Atlantis"').replace('"GB"', '"Atlantis"')
+    bad.write_text("\n".join([lines[0], *(line.replace(",0.", ",-0.", 1) for line in lines[1:])]) + "\n")
+
+    with pytest.raises(ChurnError, match="validate-data"):
+        run_local("training", settings, log=tmp_path / "bad.log", **local_parameters(settings, source_uri=str(bad)))
+    reports = list((settings.data_dir / "kfp").glob("churn-training-*/validate-data/report"))
+    assert len(reports) == 1
+    report = json.loads(reports[0].read_text())
+    assert report["valid"] is False and report["violations"]
+    assert not list((settings.data_dir / "kfp").glob("churn-training-*/train-model*"))
+    assert not (settings.data_dir / "mlflow" / "mlflow.db").exists() or _versions(settings) == []
+
+    result = run_local(
+        "training", settings, log=tmp_path / "good.log", **local_parameters(settings, source_uri=str(good))
+    )
+    assert result.output == "promoted"
+    connect_registry(settings.tracking_uri)
+    client = MlflowClient()
+    champion = client.get_model_version_by_alias("churn-model", "champion")
+    challenger = client.get_model_version_by_alias("churn-model", "challenger")
+    assert str(champion.version) == str(challenger.version) == "1"
+    run = client.get_run(champion.run_id)
+    assert run.data.tags["data_fingerprint"].startswith("sha256:")
+    assert run.data.tags["kfp_run_id"]
+    parent = client.get_run(run.data.tags["mlflow.parentRunId"])
+    assert parent.data.tags["gate_decision"] == "promoted"
+    assert "gate_challenger_roc_auc" in parent.data.metrics
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert sorted(r.data.params["family"] for r in children) == [
+        "lightgbm",
+        "logistic_regression",
+        "random_forest",
+        "xgboost",
+    ]
+    for child in children:
+        assert {"val_roc_auc", "test_roc_auc", "test_pr_auc", "test_f1", "test_brier", "test_log_loss"} <= set(
+            child.data.metrics
+        )
+    select_dir = next((settings.data_dir / "kfp").glob("churn-training-*/select-model"))
+    assert "winner" in (select_dir / "comparison").read_text()

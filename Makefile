@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 BIN := .venv/bin
 
-.PHONY: help setup run test lint format typecheck pytest bench clean
+.PHONY: help setup run test lint format typecheck pytest bench bench-training compile clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -11,7 +11,7 @@ help: ## List the targets
 setup: ## Create or update .venv from uv.lock (installs uv when missing)
 	@bash scripts/bootstrap.sh
 
-run: setup ## Run the main job end to end on embedded defaults (generate -> validate -> features)
+run: setup ## Run the main job end to end on embedded defaults (data -> features -> training pipeline)
 	$(BIN)/churn run
 
 test: setup lint typecheck pytest ## Lint, type-check and run the whole test suite
@@ -32,6 +32,12 @@ pytest: setup ## Run the tests only
 
 bench: setup ## Print the generator, validation and feature benchmark tables
 	$(BIN)/python scripts/bench_features.py
+
+bench-training: setup ## Print the training-pipeline benchmark (100K and 1M rows; takes a while)
+	$(BIN)/python scripts/bench_training.py
+
+compile: setup ## Compile the Kubeflow pipelines to pipelines/compiled/*.yaml
+	$(BIN)/churn pipeline compile
 
 clean: ## Remove generated data and caches (keeps .venv)
 	rm -rf data .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -32,8 +32,13 @@ def _churn(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproce
 
 
 def test_main_job_runs_end_to_end_on_a_small_data_set(tmp_path: Path) -> None:
-    result = _churn("run", "--rows", "3000", "--date", "2026-01-05", "--no-train", cwd=tmp_path)
+    result = _churn("run", "--rows", "3000", "--date", "2026-01-05", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    # The training pipeline ran under the KFP local runner and left a champion.
+    assert "training pipeline (KFP local runner): promoted" in result.stdout
+    assert "churn-model@champion: version 1" in result.stdout
+    assert (tmp_path / "data/mlflow/mlflow.db").is_file()
+    assert list((tmp_path / "data/kfp").glob("churn-training-*/promote-model/decision"))
     raw = tmp_path / "data/raw/customers_20260105.csv"
     truth = tmp_path / "data/truth/customers_20260105.truth.parquet"
     report = tmp_path / "data/reports/customers_20260105.validation.json"

@@ -27,6 +27,7 @@ from churn.training.evaluate import classification_metrics, curves
 from churn.training.models import FAMILIES, ChurnModel, train_family
 from churn.training.split import SPLITS, split_frame
 from churn.validation import DataValidationError, ValidationReport, validate_file
+from churn.validation.reader import read_raw_file
 
 MODEL_FILE = "churn_model.joblib"
 INFO_FILE = "info.json"
@@ -131,8 +132,15 @@ def split(
     validation_size: float = 0.15,
     test_size: float = 0.15,
 ) -> dict[str, int]:
-    """Split a validated raw export 70/15/15 (stratified, seeded) into parquet files."""
-    frame, _ = validate_file(raw, min_rows=1)
+    """Split a validated raw export 70/15/15 (stratified, seeded) into parquet files.
+
+    The export was validated by the previous step; it is only parsed here (the schema
+    checks are not paid twice), and a file that no longer parses still fails clearly.
+    """
+    parsed = read_raw_file(raw)
+    if parsed.frame is None or parsed.violations:
+        raise DataValidationError(ValidationReport(source=str(raw), violations=parsed.violations))
+    frame = parsed.frame
     parts = split_frame(frame, seed=seed, validation_size=validation_size, test_size=test_size)
     for name in SPLITS:
         write_raw([parts[name]], outputs[name], "parquet")

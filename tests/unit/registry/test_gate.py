@@ -123,3 +123,16 @@ def test_registered_model_round_trips_with_its_features_and_threshold(
     assert loaded.family == good.family and loaded.threshold == pytest.approx(good.threshold)
     np.testing.assert_allclose(loaded.predict_proba(parts["test"]), good.predict_proba(parts["test"]), rtol=1e-12)
     assert loaded.features.get_feature_names_out().tolist() == good.features.get_feature_names_out().tolist()
+
+
+def test_unreachable_tracking_server_fails_fast_with_its_address() -> None:
+    import socket
+    import time
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    start = time.perf_counter()
+    with pytest.raises(ChurnError, match=rf"127\.0\.0\.1:{port} is unreachable"):
+        connect(f"http://127.0.0.1:{port}", experiment="x", timeout=2, retries=0)
+    assert time.perf_counter() - start < 10

@@ -35,14 +35,15 @@ def register_model(
         "xgboost": xgboost.path,
         "lightgbm": lightgbm.path,
     }
+    uri = tracking_uri or settings.tracking_uri
     result = steps.register(
         candidates,
         steps.read_selection(winner.path),
         test.path,
-        tracking_uri=tracking_uri or settings.tracking_uri,
+        tracking_uri=uri,
         experiment=experiment,
         model_name=model_name,
-        artifact_location=settings.artifact_location,
+        artifact_location=settings.artifact_location_for(uri),
         fingerprint=fingerprint,
         kfp_run_id=kfp_run_id,
         timeout=settings.mlflow.timeout_seconds,

@@ -136,12 +136,16 @@ class Settings(BaseSettings):
         """The MLflow tracking URI; the embedded default is a sqlite file under ``data_dir``."""
         return self.mlflow.tracking_uri or f"sqlite:///{(self.data_dir / 'mlflow' / 'mlflow.db').resolve()}"
 
-    @property
-    def artifact_location(self) -> str | None:
-        """Artifact root for new experiments (None lets a tracking server choose)."""
+    def artifact_location_for(self, tracking_uri: str) -> str | None:
+        """Artifact root for a new experiment on ``tracking_uri``.
+
+        An explicit ``CHURN_MLFLOW__ARTIFACT_LOCATION`` wins; a local store (sqlite or a
+        folder) keeps artifacts under ``data_dir/mlflow/artifacts``; a tracking server
+        decides for itself (None), so pods never write to a path only they can see.
+        """
         if self.mlflow.artifact_location:
             return self.mlflow.artifact_location
-        if self.mlflow.tracking_uri:
+        if tracking_uri.startswith(("http://", "https://", "databricks")):
             return None
         return (self.data_dir / "mlflow" / "artifacts").resolve().as_uri()
 

@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,18 +73,22 @@ def local_parameters(settings: Settings, **overrides: Any) -> dict[str, Any]:
 
 @contextmanager
 def _output_to(log: Path) -> Iterator[None]:
-    """Send this process's and its children's stdout/stderr to ``log`` (the local runner is chatty)."""
+    """Send task output to ``log``: the runner's prints and logs, and its subprocesses' output.
+
+    Both the file descriptors (inherited by subprocesses) and ``sys.stdout``/``sys.stderr``
+    (which pytest or Jupyter may have replaced) point at the log while the pipeline runs.
+    """
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    with log.open("ab") as handle:
+    with log.open("a", encoding="utf-8", buffering=1) as handle:
         os.dup2(handle.fileno(), 1)
         os.dup2(handle.fileno(), 2)
         try:
-            yield
+            with redirect_stdout(handle), redirect_stderr(handle):
+                yield
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
+            handle.flush()
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             os.close(saved[0])
@@ -138,6 +142,12 @@ def run_local(
     kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     start = time.perf_counter()
     pipeline = _pipeline(name)
+    if tracking_uri := parameters.get("mlflow_tracking_uri"):
+        # Fail before any task runs when the tracking server is unreachable (the register
+        # task would fail too, but only after every model has trained).
+        from churn.registry import connect_registry
+
+        connect_registry(tracking_uri, timeout=settings.mlflow.timeout_seconds, retries=settings.mlflow.max_retries)
     stop = threading.Event()
     follower = None
     if log:

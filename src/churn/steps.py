@@ -282,12 +282,15 @@ def register(
 
     from churn.registry import connect, log_candidate, register_challenger
 
-    connect(tracking_uri, experiment=experiment, artifact_location=artifact_location, timeout=timeout, retries=retries)
+    experiment_id = connect(
+        tracking_uri, experiment=experiment, artifact_location=artifact_location, timeout=timeout, retries=retries
+    )
     test = read_split(test_path)
     example = test.drop(columns=[LABEL]).head(5)
     tags = {"data_fingerprint": fingerprint, "git_commit": git_commit(), "kfp_run_id": kfp_run_id}
     by_family = {row["family"]: row for row in selection["candidates"]}
-    with mlflow.start_run(run_name=f"training {kfp_run_id or time.strftime('%Y%m%d-%H%M%S')}") as parent:
+    run_name = f"training {kfp_run_id or time.strftime('%Y%m%d-%H%M%S')}"
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as parent:
         mlflow.set_tags({**tags, "winner": selection["winner"]})
         mlflow.log_text(comparison_markdown(selection), "comparison.md")
         mlflow.log_metrics({f"winner_test_{k}": v for k, v in selection["winner_test"].items()})

@@ -84,6 +84,9 @@ def test_invalid_data_stops_at_validation_then_a_rerun_trains_and_promotes(
     parent = client.get_run(run.data.tags["mlflow.parentRunId"])
     assert parent.data.tags["gate_decision"] == "promoted"
     assert "gate_challenger_roc_auc" in parent.data.metrics
+    assert client.get_experiment(parent.info.experiment_id).name == "churn"
+    artifacts = settings.data_dir.resolve() / "mlflow" / "artifacts"
+    assert client.get_experiment(parent.info.experiment_id).artifact_location == artifacts.as_uri()
     children = client.search_runs(
         [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
     )

@@ -47,11 +47,14 @@ def connect(
     connect_registry(tracking_uri, timeout=timeout, retries=retries)
     try:
         found = mlflow.get_experiment_by_name(experiment)
-        if found is not None:
-            return str(found.experiment_id)
-        return str(mlflow.create_experiment(experiment, artifact_location=artifact_location))
+        if found is None:
+            experiment_id = str(mlflow.create_experiment(experiment, artifact_location=artifact_location))
+        else:
+            experiment_id = str(found.experiment_id)
+        mlflow.set_experiment(experiment_id=experiment_id)  # every run from here on, nested ones too
     except Exception as exc:  # MLflow raises many types for an unusable store
         raise ChurnError(f"MLflow tracking at {tracking_uri} is not usable: {exc}") from exc
+    return experiment_id
 
 
 def connect_registry(tracking_uri: str, *, timeout: int = 10, retries: int = 2) -> None:

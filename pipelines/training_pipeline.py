@@ -58,7 +58,8 @@ def training_pipeline(
             n_jobs=n_jobs,
             seed=seed,
         )
-        task.set_display_name(f"train {family}").set_cpu_request("1").set_memory_request("2G")
+        # Two threads per estimator by default (n_jobs): request the cores they use.
+        task.set_display_name(f"train {family}").set_cpu_request("2").set_memory_request("2G")
         trained[family] = task.outputs["model"]
     chosen = select_model(**trained, test=parts.outputs["test"]).set_display_name("evaluate and select")
     registered = register_model(

@@ -142,7 +142,10 @@ def run_local(
     kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     start = time.perf_counter()
     pipeline = _pipeline(name)
-    if tracking_uri := parameters.get("mlflow_tracking_uri"):
+    # OpenMP threads that spin while waiting collapse XGBoost/LightGBM on a busy 2-core box.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    tracking_uri = str(parameters.get("mlflow_tracking_uri", ""))
+    if tracking_uri.startswith(("http://", "https://")):
         # Fail before any task runs when the tracking server is unreachable (the register
         # task would fail too, but only after every model has trained).
         from churn.registry import connect_registry

@@ -14,20 +14,20 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import joblib
 import numpy as np
 import pandas as pd
 
 from churn.data.schema import LABEL
 from churn.errors import ChurnError
 from churn.io import atomic_path, write_json, write_raw
-from churn.training.evaluate import classification_metrics, curves
-from churn.training.models import FAMILIES, ChurnModel, train_family
-from churn.training.split import SPLITS, split_frame
-from churn.validation import DataValidationError, ValidationReport, validate_file
-from churn.validation.reader import read_raw_file
+
+# Each task is a fresh interpreter that runs one step: heavy libraries (scikit-learn,
+# pandera, MLflow) are imported by the steps that use them, not by every task.
+if TYPE_CHECKING:
+    from churn.training.models import ChurnModel
+    from churn.validation import ValidationReport
 
 MODEL_FILE = "churn_model.joblib"
 INFO_FILE = "info.json"
@@ -103,6 +103,8 @@ def validate(
     raw: str | Path, report: str | Path, *, summary: str | Path | None = None, min_rows: int = 100
 ) -> dict[str, Any]:
     """Validate the raw export, write the JSON report (and a Markdown summary); raise after writing when invalid."""
+    from churn.validation import DataValidationError, validate_file
+
     try:
         _, result = validate_file(raw, min_rows=min_rows)
     except DataValidationError as exc:
@@ -137,6 +139,10 @@ def split(
     The export was validated by the previous step; it is only parsed here (the schema
     checks are not paid twice), and a file that no longer parses still fails clearly.
     """
+    from churn.training.split import SPLITS, split_frame
+    from churn.validation import DataValidationError, ValidationReport
+    from churn.validation.reader import read_raw_file
+
     parsed = read_raw_file(raw)
     if parsed.frame is None or parsed.violations:
         raise DataValidationError(ValidationReport(source=str(raw), violations=parsed.violations))
@@ -148,8 +154,11 @@ def split(
 
 
 def read_split(path: str | Path) -> pd.DataFrame:
-    """Read a split written by :func:`split`."""
-    return pd.read_parquet(path)
+    """Read a split written by :func:`split` (dates as ``datetime64``, as the feature code prefers)."""
+    import pyarrow.parquet as pq
+
+    frame: pd.DataFrame = pq.read_table(path).to_pandas(date_as_object=False)
+    return frame
 
 
 def train(
@@ -163,6 +172,8 @@ def train(
     seed: int = 42,
 ) -> dict[str, Any]:
     """Train one family; save the model and its info (metrics, timings) into ``model_dir``."""
+    from churn.training.models import FAMILIES, train_family
+
     if family not in FAMILIES:
         raise ChurnError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
     model = train_family(family, read_split(train_path), read_split(validation_path), params, n_jobs=n_jobs, seed=seed)
@@ -172,6 +183,8 @@ def train(
 
 def save_model(model: ChurnModel, folder: str | Path) -> None:
     """Save a trained model and its info between pipeline steps."""
+    import joblib
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / MODEL_FILE) as tmp:
@@ -182,6 +195,11 @@ def save_model(model: ChurnModel, folder: str | Path) -> None:
 
 
 def load_model(folder: str | Path) -> ChurnModel:
+    """Load a model saved by :func:`save_model`."""
+    import joblib
+
+    from churn.training.models import ChurnModel
+
     model = joblib.load(Path(folder) / MODEL_FILE)
     if not isinstance(model, ChurnModel):
         raise ChurnError(f"{folder} does not hold a churn model")
@@ -196,6 +214,8 @@ def select(model_dirs: dict[str, str | Path], test_path: str | Path, winner_dir:
     untouched until the final numbers. Returns a comparison, the winner's test metrics
     and its ROC curve and confusion matrix.
     """
+    from churn.training.evaluate import classification_metrics, curves
+
     test = read_split(test_path)
     y = test[LABEL].to_numpy(dtype=np.int64)
     rows = []

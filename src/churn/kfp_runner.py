@@ -95,6 +95,27 @@ def _output_to(log: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
+@contextmanager
+def _task_environment(settings: Settings) -> Iterator[None]:
+    """Environment the tasks (subprocesses) inherit, set for the run only and restored after.
+
+    The data folder is pinned so tasks resolve it as we do; OpenMP threads that spin
+    while waiting would collapse XGBoost and LightGBM on a busy 2-core machine.
+    """
+    wanted = {"CHURN_DATA_DIR": str(settings.data_dir.resolve())}
+    wanted.setdefault("OMP_WAIT_POLICY", os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
+    saved = {name: os.environ.get(name) for name in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _follow(log: Path, on_task: Callable[[str, str], None], stop: threading.Event) -> None:
     """Report each task that finishes, by reading the runner's log as it grows."""
     with log.open("r", encoding="utf-8", errors="replace") as handle:
@@ -135,15 +156,11 @@ def run_local(
     """
     import kfp.local
 
-    # Tasks inherit the environment: pin the data folder so that they resolve it like we do.
-    os.environ["CHURN_DATA_DIR"] = str(settings.data_dir.resolve())
     root = (settings.data_dir / "kfp").resolve()
     root.mkdir(parents=True, exist_ok=True)
     kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     start = time.perf_counter()
     pipeline = _pipeline(name)
-    # OpenMP threads that spin while waiting collapse XGBoost/LightGBM on a busy 2-core box.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     tracking_uri = str(parameters.get("mlflow_tracking_uri", ""))
     if tracking_uri.startswith(("http://", "https://")):
         # Fail before any task runs when the tracking server is unreachable (the register
@@ -160,7 +177,7 @@ def run_local(
             follower = threading.Thread(target=_follow, args=(log, on_task, stop), daemon=True)
             follower.start()
     try:
-        with _output_to(log) if log else nullcontext():
+        with _task_environment(settings), _output_to(log) if log else nullcontext():
             task = pipeline(**parameters)
     except RuntimeError as exc:
         where = f"; task logs: {log}" if log else ""

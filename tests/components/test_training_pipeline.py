@@ -6,6 +6,7 @@ Only the KFP backend is missing here; the components run the same code a cluster
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,7 @@ def test_invalid_data_stops_at_validation_then_a_rerun_trains_and_promotes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CHURN_DATA_DIR", raising=False)
     settings = Settings(data_dir=tmp_path / "data")
     good = generate_file(settings, rows=3_000, date="2026-01-05").path
     bad = tmp_path / "bad.csv"
@@ -73,6 +75,7 @@ def test_invalid_data_stops_at_validation_then_a_rerun_trains_and_promotes(
         "training", settings, log=tmp_path / "good.log", **local_parameters(settings, source_uri=str(good))
     )
     assert result.output == "promoted"
+    assert "CHURN_DATA_DIR" not in os.environ  # the tasks' environment does not leak into the caller
     connect_registry(settings.tracking_uri)
     client = MlflowClient()
     champion = client.get_model_version_by_alias("churn-model", "champion")

@@ -193,23 +193,23 @@ def data_validate(
     min_rows: Annotated[int | None, typer.Option(min=1, help="Fewest rows a valid file may have.")] = None,
 ) -> None:
     """Validate a raw export against the declared schema; exit 1 listing every violation."""
-    from churn.io import write_json
-    from churn.validation import DataValidationError, validate_file
+    from rich.markup import escape
+
+    from churn.validation import DataValidationError, validate_and_report
 
     settings = get_settings()
     report_path = report or settings.reports_dir / f"{file.name.split('.')[0]}.validation.json"
     try:
-        _, result = validate_file(
+        _, result = validate_and_report(
             file,
+            report_path,
             min_rows=min_rows or settings.validation.min_rows,
             max_examples=settings.validation.max_examples,
         )
     except DataValidationError as exc:
-        write_json(exc.report.to_dict(), report_path)
-        err.print(f"[red]invalid:[/red] {exc}", highlight=False, markup=True)
+        err.print(f"[red]invalid:[/red] {escape(str(exc))}", highlight=False)
         err.print(f"report: {report_path}")
         raise typer.Exit(1) from None
-    write_json(result.to_dict(), report_path)
     out.print(result.summary(), highlight=False)
     for warning in result.warnings:
         out.print(f"warning: {warning}")

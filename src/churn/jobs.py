@@ -14,8 +14,8 @@ from churn.config import Settings
 from churn.data.generator import iter_customer_blocks, parse_date
 from churn.data.schema import ID
 from churn.features.build import FeatureOutputs, build_features
-from churn.io import FileFormat, write_json, write_parquet, write_raw
-from churn.validation import DataValidationError, ValidationReport, validate_file
+from churn.io import FileFormat, write_parquet, write_raw
+from churn.validation import ValidationReport, validate_and_report
 
 Progress = Callable[[int], None]
 #: Called as ``report(stage, done, total)`` while the main job runs.
@@ -90,14 +90,9 @@ def generate_file(
 def validate_to_report(settings: Settings, path: Path) -> tuple[pd.DataFrame, ValidationReport, Path]:
     """Validate ``path`` and always write its JSON report, valid or not."""
     report_path = settings.reports_dir / f"{path.name.split('.')[0]}.validation.json"
-    try:
-        frame, report = validate_file(
-            path, min_rows=settings.validation.min_rows, max_examples=settings.validation.max_examples
-        )
-    except DataValidationError as exc:
-        write_json(exc.report.to_dict(), report_path)
-        raise
-    write_json(report.to_dict(), report_path)
+    frame, report = validate_and_report(
+        path, report_path, min_rows=settings.validation.min_rows, max_examples=settings.validation.max_examples
+    )
     return frame, report, report_path
 
 

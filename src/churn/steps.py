@@ -27,7 +27,6 @@ from churn.io import atomic_path, write_json, write_raw
 # pandera, MLflow) are imported by the steps that use them, not by every task.
 if TYPE_CHECKING:
     from churn.training.models import ChurnModel
-    from churn.validation import ValidationReport
 
 MODEL_FILE = "churn_model.joblib"
 INFO_FILE = "info.json"
@@ -103,21 +102,10 @@ def validate(
     raw: str | Path, report: str | Path, *, summary: str | Path | None = None, min_rows: int = 100
 ) -> dict[str, Any]:
     """Validate the raw export, write the JSON report (and a Markdown summary); raise after writing when invalid."""
-    from churn.validation import DataValidationError, validate_file
+    from churn.validation import validate_and_report
 
-    try:
-        _, result = validate_file(raw, min_rows=min_rows)
-    except DataValidationError as exc:
-        _write_validation(exc.report, report, summary)
-        raise
-    _write_validation(result, report, summary)
+    _, result = validate_and_report(raw, report, summary_path=summary, min_rows=min_rows)
     return result.to_dict()
-
-
-def _write_validation(result: ValidationReport, report: str | Path, summary: str | Path | None) -> None:
-    write_json(result.to_dict(), report)
-    if summary is not None:
-        write_text(summary, "# Data validation\n\n```text\n" + result.summary() + "\n```\n")
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -9,13 +9,20 @@ from typing import TYPE_CHECKING, Any
 from churn.validation.report import DataValidationError, ValidationReport, Violation
 
 if TYPE_CHECKING:
-    from churn.validation.validate import validate_file, validate_frame
+    from churn.validation.validate import validate_and_report, validate_file, validate_frame
 
-__all__ = ["DataValidationError", "ValidationReport", "Violation", "validate_file", "validate_frame"]
+__all__ = [
+    "DataValidationError",
+    "ValidationReport",
+    "Violation",
+    "validate_and_report",
+    "validate_file",
+    "validate_frame",
+]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("validate_file", "validate_frame"):
+    if name in ("validate_and_report", "validate_file", "validate_frame"):
         from churn.validation import validate
 
         return getattr(validate, name)

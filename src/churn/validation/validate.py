@@ -37,6 +37,38 @@ def validate_file(
     return _validate(read_raw_file(path, max_examples), str(path), min_rows, max_examples)
 
 
+def validate_and_report(
+    path: str | Path,
+    report_path: str | Path,
+    *,
+    summary_path: str | Path | None = None,
+    min_rows: int = 1,
+    max_examples: int = 5,
+) -> tuple[pd.DataFrame, ValidationReport]:
+    """Like :func:`validate_file`, and write the JSON report (and a Markdown summary) whatever the outcome.
+
+    Raises:
+        DataValidationError: After the report is written, when any rule failed.
+
+    """
+    try:
+        frame, report = validate_file(path, min_rows=min_rows, max_examples=max_examples)
+    except DataValidationError as exc:
+        _write_report(exc.report, report_path, summary_path)
+        raise
+    _write_report(report, report_path, summary_path)
+    return frame, report
+
+
+def _write_report(report: ValidationReport, report_path: str | Path, summary_path: str | Path | None) -> None:
+    from churn.io import atomic_path, write_json
+
+    write_json(report.to_dict(), report_path)
+    if summary_path is not None:
+        with atomic_path(summary_path) as tmp:
+            tmp.write_text(f"# Data validation\n\n```text\n{report.summary()}\n```\n", encoding="utf-8")
+
+
 def validate_frame(
     frame: pd.DataFrame, *, source: str = "<frame>", min_rows: int = 1, max_examples: int = 5
 ) -> tuple[pd.DataFrame, ValidationReport]:

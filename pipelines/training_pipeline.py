@@ -5,7 +5,7 @@ from components.registry import promote_model, register_model
 from components.training import select_model, train_model
 from kfp import dsl
 
-FAMILIES = ("logistic_regression", "random_forest", "xgboost", "lightgbm")
+from churn.training.models import FAMILIES
 
 
 @dsl.pipeline(

@@ -47,10 +47,6 @@ def _params(**values: Any) -> Any:
 class TrainingSettings(BaseModel):
     """Model training: split, threads, hyperparameters per family, promotion gate."""
 
-    families: list[str] = Field(
-        default_factory=lambda: ["logistic_regression", "random_forest", "xgboost", "lightgbm"],
-        description="Model families to train.",
-    )
     seed: int = Field(42, description="Seed of the split and of every estimator.")
     validation_size: float = Field(0.15, gt=0, lt=0.5)
     test_size: float = Field(0.15, gt=0, lt=0.5)

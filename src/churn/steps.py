@@ -160,10 +160,8 @@ def train(
     seed: int = 42,
 ) -> dict[str, Any]:
     """Train one family; save the model and its info (metrics, timings) into ``model_dir``."""
-    from churn.training.models import FAMILIES, train_family
+    from churn.training.models import train_family
 
-    if family not in FAMILIES:
-        raise ChurnError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
     model = train_family(family, read_split(train_path), read_split(validation_path), params, n_jobs=n_jobs, seed=seed)
     save_model(model, model_dir)
     return model.info
@@ -207,6 +205,7 @@ def select(model_dirs: dict[str, str | Path], test_path: str | Path, winner_dir:
     test = read_split(test_path)
     y = test[LABEL].to_numpy(dtype=np.int64)
     rows = []
+    probabilities = {}
     for family, folder in model_dirs.items():
         model = load_model(folder)
         start = time.perf_counter()
@@ -221,23 +220,19 @@ def select(model_dirs: dict[str, str | Path], test_path: str | Path, winner_dir:
                 "test": classification_metrics(y, p, model.threshold),
                 "fit_seconds": model.info["fit_seconds"],
                 "predict_seconds": seconds,
-                "_p": p,
             }
         )
+        probabilities[family] = p
     best = max(rows, key=lambda r: r["val_roc_auc"])
     winner = Path(winner_dir)
     if winner.exists():
         shutil.rmtree(winner)
     shutil.copytree(model_dirs[best["family"]], winner)
-    for row in rows:
-        if row is not best:
-            row.pop("_p")
-    p_best = best.pop("_p")
     selection = {
         "winner": best["family"],
         "candidates": rows,
         "winner_test": best["test"],
-        "curves": curves(y, p_best, best["threshold"]),
+        "curves": curves(y, probabilities[best["family"]], best["threshold"]),
     }
     write_json(selection, winner / SELECTION_FILE)
     return selection

@@ -99,7 +99,12 @@ def train_family(
     Returns:
         The fitted model; ``info`` holds validation metrics, timings and the best iteration.
 
+    Raises:
+        ChurnError: ``family`` is not one of :data:`FAMILIES` (checked before any work).
+
     """
+    if family not in FAMILIES:
+        raise ChurnError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
     start = time.perf_counter()
     features = FeaturePipeline(rfm_bins=rfm_bins).fit(train)
     x_train, x_val = features.transform(train), features.transform(validation)

@@ -98,6 +98,22 @@ class MlflowSettings(BaseModel):
     max_retries: int = Field(2, ge=0, description="HTTP retries per request before failing.")
 
 
+class ServingSettings(BaseModel):
+    """The KServe predictor and transformer, and ``churn serve`` on a laptop."""
+
+    model_name: str = Field("churn-model", description="Name the servers answer to (the InferenceService name).")
+    max_batch_size: int = Field(10_000, ge=1, description="Most records one request may carry.")
+    host: str = Field("127.0.0.1", description="Address `churn serve` binds (in a cluster the pods bind 0.0.0.0).")
+    predictor_http_port: int = Field(8085, ge=1, le=65535, description="REST port of the local predictor.")
+    predictor_grpc_port: int = Field(8086, ge=1, le=65535, description="gRPC port of the local predictor.")
+    transformer_http_port: int = Field(8080, ge=1, le=65535, description="REST port of the local transformer.")
+    transformer_grpc_port: int = Field(8081, ge=1, le=65535, description="gRPC port of the local transformer.")
+    predictor_protocol: Literal["grpc-v2", "v2"] = Field(
+        "grpc-v2", description="How the transformer calls the predictor: gRPC (default) or V2 REST."
+    )
+    start_timeout_seconds: float = Field(120, gt=0, description="How long `churn serve` waits for both servers.")
+
+
 class Settings(BaseSettings):
     """Top-level settings of churn-mlops."""
 
@@ -109,6 +125,7 @@ class Settings(BaseSettings):
     features: FeatureSettings = FeatureSettings()
     training: TrainingSettings = TrainingSettings()
     mlflow: MlflowSettings = MlflowSettings()
+    serving: ServingSettings = ServingSettings()
 
     @property
     def raw_dir(self) -> Path:

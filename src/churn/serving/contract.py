@@ -1,0 +1,299 @@
+"""What a caller may send to score customers, and the checks that turn anything else into a 400.
+
+The contract is built from the one declaration of the raw export
+(:data:`churn.data.schema.RAW_COLUMNS`): every column the feature code reads is a
+required field, ``customer_id`` is optional and echoed back, and nothing else is
+allowed. Three request shapes carry the same records:
+
+* V2 tensors: one input per field, shape ``[n]`` or ``[n, 1]``; ``BYTES`` for dates
+  (``YYYY-MM-DD``) and categories, any numeric datatype for numbers.
+* V2 JSON records: a single ``BYTES`` input named ``records`` whose elements are JSON
+  objects (one per customer) or JSON arrays of objects.
+* V1: ``{"instances": [{...}, ...]}``.
+
+A missing value is ``null`` (JSON) or, inside a binary numeric tensor where ``null``
+cannot be written, NaN; either is accepted only in the columns the export may leave
+empty. Every check is vectorised over the batch, so one row and ten thousand rows go
+through the same code; the first problem found is reported with the field, the row and
+the rule it broke.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from churn.data.schema import COLUMNS_BY_NAME, ID, Kind, RawColumn
+from churn.features.derive import FEATURE_INPUTS, MISSING, Columns
+
+RECORDS_INPUT = "records"
+#: Fields a request must carry (the feature inputs), in the export's order.
+REQUIRED_FIELDS: tuple[RawColumn, ...] = tuple(COLUMNS_BY_NAME[name] for name in FEATURE_INPUTS)
+OPTIONAL_FIELDS: tuple[str, ...] = (ID,)
+_ALLOWED = frozenset(FEATURE_INPUTS) | frozenset(OPTIONAL_FIELDS)
+_NUMERIC_DATATYPES = frozenset(
+    {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
+)
+#: Reasons a request is refused; the label values of ``churn_input_validation_failures_total``.
+REASONS = (
+    "malformed_request",
+    "empty_batch",
+    "batch_too_large",
+    "missing_field",
+    "unknown_field",
+    "wrong_type",
+    "wrong_shape",
+    "not_finite",
+    "null_not_allowed",
+    "out_of_range",
+    "not_whole_number",
+    "bad_date",
+    "inconsistent_record",
+)
+
+
+class RequestError(ValueError):
+    """A caller's mistake: the message names the field and the problem; ``reason`` is one of :data:`REASONS`."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Validated records as columns: what the feature pipeline reads, plus the optional ids."""
+
+    columns: Columns
+    customer_ids: list[str] | None
+
+    @property
+    def rows(self) -> int:
+        return len(self.columns[FEATURE_INPUTS[0]])
+
+
+def tensor_type(column: RawColumn) -> str:
+    """V2 datatype a client should use for ``column`` (numbers as FP64 so integers and NaN both fit)."""
+    return "FP64" if column.kind in (Kind.INT, Kind.FLOAT) else "BYTES"
+
+
+def input_metadata() -> list[dict[str, Any]]:
+    """The model metadata ``inputs``: one tensor per field, plus the JSON-records alternative."""
+    fields = [{"name": c.name, "datatype": tensor_type(c), "shape": [-1]} for c in REQUIRED_FIELDS]
+    fields.append({"name": ID, "datatype": "BYTES", "shape": [-1]})
+    fields.append({"name": RECORDS_INPUT, "datatype": "BYTES", "shape": [-1]})
+    return fields
+
+
+def check_batch_size(rows: int, max_rows: int) -> None:
+    """Refuse an empty batch or one over the configured limit."""
+    if rows == 0:
+        raise RequestError("empty_batch", "the request holds no records (empty batch)")
+    if rows > max_rows:
+        raise RequestError("batch_too_large", f"the request holds {rows} records; the limit is {max_rows}")
+
+
+def from_records(records: Any, *, max_rows: int, where: str = "instances") -> Batch:
+    """Validate a list of record objects (V1 ``instances`` or the V2 ``records`` input)."""
+    if isinstance(records, Mapping):
+        records = [records]
+    if not isinstance(records, Sequence) or isinstance(records, (str, bytes)):
+        raise RequestError("malformed_request", f"{where} must be a list of customer records (JSON objects)")
+    check_batch_size(len(records), max_rows)
+    for row, record in enumerate(records):
+        if not isinstance(record, Mapping):
+            raise RequestError(
+                "malformed_request", f"{where}[{row}] must be a JSON object, got {type(record).__name__}"
+            )
+        _check_field_names(record.keys(), f"{where}[{row}]")
+    values = {name: [record.get(name) for record in records] for name in FEATURE_INPUTS}
+    columns = {c.name: _column_from_values(c, values[c.name], where) for c in REQUIRED_FIELDS}
+    ids = _ids([record.get(ID) for record in records]) if any(ID in r for r in records) else None
+    return _checked(columns, ids, where)
+
+
+def from_records_tensor(elements: Sequence[Any], *, max_rows: int) -> Batch:
+    """Validate the V2 ``records`` input: JSON objects, or JSON arrays of objects, one per element."""
+    records: list[Any] = []
+    for index, element in enumerate(elements):
+        text = element.decode("utf-8", "replace") if isinstance(element, bytes) else element
+        if not isinstance(text, str):
+            raise RequestError("wrong_type", f"input {RECORDS_INPUT!r} element {index} must be a JSON string")
+        try:
+            parsed = json.loads(text)
+        except ValueError as exc:
+            raise RequestError(
+                "malformed_request", f"input {RECORDS_INPUT!r} element {index} is not valid JSON: {exc}"
+            ) from None
+        records.extend(parsed if isinstance(parsed, list) else [parsed])
+        if len(records) > max_rows:
+            break
+    return from_records(records, max_rows=max_rows, where=RECORDS_INPUT)
+
+
+def from_tensors(tensors: Mapping[str, tuple[str, Sequence[int], np.ndarray]], *, max_rows: int) -> Batch:
+    """Validate V2 inputs given as ``name -> (datatype, shape, values)``, one per field."""
+    _check_field_names(tensors.keys(), "the request")
+    rows: int | None = None
+    flat: dict[str, tuple[str, np.ndarray]] = {}
+    for name, (datatype, shape, values) in tensors.items():
+        shape = list(shape)
+        if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or values.size != shape[0]:
+            raise RequestError(
+                "wrong_shape", f"input {name!r} has shape {shape}; expected [n] or [n, 1] with one value per record"
+            )
+        if rows is None:
+            rows = shape[0]
+        elif shape[0] != rows:
+            raise RequestError("wrong_shape", f"input {name!r} has {shape[0]} values but other inputs have {rows}")
+        flat[name] = (datatype, values.reshape(-1))
+    check_batch_size(rows or 0, max_rows)
+    columns: Columns = {}
+    for column in REQUIRED_FIELDS:
+        datatype, values = flat[column.name]
+        if column.kind in (Kind.INT, Kind.FLOAT):
+            if datatype not in _NUMERIC_DATATYPES:
+                raise RequestError("wrong_type", f"input {column.name!r} must be numeric (e.g. FP64), not {datatype}")
+            array = values.astype(np.float64)
+            columns[column.name] = _checked_numbers(column, array, nan_is_missing=True, where="the request")
+        else:
+            if datatype != "BYTES":
+                raise RequestError("wrong_type", f"input {column.name!r} must be BYTES (strings), not {datatype}")
+            columns[column.name] = _column_from_values(column, [_text(v) for v in values], "the request")
+    ids = None
+    if ID in flat:
+        ids = _ids([_text(v) for v in flat[ID][1]])
+    return _checked(columns, ids, "the request")
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RequestError("wrong_type", "a BYTES value is not UTF-8 text") from None
+    if isinstance(value, str) or value is None:
+        return None if value == "" else value
+    return value
+
+
+def _check_field_names(names: Any, where: str) -> None:
+    present = set(names)
+    unknown = sorted(str(n) for n in present - _ALLOWED)
+    if unknown:
+        raise RequestError(
+            "unknown_field", f"{where}: unknown field(s) {', '.join(map(repr, unknown))}; expected the raw columns"
+        )
+    missing = [name for name in FEATURE_INPUTS if name not in present]
+    if missing:
+        raise RequestError("missing_field", f"{where}: missing field(s) {', '.join(map(repr, missing))}")
+
+
+def _column_from_values(column: RawColumn, values: list[Any], where: str) -> np.ndarray:
+    """Check Python values (from JSON) of one field and turn them into the feature code's array."""
+    name = column.name
+    if column.kind in (Kind.INT, Kind.FLOAT):
+        numbers = np.empty(len(values), dtype=np.float64)
+        for row, value in enumerate(values):
+            if value is None:
+                numbers[row] = np.nan
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                if not math.isfinite(value):
+                    raise RequestError(
+                        "not_finite", f"{name!r} in row {row} is {value}; send a finite number, or null if unknown"
+                    )
+                numbers[row] = value
+            else:
+                raise RequestError("wrong_type", f"{name!r} in row {row} must be a number, got {_describe(value)}")
+        return _checked_numbers(column, numbers, nan_is_missing=True, where=where)
+    for row, value in enumerate(values):
+        if value is None:
+            if not column.nullable:
+                raise RequestError("null_not_allowed", f"{name!r} in row {row} is null; it is required")
+        elif not isinstance(value, str):
+            raise RequestError("wrong_type", f"{name!r} in row {row} must be a string, got {_describe(value)}")
+    if column.kind is Kind.DATE:
+        try:
+            return np.asarray(values, dtype="datetime64[D]")
+        except ValueError:
+            row = next(i for i, v in enumerate(values) if not _is_date(v))
+            raise RequestError(
+                "bad_date", f"{name!r} in row {row} is {values[row]!r}; expected a date as YYYY-MM-DD"
+            ) from None
+    return np.asarray([MISSING if v is None else v for v in values], dtype=str)
+
+
+def _is_date(value: str) -> bool:
+    try:
+        np.datetime64(value, "D")
+    except ValueError:
+        return False
+    return len(value) == 10
+
+
+def _checked_numbers(column: RawColumn, numbers: np.ndarray, *, nan_is_missing: bool, where: str) -> np.ndarray:
+    name = column.name
+    infinite = np.isinf(numbers)
+    if infinite.any():
+        row = int(np.argmax(infinite))
+        raise RequestError("not_finite", f"{name!r} in row {row} is {numbers[row]}; send a finite number")
+    missing = np.isnan(numbers)
+    if missing.any() and not column.nullable:
+        row = int(np.argmax(missing))
+        raise RequestError("null_not_allowed", f"{name!r} in row {row} is missing (null/NaN); it is required")
+    present = numbers[~missing] if missing.any() else numbers
+    low = -np.inf if column.min is None else column.min
+    high = np.inf if column.max is None else column.max
+    outside = (present < low) | (present > high)
+    if outside.any():
+        value = present[int(np.argmax(outside))]
+        row = int(np.flatnonzero(numbers == value)[0])
+        raise RequestError(
+            "out_of_range", f"{name!r} in row {row} is {value:g}; allowed range is {column.min:g} to {column.max:g}"
+        )
+    if column.kind is Kind.INT:
+        fractional = present != np.floor(present)
+        if fractional.any():
+            value = present[int(np.argmax(fractional))]
+            row = int(np.flatnonzero(numbers == value)[0])
+            raise RequestError("not_whole_number", f"{name!r} in row {row} is {value:g}; it must be a whole number")
+    return numbers
+
+
+def _ids(values: list[Any]) -> list[str]:
+    return ["" if v is None else str(v) for v in values]
+
+
+def _checked(columns: Columns, ids: list[str] | None, where: str) -> Batch:
+    """Cross-field rules the features rely on: a customer cannot sign up after the snapshot."""
+    signup, snapshot = columns["signup_date"], columns["snapshot_date"]
+    late = signup > snapshot
+    if late.any():
+        row = int(np.argmax(late))
+        raise RequestError(
+            "inconsistent_record",
+            f"{where}: row {row} has signup_date {signup[row]} after snapshot_date {snapshot[row]}",
+        )
+    returns, orders = columns["total_returns"], columns["total_orders"]
+    over = returns > orders
+    if over.any():
+        row = int(np.argmax(over))
+        raise RequestError(
+            "inconsistent_record",
+            f"{where}: row {row} has total_returns {returns[row]:g} > total_orders {orders[row]:g}",
+        )
+    return Batch(columns, ids)
+
+
+def _describe(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return f"{type(value).__name__} {text[:40]}"

@@ -1,0 +1,30 @@
+"""The service's own Prometheus metrics, served on KServe's ``/metrics`` next to its latency histograms.
+
+Defined once, on the default registry KServe exposes; every labelled series is created
+at start with a zero so that rates and alert expressions exist before the first event.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram, Info
+
+from churn.serving.contract import REASONS
+
+LABELS = ("retained", "churned")
+
+PREDICTIONS = Counter("churn_predictions", "Customers scored, by predicted label.", ["label"])
+PROBABILITY = Histogram(
+    "churn_prediction_probability",
+    "Predicted churn probabilities (unitless, 0 to 1).",
+    buckets=tuple(round(0.05 * i, 2) for i in range(1, 21)),
+)
+VALIDATION_FAILURES = Counter(
+    "churn_input_validation_failures", "Requests refused with 400 because of their input, by reason.", ["reason"]
+)
+REQUEST_ERRORS = Counter("churn_request_errors", "Requests that failed on the server side (HTTP 5xx).")
+MODEL_INFO = Info("churn_model", "The model being served.")
+
+for _label in LABELS:
+    PREDICTIONS.labels(label=_label)
+for _reason in REASONS:
+    VALIDATION_FAILURES.labels(reason=_reason)

@@ -1,0 +1,181 @@
+"""The KServe transformer: raw customer records in, churn probability and label out.
+
+It overrides only ``preprocess`` (check the records against the contract, then run the
+fitted feature pipeline that was logged with the model: the same code and the same
+fitted numbers as training) and ``postprocess`` (apply the model's stored threshold,
+count the predictions). KServe's base class sends the model matrix to the predictor
+named by ``--predictor_host`` over ``--predictor_protocol`` (``grpc-v2`` by default
+here, ``v2`` for REST).
+
+Run: ``python -m churn.serving.transformer --model_dir /mnt/models --predictor_host
+predictor:8081 --predictor_protocol grpc-v2``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from kserve import InferInput, InferOutput, InferRequest, InferResponse, Model
+from kserve.errors import InvalidInput
+
+from churn.serving.contract import (
+    RECORDS_INPUT,
+    Batch,
+    RequestError,
+    from_records,
+    from_records_tensor,
+    from_tensors,
+    input_metadata,
+)
+from churn.serving.loading import ServedModel
+from churn.serving.metrics import MODEL_INFO, PREDICTIONS, PROBABILITY, VALIDATION_FAILURES
+from churn.serving.predictor import FEATURES_INPUT, PROBABILITY_OUTPUT
+
+LABEL_OUTPUT = "churn_label"
+ID_OUTPUT = "customer_id"
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """What postprocess needs to know about the request preprocess saw (same asyncio task)."""
+
+    v1: bool
+    request_id: str
+    customer_ids: list[str] | None
+
+
+_PENDING: contextvars.ContextVar[_Pending] = contextvars.ContextVar("churn_pending_request")
+
+
+def decode(payload: InferRequest | dict[str, Any], *, max_rows: int) -> Batch:
+    """Turn any accepted request shape (V2 tensors, V2 ``records``, V1 ``instances``) into a checked batch."""
+    if isinstance(payload, dict):
+        if set(payload) != {"instances"}:
+            raise RequestError("malformed_request", 'a V1 request is {"instances": [{...record...}, ...]}')
+        return from_records(payload["instances"], max_rows=max_rows)
+    if not isinstance(payload, InferRequest):
+        raise RequestError("malformed_request", "expected a V2 inference request or a V1 instances object")
+    names = [tensor.name for tensor in payload.inputs]
+    if len(set(names)) != len(names):
+        raise RequestError("malformed_request", f"input names repeat: {names}")
+    if names == [RECORDS_INPUT]:
+        tensor = payload.inputs[0]
+        if tensor.datatype != "BYTES":
+            raise RequestError("wrong_type", f"input {RECORDS_INPUT!r} must be BYTES (JSON text)")
+        return from_records_tensor(_values(tensor).reshape(-1).tolist(), max_rows=max_rows)
+    return from_tensors({t.name: (t.datatype, t.shape, _values(t)) for t in payload.inputs}, max_rows=max_rows)
+
+
+def _values(tensor: InferInput) -> np.ndarray:
+    try:
+        return np.asarray(tensor.as_numpy())
+    except (TypeError, ValueError) as exc:
+        raise RequestError(
+            "wrong_type",
+            f"input {tensor.name!r}: data do not match datatype {tensor.datatype} and shape {tensor.shape} ({exc})",
+        ) from None
+
+
+class ChurnTransformer(Model):  # type: ignore[misc]
+    """Preprocess raw records with the model's own feature pipeline; label the predictor's probabilities."""
+
+    def __init__(self, name: str, served: ServedModel, *, max_batch_size: int) -> None:
+        super().__init__(name)
+        self.served = served
+        self.max_batch_size = max_batch_size
+
+    def load(self) -> bool:
+        model = self.served.model
+        MODEL_INFO.info({"model_name": self.name, "model_version": self.served.version, "family": model.family})
+        self.ready = True
+        return self.ready
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return input_metadata()
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return [
+            {"name": PROBABILITY_OUTPUT, "datatype": "FP64", "shape": [-1]},
+            {"name": LABEL_OUTPUT, "datatype": "INT32", "shape": [-1]},
+            {"name": ID_OUTPUT, "datatype": "BYTES", "shape": [-1]},
+        ]
+
+    def preprocess(self, payload: InferRequest | dict[str, Any], headers: dict[str, str] | None = None) -> InferRequest:
+        try:
+            batch = decode(payload, max_rows=self.max_batch_size)
+        except RequestError as exc:
+            VALIDATION_FAILURES.labels(reason=exc.reason).inc()
+            raise InvalidInput(exc.message) from None
+        matrix = np.ascontiguousarray(self.served.model.features.transform(batch.columns))
+        request_id = (None if isinstance(payload, dict) else payload.id) or str(uuid.uuid4())
+        _PENDING.set(_Pending(isinstance(payload, dict), request_id, batch.customer_ids))
+        features = InferInput(FEATURES_INPUT, list(matrix.shape), "FP64")
+        features.set_data_from_numpy(matrix, binary_data=True)
+        return InferRequest(model_name=self.name, infer_inputs=[features], request_id=request_id)
+
+    def postprocess(
+        self, result: InferResponse | dict[str, Any], headers: dict[str, str] | None = None
+    ) -> InferResponse | dict[str, Any]:
+        pending = _PENDING.get()
+        probabilities = _probabilities(result)
+        labels = (probabilities >= self.served.model.threshold).astype(np.int32)
+        churned = int(labels.sum())
+        PREDICTIONS.labels(label="churned").inc(churned)
+        PREDICTIONS.labels(label="retained").inc(len(labels) - churned)
+        for p in probabilities:
+            PROBABILITY.observe(p)
+        if pending.v1:
+            predictions: list[dict[str, Any]] = [
+                {PROBABILITY_OUTPUT: float(p), LABEL_OUTPUT: int(label)}
+                for p, label in zip(probabilities, labels, strict=True)
+            ]
+            if pending.customer_ids is not None:
+                for prediction, customer in zip(predictions, pending.customer_ids, strict=True):
+                    prediction[ID_OUTPUT] = customer
+            return {"predictions": predictions, "model_name": self.name, "model_version": self.served.version}
+        outputs = [
+            InferOutput(PROBABILITY_OUTPUT, [len(probabilities)], "FP64", data=probabilities),
+            InferOutput(LABEL_OUTPUT, [len(labels)], "INT32", data=labels),
+        ]
+        if pending.customer_ids is not None:
+            ids = np.asarray([c.encode() for c in pending.customer_ids], dtype=np.object_)
+            outputs.append(InferOutput(ID_OUTPUT, [len(ids)], "BYTES", data=ids))
+        return InferResponse(
+            response_id=pending.request_id,
+            model_name=self.name,
+            model_version=self.served.version,
+            infer_outputs=outputs,
+            parameters={"threshold": float(self.served.model.threshold)},
+        )
+
+
+def _probabilities(result: InferResponse | dict[str, Any]) -> np.ndarray:
+    if isinstance(result, dict):
+        return np.asarray(result["outputs"][0]["data"], dtype=np.float64)
+    output = result.get_output_by_name(PROBABILITY_OUTPUT) or result.outputs[0]
+    return np.asarray(output.as_numpy(), dtype=np.float64).reshape(-1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m churn.serving.transformer``."""
+    from churn.config import get_settings
+    from churn.serving.loading import load_served_model
+    from churn.serving.server import build_parser, serve
+
+    parser = build_parser("churn-mlops KServe transformer (raw records -> features -> predictor).")
+    parser.add_argument(
+        "--max_batch_size", type=int, default=get_settings().serving.max_batch_size, help="Most records per request."
+    )
+    parser.set_defaults(predictor_protocol="grpc-v2")
+    args = parser.parse_args(argv)
+    transformer = ChurnTransformer(args.model_name, load_served_model(args), max_batch_size=args.max_batch_size)
+    transformer.load()
+    serve(transformer, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -75,8 +76,11 @@ def run(
     ] = None,
     date: Annotated[str | None, typer.Option(help="Snapshot date YYYY-MM-DD [default: today].")] = None,
     train: Annotated[bool, typer.Option(help="Also run the training pipeline on the generated data.")] = True,
+    serve: Annotated[
+        bool, typer.Option(help="After training, start the service, score a few records over V2, stop it.")
+    ] = True,
 ) -> None:
-    """Run the main job end to end on embedded defaults: data -> features -> training pipeline (KFP, local)."""
+    """Run the main job end to end on embedded defaults: data -> features -> training -> serving (local)."""
     from churn.jobs import run_main_job
 
     settings = get_settings()
@@ -104,6 +108,33 @@ def run(
     if not train:
         return
     _run_pipeline("training", settings, source_uri=str(raw.path.resolve()))
+    if serve:
+        _serving_demo(settings, raw.path)
+
+
+def _serving_demo(settings: Settings, raw_path: Path) -> None:
+    from churn.jobs import serving_demo
+
+    start = time.perf_counter()
+    with err.status("starting predictor + transformer (KServe, V2) on the champion..."):
+        answers = serving_demo(settings, raw_path)
+    out.print(
+        f"[bold]serving[/bold] (KServe predictor + transformer on {settings.serving.host}, "
+        f"{time.perf_counter() - start:.0f}s incl. start and stop): {len(answers)} real V2 requests' answers"
+    )
+    _print_answers(answers)
+
+
+def _print_answers(answers: list[dict[str, Any]]) -> None:
+    table = Table("customer_id", "churn_probability", "churn_label", "model_version")
+    for answer in answers:
+        table.add_row(
+            str(answer.get("customer_id", "-")),
+            f"{answer['churn_probability']:.4f}",
+            str(answer["churn_label"]),
+            str(answer.get("model_version", "-")),
+        )
+    out.print(table)
 
 
 def _run_pipeline(name: str, settings: Settings, **overrides: Any) -> None:
@@ -276,6 +307,79 @@ def pipeline_run(
     _run_pipeline(
         name, get_settings(), rows=rows, date=date, source_uri=source_uri, scenario=scenario, gate_margin=gate_margin
     )
+
+
+@app.command("serve")
+def serve_command(
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model to serve: models:/NAME@ALIAS, models:/NAME/VERSION or a model directory "
+            "[default: models:/<model_name>@champion]."
+        ),
+    ] = None,
+    version: Annotated[int | None, typer.Option(help="Serve this registered version instead of @champion.")] = None,
+    protocol: Annotated[
+        str | None, typer.Option(help="Transformer -> predictor protocol: grpc-v2 or v2 [default: settings].")
+    ] = None,
+) -> None:
+    """Start predictor and transformer on 127.0.0.1, wait until both are ready, serve until Ctrl-C."""
+    from churn.serving.local import LocalService, ServiceConfig
+
+    settings = get_settings()
+    if version is not None:
+        model = f"models:/{settings.mlflow.model_name}/{version}"
+    overrides = {"predictor_protocol": protocol} if protocol else {}
+    if protocol not in (None, "grpc-v2", "v2"):
+        raise ChurnError(f"--protocol must be grpc-v2 or v2, not {protocol!r}")
+    config = ServiceConfig.from_settings(settings, model, **overrides)
+    service = LocalService(config)
+    with err.status(f"starting predictor and transformer for {config.model_uri}..."):
+        service.start(timeout=settings.serving.start_timeout_seconds)
+    name = config.model_name
+    out.print(f"[bold]serving[/bold] {config.model_uri} as {name!r} (logs in {config.log_dir.resolve()})")
+    out.print(f"  transformer  REST {config.transformer_url}  gRPC {config.host}:{config.transformer_grpc_port}")
+    out.print(f"  predictor    REST {config.predictor_url}  gRPC {config.host}:{config.predictor_grpc_port}")
+    out.print(f"  metrics      {config.transformer_url}/metrics  {config.predictor_url}/metrics")
+    out.print("  try          churn predict --file <raw export or JSON records>   (Ctrl-C stops)")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a plain `kill` stops the servers too
+    try:
+        while all(p.poll() is None for p in service.processes.values()):
+            time.sleep(0.5)
+        err.print("a server exited; stopping")
+        raise typer.Exit(1)
+    except KeyboardInterrupt:
+        err.print("stopping")
+    finally:
+        service.stop()
+
+
+@app.command("predict")
+def predict_command(
+    file: Annotated[
+        Path | None,
+        typer.Option(help="Raw export (.csv/.parquet) or JSON records/JSON lines; stdin when omitted."),
+    ] = None,
+    url: Annotated[str | None, typer.Option(help="Transformer URL [default: the local `churn serve`].")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Score only the first N records.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the answers as JSON lines.")] = False,
+) -> None:
+    """Score customer records with the running service (V2 REST, JSON-records input) and print the answers."""
+    import json
+
+    from churn.serving.client import answer_rows, predict_records, read_records, read_records_file
+
+    settings = get_settings()
+    records = read_records_file(file) if file else read_records(sys.stdin.read(), source="stdin")
+    records = records[:limit] if limit else records
+    target = url or f"http://{settings.serving.host}:{settings.serving.transformer_http_port}"
+    answer = predict_records(target.rstrip("/"), settings.serving.model_name, records)
+    rows = [row | {"model_version": answer.get("model_version")} for row in answer_rows(answer)]
+    if as_json:
+        for row in rows:
+            out.print(json.dumps(row), highlight=False)
+    else:
+        _print_answers(rows)
 
 
 @config_app.command("show")

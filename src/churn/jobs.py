@@ -153,3 +153,20 @@ def run_main_job(
     report("features", 1, 1)
     seconds["features"] = time.perf_counter() - start
     return RunSummary(generated, report_path, outputs, seconds)
+
+
+def serving_demo(settings: Settings, raw_path: Path, *, rows: int = 5) -> list[dict[str, object]]:
+    """Start predictor and transformer on the champion, score ``rows`` records of ``raw_path``, stop both.
+
+    Returns:
+        One answer per record: customer id, churn probability and label, model version.
+
+    """
+    from churn.serving.client import answer_rows, predict_records, read_records_file
+    from churn.serving.local import LocalService, ServiceConfig
+
+    records = read_records_file(raw_path)[:rows]
+    config = ServiceConfig.from_settings(settings)
+    with LocalService(config).start(timeout=settings.serving.start_timeout_seconds):
+        answer = predict_records(config.transformer_url, config.model_name, records)
+    return [row | {"model_version": answer.get("model_version")} for row in answer_rows(answer)]

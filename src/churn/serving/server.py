@@ -66,7 +66,8 @@ def _install_http_handlers() -> None:
     async def bad_request(_: Any, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         problems = []
-        for error in exc.errors()[:5]:
+        errors = [e for e in exc.errors() if tuple(e.get("loc", ()))[:1] != ("bytes",)] or exc.errors()
+        for error in errors[:5]:
             where = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
             problems.append(f"{where}: {error.get('msg', 'invalid')}")
         VALIDATION_FAILURES.labels(reason="malformed_request").inc()

@@ -1,0 +1,239 @@
+"""Predictor and transformer as two local processes, as KServe runs them as two containers.
+
+Used by ``churn serve``, the main job, the integration tests and the serving benchmark:
+start both from a model URI or directory, wait until both answer ``/v2/health/ready``,
+and stop both (SIGTERM, then SIGKILL) whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from churn.errors import ChurnError
+
+if TYPE_CHECKING:
+    from churn.config import Settings
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServiceConfig:
+    """Where the two servers listen and what they serve."""
+
+    model_uri: str
+    tracking_uri: str | None = None
+    model_name: str = "churn-model"
+    host: str = "127.0.0.1"
+    predictor_http_port: int = 8085
+    predictor_grpc_port: int = 8086
+    transformer_http_port: int = 8080
+    transformer_grpc_port: int = 8081
+    predictor_protocol: str = "grpc-v2"
+    max_batch_size: int = 10_000
+    log_dir: Path = Path("data/serving")
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, model_uri: str | None = None, **overrides: Any) -> ServiceConfig:
+        """Ports, limits and the registry from settings; the model defaults to ``@champion``."""
+        serving = settings.serving
+        values: dict[str, Any] = {
+            "model_uri": model_uri or f"models:/{settings.mlflow.model_name}@champion",
+            "tracking_uri": settings.tracking_uri,
+            "model_name": serving.model_name,
+            "host": serving.host,
+            "predictor_http_port": serving.predictor_http_port,
+            "predictor_grpc_port": serving.predictor_grpc_port,
+            "transformer_http_port": serving.transformer_http_port,
+            "transformer_grpc_port": serving.transformer_grpc_port,
+            "predictor_protocol": serving.predictor_protocol,
+            "max_batch_size": serving.max_batch_size,
+            "log_dir": settings.data_dir / "serving",
+        }
+        return cls(**(values | overrides))
+
+    @property
+    def transformer_url(self) -> str:
+        return f"http://{self.host}:{self.transformer_http_port}"
+
+    @property
+    def predictor_url(self) -> str:
+        return f"http://{self.host}:{self.predictor_http_port}"
+
+    def _model_flags(self) -> list[str]:
+        source = ["--model_dir", self.model_uri] if Path(self.model_uri).is_dir() else ["--model_uri", self.model_uri]
+        tracking = ["--tracking_uri", self.tracking_uri] if self.tracking_uri else []
+        return [*source, *tracking, "--model_name", self.model_name, "--bind_host", self.host]
+
+    def predictor_command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "churn.serving.predictor",
+            *self._model_flags(),
+            "--http_port",
+            str(self.predictor_http_port),
+            "--grpc_port",
+            str(self.predictor_grpc_port),
+            "--max_batch_size",
+            str(self.max_batch_size),
+        ]
+
+    def transformer_command(self) -> list[str]:
+        port = self.predictor_grpc_port if self.predictor_protocol == "grpc-v2" else self.predictor_http_port
+        return [
+            sys.executable,
+            "-m",
+            "churn.serving.transformer",
+            *self._model_flags(),
+            "--http_port",
+            str(self.transformer_http_port),
+            "--grpc_port",
+            str(self.transformer_grpc_port),
+            "--predictor_host",
+            f"{self.host}:{port}",
+            "--predictor_protocol",
+            self.predictor_protocol,
+            "--max_batch_size",
+            str(self.max_batch_size),
+        ]
+
+
+class LocalService:
+    """The two serving processes; a context manager that always stops them."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs: dict[str, Path] = {}
+
+    def start(self, timeout: float = 120.0) -> Self:
+        """Start predictor then transformer; return once both are ready.
+
+        Raises:
+            ChurnError: A port is taken, a server exits, or readiness takes longer than ``timeout``
+                seconds; the message quotes the end of that server's log.
+
+        """
+        config = self.config
+        for port in (
+            config.predictor_http_port,
+            config.predictor_grpc_port,
+            config.transformer_http_port,
+            config.transformer_grpc_port,
+        ):
+            if _listening(config.host, port):
+                raise ChurnError(f"port {port} on {config.host} is already in use; choose other serving ports")
+        config.log_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", **config.extra_env}
+        try:
+            self._spawn("predictor", config.predictor_command(), env)
+            self._spawn("transformer", config.transformer_command(), env)
+            deadline = time.monotonic() + timeout
+            self._wait_ready("predictor", config.predictor_url, deadline)
+            self._wait_ready("transformer", config.transformer_url, deadline)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _spawn(self, role: str, command: Sequence[str], env: dict[str, str]) -> None:
+        log = self.config.log_dir / f"{role}.log"
+        self.logs[role] = log
+        with log.open("wb") as out:
+            self.processes[role] = subprocess.Popen(
+                list(command), stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+
+    def _wait_ready(self, role: str, url: str, deadline: float) -> None:
+        process = self.processes[role]
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise ChurnError(f"the {role} exited with code {process.returncode}:\n{self.log_tail(role)}")
+            if _ready(url, self.config.model_name):
+                return
+            time.sleep(0.2)
+        raise ChurnError(f"the {role} was not ready at {url} in time:\n{self.log_tail(role)}")
+
+    def log_tail(self, role: str, lines: int = 15) -> str:
+        """The last lines a server logged, for error messages."""
+        log = self.logs.get(role)
+        if log is None or not log.is_file():
+            return "(no log)"
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM both servers (KServe drains), SIGKILL whatever is left after ``grace`` seconds."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                _signal_group(process, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(process, signal.SIGKILL)
+                process.wait()
+        self.processes.clear()
+
+    def __enter__(self) -> Self:
+        return self if self.processes else self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+
+
+def _listening(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _ready(url: str, model_name: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/v2/models/{model_name}/ready", timeout=1) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def post_json(url: str, body: Any, timeout: float = 30.0) -> tuple[int, Any]:
+    """POST ``body`` as JSON; return the status and the decoded answer (errors included)."""
+    data = json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status), json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        payload = exc.read()
+        try:
+            return int(exc.code), json.loads(payload)
+        except ValueError:
+            return int(exc.code), {"error": payload.decode(errors="replace")}

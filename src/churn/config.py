@@ -12,7 +12,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -114,6 +114,50 @@ class ServingSettings(BaseModel):
     start_timeout_seconds: float = Field(120, gt=0, description="How long `churn serve` waits for both servers.")
 
 
+class MonitoringSettings(BaseModel):
+    """Drift and performance checks, and where their metrics go.
+
+    Each check flags a change only when it is both large (the threshold) and
+    statistically significant at ``alpha``, so a million rows of an unchanged
+    population stay "ok" and a few dozen rows cannot raise an alert by chance.
+    """
+
+    psi_bins: int = Field(10, ge=2, le=50, description="Reference-quantile bins per numeric feature (ties merge bins).")
+    psi_epsilon: float = Field(
+        1e-4, gt=0, lt=0.01, description="Floor on bin proportions, so an empty bin gives a finite PSI."
+    )
+    psi_warn: float = Field(0.1, gt=0, description="PSI from which a numeric feature or the score is 'warn'.")
+    psi_alert: float = Field(0.2, gt=0, description="PSI from which a numeric feature or the score is 'alert'.")
+    alpha: float = Field(
+        0.01, gt=0, lt=0.5, description="Significance level of the PSI, chi-square, churn-rate and ROC-AUC tests."
+    )
+    cramers_v_warn: float = Field(0.1, gt=0, le=1, description="Cramér's V from which a category is 'warn'.")
+    cramers_v_alert: float = Field(0.2, gt=0, le=1, description="Cramér's V from which a category is 'alert'.")
+    churn_rate_warn: float = Field(0.03, gt=0, lt=1, description="Absolute churn-rate change that is 'warn'.")
+    churn_rate_alert: float = Field(0.05, gt=0, lt=1, description="Absolute churn-rate change that is 'alert'.")
+    auc_drop_warn: float = Field(0.02, gt=0, lt=1, description="ROC-AUC drop below the champion's test score, 'warn'.")
+    auc_drop_alert: float = Field(
+        0.05, gt=0, lt=1, description="ROC-AUC drop below the champion's test score, 'alert'."
+    )
+    min_labelled_rows: int = Field(
+        200, ge=2, description="Fewest labelled recent rows (both classes present) to score ROC-AUC at all."
+    )
+    chunk_rows: int = Field(262_144, ge=1_000, description="Rows binned at a time (bounds memory on large frames).")
+    pushgateway_url: str | None = Field(
+        None, description="Prometheus Pushgateway for the run's metrics, e.g. http://pushgateway:9091; unset = no push."
+    )
+    push_job: str = Field("churn-monitoring", description="Pushgateway job name (grouping key) of monitoring runs.")
+    push_timeout_seconds: float = Field(10.0, gt=0, description="HTTP timeout of a push.")
+
+    @model_validator(mode="after")
+    def _warn_below_alert(self) -> MonitoringSettings:
+        for name in ("psi", "cramers_v", "churn_rate", "auc_drop"):
+            warn, alert = getattr(self, f"{name}_warn"), getattr(self, f"{name}_alert")
+            if warn > alert:
+                raise ValueError(f"{name}_warn ({warn}) must not exceed {name}_alert ({alert})")
+        return self
+
+
 class Settings(BaseSettings):
     """Top-level settings of churn-mlops."""
 
@@ -125,6 +169,7 @@ class Settings(BaseSettings):
     features: FeatureSettings = FeatureSettings()
     training: TrainingSettings = TrainingSettings()
     mlflow: MlflowSettings = MlflowSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
     serving: ServingSettings = ServingSettings()
 
     @property

@@ -1,0 +1,278 @@
+"""Drift and performance checks of current data against a reference profile.
+
+Every check asks two questions and flags a change only when both say yes: is the change
+large (PSI, Cramér's V, churn-rate delta or ROC-AUC drop above its threshold), and is it
+real (p-value below ``alpha``)? Size alone would let 50 noisy rows raise an alert;
+significance alone would flag every column of a million unchanged rows.
+
+- Numeric features: PSI on the reference's quantile bins; missing values form their own
+  bin, so a jump in the missing rate is drift too. Empty bins are floored at
+  ``psi_epsilon`` (see :func:`churn.monitoring.stats.psi`).
+- Categorical features: chi-square test of homogeneity (scipy) with Cramér's V as the
+  effect size; missing values are their own category, and categories the reference never
+  saw are counted as new categories.
+- Churn rate: observed where the label column is present, else the mean predicted
+  probability, against the reference.
+- Prediction drift: PSI of the predicted probabilities, when both sides have them.
+- Performance: ROC-AUC on the labelled current rows against the champion's test ROC-AUC.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from churn.config import MonitoringSettings
+from churn.data.schema import LABEL
+from churn.errors import ChurnError
+from churn.monitoring.reference import (
+    MISSING,
+    NumericProfile,
+    ReferenceProfile,
+    category_counts,
+    check_probabilities,
+    chunks,
+    numeric_values,
+    require_columns,
+)
+from churn.monitoring.report import (
+    ChurnRateCheck,
+    DriftReport,
+    FeatureDrift,
+    Level,
+    PerformanceCheck,
+    PredictionDrift,
+)
+from churn.monitoring.stats import (
+    bin_counts,
+    chi_square,
+    cramers_v,
+    psi,
+    psi_p_value,
+    roc_auc,
+    roc_auc_standard_error,
+    two_sided_p,
+)
+
+
+def check_drift(
+    profile: ReferenceProfile,
+    current: pd.DataFrame,
+    probabilities: np.ndarray | Sequence[float] | None = None,
+    *,
+    settings: MonitoringSettings | None = None,
+    reference_roc_auc: float | None = None,
+    label: str = LABEL,
+) -> DriftReport:
+    """Compare current rows with the reference profile.
+
+    Args:
+        profile: The champion's reference profile (:func:`fit_reference`).
+        current: Recent raw rows, e.g. the latest daily increments; extra columns are
+            ignored, the label column is optional.
+        probabilities: The model's churn probabilities for ``current``, row-aligned
+            (optional; enables prediction drift, predicted churn rate and ROC-AUC).
+        settings: Thresholds; the configured defaults when omitted.
+        reference_roc_auc: Overrides the profile's test ROC-AUC as the yardstick.
+        label: Label column name.
+
+    Returns:
+        The report with one result per profiled feature and the overall verdict.
+
+    Raises:
+        ChurnError: ``current`` is empty, lacks a profiled column, has a non-numeric
+            value in a numeric column, or ``probabilities`` do not match it.
+
+    """
+    s = settings or MonitoringSettings()
+    require_columns(current, [*profile.numeric, *profile.categorical], "current")
+    rows = len(current)
+    p = None if probabilities is None else check_probabilities(probabilities, rows, "current")
+
+    features = [_numeric_drift(name, ref, current[name], profile.rows, s) for name, ref in profile.numeric.items()] + [
+        _categorical_drift(name, ref.categories, np.asarray(ref.proportions), current[name], profile.rows, s)
+        for name, ref in profile.categorical.items()
+    ]
+    report = DriftReport(
+        reference_rows=profile.rows,
+        current_rows=rows,
+        features=features,
+        thresholds={k: v for k, v in s.model_dump().items() if isinstance(v, float) and k != "push_timeout_seconds"},
+    )
+    labels = _labels(current, label)
+    report.churn_rate = _churn_rate(profile, labels, p, s, report.notes)
+    if p is not None:
+        report.prediction = _prediction_drift(profile, p, s, report.notes)
+        auc = profile.roc_auc if reference_roc_auc is None else reference_roc_auc
+        report.performance = _performance(auc, labels, p, s, report.notes)
+    else:
+        report.notes.append("no predicted probabilities given: prediction drift and ROC-AUC not checked")
+    return report
+
+
+def _numeric_drift(
+    name: str, ref: NumericProfile, series: pd.Series, reference_rows: int, s: MonitoringSettings
+) -> FeatureDrift:
+    edges = np.asarray(ref.edges, dtype=np.float64)
+    counts = np.zeros(edges.size + 2, dtype=np.int64)
+    for part in chunks(len(series), s.chunk_rows):
+        counts += bin_counts(numeric_values(series.iloc[part], name), edges)
+    return _binned_drift(name, ref, counts, reference_rows, s)
+
+
+def _binned_drift(
+    name: str, ref: NumericProfile, counts: np.ndarray, reference_rows: int, s: MonitoringSettings
+) -> FeatureDrift:
+    reference = np.asarray(ref.proportions)
+    current = counts / counts.sum()
+    value = psi(reference, current, s.psi_epsilon)
+    p_value = psi_p_value(value, reference_rows, int(counts.sum()), int(((reference > 0) | (counts > 0)).sum()))
+    return FeatureDrift(
+        feature=name,
+        kind="numeric",
+        level=_level(value, p_value, s.psi_warn, s.psi_alert, s.alpha),
+        statistic=value,
+        p_value=p_value,
+        psi=value,
+        dof=int(((reference > 0) | (counts > 0)).sum()) - 1,
+        missing_reference=float(reference[-1]),
+        missing_current=float(current[-1]),
+        bins=tuple(ref.bin_labels),
+        reference=tuple(reference.tolist()),
+        current=tuple(current.tolist()),
+    )
+
+
+def _categorical_drift(
+    name: str,
+    categories: tuple[str, ...],
+    reference: np.ndarray,
+    series: pd.Series,
+    reference_rows: int,
+    s: MonitoringSettings,
+) -> FeatureDrift:
+    seen, seen_counts = category_counts(series)
+    index = {c: i for i, c in enumerate(categories)}
+    new = [c for c in seen if c not in index]
+    index.update({c: len(categories) + i for i, c in enumerate(new)})
+    counts = np.zeros(len(index) + 1, dtype=np.int64)
+    np.add.at(counts, np.array([index[c] for c in seen], dtype=np.int64), seen_counts[:-1])
+    counts[-1] = seen_counts[-1]
+    ref = np.concatenate([reference[:-1], np.zeros(len(new)), reference[-1:]])
+    current = counts / counts.sum()
+    statistic, p_value, dof = chi_square(np.round(ref * reference_rows), counts)
+    v = cramers_v(ref, current)
+    return FeatureDrift(
+        feature=name,
+        kind="categorical",
+        level=_level(v, p_value, s.cramers_v_warn, s.cramers_v_alert, s.alpha),
+        statistic=v,
+        p_value=p_value,
+        chi2=statistic,
+        cramers_v=v,
+        dof=dof,
+        missing_reference=float(ref[-1]),
+        missing_current=float(current[-1]),
+        bins=(*categories, *new, MISSING),
+        reference=tuple(ref.tolist()),
+        current=tuple(current.tolist()),
+    )
+
+
+def _labels(current: pd.DataFrame, label: str) -> np.ndarray | None:
+    """The label column as float (NaN = unlabelled), or None when it is absent or all missing."""
+    if label not in current.columns:
+        return None
+    values = numeric_values(current[label], label)
+    known = values[~np.isnan(values)]
+    if known.size == 0:
+        return None
+    if not np.isin(known, (0.0, 1.0)).all():
+        raise ChurnError(f"label column {label!r} must hold 0 or 1, found e.g. {known[~np.isin(known, (0, 1))][0]!r}")
+    return values
+
+
+def _churn_rate(
+    profile: ReferenceProfile,
+    labels: np.ndarray | None,
+    p: np.ndarray | None,
+    s: MonitoringSettings,
+    notes: list[str],
+) -> ChurnRateCheck | None:
+    if labels is not None and profile.churn_rate is not None:
+        observed = labels[~np.isnan(labels)]
+        ref, cur = profile.churn_rate, float(observed.mean())
+        se = math.sqrt(ref * (1 - ref) * (1 / profile.rows + 1 / observed.size))
+        return _rate_check("observed", ref, cur, se, s)
+    if p is not None:
+        expected = profile.prediction_mean if profile.prediction_mean is not None else profile.churn_rate
+        if expected is None:
+            notes.append("churn rate not checked: the reference has neither labels nor predictions")
+            return None
+        ref_var = profile.prediction_std**2 if profile.prediction_std is not None else float(p.var())
+        se = math.sqrt(ref_var / profile.rows + float(p.var()) / p.size)
+        return _rate_check("predicted", expected, float(p.mean()), se, s)
+    notes.append("churn rate not checked: no labels and no predicted probabilities in the current data")
+    return None
+
+
+def _rate_check(
+    source: Literal["observed", "predicted"], ref: float, cur: float, se: float, s: MonitoringSettings
+) -> ChurnRateCheck:
+    delta = cur - ref
+    p_value = two_sided_p(delta / se) if se > 0 else float(delta == 0)
+    level = _level(abs(delta), p_value, s.churn_rate_warn, s.churn_rate_alert, s.alpha)
+    return ChurnRateCheck(source, ref, cur, delta, p_value, level)
+
+
+def _prediction_drift(
+    profile: ReferenceProfile, p: np.ndarray, s: MonitoringSettings, notes: list[str]
+) -> PredictionDrift | None:
+    if profile.prediction is None:
+        notes.append("prediction drift not checked: the reference profile has no predicted probabilities")
+        return None
+    result = _binned_drift(
+        "prediction", profile.prediction, bin_counts(p, np.asarray(profile.prediction.edges)), profile.rows, s
+    )
+    return PredictionDrift(result.statistic, result.p_value, result.level, profile.prediction_mean, float(p.mean()))
+
+
+def _performance(
+    reference_auc: float | None,
+    labels: np.ndarray | None,
+    p: np.ndarray,
+    s: MonitoringSettings,
+    notes: list[str],
+) -> PerformanceCheck | None:
+    if labels is None:
+        notes.append("ROC-AUC not checked: the current data has no labels yet")
+        return None
+    if reference_auc is None:
+        notes.append("ROC-AUC not checked: the champion's test ROC-AUC is unknown")
+        return None
+    known = ~np.isnan(labels)
+    y, score = labels[known].astype(np.int64), p[known]
+    positives = int(y.sum())
+    negatives = y.size - positives
+    if y.size < s.min_labelled_rows or positives == 0 or negatives == 0:
+        notes.append(
+            f"ROC-AUC not checked: {y.size} labelled rows ({positives} churned), "
+            f"need {s.min_labelled_rows} with both classes"
+        )
+        return None
+    auc = roc_auc(y, score)
+    drop = reference_auc - auc
+    se = roc_auc_standard_error(auc, positives, negatives)
+    p_value = 0.5 * math.erfc(drop / se / math.sqrt(2.0)) if se > 0 else float(drop <= 0)
+    level = _level(drop, p_value, s.auc_drop_warn, s.auc_drop_alert, s.alpha)
+    return PerformanceCheck(reference_auc, auc, drop, p_value, int(y.size), level)
+
+
+def _level(size: float, p_value: float, warn: float, alert: float, alpha: float) -> Level:
+    if p_value >= alpha or size < warn:
+        return "ok"
+    return "alert" if size >= alert else "warn"

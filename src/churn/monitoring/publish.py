@@ -1,0 +1,148 @@
+"""Publish a monitoring run's results to a Prometheus Pushgateway.
+
+A monitoring run is a batch job, so it pushes instead of being scraped: Prometheus then
+scrapes the Pushgateway (with ``honor_labels: true``) and evaluates the alert rules in
+``rules/churn-alerts.yaml``. All metrics are gauges with a ``churn_`` prefix, base units
+and at most one label (``feature``, ``check`` or ``source``), so cardinality stays fixed.
+
+A successful run replaces its whole group (``push``), so a feature that is no longer
+checked disappears. A failed run only adds ``churn_monitoring_failed 1`` and the failure
+time (``pushadd``), keeping the last good results and their timestamp visible, so the
+"stale" alert still measures the time since the last success.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from churn.errors import ChurnError
+from churn.monitoring.report import CHECKS, LEVELS, DriftReport
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+DEFAULT_JOB = "churn-monitoring"
+
+
+def report_registry(report: DriftReport, *, timestamp: float | None = None) -> CollectorRegistry:
+    """The metrics of one successful run, in a fresh registry.
+
+    Args:
+        report: The run's drift report.
+        timestamp: Unix time of the run's success (now when omitted).
+
+    """
+    from prometheus_client import CollectorRegistry, Gauge
+
+    registry = CollectorRegistry()
+
+    def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(name, doc, labels, registry=registry)
+
+    psi = gauge("churn_feature_psi", "PSI of a numeric feature against the reference (unitless).", ("feature",))
+    chi2 = gauge("churn_feature_chi2_statistic", "Chi-square statistic of a categorical feature.", ("feature",))
+    cramers_v = gauge("churn_feature_cramers_v", "Cramér's V of a categorical feature (0 to 1).", ("feature",))
+    p_value = gauge("churn_feature_drift_p_value", "P-value of a feature's drift test.", ("feature",))
+    level = gauge("churn_feature_drift_level", "Drift level of a feature: 0 ok, 1 warn, 2 alert.", ("feature",))
+    for f in report.features:
+        if f.psi is not None:
+            psi.labels(feature=f.feature).set(f.psi)
+        if f.chi2 is not None and f.cramers_v is not None:
+            chi2.labels(feature=f.feature).set(f.chi2)
+            cramers_v.labels(feature=f.feature).set(f.cramers_v)
+        p_value.labels(feature=f.feature).set(f.p_value)
+        level.labels(feature=f.feature).set(LEVELS.index(f.level))
+
+    if report.churn_rate:
+        c = report.churn_rate
+        source = ("source",)
+        gauge("churn_rate_current", "Churn rate of the current data (ratio).", source).labels(c.source).set(c.current)
+        gauge("churn_rate_reference", "Churn rate of the reference (ratio).", source).labels(c.source).set(c.reference)
+        gauge("churn_rate_delta", "Current minus reference churn rate (ratio).", source).labels(c.source).set(c.delta)
+    if report.prediction:
+        gauge("churn_prediction_psi", "PSI of the predicted churn probabilities.").set(report.prediction.psi)
+        gauge("churn_prediction_mean", "Mean predicted churn probability.").set(report.prediction.current_mean)
+    if report.performance:
+        a = report.performance
+        gauge("churn_recent_roc_auc", "ROC-AUC on recent labelled rows.").set(a.roc_auc)
+        gauge("churn_reference_roc_auc", "The champion's ROC-AUC on its test split.").set(a.reference_roc_auc)
+
+    checks = gauge("churn_monitoring_check_level", "Level of a check family: 0 ok, 1 warn, 2 alert.", ("check",))
+    for check in CHECKS:
+        checks.labels(check=check).set(LEVELS.index(report.levels[check]))
+    gauge("churn_monitoring_verdict", "Verdict of the run: 0 ok, 1 warn, 2 alert.").set(LEVELS.index(report.verdict))
+    gauge("churn_monitoring_drifted_features", "Features at alert level.").set(len(report.flagged))
+    gauge("churn_monitoring_current_rows", "Rows checked in the run.").set(report.current_rows)
+    gauge("churn_monitoring_failed", "1 when the last run failed, else 0.").set(0)
+    gauge("churn_monitoring_last_success_timestamp_seconds", "Unix time of the last successful monitoring run.").set(
+        time.time() if timestamp is None else timestamp
+    )
+    return registry
+
+
+def push_report(
+    report: DriftReport,
+    gateway: str,
+    *,
+    job: str = DEFAULT_JOB,
+    timeout: float = 10.0,
+    timestamp: float | None = None,
+) -> None:
+    """Push a successful run's metrics, replacing the job's previous group.
+
+    Args:
+        report: The run's drift report.
+        gateway: Pushgateway address, e.g. ``http://pushgateway:9091``.
+        job: Job name (the grouping key).
+        timeout: HTTP timeout in seconds.
+        timestamp: Unix time of the run's success (now when omitted).
+
+    Raises:
+        ChurnError: The Pushgateway cannot be reached or refuses the push; the message
+            names the URL. Write the report before pushing, so nothing is lost.
+
+    """
+    from prometheus_client import push_to_gateway
+
+    registry = report_registry(report, timestamp=timestamp)
+    _send(lambda: push_to_gateway(gateway, job=job, registry=registry, timeout=timeout), gateway)
+
+
+def push_failure(
+    gateway: str, *, job: str = DEFAULT_JOB, timeout: float = 10.0, timestamp: float | None = None
+) -> None:
+    """Record a failed run: ``churn_monitoring_failed 1`` and the failure time.
+
+    The last successful run's metrics stay in place (see the module docstring).
+
+    Raises:
+        ChurnError: The Pushgateway cannot be reached or refuses the push.
+
+    """
+    from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
+
+    registry = CollectorRegistry()
+    Gauge("churn_monitoring_failed", "1 when the last run failed, else 0.", registry=registry).set(1)
+    Gauge(
+        "churn_monitoring_last_failure_timestamp_seconds",
+        "Unix time of the last failed monitoring run.",
+        registry=registry,
+    ).set(time.time() if timestamp is None else timestamp)
+    _send(lambda: pushadd_to_gateway(gateway, job=job, registry=registry, timeout=timeout), gateway)
+
+
+def _send(push: Callable[[], None], gateway: str) -> None:
+    try:
+        push()
+    except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
+        raise ChurnError(f"could not push monitoring metrics to the Pushgateway at {gateway}: {exc}") from exc
+
+
+def alert_rules_path() -> Path:
+    """The Prometheus alert-rule file shipped with the package (``rules/churn-alerts.yaml``)."""
+    from importlib.resources import files
+
+    return Path(str(files("churn.monitoring").joinpath("rules", "churn-alerts.yaml")))

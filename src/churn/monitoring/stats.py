@@ -1,0 +1,157 @@
+"""The statistics behind the drift checks, on plain NumPy arrays.
+
+Numeric columns are compared on bins cut at reference quantiles, categorical columns on
+category counts; both have one extra bin for missing values, so a change in the share
+of missing values is drift like any other. Everything is vectorised (``searchsorted``
+and ``bincount``), so a million rows cost milliseconds per column.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def quantile_edges(values: np.ndarray, bins: int) -> np.ndarray:
+    """Inner bin edges at the reference quantiles of ``values`` (NaN ignored).
+
+    Bins are right-closed: ``(-inf, e0], (e0, e1], ..., (e_last, inf)``. Edges are data
+    values (``inverted_cdf`` quantiles) and duplicates are merged, so a discrete column
+    (a 1-5 score, a count that is mostly 0) gets one bin per value instead of empty
+    bins, and no reference bin is ever empty.
+
+    Args:
+        values: Reference values; NaN marks a missing value.
+        bins: Bins wanted; ties can leave fewer.
+
+    Returns:
+        Sorted, unique inner edges (at most ``bins - 1``; empty for a constant column).
+
+    """
+    present = values[~np.isnan(values)]
+    if present.size == 0:
+        return np.empty(0)
+    levels = np.linspace(0.0, 1.0, bins + 1)[1:-1]
+    edges = np.unique(np.quantile(present, levels, method="inverted_cdf"))
+    # The bin above the largest value would be empty in the reference: drop that edge.
+    return np.asarray(edges[edges < present.max()], dtype=np.float64)
+
+
+def bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Count ``values`` per bin of :func:`quantile_edges`; the last slot counts NaN.
+
+    Returns:
+        ``len(edges) + 2`` counts: the ``len(edges) + 1`` value bins, then missing values.
+
+    """
+    index = np.searchsorted(edges, values, side="left")
+    index[np.isnan(values)] = edges.size + 1
+    return np.bincount(index, minlength=edges.size + 2)
+
+
+def psi(reference: np.ndarray, current: np.ndarray, epsilon: float = 1e-4) -> float:
+    """Population stability index of two proportion vectors over the same bins.
+
+    ``PSI = sum((c - r) * ln(c / r))``. A bin that is empty on either side would make the
+    logarithm infinite, so both proportions are floored at ``epsilon`` first (no
+    renormalisation): an emptied bin then contributes a large but finite amount, e.g. a
+    10% bin that vanishes adds about 0.69.
+
+    Args:
+        reference: Reference proportions (sum 1).
+        current: Current proportions (sum 1).
+        epsilon: Floor on each proportion.
+
+    """
+    r = np.maximum(reference, epsilon)
+    c = np.maximum(current, epsilon)
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def psi_p_value(value: float, reference_rows: int, current_rows: int, bins: int) -> float:
+    """P-value of a PSI under "same population" (two independent samples).
+
+    PSI is the Jeffreys divergence of two empirical distributions; when both come from
+    one population, ``PSI / (1/n_ref + 1/n_cur)`` is approximately chi-square with
+    ``bins - 1`` degrees of freedom. The p-value tells sampling noise (a PSI of 0.15 on
+    50 rows) from a real shift; the PSI itself tells a large shift from a tiny one.
+
+    Args:
+        value: The PSI.
+        reference_rows: Rows behind the reference proportions.
+        current_rows: Rows behind the current proportions.
+        bins: Bins that are non-empty on at least one side.
+
+    """
+    from scipy.stats import chi2
+
+    if bins < 2 or reference_rows < 1 or current_rows < 1:
+        return 1.0
+    scaled = value / (1.0 / reference_rows + 1.0 / current_rows)
+    return float(chi2.sf(scaled, bins - 1))
+
+
+def chi_square(reference_counts: np.ndarray, current_counts: np.ndarray) -> tuple[float, float, int]:
+    """Chi-square test of homogeneity of two count vectors over the same categories.
+
+    Categories empty on both sides are dropped; no continuity correction.
+
+    Returns:
+        The statistic, its p-value and the degrees of freedom (0 when fewer than two
+        categories are seen at all, with statistic 0 and p-value 1).
+
+    """
+    from scipy.stats import chi2_contingency
+
+    table = np.vstack([reference_counts, current_counts]).astype(np.float64)
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
+        return 0.0, 1.0, 0
+    result = chi2_contingency(table, correction=False)
+    return float(result.statistic), float(result.pvalue), int(result.dof)
+
+
+def cramers_v(reference: np.ndarray, current: np.ndarray) -> float:
+    """Cramér's V between "reference" and "current" with both samples weighted equally.
+
+    It is scipy's ``association(method="cramer")`` of a 2 x k table whose two rows hold
+    the two proportion vectors scaled to the same total: ``sqrt(sum((c - r)**2 / (c + r)) / 2)``.
+    Weighting the samples equally makes V depend on how different the distributions
+    are, not on how many rows each side has (the plain contingency V of 100K reference
+    rows against 1K current rows would shrink tenfold). 0 = same, 1 = disjoint.
+
+    Args:
+        reference: Reference proportions (sum 1).
+        current: Current proportions (sum 1).
+
+    """
+    total = reference + current
+    seen = total > 0
+    return math.sqrt(float(np.sum((current[seen] - reference[seen]) ** 2 / total[seen])) / 2.0)
+
+
+def two_sided_p(z: float) -> float:
+    """Two-sided p-value of a standard-normal z statistic."""
+    return math.erfc(abs(z) / math.sqrt(2.0))
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC-AUC from ranks (Mann-Whitney U), ties counted half; needs both classes."""
+    from scipy.stats import rankdata
+
+    positive = labels == 1
+    n_pos = int(positive.sum())
+    n_neg = labels.size - n_pos
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def roc_auc_standard_error(auc: float, positives: int, negatives: int) -> float:
+    """Standard error of a ROC-AUC estimate (Hanley & McNeil, 1982)."""
+    q1 = auc / (2.0 - auc)
+    q2 = 2.0 * auc * auc / (1.0 + auc)
+    variance = (auc * (1.0 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)) / (
+        positives * negatives
+    )
+    return math.sqrt(max(variance, 0.0))

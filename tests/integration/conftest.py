@@ -16,9 +16,14 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
+
+from churn.serving.local import LocalService, ServiceConfig
+from churn.training.models import ChurnModel
 
 BUCKET = "mlflow"
 #: Dummy credentials: moto accepts anything, but boto3 refuses to sign without some.
@@ -155,3 +160,57 @@ def mlflow_server(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) ->
         yield uri
     finally:
         _stop(process)
+
+
+@dataclass(frozen=True)
+class ServedChampion:
+    """A champion registered in a local MLflow store, and raw rows it has never seen."""
+
+    tracking_uri: str
+    model: ChurnModel
+    rows: pd.DataFrame
+    raw_file: Path
+
+
+@pytest.fixture(scope="session")
+def served_champion(tmp_path_factory: pytest.TempPathFactory) -> ServedChampion:
+    """An XGBoost champion (the inplace_predict path) registered as churn-model@champion."""
+    import mlflow
+
+    from churn.data import generate_customers
+    from churn.io import write_raw
+    from churn.registry import CHAMPION, connect, log_candidate, register_challenger
+    from churn.registry.mlflow_registry import load_churn_model
+    from churn.training import split_frame, train_family
+
+    root = tmp_path_factory.mktemp("champion")
+    uri = f"sqlite:///{root}/mlflow.db"
+    connect(uri, experiment="serving-test", artifact_location=(root / "artifacts").as_uri())
+    parts = split_frame(generate_customers(6_000, "2026-01-05", seed=21).frame, seed=3)
+    params = {"n_estimators": 200, "max_depth": 3, "learning_rate": 0.1, "early_stopping_rounds": 20}
+    trained = train_family("xgboost", parts["train"], parts["validation"], params)
+    with mlflow.start_run():
+        model_uri = log_candidate(trained, example=parts["test"].head(3), metrics={}, tags={})
+    version = register_challenger(model_uri, "churn-model", tags={"family": "xgboost"})
+    mlflow.MlflowClient().set_registered_model_alias("churn-model", CHAMPION, version)
+    fresh = generate_customers(1_000, "2026-02-02", seed=99).frame
+    raw_file = root / "customers_20260202.csv"
+    write_raw([fresh], raw_file)
+    return ServedChampion(uri, load_churn_model("models:/churn-model@champion"), fresh, raw_file)
+
+
+@pytest.fixture(scope="session")
+def churn_service(served_champion: ServedChampion, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalService]:
+    """Predictor and transformer (gRPC between them) as real KServe servers on free loopback ports."""
+    config = ServiceConfig(
+        model_uri="models:/churn-model@champion",
+        tracking_uri=served_champion.tracking_uri,
+        predictor_http_port=free_port(),
+        predictor_grpc_port=free_port(),
+        transformer_http_port=free_port(),
+        transformer_grpc_port=free_port(),
+        max_batch_size=2_000,
+        log_dir=tmp_path_factory.mktemp("serving-logs"),
+    )
+    with LocalService(config).start(timeout=120) as service:
+        yield service

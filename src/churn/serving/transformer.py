@@ -94,6 +94,11 @@ class ChurnTransformer(Model):  # type: ignore[misc]
         self.ready = True
         return self.ready
 
+    @property
+    def _grpc(self) -> bool:
+        config = self.predictor_config
+        return config is not None and config.protocol == "grpc-v2"
+
     def get_input_types(self) -> list[dict[str, Any]]:
         return input_metadata()
 
@@ -114,7 +119,8 @@ class ChurnTransformer(Model):  # type: ignore[misc]
         request_id = (None if isinstance(payload, dict) else payload.id) or str(uuid.uuid4())
         _PENDING.set(_Pending(isinstance(payload, dict), request_id, batch.customer_ids))
         features = InferInput(FEATURES_INPUT, list(matrix.shape), "FP64")
-        features.set_data_from_numpy(matrix, binary_data=True)
+        # Raw bytes on gRPC; JSON numbers on REST (KServe's predictor rejects its own client's binary body).
+        features.set_data_from_numpy(matrix, binary_data=self._grpc)
         return InferRequest(model_name=self.name, infer_inputs=[features], request_id=request_id)
 
     def postprocess(
@@ -149,7 +155,7 @@ class ChurnTransformer(Model):  # type: ignore[misc]
             model_name=self.name,
             model_version=self.served.version,
             infer_outputs=outputs,
-            parameters={"threshold": float(self.served.model.threshold)},
+            parameters={"threshold": f"{self.served.model.threshold:.6f}"},  # V2 gRPC parameters hold no floats
         )
 
 

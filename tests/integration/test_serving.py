@@ -1,0 +1,316 @@
+"""The predictor and transformer as real KServe servers, called by real V2 clients written by others.
+
+``churn_service`` (conftest) runs both servers as separate processes on loopback, the
+transformer calling the predictor over gRPC, exactly as the two containers of the
+InferenceService do. Clients: ``tritonclient`` (HTTP in-process; gRPC in a subprocess,
+because tritonclient.grpc and kserve register the same protobuf package), KServe's
+``InferenceRESTClient``/``InferenceGRPCClient``, and plain HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from churn.data.schema import COLUMNS_BY_NAME, LABEL
+from churn.features.derive import FEATURE_INPUTS
+from churn.serving.client import answer_rows, predict_records, read_records_file
+from churn.serving.contract import tensor_type
+from churn.serving.local import LocalService, ServiceConfig, free_port
+
+ServedChampion = Any  # conftest.ServedChampion (tests are not a package)
+
+pytestmark = pytest.mark.integration
+NAME = "churn-model"
+TRITON_GRPC = Path(__file__).parent / "clients" / "triton_grpc.py"
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """JSON-ready raw records (dates as YYYY-MM-DD, missing as None), the label dropped."""
+    out = frame.drop(columns=[LABEL]).astype(object).where(frame.drop(columns=[LABEL]).notna(), None)
+    for column in ("signup_date", "snapshot_date"):
+        out[column] = pd.to_datetime(frame[column]).dt.strftime("%Y-%m-%d")
+    return list(out.to_dict(orient="records"))
+
+
+def column_tensors(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One V2 input per field, as a client following the model metadata would send them."""
+    tensors = []
+    for name in (*FEATURE_INPUTS, "customer_id"):
+        values = [r[name] for r in rows]
+        datatype = "BYTES" if name == "customer_id" else tensor_type(COLUMNS_BY_NAME[name])
+        if datatype == "FP64":
+            values = [np.nan if v is None else float(v) for v in values]
+        tensors.append({"name": name, "datatype": datatype, "shape": [len(rows)], "data": values})
+    return tensors
+
+
+def triton_grpc(url: str, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+    spec = json.dumps({"url": url, "model": NAME, "inputs": inputs}, allow_nan=True)
+    done = subprocess.run(
+        [sys.executable, str(TRITON_GRPC)], input=spec, capture_output=True, text=True, timeout=60, check=True
+    )
+    return dict(json.loads(done.stdout))
+
+
+@pytest.fixture(scope="module")
+def rows(served_champion: ServedChampion) -> list[dict[str, Any]]:
+    return records(served_champion.rows)
+
+
+@pytest.fixture(scope="module")
+def expected(served_champion: ServedChampion) -> np.ndarray:
+    """In-process predict_proba of the champion on the same raw rows (the offline path)."""
+    return served_champion.model.predict_proba(served_champion.rows)
+
+
+def test_health_readiness_and_metadata(churn_service: LocalService) -> None:
+    config = churn_service.config
+    for url in (config.transformer_url, config.predictor_url):
+        assert requests.get(f"{url}/v2/health/live", timeout=5).json() == {"live": True}
+        assert requests.get(f"{url}/v2/health/ready", timeout=5).json() == {"ready": True}
+        assert requests.get(f"{url}/v2/models/{NAME}/ready", timeout=5).status_code == 200
+    meta = requests.get(f"{config.transformer_url}/v2/models/{NAME}", timeout=5).json()
+    inputs = {i["name"]: i["datatype"] for i in meta["inputs"]}
+    assert inputs["age"] == "FP64" and inputs["country"] == "BYTES" and inputs["signup_date"] == "BYTES"
+    assert set(FEATURE_INPUTS) <= set(inputs) and "records" in inputs
+    assert [o["name"] for o in meta["outputs"]][:2] == ["churn_probability", "churn_label"]
+    predictor_meta = requests.get(f"{config.predictor_url}/v2/models/{NAME}", timeout=5).json()
+    assert predictor_meta["inputs"][0]["shape"][1] == 73
+
+
+def test_served_probabilities_equal_in_process_predict_proba_for_1000_rows(
+    churn_service: LocalService, served_champion: ServedChampion, expected: np.ndarray
+) -> None:
+    """No training/serving skew: the raw file through the service == the model on the same file offline."""
+    sent = read_records_file(served_champion.raw_file)
+    assert len(sent) == 1_000
+    answer = predict_records(churn_service.config.transformer_url, NAME, sent)
+    served = np.asarray([row["churn_probability"] for row in answer_rows(answer)])
+    np.testing.assert_allclose(served, expected, rtol=1e-12, atol=0)
+    labels = np.asarray([row["churn_label"] for row in answer_rows(answer)])
+    np.testing.assert_array_equal(labels, (expected >= served_champion.model.threshold).astype(int))
+    assert answer["model_version"] == "1"
+
+
+def test_tritonclient_http_column_tensors_binary(
+    churn_service: LocalService, rows: list[dict[str, Any]], expected: np.ndarray
+) -> None:
+    import tritonclient.http as httpclient
+
+    config = churn_service.config
+    client = httpclient.InferenceServerClient(url=f"{config.host}:{config.transformer_http_port}")
+    assert client.is_server_ready() and client.is_model_ready(NAME)
+    inputs = []
+    for tensor in column_tensors(rows[:50]):
+        dtype = np.object_ if tensor["datatype"] == "BYTES" else np.float64
+        item = httpclient.InferInput(tensor["name"], tensor["shape"], tensor["datatype"])
+        item.set_data_from_numpy(np.asarray(tensor["data"], dtype=dtype), binary_data=True)
+        inputs.append(item)
+    result = client.infer(NAME, inputs)
+    np.testing.assert_allclose(result.as_numpy("churn_probability"), expected[:50], rtol=1e-12)
+    first_id = result.as_numpy("customer_id")[0]
+    assert (first_id.decode() if isinstance(first_id, bytes) else first_id) == rows[0]["customer_id"]
+
+    predictor = httpclient.InferenceServerClient(url=f"{config.host}:{config.predictor_http_port}")
+    matrix = httpclient.InferInput("features", [3, 73], "FP64")
+    features = np.ascontiguousarray(churn_service_matrix(rows[:3]))
+    matrix.set_data_from_numpy(features, binary_data=True)
+    direct = predictor.infer(NAME, [matrix]).as_numpy("churn_probability")
+    np.testing.assert_allclose(direct, expected[:3], rtol=1e-12)
+
+
+def churn_service_matrix(rows: list[dict[str, Any]]) -> np.ndarray:
+    """The champion's own feature pipeline on ``rows`` (what the transformer sends the predictor)."""
+    from churn.registry.mlflow_registry import load_churn_model
+
+    return load_churn_model("models:/churn-model@champion").features.transform(rows)
+
+
+def test_tritonclient_grpc_transformer_and_predictor(
+    churn_service: LocalService, rows: list[dict[str, Any]], expected: np.ndarray
+) -> None:
+    config = churn_service.config
+    answer = triton_grpc(f"{config.host}:{config.transformer_grpc_port}", column_tensors(rows[:20]))
+    np.testing.assert_allclose(answer["outputs"]["churn_probability"], expected[:20], rtol=1e-12)
+    assert answer["model_version"] == "1" and answer["live"] is True
+
+    features = churn_service_matrix(rows[:4])
+    matrix = [{"name": "features", "datatype": "FP64", "shape": [4, 73], "data": features.tolist()}]
+    direct = triton_grpc(f"{config.host}:{config.predictor_grpc_port}", matrix)
+    np.testing.assert_allclose(direct["outputs"]["churn_probability"], expected[:4], rtol=1e-12)
+
+    bad = column_tensors(rows[:2])
+    bad[2]["data"] = [-5.0, 40.0]  # age
+    refused = triton_grpc(f"{config.host}:{config.transformer_grpc_port}", bad)
+    assert refused["error"]["status"] == "StatusCode.INVALID_ARGUMENT"
+    assert "'age' in row 0" in refused["error"]["message"]
+
+
+def test_kserve_rest_and_grpc_clients(
+    churn_service: LocalService, rows: list[dict[str, Any]], expected: np.ndarray
+) -> None:
+    from kserve import InferenceGRPCClient, InferenceRESTClient, InferInput, InferRequest, RESTConfig
+
+    config = churn_service.config
+    elements = np.asarray([json.dumps(r).encode() for r in rows[:10]], dtype=np.object_)
+
+    def request() -> InferRequest:
+        item = InferInput("records", [10], "BYTES")
+        item.set_data_from_numpy(elements, binary_data=False)
+        return InferRequest(model_name=NAME, infer_inputs=[item], request_id="kserve-client")
+
+    async def call() -> tuple[Any, Any]:
+        rest = InferenceRESTClient(RESTConfig(protocol="v2", timeout=30))
+        grpc = InferenceGRPCClient(f"{config.host}:{config.transformer_grpc_port}", timeout=30)
+        try:
+            by_rest = await rest.infer(config.transformer_url, request(), model_name=NAME)
+            by_grpc = await grpc.infer(request())
+        finally:
+            await rest.close()
+            await grpc.close()
+        return by_rest, by_grpc
+
+    by_rest, by_grpc = asyncio.run(call())
+    for response in (by_rest, by_grpc):
+        np.testing.assert_allclose(
+            response.get_output_by_name("churn_probability").as_numpy(), expected[:10], rtol=1e-12
+        )
+    assert by_grpc.model_version == "1"  # InferResponse.from_rest drops model_version; the JSON has it
+
+
+def test_v1_instances(churn_service: LocalService, rows: list[dict[str, Any]], expected: np.ndarray) -> None:
+    url = f"{churn_service.config.transformer_url}/v1/models/{NAME}:predict"
+    answer = requests.post(url, json={"instances": rows[:5]}, timeout=10).json()
+    got = [p["churn_probability"] for p in answer["predictions"]]
+    np.testing.assert_allclose(got, expected[:5], rtol=1e-12)
+    assert answer["predictions"][0]["customer_id"] == rows[0]["customer_id"]
+
+
+def _mutate(rows: list[dict[str, Any]], **changes: Any) -> list[dict[str, Any]]:
+    first = dict(rows[0])
+    for key, value in changes.items():
+        if value is ...:
+            del first[key]
+        else:
+            first[key] = value
+    return [first, *rows[1:3]]
+
+
+BAD_RECORDS = [
+    ({"age": ...}, "missing field(s) 'age'"),
+    ({"loyalty": 3}, "unknown field(s) 'loyalty'"),
+    ({"total_orders": "many"}, "'total_orders' in row 0 must be a number"),
+    ({"total_returns": -2}, "'total_returns' in row 0 is -2"),
+    ({"support_tickets_90d": 1.5}, "must be a whole number"),
+    ({"total_spend": None}, "'total_spend' in row 0 is missing"),
+    ({"country": 7}, "'country' in row 0 must be a string"),
+    ({"snapshot_date": "yesterday"}, "expected a date as YYYY-MM-DD"),
+    ({"signup_date": "2030-01-01"}, "signup_date 2030-01-01 after snapshot_date"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BAD_RECORDS)
+def test_bad_records_get_400_naming_the_field(
+    churn_service: LocalService, rows: list[dict[str, Any]], change: dict[str, Any], message: str
+) -> None:
+    url = f"{churn_service.config.transformer_url}/v1/models/{NAME}:predict"
+    response = requests.post(url, json={"instances": _mutate(rows, **change)}, timeout=10)
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+
+
+def test_bad_requests_get_400_and_are_counted(churn_service: LocalService, rows: list[dict[str, Any]]) -> None:
+    base = churn_service.config.transformer_url
+    v2 = f"{base}/v2/models/{NAME}/infer"
+    text_spend = column_tensors(rows[:2])
+    text_spend[4]["data"] = ["x", "y"]  # total_spend as text in an FP64 tensor
+    cases: list[tuple[Any, str]] = [
+        (b"{not json", "malformed request"),
+        ({"inputs": "x"}, "malformed request"),
+        ({"inputs": []}, "missing field(s)"),
+        ({"inputs": [{"name": "records", "datatype": "BYTES", "shape": [0], "data": []}]}, "empty batch"),
+        ({"inputs": [{"name": "records", "datatype": "BYTES", "shape": [1], "data": ["[1, 2]"]}]}, "JSON object"),
+        ({"inputs": [{"name": "records", "datatype": "BYTES", "shape": [3], "data": ["{}"]}]}, "shape"),
+        ({"inputs": text_spend}, "'total_spend'"),
+        ({"inputs": column_tensors(rows[:2])[:-3]}, "missing field(s)"),
+    ]
+    before = _metric(base, 'churn_input_validation_failures_total{reason="malformed_request"}')
+    for body, message in cases:
+        if isinstance(body, bytes):
+            response = requests.post(v2, data=body, headers={"Content-Type": "application/json"}, timeout=10)
+        else:
+            response = requests.post(v2, json=body, timeout=10)
+        assert response.status_code == 400, (body, response.text)
+        assert message in response.json()["error"], response.text
+    too_many = [rows[0]] * (churn_service.config.max_batch_size + 1)
+    response = requests.post(f"{base}/v1/models/{NAME}:predict", json={"instances": too_many}, timeout=30)
+    assert response.status_code == 400 and "limit is 2000" in response.json()["error"]
+    assert _metric(base, 'churn_input_validation_failures_total{reason="malformed_request"}') >= before + 2
+
+
+def _metric(url: str, series: str) -> float:
+    for line in requests.get(f"{url}/metrics", timeout=5).text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{series} not exposed")
+
+
+def test_metrics_exposes_latency_predictions_and_model_info(
+    churn_service: LocalService, rows: list[dict[str, Any]]
+) -> None:
+    base = churn_service.config.transformer_url
+    scored = sum(_metric(base, f'churn_predictions_total{{label="{label}"}}') for label in ("churned", "retained"))
+    predict_records(base, NAME, rows[:7])
+    after = sum(_metric(base, f'churn_predictions_total{{label="{label}"}}') for label in ("churned", "retained"))
+    assert after == scored + 7
+    text = requests.get(f"{base}/metrics", timeout=5).text
+    assert f'request_preprocess_seconds_count{{model_name="{NAME}"}}' in text
+    assert "churn_prediction_probability_bucket{le=" in text
+    assert f'churn_model_info{{family="xgboost",model_name="{NAME}",model_version="1"}} 1.0' in text
+    assert "churn_request_errors_total 0.0" in text
+    predictor = requests.get(f"{churn_service.config.predictor_url}/metrics", timeout=5).text
+    assert f'request_predict_seconds_count{{model_name="{NAME}"}}' in predictor
+
+
+def test_rest_path_to_predictor_gives_the_same_answers(
+    served_champion: ServedChampion, rows: list[dict[str, Any]], expected: np.ndarray, tmp_path: Path
+) -> None:
+    """--predictor_protocol v2 (REST between transformer and predictor) as the alternative to gRPC."""
+    config = ServiceConfig(
+        model_uri="models:/churn-model/1",
+        tracking_uri=served_champion.tracking_uri,
+        predictor_http_port=free_port(),
+        predictor_grpc_port=free_port(),
+        transformer_http_port=free_port(),
+        transformer_grpc_port=free_port(),
+        predictor_protocol="v2",
+        log_dir=tmp_path,
+    )
+    with LocalService(config).start(timeout=120):
+        answer = predict_records(config.transformer_url, NAME, rows[:25])
+    np.testing.assert_allclose([r["churn_probability"] for r in answer_rows(answer)], expected[:25], rtol=1e-12)
+
+
+def test_a_taken_port_fails_fast_with_a_clear_error(churn_service: LocalService, tmp_path: Path) -> None:
+    from churn.errors import ChurnError
+
+    taken = churn_service.config.transformer_http_port
+    config = ServiceConfig(
+        model_uri="models:/churn-model@champion",
+        predictor_http_port=free_port(),
+        predictor_grpc_port=free_port(),
+        transformer_http_port=taken,
+        log_dir=tmp_path,
+    )
+    with pytest.raises(ChurnError, match=f"port {taken} .* already in use"):
+        LocalService(config).start(timeout=10)

@@ -17,8 +17,7 @@ import numpy as np
 import pandas as pd
 
 from churn.data.schema import CATEGORY_COLUMNS
-from churn.features.derive import NUMERIC_INPUTS
-from churn.monitoring.reference import check_probabilities, require_columns
+from churn.monitoring.reference import NUMERIC_COLUMNS, check_probabilities, require_columns
 
 #: Column that carries the predicted churn probabilities in the Evidently datasets.
 PROBABILITY_COLUMN = "churn_probability"
@@ -30,7 +29,7 @@ def evidently_drift(
     *,
     reference_probabilities: np.ndarray | Sequence[float] | None = None,
     current_probabilities: np.ndarray | Sequence[float] | None = None,
-    numeric: Sequence[str] = NUMERIC_INPUTS,
+    numeric: Sequence[str] = NUMERIC_COLUMNS,
     categorical: Sequence[str] = CATEGORY_COLUMNS,
     max_rows: int | None = None,
     seed: int = 0,

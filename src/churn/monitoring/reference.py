@@ -18,14 +18,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churn.data.schema import CATEGORY_COLUMNS, LABEL
+from churn.data.schema import CATEGORY_COLUMNS, LABEL, RAW_COLUMNS, Kind
 from churn.errors import ChurnError
-from churn.features.derive import NUMERIC_INPUTS
 from churn.monitoring.stats import bin_counts, quantile_edges
 
 FORMAT_VERSION = 1
 #: Name of the bin (or category) that counts missing values.
 MISSING = "<missing>"
+#: Numeric raw columns (the feature code's ``NUMERIC_INPUTS``, read from the schema without importing it).
+NUMERIC_COLUMNS: tuple[str, ...] = tuple(c.name for c in RAW_COLUMNS if c.kind in (Kind.INT, Kind.FLOAT))
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ def fit_reference(
     *,
     roc_auc: float | None = None,
     bins: int = 10,
-    numeric: Sequence[str] = NUMERIC_INPUTS,
+    numeric: Sequence[str] = NUMERIC_COLUMNS,
     categorical: Sequence[str] = CATEGORY_COLUMNS,
     label: str = LABEL,
 ) -> ReferenceProfile:

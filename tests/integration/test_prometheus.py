@@ -1,0 +1,226 @@
+"""The alert rules against the real thing: promtool, a Pushgateway and a Prometheus server.
+
+The binaries are Debian's ``prometheus`` and ``prometheus-pushgateway`` packages; the
+session fixture installs them with ``scripts/install_prometheus.sh`` when they are
+missing (a fresh CI machine) and fails, never skips, when that does not work. Servers run
+on 127.0.0.1 on free ports with temporary storage and are always stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from churn.data import generate_customers
+from churn.monitoring import DriftReport, ReferenceProfile, check_drift, fit_reference
+from churn.monitoring.publish import alert_rules_path, push_failure, push_report
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES_TESTS = Path(__file__).parent / "prometheus" / "churn-alerts.test.yaml"
+BINARIES = ("promtool", "prometheus", "prometheus-pushgateway")
+
+
+@pytest.fixture(scope="session")
+def prometheus_bins() -> dict[str, str]:
+    """Paths of promtool, prometheus and prometheus-pushgateway (installed now if missing)."""
+    script = ROOT / "scripts" / "install_prometheus.sh"
+    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=900, check=False)
+    if result.returncode != 0:
+        pytest.fail(f"{script} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    paths = {name: shutil.which(name) for name in BINARIES}
+    missing = [name for name, path in paths.items() if path is None]
+    if missing:
+        pytest.fail(f"{script} succeeded but {', '.join(missing)} is not on PATH")
+    return {name: str(path) for name, path in paths.items()}
+
+
+def run(command: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_promtool_checks_the_rules_file(prometheus_bins: dict[str, str]) -> None:
+    result = run([prometheus_bins["promtool"], "check", "rules", str(alert_rules_path())])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 10 rules found" in result.stdout
+
+
+def test_promtool_unit_tests_cover_every_alert(prometheus_bins: dict[str, str]) -> None:
+    rules = alert_rules_path().read_text()
+    tests = RULES_TESTS.read_text()
+    alerts = [line.split(":", 1)[1].strip() for line in rules.splitlines() if line.strip().startswith("- alert:")]
+    assert len(alerts) == 10
+    for alert in alerts:
+        assert f"alertname: {alert}\n        exp_alerts: []" in tests, f"{alert}: no not-firing case"
+        assert f"alertname: {alert}\n        exp_alerts:\n" in tests, f"{alert}: no firing case"
+    result = run([prometheus_bins["promtool"], "test", "rules", str(RULES_TESTS)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+# --------------------------------------------------------------------------- live servers
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def server(command: list[str], log: Path, ready_url: str) -> Iterator[None]:
+    """Run a server until the block ends; wait until ``ready_url`` answers 200 first (fail with its log)."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while not ready(ready_url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"{command[0]} not ready at {ready_url}:\n{log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.2)
+        yield
+    finally:
+        process.terminate()
+        with suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+        process.kill()  # no-op once it has exited
+        process.wait()
+
+
+def ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@pytest.fixture
+def pushgateway(prometheus_bins: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    url = f"http://127.0.0.1:{free_port()}"
+    command = [prometheus_bins["prometheus-pushgateway"], f"--web.listen-address={url.removeprefix('http://')}"]
+    with server(command, tmp_path / "pushgateway.log", f"{url}/-/ready"):
+        yield url
+
+
+@pytest.fixture
+def prometheus(prometheus_bins: dict[str, str], pushgateway: str, tmp_path: Path) -> Iterator[str]:
+    """A Prometheus server scraping the Pushgateway every second and evaluating the real rules file."""
+    address = f"127.0.0.1:{free_port()}"
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        json.dumps(  # JSON is YAML
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(alert_rules_path())],
+                "scrape_configs": [
+                    {
+                        "job_name": "pushgateway",
+                        "honor_labels": True,
+                        "static_configs": [{"targets": [pushgateway.removeprefix("http://")]}],
+                    }
+                ],
+            }
+        )
+    )
+    command = [
+        prometheus_bins["prometheus"],
+        f"--config.file={config}",
+        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+        f"--web.listen-address={address}",
+    ]
+    with server(command, tmp_path / "prometheus.log", f"http://{address}/-/ready"):
+        yield f"http://{address}"
+
+
+def api(prometheus: str, path: str, **params: str) -> Any:
+    query = f"?{urllib.parse.urlencode(params)}" if params else ""
+    with urllib.request.urlopen(f"{prometheus}/api/v1/{path}{query}", timeout=5) as response:
+        body = json.load(response)
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def wait_for(what: str, probe: Callable[[], Any], seconds: float = 40) -> Any:
+    """Poll ``probe`` until it returns something truthy."""
+    deadline = time.monotonic() + seconds
+    last = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {seconds} s waiting for {what}")
+
+
+def alerts(prometheus: str, name: str) -> list[dict[str, Any]]:
+    return [a for a in api(prometheus, "alerts")["alerts"] if a["labels"]["alertname"] == name]
+
+
+def value(prometheus: str, query: str) -> float | None:
+    result = api(prometheus, "query", query=query)["result"]
+    return float(result[0]["value"][1]) if result else None
+
+
+@pytest.fixture(scope="module")
+def profile() -> ReferenceProfile:
+    generated = generate_customers(20_000, "2026-01-05", seed=21)
+    return fit_reference(generated.frame, generated.true_probability, roc_auc=0.80)
+
+
+def run_on(profile: ReferenceProfile, scenario: str) -> DriftReport:
+    generated = generate_customers(3_000, "2026-01-06", seed=22, scenario=scenario)
+    return check_drift(profile, generated.frame, generated.true_probability)
+
+
+def test_a_drifted_run_raises_the_feature_drift_alert(
+    profile: ReferenceProfile, pushgateway: str, prometheus: str
+) -> None:
+    drifted = run_on(profile, "service_outage")
+    assert set(drifted.flagged) == {"support_tickets_90d", "satisfaction_score"}
+    push_report(drifted, pushgateway)
+
+    assert wait_for("the verdict in Prometheus", lambda: value(prometheus, "churn_monitoring_verdict")) == 2.0
+    raised = wait_for(
+        "ChurnFeatureDrift pending or firing",
+        lambda: [a for a in alerts(prometheus, "ChurnFeatureDrift") if a["state"] in {"pending", "firing"}],
+    )
+    assert {a["labels"]["feature"] for a in raised} <= set(drifted.flagged)
+    assert all(a["labels"]["severity"] == "warning" and a["annotations"]["runbook"] for a in raised)
+    assert value(prometheus, 'churn_feature_psi{feature="satisfaction_score"}') == pytest.approx(
+        drifted.feature("satisfaction_score").psi
+    )
+    assert wait_for("ChurnRateShift", lambda: alerts(prometheus, "ChurnRateShift"))
+
+    # A failed run adds the failure flag and keeps the last results: the failure alert fires at once.
+    push_failure(pushgateway)
+    failed = wait_for(
+        "ChurnMonitoringFailed firing",
+        lambda: [a for a in alerts(prometheus, "ChurnMonitoringFailed") if a["state"] == "firing"],
+    )
+    assert failed[0]["labels"]["severity"] == "warning"
+    assert value(prometheus, "churn_monitoring_verdict") == 2.0
+
+    # A clean run replaces the whole group: drift and failure alerts resolve.
+    clean = run_on(profile, "none")
+    assert clean.verdict == "ok"
+    push_report(clean, pushgateway)
+    wait_for(
+        "the drift and failure alerts to resolve",
+        lambda: not alerts(prometheus, "ChurnFeatureDrift") and not alerts(prometheus, "ChurnMonitoringFailed"),
+    )
+    assert value(prometheus, "churn_monitoring_failed") == 0.0
+    assert not alerts(prometheus, "ChurnMonitoringStale")

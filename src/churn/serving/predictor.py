@@ -83,7 +83,7 @@ class ChurnPredictor(Model):  # type: ignore[misc]
                 raise RequestError("malformed_request", 'expected {"instances": [[...feature values...], ...]}')
             try:
                 matrix = np.asarray(instances, dtype=np.float64)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise RequestError("wrong_type", f"instances must be rows of {width} numbers") from None
             datatype, shape = "FP64", list(matrix.shape)
         else:
@@ -98,7 +98,7 @@ class ChurnPredictor(Model):  # type: ignore[misc]
                 raise RequestError("wrong_shape", f"input {tensor.name!r} has shape {shape}; expected [n, {width}]")
             try:
                 matrix = tensor.as_numpy()
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise RequestError(
                     "wrong_shape", f"input {tensor.name!r}: data do not fill shape {shape} with numbers"
                 ) from None

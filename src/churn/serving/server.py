@@ -62,6 +62,7 @@ def _install_http_handlers() -> None:
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from kserve.model_server import app
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     async def bad_request(_: Any, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -73,7 +74,14 @@ def _install_http_handlers() -> None:
         VALIDATION_FAILURES.labels(reason="malformed_request").inc()
         return JSONResponse(status_code=400, content={"error": "malformed request: " + "; ".join(problems)})
 
+    async def http_error(_: Any, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400:
+            VALIDATION_FAILURES.labels(reason="malformed_request").inc()
+        return JSONResponse(status_code=exc.status_code, content={"error": str(exc.detail)}, headers=exc.headers)
+
     app.add_exception_handler(RequestValidationError, bad_request)
+    app.add_exception_handler(StarletteHTTPException, http_error)  # same {"error": ...} shape as KServe's
     app.add_middleware(_CountServerErrors)
 
 

@@ -73,7 +73,7 @@ def decode(payload: InferRequest | dict[str, Any], *, max_rows: int) -> Batch:
 def _values(tensor: InferInput) -> np.ndarray:
     try:
         return np.asarray(tensor.as_numpy())
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise RequestError(
             "wrong_type",
             f"input {tensor.name!r}: data do not match datatype {tensor.datatype} and shape {tensor.shape} ({exc})",

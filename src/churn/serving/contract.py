@@ -178,10 +178,10 @@ def from_tensors(tensors: Mapping[str, tuple[str, Sequence[int], np.ndarray]], *
 def _text(value: Any) -> Any:
     if isinstance(value, bytes):
         try:
-            return value.decode("utf-8")
+            value = value.decode("utf-8")
         except UnicodeDecodeError:
             raise RequestError("wrong_type", "a BYTES value is not UTF-8 text") from None
-    if isinstance(value, str) or value is None:
+    if isinstance(value, str) or value is None:  # an empty string is how a BYTES tensor says "missing"
         return None if value == "" else value
     return value
 

@@ -1,0 +1,163 @@
+"""The request contract: what is accepted, and which reason and message everything else gets."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from churn.data.schema import COLUMNS_BY_NAME, LABEL
+from churn.features.derive import FEATURE_INPUTS, to_columns
+from churn.serving.contract import (
+    REASONS,
+    RequestError,
+    from_records,
+    from_records_tensor,
+    from_tensors,
+    input_metadata,
+    tensor_type,
+)
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def frame(raw_frame: pd.DataFrame) -> pd.DataFrame:
+    return raw_frame.head(500).drop(columns=[LABEL])
+
+
+@pytest.fixture(scope="module")
+def rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    out = json.loads(frame.to_json(orient="records", date_format="iso"))
+    return [{k: (v[:10] if k.endswith("_date") else v) for k, v in r.items()} for r in out]
+
+
+def _same_columns(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> None:
+    for name in FEATURE_INPUTS:
+        if got[name].dtype.kind == "f":
+            np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+        else:
+            assert (got[name] == want[name]).all(), name
+
+
+def test_records_give_the_columns_the_training_path_reads(frame: pd.DataFrame, rows: list[dict[str, Any]]) -> None:
+    batch = from_records(rows, max_rows=1_000)
+    _same_columns(batch.columns, to_columns(frame))
+    assert batch.rows == 500 and batch.customer_ids == frame["customer_id"].tolist()
+
+
+def test_records_tensor_accepts_objects_and_arrays(rows: list[dict[str, Any]]) -> None:
+    elements = [json.dumps(rows[0]), json.dumps(rows[1:4]).encode()]
+    batch = from_records_tensor(elements, max_rows=10)
+    assert batch.rows == 4
+
+
+def test_tensors_with_nan_as_missing_in_nullable_columns(frame: pd.DataFrame, rows: list[dict[str, Any]]) -> None:
+    tensors = {}
+    for name in (*FEATURE_INPUTS, "customer_id"):
+        column = COLUMNS_BY_NAME[name]
+        values = [r[name] for r in rows]
+        if tensor_type(column) == "FP64":
+            tensors[name] = ("FP64", [len(values)], np.asarray([np.nan if v is None else v for v in values], float))
+        else:
+            tensors[name] = ("BYTES", [len(values), 1], np.asarray([b"" if v is None else v.encode() for v in values]))
+    batch = from_tensors(tensors, max_rows=1_000)
+    _same_columns(batch.columns, to_columns(frame))
+
+
+def _one(rows: list[dict[str, Any]], **changes: Any) -> list[dict[str, Any]]:
+    record = dict(rows[0])
+    for key, value in changes.items():
+        if value is ...:
+            record.pop(key)
+        else:
+            record[key] = value
+    return [record]
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason", "message"),
+    [
+        ({"age": ...}, "missing_field", "missing field(s) 'age'"),
+        ({"churned": 1}, "unknown_field", "unknown field(s) 'churned'"),
+        ({"age": "41"}, "wrong_type", "'age' in row 0 must be a number, got str"),
+        ({"age": True}, "wrong_type", "must be a number, got bool"),
+        ({"age": float("nan")}, "not_finite", "'age' in row 0 is nan"),
+        ({"total_spend": float("inf")}, "not_finite", "send a finite number"),
+        ({"total_orders": None}, "null_not_allowed", "'total_orders' in row 0 is missing"),
+        ({"country": None}, "null_not_allowed", "'country' in row 0 is null"),
+        ({"total_returns": -1}, "out_of_range", "'total_returns' in row 0 is -1; allowed range is 0 to 10000"),
+        ({"email_open_rate": 1.5}, "out_of_range", "allowed range is 0 to 1"),
+        ({"sessions_last_30d": 2.5}, "not_whole_number", "whole number"),
+        ({"signup_date": "05/01/2024"}, "bad_date", "expected a date as YYYY-MM-DD"),
+        ({"snapshot_date": 20260105}, "wrong_type", "must be a string"),
+        ({"signup_date": "2099-01-01"}, "inconsistent_record", "after snapshot_date"),
+    ],
+)
+def test_bad_records_name_field_and_reason(
+    rows: list[dict[str, Any]], changes: dict[str, Any], reason: str, message: str
+) -> None:
+    with pytest.raises(RequestError) as caught:
+        from_records(_one(rows, **changes), max_rows=10)
+    assert caught.value.reason == reason and reason in REASONS
+    assert message in str(caught.value)
+
+
+def test_nullable_fields_accept_null_and_unknown_categories_pass(rows: list[dict[str, Any]]) -> None:
+    batch = from_records(_one(rows, age=None, gender=None, country="ZZ", satisfaction_score=None), max_rows=1)
+    assert np.isnan(batch.columns["age"][0]) and batch.columns["gender"][0] == "missing"
+    assert batch.columns["country"][0] == "ZZ"
+
+
+def test_batch_limits(rows: list[dict[str, Any]]) -> None:
+    with pytest.raises(RequestError, match="empty batch"):
+        from_records([], max_rows=10)
+    with pytest.raises(RequestError, match="holds 3 records; the limit is 2"):
+        from_records(rows[:3], max_rows=2)
+
+
+def test_tensor_shape_and_type_errors(rows: list[dict[str, Any]]) -> None:
+    def tensors(**override: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in FEATURE_INPUTS:
+            value = rows[0][name]
+            if tensor_type(COLUMNS_BY_NAME[name]) == "FP64":
+                out[name] = ("FP64", [1], np.asarray([np.nan if value is None else value], float))
+            else:
+                out[name] = ("BYTES", [1], np.asarray([b"" if value is None else value.encode()], object))
+        return out | override
+
+    with pytest.raises(RequestError, match="'age' has shape \\[1, 2\\]") as caught:
+        from_tensors(tensors(age=("FP64", [1, 2], np.zeros(2))), max_rows=5)
+    assert caught.value.reason == "wrong_shape"
+    with pytest.raises(RequestError, match="'country' must be BYTES"):
+        from_tensors(tensors(country=("FP64", [1], np.zeros(1))), max_rows=5)
+    with pytest.raises(RequestError, match="'age' must be numeric"):
+        from_tensors(tensors(age=("BYTES", [1], np.asarray([b"40"], object))), max_rows=5)
+    with pytest.raises(RequestError, match="has 2 values but other inputs have 1"):
+        from_tensors(tensors(total_orders=("FP64", [2], np.ones(2))), max_rows=5)
+    with pytest.raises(RequestError, match="'total_orders' in row 0 is missing"):
+        from_tensors(tensors(total_orders=("FP64", [1], np.asarray([np.nan]))), max_rows=5)
+
+
+def test_metadata_lists_every_field_with_its_type() -> None:
+    meta = {item["name"]: item["datatype"] for item in input_metadata()}
+    assert set(FEATURE_INPUTS) <= set(meta)
+    assert meta["total_orders"] == "FP64" and meta["payment_method"] == "BYTES" and meta["records"] == "BYTES"
+
+
+@given(name=st.sampled_from(FEATURE_INPUTS), value=st.from_type(object).filter(lambda v: True) | st.none())
+def test_any_value_either_passes_or_is_a_request_error(name: str, value: Any) -> None:
+    record: dict[str, Any] = {n: COLUMNS_BY_NAME[n].min for n in FEATURE_INPUTS}
+    record |= {"signup_date": "2025-01-01", "snapshot_date": "2026-01-05"}
+    record |= {n: "x" for n in FEATURE_INPUTS if COLUMNS_BY_NAME[n].kind.value == "category"}
+    record[name] = value
+    try:
+        from_records([record], max_rows=1)
+    except RequestError as exc:
+        assert exc.reason in REASONS and name in str(exc) or exc.reason == "inconsistent_record"

@@ -120,7 +120,7 @@ def _serving_demo(settings: Settings, raw_path: Path) -> None:
         answers = serving_demo(settings, raw_path)
     out.print(
         f"[bold]serving[/bold] (KServe predictor + transformer on {settings.serving.host}, "
-        f"{time.perf_counter() - start:.0f}s incl. start and stop): {len(answers)} real V2 requests' answers"
+        f"{time.perf_counter() - start:.0f}s incl. start and stop): {len(answers)} records scored in a real V2 request"
     )
     _print_answers(answers)
 

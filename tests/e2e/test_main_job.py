@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from churn.cli import app
 from churn.features.build import load_pipeline
+from churn.serving.local import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -32,8 +33,17 @@ def _churn(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproce
 
 
 def test_main_job_runs_end_to_end_on_a_small_data_set(tmp_path: Path) -> None:
-    result = _churn("run", "--rows", "3000", "--date", "2026-01-05", cwd=tmp_path)
+    ports = {
+        f"CHURN_SERVING__{role}_{kind}_PORT": str(free_port())
+        for role in ("PREDICTOR", "TRANSFORMER")
+        for kind in ("HTTP", "GRPC")
+    }
+    result = _churn("run", "--rows", "3000", "--date", "2026-01-05", cwd=tmp_path, env=ports)
     assert result.returncode == 0, result.stderr
+    # It ends by starting predictor + transformer on the champion and scoring real records over V2.
+    assert "5 records scored in a real V2 request" in result.stdout
+    assert "C20260105-0000004" in result.stdout and "churn_probability" in result.stdout
+    assert (tmp_path / "data/serving/transformer.log").is_file()
     # The training pipeline ran under the KFP local runner and left a champion.
     assert "training pipeline (KFP local runner): promoted" in result.stdout
     assert "churn-model@champion: version 1" in result.stdout

@@ -24,8 +24,9 @@ from typing import Any
 import pytest
 
 from churn.data import generate_customers
-from churn.monitoring import DriftReport, ReferenceProfile, check_drift, fit_reference
-from churn.monitoring.publish import alert_rules_path, push_failure, push_report
+from churn.errors import ChurnError
+from churn.monitoring import DriftReport, ReferenceProfile, check_drift, fit_reference, run_monitoring
+from churn.monitoring.publish import alert_rules_path, push_report
 
 pytestmark = pytest.mark.integration
 
@@ -187,7 +188,7 @@ def run_on(profile: ReferenceProfile, scenario: str) -> DriftReport:
 
 
 def test_a_drifted_run_raises_the_feature_drift_alert(
-    profile: ReferenceProfile, pushgateway: str, prometheus: str
+    profile: ReferenceProfile, pushgateway: str, prometheus: str, tmp_path: Path
 ) -> None:
     drifted = run_on(profile, "service_outage")
     assert set(drifted.flagged) == {"support_tickets_90d", "satisfaction_score"}
@@ -205,8 +206,11 @@ def test_a_drifted_run_raises_the_feature_drift_alert(
     )
     assert wait_for("ChurnRateShift", lambda: alerts(prometheus, "ChurnRateShift"))
 
-    # A failed run adds the failure flag and keeps the last results: the failure alert fires at once.
-    push_failure(pushgateway)
+    # A run on empty data fails, pushes the failure flag and keeps the last results: the failure alert fires.
+    empty = generate_customers(0, "2026-01-07").frame
+    with pytest.raises(ChurnError, match="current data is empty"):
+        run_monitoring(profile, empty, json_path=tmp_path / "drift.json", pushgateway_url=pushgateway)
+    assert not (tmp_path / "drift.json").exists()
     failed = wait_for(
         "ChurnMonitoringFailed firing",
         lambda: [a for a in alerts(prometheus, "ChurnMonitoringFailed") if a["state"] == "firing"],
@@ -215,9 +219,11 @@ def test_a_drifted_run_raises_the_feature_drift_alert(
     assert value(prometheus, "churn_monitoring_verdict") == 2.0
 
     # A clean run replaces the whole group: drift and failure alerts resolve.
-    clean = run_on(profile, "none")
-    assert clean.verdict == "ok"
-    push_report(clean, pushgateway)
+    clean = generate_customers(3_000, "2026-01-07", seed=23)
+    run = run_monitoring(
+        profile, clean.frame, clean.true_probability, json_path=tmp_path / "drift.json", pushgateway_url=pushgateway
+    )
+    assert run.report.verdict == "ok" and run.pushed_to == pushgateway
     wait_for(
         "the drift and failure alerts to resolve",
         lambda: not alerts(prometheus, "ChurnFeatureDrift") and not alerts(prometheus, "ChurnMonitoringFailed"),

@@ -18,6 +18,7 @@ from churn.monitoring.report import (
     PredictionDrift,
     write_report,
 )
+from churn.monitoring.run import MonitoringRun, run_monitoring
 
 __all__ = [
     "CHECKS",
@@ -27,11 +28,13 @@ __all__ = [
     "DriftReport",
     "FeatureDrift",
     "Level",
+    "MonitoringRun",
     "NumericProfile",
     "PerformanceCheck",
     "PredictionDrift",
     "ReferenceProfile",
     "check_drift",
     "fit_reference",
+    "run_monitoring",
     "write_report",
 ]

@@ -160,4 +160,4 @@ def test_any_value_either_passes_or_is_a_request_error(name: str, value: Any) ->
     try:
         from_records([record], max_rows=1)
     except RequestError as exc:
-        assert exc.reason in REASONS and name in str(exc) or exc.reason == "inconsistent_record"
+        assert (exc.reason in REASONS and name in str(exc)) or exc.reason == "inconsistent_record"

@@ -207,7 +207,7 @@ def test_a_drifted_run_raises_the_feature_drift_alert(
     assert wait_for("ChurnRateShift", lambda: alerts(prometheus, "ChurnRateShift"))
 
     # A run on empty data fails, pushes the failure flag and keeps the last results: the failure alert fires.
-    empty = generate_customers(0, "2026-01-07").frame
+    empty = generate_customers(10, "2026-01-07").frame.head(0)
     with pytest.raises(ChurnError, match="current data is empty"):
         run_monitoring(profile, empty, json_path=tmp_path / "drift.json", pushgateway_url=pushgateway)
     assert not (tmp_path / "drift.json").exists()

@@ -21,18 +21,6 @@ pytestmark = pytest.mark.unit
 
 
 @pytest.fixture(scope="module")
-def reference() -> tuple[pd.DataFrame, np.ndarray]:
-    generated = generate_customers(20_000, "2026-01-05", seed=5)
-    return generated.frame, generated.true_probability
-
-
-@pytest.fixture(scope="module")
-def profile(reference: tuple[pd.DataFrame, np.ndarray]) -> ReferenceProfile:
-    frame, probability = reference
-    return fit_reference(frame, probability, roc_auc=0.80)
-
-
-@pytest.fixture(scope="module")
 def today() -> tuple[pd.DataFrame, np.ndarray]:
     generated = generate_customers(3_000, "2026-01-06", seed=6)
     return generated.frame, generated.true_probability
@@ -322,14 +310,10 @@ def test_registry_holds_the_documented_metrics(profile: ReferenceProfile) -> Non
     assert "churn_monitoring_last_success_timestamp_seconds 1.7e+09" in text
 
 
-def test_pushgateway_down_names_the_url(profile: ReferenceProfile) -> None:
-    import socket
-
+def test_pushgateway_down_names_the_url(profile: ReferenceProfile, closed_gateway: str) -> None:
     from churn.monitoring.publish import push_failure, push_report
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    url = closed_gateway
     report = drifted_report(profile)
     with pytest.raises(ChurnError, match=f"Pushgateway at {url}"):
         push_report(report, url, timeout=2)

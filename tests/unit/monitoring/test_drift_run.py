@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -13,33 +12,15 @@ import pytest
 from churn.config import MonitoringSettings
 from churn.data import generate_customers
 from churn.errors import ChurnError
-from churn.monitoring import ReferenceProfile, fit_reference, run_monitoring
+from churn.monitoring import ReferenceProfile, run_monitoring
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture(scope="module")
-def reference() -> tuple[pd.DataFrame, np.ndarray]:
-    generated = generate_customers(5_000, "2026-01-05", seed=31)
-    return generated.frame, generated.true_probability
-
-
-@pytest.fixture(scope="module")
-def profile(reference: tuple[pd.DataFrame, np.ndarray]) -> ReferenceProfile:
-    return fit_reference(*reference, roc_auc=0.8)
 
 
 @pytest.fixture(scope="module")
 def drifted() -> tuple[pd.DataFrame, np.ndarray]:
     generated = generate_customers(2_000, "2026-01-06", seed=32, scenario="engagement_decline")
     return generated.frame, generated.true_probability
-
-
-@pytest.fixture
-def closed_gateway() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def test_a_run_writes_the_reports_and_pushes_nothing_by_default(

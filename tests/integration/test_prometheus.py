@@ -60,13 +60,18 @@ def test_promtool_checks_the_rules_file(prometheus_bins: dict[str, str]) -> None
 
 
 def test_promtool_unit_tests_cover_every_alert(prometheus_bins: dict[str, str]) -> None:
-    rules = alert_rules_path().read_text()
-    tests = RULES_TESTS.read_text()
-    alerts = [line.split(":", 1)[1].strip() for line in rules.splitlines() if line.strip().startswith("- alert:")]
+    import yaml
+
+    rules = yaml.safe_load(alert_rules_path().read_text())
+    alerts = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
     assert len(alerts) == 10
-    for alert in alerts:
-        assert f"alertname: {alert}\n        exp_alerts: []" in tests, f"{alert}: no not-firing case"
-        assert f"alertname: {alert}\n        exp_alerts:\n" in tests, f"{alert}: no firing case"
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]
+            assert rule["annotations"]["summary"] and rule["annotations"]["runbook"], rule["alert"]
+    cases = [case for test in yaml.safe_load(RULES_TESTS.read_text())["tests"] for case in test["alert_rule_test"]]
+    assert {c["alertname"] for c in cases if c["exp_alerts"]} == alerts, "an alert has no firing case"
+    assert {c["alertname"] for c in cases if not c["exp_alerts"]} == alerts, "an alert has no not-firing case"
     result = run([prometheus_bins["promtool"], "test", "rules", str(RULES_TESTS)])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout

@@ -35,8 +35,12 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-class _CountServerErrors:
-    """ASGI middleware: count responses with status >= 500 and unhandled exceptions."""
+class _ServiceMiddleware:
+    """ASGI middleware: count server errors; read an unlabelled V2 body as the JSON it is.
+
+    tritonclient's HTTP client sends pure-JSON requests without a Content-Type, which
+    KServe would otherwise take for the binary extension and refuse.
+    """
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -45,6 +49,10 @@ class _CountServerErrors:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["path"].endswith("/infer"):
+            names = {name.lower() for name, _ in scope["headers"]}
+            if b"content-type" not in names and b"inference-header-content-length" not in names:
+                scope["headers"] = [*scope["headers"], (b"content-type", b"application/json")]
 
         async def watch(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] >= 500:
@@ -82,7 +90,7 @@ def _install_http_handlers() -> None:
 
     app.add_exception_handler(RequestValidationError, bad_request)
     app.add_exception_handler(StarletteHTTPException, http_error)  # same {"error": ...} shape as KServe's
-    app.add_middleware(_CountServerErrors)
+    app.add_middleware(_ServiceMiddleware)
 
 
 def serve(model: Any, args: argparse.Namespace) -> None:

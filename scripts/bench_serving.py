@@ -1,0 +1,385 @@
+"""Benchmark: serving latency and throughput, ours against MLServer's MLflow runtime, on the same model and rows.
+
+Levels, all on the same raw rows and the same logged MLflow model (an XGBoost champion
+by default):
+
+  L0  in-process predict on already preprocessed rows (ChurnModel.predict_matrix)
+  L1  in-process preprocess + predict of raw records (ChurnModel.predict_proba)
+  L3  our predictor alone (KServe server), V2 over REST and over gRPC
+  L4  transformer + predictor (raw records in; transformer->predictor over gRPC, and over REST)
+  MLS MLServer 1.7.1 + mlserver-mlflow (KServe's stock runtime for ``modelFormat: mlflow``),
+      installed in its own venv (.venv-mlserver, from scripts/mlserver-requirements.txt), serving
+      the same model directory, V2 over REST and gRPC.
+
+Clients are tritonclient (HTTP and gRPC) in this process; each single-row figure is
+sequential (one client) and with 8 concurrent clients (threads, one client each);
+batches are 1,000 rows. Servers and clients share the machine's cores, as they would
+on one node. Run:
+
+    .venv/bin/python scripts/bench_serving.py            # full run (a few minutes)
+    .venv/bin/python scripts/bench_serving.py --quick    # fewer requests
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+NAME = "churn-model"
+BATCH = 1_000
+
+
+# --------------------------------------------------------------------------- model and rows
+def prepare(rows: int, family: str, workdir: Path) -> tuple[Any, Path, list[dict[str, Any]], str, str]:
+    """Train one model, log and register it in a local MLflow store; return it, its directory and test rows."""
+    import mlflow
+
+    from churn.config import get_settings
+    from churn.data import generate_customers
+    from churn.registry import CHAMPION, connect, log_candidate, register_challenger
+    from churn.training import split_frame, train_family
+
+    tracking = f"sqlite:///{workdir}/mlflow.db"
+    connect(tracking, experiment="bench-serving", artifact_location=(workdir / "artifacts").as_uri())
+    parts = split_frame(generate_customers(rows, "2026-01-05", seed=42).frame, seed=42)
+    model = train_family(family, parts["train"], parts["validation"], get_settings().training.params(family))
+    with mlflow.start_run():
+        uri = log_candidate(model, example=parts["test"].head(3), metrics={}, tags={})
+    version = register_challenger(uri, NAME, tags={"family": family})
+    mlflow.MlflowClient().set_registered_model_alias(NAME, CHAMPION, version)
+    model_dir = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}/{version}", dst_path=str(workdir / "m")))
+    test = parts["test"].drop(columns=["churned"])
+    records = json.loads(test.to_json(orient="records", date_format="iso"))
+    records = [{k: (v[:10] if k.endswith("_date") and v else v) for k, v in r.items()} for r in records]
+    return model, model_dir, records, tracking, uri
+
+
+# --------------------------------------------------------------------------- measuring
+def latency_run(call: Callable[[int], Any], n: int, warmup: int = 50) -> dict[str, float]:
+    for i in range(warmup):
+        call(i)
+    times = np.empty(n)
+    start = time.perf_counter()
+    for i in range(n):
+        t = time.perf_counter()
+        call(i)
+        times[i] = time.perf_counter() - t
+    wall = time.perf_counter() - start
+    return {
+        "rps": n / wall,
+        "p50_ms": float(np.percentile(times, 50) * 1e3),
+        "p99_ms": float(np.percentile(times, 99) * 1e3),
+    }
+
+
+def concurrent_run(make_call: Callable[[], Callable[[int], Any]], clients: int, n_each: int) -> dict[str, float]:
+    """``clients`` threads, each with its own client made in its thread (tritonclient.http is greenlet-bound)."""
+    times: list[list[float]] = [[] for _ in range(clients)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(clients + 1)
+
+    def worker(k: int) -> None:
+        try:
+            call = make_call()
+            for i in range(10):
+                call(i)
+        except BaseException as exc:
+            errors.append(exc)
+            barrier.abort()
+            return
+        barrier.wait()
+        try:
+            for i in range(n_each):
+                t = time.perf_counter()
+                call(i)
+                times[k].append(time.perf_counter() - t)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+    for thread in threads:
+        thread.start()
+    try:
+        barrier.wait()
+    except threading.BrokenBarrierError:
+        pass
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    flat = np.concatenate([np.asarray(t) for t in times])
+    return {
+        "rps": clients * n_each / wall,
+        "p50_ms": float(np.percentile(flat, 50) * 1e3),
+        "p99_ms": float(np.percentile(flat, 99) * 1e3),
+    }
+
+
+def batch_run(call: Callable[[int], Any], repeats: int) -> dict[str, float]:
+    call(0)
+    start = time.perf_counter()
+    for i in range(repeats):
+        call(i)
+    return {"rows_per_s": repeats * BATCH / (time.perf_counter() - start)}
+
+
+# --------------------------------------------------------------------------- clients
+class Client:
+    """tritonclient calls of one endpoint: raw records (transformer) or the model matrix (predictors)."""
+
+    def __init__(
+        self, protocol: str, url: str, *, matrix_input: str | None, records: list[dict[str, Any]], matrix: np.ndarray
+    ) -> None:
+        self.protocol, self.url, self.matrix_input = protocol, url, matrix_input
+        self.records, self.matrix = records, matrix
+        self.texts = np.asarray([json.dumps(r).encode() for r in records], dtype=np.object_)
+        # Plain V2 JSON over REST for everyone: MLServer does not read tritonclient's binary extension.
+        self.json = {"binary_data": False} if protocol == "http" else {}
+
+    def make(self, rows: int = 1) -> Callable[[int], Any]:
+        if self.protocol == "http":
+            import tritonclient.http as tc
+        else:
+            import tritonclient.grpc as tc  # type: ignore[no-redef]
+        client = tc.InferenceServerClient(url=self.url)
+        n = len(self.records)
+
+        def call(i: int) -> Any:
+            start = (i * rows) % (n - rows)
+            if self.matrix_input:
+                item = tc.InferInput(self.matrix_input, [rows, self.matrix.shape[1]], "FP64")
+                item.set_data_from_numpy(self.matrix[start : start + rows], **self.json)
+            else:
+                item = tc.InferInput("records", [rows], "BYTES")
+                item.set_data_from_numpy(self.texts[start : start + rows], **self.json)
+            result = client.infer(NAME, [item])
+            out = result.as_numpy(
+                result.get_response()["outputs"][0]["name"]
+                if self.protocol == "http"
+                else result.get_response().outputs[0].name
+            )
+            assert out is not None and out.shape[0] == rows
+            return out
+
+        return call
+
+
+# --------------------------------------------------------------------------- MLServer
+def mlserver_python(venv: Path) -> Path:
+    python = venv / "bin" / "python"
+    if python.is_file():
+        return python
+    uv = shutil.which("uv") or str(ROOT / ".tools/uv/bin/uv")
+    print(f"installing MLServer into {venv} (once)...", file=sys.stderr)
+    subprocess.run([uv, "venv", str(venv), "--python", "3.11", "-q"], check=True)
+    requirements = ROOT / "scripts" / "mlserver-requirements.txt"
+    subprocess.run([uv, "pip", "install", "-q", "--python", str(python), "-r", str(requirements)], check=True)
+    return python
+
+
+def start_mlserver(python: Path, model_dir: Path, workdir: Path, ports: dict[str, int]) -> subprocess.Popen[bytes]:
+    folder = workdir / "mlserver"
+    folder.mkdir()
+    (folder / "settings.json").write_text(
+        json.dumps(
+            {
+                "http_port": ports["http"],
+                "grpc_port": ports["grpc"],
+                "metrics_port": ports["metrics"],
+                "host": "127.0.0.1",
+            }
+        )
+    )
+    (folder / "model-settings.json").write_text(
+        json.dumps(
+            {"name": NAME, "implementation": "mlserver_mlflow.MLflowRuntime", "parameters": {"uri": str(model_dir)}}
+        )
+    )
+    log = (workdir / "mlserver.log").open("wb")
+    process = subprocess.Popen(
+        [str(python.parent / "mlserver"), "start", str(folder)], stdout=log, stderr=log, start_new_session=True
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"MLServer exited: {(workdir / 'mlserver.log').read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{ports['http']}/v2/models/{NAME}/ready", timeout=1):
+                return process
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError("MLServer was not ready in 120 s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    import signal
+
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+# --------------------------------------------------------------------------- the run
+def measure_endpoint(client: Client, n: int, n_each: int, repeats: int) -> dict[str, Any]:
+    return {
+        "single": latency_run(client.make(), n),
+        "concurrent8": concurrent_run(client.make, 8, n_each),
+        "batch": batch_run(client.make(BATCH), repeats),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=50_000, help="Rows to train the served model on.")
+    parser.add_argument("--family", default="xgboost", help="Model family to serve.")
+    parser.add_argument("--quick", action="store_true", help="Fewer requests per measurement.")
+    parser.add_argument("--mlserver-venv", type=Path, default=ROOT / ".venv-mlserver")
+    parser.add_argument("--json", type=Path, default=None, help="Also write the figures to this file.")
+    args = parser.parse_args()
+    n, n_each, repeats = (300, 60, 5) if args.quick else (2_000, 250, 30)
+
+    from churn.serving.local import LocalService, ServiceConfig, free_port
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    python = mlserver_python(args.mlserver_venv)
+    result: dict[str, Any] = {"family": args.family, "train_rows": args.rows, "requests": n}
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        workdir = Path(tmp)
+        print(f"training {args.family} on {args.rows:,} rows...", file=sys.stderr)
+        model, model_dir, records, tracking, _ = prepare(args.rows, args.family, workdir)
+        matrix = np.ascontiguousarray(model.features.transform(records))
+        print(f"{len(records):,} test rows, {matrix.shape[1]} features", file=sys.stderr)
+
+        # L0 / L1: in-process
+        result["L0"] = {
+            "single": latency_run(lambda i: model.predict_matrix(matrix[i % len(matrix)][None, :]), n),
+            "batch": batch_run(lambda i: model.predict_matrix(matrix[(i % 3) * BATCH : (i % 3 + 1) * BATCH]), repeats),
+        }
+        result["L1"] = {
+            "single": latency_run(lambda i: model.predict_proba(records[i % len(records)]), n),
+            "batch": batch_run(lambda i: model.predict_proba(records[(i % 3) * BATCH : (i % 3 + 1) * BATCH]), repeats),
+        }
+        for hop in ("grpc-v2", "v2"):
+            config = ServiceConfig(
+                model_uri=str(model_dir),
+                tracking_uri=tracking,
+                predictor_http_port=free_port(),
+                predictor_grpc_port=free_port(),
+                transformer_http_port=free_port(),
+                transformer_grpc_port=free_port(),
+                predictor_protocol=hop,
+                log_dir=workdir / f"logs-{hop}",
+            )
+            with LocalService(config).start(timeout=120):
+                host = config.host
+                if hop == "grpc-v2":  # the predictor alone does not depend on the hop: measure it once
+                    for proto, port in (("http", config.predictor_http_port), ("grpc", config.predictor_grpc_port)):
+                        print(f"L3 predictor {proto}...", file=sys.stderr)
+                        client = Client(
+                            proto, f"{host}:{port}", matrix_input="features", records=records, matrix=matrix
+                        )
+                        result[f"L3_{proto}"] = measure_endpoint(client, n, n_each, repeats)
+                for proto, port in (("http", config.transformer_http_port), ("grpc", config.transformer_grpc_port)):
+                    print(f"L4 transformer {proto} (hop {hop})...", file=sys.stderr)
+                    client = Client(proto, f"{host}:{port}", matrix_input=None, records=records, matrix=matrix)
+                    result[f"L4_{proto}_hop_{hop}"] = measure_endpoint(client, n, n_each, repeats)
+
+        ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
+        process = start_mlserver(python, model_dir, workdir, ports)
+        try:
+            for proto in ("http", "grpc"):
+                print(f"MLServer {proto}...", file=sys.stderr)
+                client = Client(
+                    proto, f"127.0.0.1:{ports[proto]}", matrix_input="input-0", records=records, matrix=matrix
+                )
+                result[f"MLS_{proto}"] = measure_endpoint(client, n, n_each, repeats)
+        finally:
+            stop(process)
+    print_table(result)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+def print_table(r: dict[str, Any]) -> None:
+    rows = [
+        ("L0 in-process predict (matrix)", "L0"),
+        ("L1 in-process preprocess+predict", "L1"),
+        ("L3 predictor REST", "L3_http"),
+        ("L3 predictor gRPC", "L3_grpc"),
+        ("L4 transformer REST (hop gRPC)", "L4_http_hop_grpc-v2"),
+        ("L4 transformer gRPC (hop gRPC)", "L4_grpc_hop_grpc-v2"),
+        ("L4 transformer REST (hop REST)", "L4_http_hop_v2"),
+        ("L4 transformer gRPC (hop REST)", "L4_grpc_hop_v2"),
+        ("MLServer 1.7 mlflow REST", "MLS_http"),
+        ("MLServer 1.7 mlflow gRPC", "MLS_grpc"),
+    ]
+    print(
+        f"\nserving benchmark: {r['family']} trained on {r['train_rows']:,} rows; "
+        f"single-row figures over {r['requests']:,} requests; batches of {BATCH:,} rows\n"
+    )
+    head = (
+        f"{'level':<34}{'1 client req/s':>15}{'p50 ms':>8}{'p99 ms':>8}{'8 clients req/s':>17}{'p50 ms':>8}"
+        f"{'p99 ms':>8}{'batch rows/s':>14}"
+    )
+    print(head)
+    print("-" * len(head))
+    for label, key in rows:
+        m = r[key]
+        one, eight = m["single"], m.get("concurrent8")
+        conc = (
+            f"{eight['rps']:>17,.0f}{eight['p50_ms']:>8.2f}{eight['p99_ms']:>8.2f}"
+            if eight
+            else f"{'-':>17}{'-':>8}{'-':>8}"
+        )
+        print(
+            f"{label:<34}{one['rps']:>15,.0f}{one['p50_ms']:>8.2f}{one['p99_ms']:>8.2f}{conc}"
+            f"{m['batch']['rows_per_s']:>14,.0f}"
+        )
+
+    def ratio(a: float, b: float) -> str:
+        return f"{a / b:.2f}x"
+
+    print("\nratios (aim in brackets)")
+    for proto in ("http", "grpc"):
+        ours, peer = r[f"L3_{proto}"], r[f"MLS_{proto}"]
+        print(
+            f"  predictor / MLServer single-row req/s, {proto:<4}  1 client {ratio(ours['single']['rps'], peer['single']['rps'])}"
+            f", 8 clients {ratio(ours['concurrent8']['rps'], peer['concurrent8']['rps'])}   [>= 1.5x]"
+        )
+    for proto in ("http", "grpc"):
+        for hop in ("grpc-v2", "v2"):
+            path, alone = r[f"L4_{proto}_hop_{hop}"], r[f"L3_{proto}"]
+            print(
+                f"  transformer path / predictor alone, {proto:<4} hop {hop:<7}  1 client "
+                f"{ratio(path['single']['rps'], alone['single']['rps'])}, 8 clients "
+                f"{ratio(path['concurrent8']['rps'], alone['concurrent8']['rps'])}   [>= 0.5x]"
+            )
+    for proto in ("http", "grpc"):
+        path = r[f"L4_{proto}_hop_grpc-v2"]
+        print(
+            f"  transformer {BATCH:,}-row batch / L1 rows/s, {proto:<4}  "
+            f"{ratio(path['batch']['rows_per_s'], r['L1']['batch']['rows_per_s'])}   [>= 0.5x]"
+        )
+
+
+if __name__ == "__main__":
+    main()

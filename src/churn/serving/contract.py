@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
 from churn.data.schema import COLUMNS_BY_NAME, ID, Kind, RawColumn
 from churn.features.derive import FEATURE_INPUTS, MISSING, Columns
@@ -36,6 +37,13 @@ RECORDS_INPUT = "records"
 REQUIRED_FIELDS: tuple[RawColumn, ...] = tuple(COLUMNS_BY_NAME[name] for name in FEATURE_INPUTS)
 OPTIONAL_FIELDS: tuple[str, ...] = (ID,)
 _ALLOWED = frozenset(FEATURE_INPUTS) | frozenset(OPTIONAL_FIELDS)
+_NUMERIC_FIELDS = tuple(c for c in REQUIRED_FIELDS if c.kind in (Kind.INT, Kind.FLOAT))
+_REQUIRED = np.asarray([not c.nullable for c in _NUMERIC_FIELDS])
+_LOW = np.asarray([-np.inf if c.min is None else c.min for c in _NUMERIC_FIELDS])
+_HIGH = np.asarray([np.inf if c.max is None else c.max for c in _NUMERIC_FIELDS])
+_WHOLE = np.asarray([c.kind is Kind.INT for c in _NUMERIC_FIELDS])
+_NUMBER_TYPES = frozenset({int, float, type(None)})
+_TEXT_TYPES = frozenset({str, type(None)})
 _NUMERIC_DATATYPES = frozenset(
     {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 )
@@ -129,8 +137,8 @@ def from_records_tensor(elements: Sequence[Any], *, max_rows: int) -> Batch:
         if not isinstance(text, str):
             raise RequestError("wrong_type", f"input {RECORDS_INPUT!r} element {index} must be a JSON string")
         try:
-            parsed = json.loads(text)
-        except ValueError as exc:
+            parsed = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
             raise RequestError(
                 "malformed_request", f"input {RECORDS_INPUT!r} element {index} is not valid JSON: {exc}"
             ) from None
@@ -163,8 +171,10 @@ def from_tensors(tensors: Mapping[str, tuple[str, Sequence[int], np.ndarray]], *
         if column.kind in (Kind.INT, Kind.FLOAT):
             if datatype not in _NUMERIC_DATATYPES:
                 raise RequestError("wrong_type", f"input {column.name!r} must be numeric (e.g. FP64), not {datatype}")
-            array = values.astype(np.float64)
-            columns[column.name] = _checked_numbers(column, array, nan_is_missing=True, where="the request")
+            try:
+                columns[column.name] = values.astype(np.float64)
+            except (TypeError, ValueError, OverflowError):
+                raise RequestError("wrong_type", f"input {column.name!r} holds values that are not numbers") from None
         else:
             if datatype != "BYTES":
                 raise RequestError("wrong_type", f"input {column.name!r} must be BYTES (strings), not {datatype}")
@@ -199,28 +209,41 @@ def _check_field_names(names: Any, where: str) -> None:
 
 
 def _column_from_values(column: RawColumn, values: list[Any], where: str) -> np.ndarray:
-    """Check Python values (from JSON) of one field and turn them into the feature code's array."""
+    """Check the types of Python values (from JSON) of one field; return the feature code's array.
+
+    The common case (all numbers, or all strings, with nulls) is one C-level conversion;
+    the per-value loop only runs to name the value that broke the rule.
+    """
     name = column.name
+    kinds = set(map(type, values))
     if column.kind in (Kind.INT, Kind.FLOAT):
-        numbers = np.empty(len(values), dtype=np.float64)
+        if kinds <= _NUMBER_TYPES:
+            try:
+                numbers = np.array(values, dtype=np.float64)  # None -> NaN
+            except OverflowError:
+                numbers = None
+            if numbers is not None and (float not in kinds or int(np.isnan(numbers).sum()) == values.count(None)):
+                return numbers
         for row, value in enumerate(values):
             if value is None:
-                numbers[row] = np.nan
-            elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                if not math.isfinite(value):
-                    raise RequestError(
-                        "not_finite", f"{name!r} in row {row} is {value}; send a finite number, or null if unknown"
-                    )
-                numbers[row] = value
-            else:
+                continue
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise RequestError("wrong_type", f"{name!r} in row {row} must be a number, got {_describe(value)}")
-        return _checked_numbers(column, numbers, nan_is_missing=True, where=where)
-    for row, value in enumerate(values):
-        if value is None:
-            if not column.nullable:
-                raise RequestError("null_not_allowed", f"{name!r} in row {row} is null; it is required")
-        elif not isinstance(value, str):
-            raise RequestError("wrong_type", f"{name!r} in row {row} must be a string, got {_describe(value)}")
+            try:
+                finite = math.isfinite(value)
+            except OverflowError:
+                raise RequestError("out_of_range", f"{name!r} in row {row} is too large a number") from None
+            if not finite:
+                raise RequestError(
+                    "not_finite", f"{name!r} in row {row} is {value}; send a finite number, or null if unknown"
+                )
+        raise RequestError("out_of_range", f"{name!r} holds a number too large for a float")  # pragma: no cover
+    if not kinds <= _TEXT_TYPES:
+        row = next(i for i, v in enumerate(values) if v is not None and not isinstance(v, str))
+        raise RequestError("wrong_type", f"{name!r} in row {row} must be a string, got {_describe(values[row])}")
+    if not column.nullable and type(None) in kinds:
+        row = values.index(None)
+        raise RequestError("null_not_allowed", f"{name!r} in row {row} is null; it is required")
     if column.kind is Kind.DATE:
         try:
             return np.asarray(values, dtype="datetime64[D]")
@@ -229,7 +252,9 @@ def _column_from_values(column: RawColumn, values: list[Any], where: str) -> np.
             raise RequestError(
                 "bad_date", f"{name!r} in row {row} is {values[row]!r}; expected a date as YYYY-MM-DD"
             ) from None
-    return np.asarray([MISSING if v is None else v for v in values], dtype=str)
+    if type(None) in kinds:
+        values = [MISSING if v is None else v for v in values]
+    return np.asarray(values, dtype=str)
 
 
 def _is_date(value: str) -> bool:
@@ -240,33 +265,34 @@ def _is_date(value: str) -> bool:
     return len(value) == 10
 
 
-def _checked_numbers(column: RawColumn, numbers: np.ndarray, *, nan_is_missing: bool, where: str) -> np.ndarray:
-    name = column.name
-    infinite = np.isinf(numbers)
+def _check_numbers(columns: Columns) -> None:
+    """Every numeric field at once, as one block: finite, present where required, in range, whole where int."""
+    block = np.stack([columns[c.name] for c in _NUMERIC_FIELDS])  # fields x rows
+
+    def first(mask: np.ndarray) -> tuple[RawColumn, int, float]:
+        j, row = (int(i) for i in np.argwhere(mask)[0])
+        return _NUMERIC_FIELDS[j], row, float(block[j, row])
+
+    infinite = np.isinf(block)
     if infinite.any():
-        row = int(np.argmax(infinite))
-        raise RequestError("not_finite", f"{name!r} in row {row} is {numbers[row]}; send a finite number")
-    missing = np.isnan(numbers)
-    if missing.any() and not column.nullable:
-        row = int(np.argmax(missing))
-        raise RequestError("null_not_allowed", f"{name!r} in row {row} is missing (null/NaN); it is required")
-    present = numbers[~missing] if missing.any() else numbers
-    low = -np.inf if column.min is None else column.min
-    high = np.inf if column.max is None else column.max
-    outside = (present < low) | (present > high)
+        column, row, value = first(infinite)
+        raise RequestError("not_finite", f"{column.name!r} in row {row} is {value}; send a finite number")
+    missing = np.isnan(block)
+    absent = missing & _REQUIRED[:, None]
+    if absent.any():
+        column, row, _ = first(absent)
+        raise RequestError("null_not_allowed", f"{column.name!r} in row {row} is missing (null/NaN); it is required")
+    outside = (block < _LOW[:, None]) | (block > _HIGH[:, None])
     if outside.any():
-        value = present[int(np.argmax(outside))]
-        row = int(np.flatnonzero(numbers == value)[0])
+        column, row, value = first(outside)
         raise RequestError(
-            "out_of_range", f"{name!r} in row {row} is {value:g}; allowed range is {column.min:g} to {column.max:g}"
+            "out_of_range",
+            f"{column.name!r} in row {row} is {value:g}; allowed range is {column.min:g} to {column.max:g}",
         )
-    if column.kind is Kind.INT:
-        fractional = present != np.floor(present)
-        if fractional.any():
-            value = present[int(np.argmax(fractional))]
-            row = int(np.flatnonzero(numbers == value)[0])
-            raise RequestError("not_whole_number", f"{name!r} in row {row} is {value:g}; it must be a whole number")
-    return numbers
+    fractional = (block != np.floor(block)) & ~missing & _WHOLE[:, None]
+    if fractional.any():
+        column, row, value = first(fractional)
+        raise RequestError("not_whole_number", f"{column.name!r} in row {row} is {value:g}; it must be a whole number")
 
 
 def _ids(values: list[Any]) -> list[str]:
@@ -274,7 +300,8 @@ def _ids(values: list[Any]) -> list[str]:
 
 
 def _checked(columns: Columns, ids: list[str] | None, where: str) -> Batch:
-    """Cross-field rules the features rely on: a customer cannot sign up after the snapshot."""
+    """Value rules of the numbers, then cross-field rules the features rely on."""
+    _check_numbers(columns)
     signup, snapshot = columns["signup_date"], columns["snapshot_date"]
     late = signup > snapshot
     if late.any():

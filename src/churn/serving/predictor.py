@@ -21,6 +21,7 @@ from kserve.errors import InvalidInput
 from churn.serving.contract import RequestError, check_batch_size
 from churn.serving.loading import ServedModel
 from churn.serving.metrics import MODEL_INFO, VALIDATION_FAILURES
+from churn.training.models import set_threads
 
 FEATURES_INPUT = "features"
 PROBABILITY_OUTPUT = "churn_probability"
@@ -34,12 +35,14 @@ class ChurnPredictor(Model):  # type: ignore[misc]
     ``{"instances": [[...], ...]}``; answers ``churn_probability`` (FP64, shape ``[n]``).
     """
 
-    def __init__(self, name: str, served: ServedModel, *, max_batch_size: int) -> None:
+    def __init__(self, name: str, served: ServedModel, *, max_batch_size: int, threads: int = 1) -> None:
         super().__init__(name)
         self.served = served
         self.max_batch_size = max_batch_size
+        self.threads = threads
 
     def load(self) -> bool:
+        set_threads(self.served.model.family, self.served.model.estimator, self.threads)
         MODEL_INFO.info(
             {"model_name": self.name, "model_version": self.served.version, "family": self.served.model.family}
         )
@@ -121,8 +124,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--max_batch_size", type=int, default=get_settings().serving.max_batch_size, help="Most rows per request."
     )
+    parser.add_argument(
+        "--model_threads",
+        type=int,
+        default=1,
+        help="Threads per prediction (1: a single row pays no thread wake-ups; scale with replicas/requests).",
+    )
     args = parser.parse_args(argv)
-    predictor = ChurnPredictor(args.model_name, load_served_model(args), max_batch_size=args.max_batch_size)
+    predictor = ChurnPredictor(
+        args.model_name, load_served_model(args), max_batch_size=args.max_batch_size, threads=args.model_threads
+    )
     predictor.load()
     serve(predictor, args)
 

@@ -54,6 +54,18 @@ def predict_matrix(family: str, estimator: Any, matrix: np.ndarray) -> np.ndarra
     return np.asarray(estimator.predict_proba(matrix)[:, 1], dtype=np.float64)
 
 
+def set_threads(family: str, estimator: Any, threads: int) -> None:
+    """Make ``estimator`` predict on ``threads`` threads (serving: one per request; concurrency comes from requests)."""
+    if family == "xgboost":
+        estimator.set_params(n_jobs=threads)
+        estimator.get_booster().set_param({"nthread": threads})
+    elif family == "lightgbm":
+        estimator.set_params(n_jobs=threads)
+        estimator.booster_.reset_parameter({"num_threads": threads})
+    elif family == "random_forest":
+        estimator.set_params(n_jobs=threads)
+
+
 def build_estimator(family: str, params: dict[str, Any], *, n_jobs: int, seed: int, pos_weight: float) -> Any:
     """A fresh, unfitted estimator of ``family`` with the given hyperparameters."""
     if family == "logistic_regression":

@@ -50,7 +50,15 @@ def predict_matrix(family: str, estimator: Any, matrix: np.ndarray) -> np.ndarra
         return np.asarray(booster.inplace_predict(matrix, iteration_range=limit), dtype=np.float64)
     if family == "lightgbm":
         booster = estimator.booster_
-        return np.asarray(booster.predict(matrix, num_iteration=estimator.best_iteration_ or None), dtype=np.float64)
+        threads = int(estimator.get_params().get("n_jobs") or 0)  # 0 = OpenMP's default
+        probabilities = booster.predict(matrix, num_iteration=estimator.best_iteration_ or None, num_threads=threads)
+        return np.asarray(probabilities, dtype=np.float64)
+    if family == "logistic_regression" and estimator.coef_.shape[0] == 1:
+        # What LogisticRegression.predict_proba computes for two classes, minus its per-call input
+        # checks (half the cost of a one-row request): expit(X @ coef.T + intercept).
+        from scipy.special import expit
+
+        return np.asarray(expit(matrix @ estimator.coef_.T + estimator.intercept_).ravel(), dtype=np.float64)
     return np.asarray(estimator.predict_proba(matrix)[:, 1], dtype=np.float64)
 
 
@@ -60,8 +68,7 @@ def set_threads(family: str, estimator: Any, threads: int) -> None:
         estimator.set_params(n_jobs=threads)
         estimator.get_booster().set_param({"nthread": threads})
     elif family == "lightgbm":
-        estimator.set_params(n_jobs=threads)
-        estimator.booster_.reset_parameter({"num_threads": threads})
+        estimator.set_params(n_jobs=threads)  # predict_matrix passes it on (Booster.reset_parameter crashes here)
     elif family == "random_forest":
         estimator.set_params(n_jobs=threads)
 

@@ -10,6 +10,7 @@ from churn.data import generate_customers
 from churn.errors import ChurnError
 from churn.training import FAMILIES, split_frame, train_family
 from churn.training.evaluate import best_f1_threshold, classification_metrics, curves
+from churn.training.models import set_threads
 
 pytestmark = pytest.mark.unit
 
@@ -92,6 +93,11 @@ def test_each_family_trains_on_the_shared_features(family: str, parts: dict[str,
     # Single records score exactly like the batch (the path the serving transformer takes).
     records = parts["test"].head(20).to_dict("records")
     np.testing.assert_allclose(np.concatenate([model.predict_proba(r) for r in records]), p[:20], rtol=1e-12)
+    # The fast predict path of each family gives the estimator's own probabilities, on one thread too.
+    matrix = model.features.transform(parts["test"])
+    np.testing.assert_allclose(model.estimator.predict_proba(matrix)[:, 1], p, rtol=1e-12, atol=1e-15)
+    set_threads(family, model.estimator, 1)
+    np.testing.assert_allclose(model.predict_matrix(matrix), p, rtol=1e-12, atol=1e-15)
 
 
 def test_winner_is_close_to_the_best_achievable_roc_auc(parts: dict[str, pd.DataFrame]) -> None:

@@ -3,15 +3,15 @@
 SHELL := /bin/bash
 BIN := .venv/bin
 
-.PHONY: help setup run test lint format typecheck pytest bench bench-training compile clean
+.PHONY: help setup run test lint format typecheck pytest prometheus bench bench-training bench-serving bench-monitoring compile clean
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 setup: ## Create or update .venv from uv.lock (installs uv when missing)
 	@bash scripts/bootstrap.sh
 
-run: setup ## Run the main job end to end on embedded defaults (data -> features -> training pipeline)
+run: setup ## Run the main job end to end on embedded defaults (data -> features -> training -> serving)
 	$(BIN)/churn run
 
 test: setup lint typecheck pytest ## Lint, type-check and run the whole test suite
@@ -27,14 +27,23 @@ format: setup ## Apply ruff fixes and formatting
 typecheck: setup ## mypy (strict) on src/churn
 	$(BIN)/mypy src/churn
 
-pytest: setup ## Run the tests only
+pytest: setup prometheus ## Run the tests only
 	$(BIN)/pytest
+
+prometheus: ## Install promtool, prometheus and prometheus-pushgateway (Debian) when missing
+	@bash scripts/install_prometheus.sh
 
 bench: setup ## Print the generator, validation and feature benchmark tables
 	$(BIN)/python scripts/bench_features.py
 
 bench-training: setup ## Print the training-pipeline benchmark (100K and 1M rows; takes a while)
 	$(BIN)/python scripts/bench_training.py
+
+bench-serving: setup ## Print the serving benchmark: in-process, predictor, transformer path, MLServer (own venv)
+	$(BIN)/python scripts/bench_serving.py
+
+bench-monitoring: setup ## Print the drift-check benchmark vs Evidently (100K x 1M rows)
+	$(BIN)/python scripts/bench_monitoring.py
 
 compile: setup ## Compile the Kubeflow pipelines to pipelines/compiled/*.yaml
 	$(BIN)/churn pipeline compile

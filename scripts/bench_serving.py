@@ -23,6 +23,7 @@ on one node. Run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -113,10 +114,8 @@ def concurrent_run(make_call: Callable[[], Callable[[int], Any]], clients: int, 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
     for thread in threads:
         thread.start()
-    try:
+    with contextlib.suppress(threading.BrokenBarrierError):  # a worker failed; its error is raised below
         barrier.wait()
-    except threading.BrokenBarrierError:
-        pass
     start = time.perf_counter()
     for thread in threads:
         thread.join()
@@ -361,8 +360,9 @@ def print_table(r: dict[str, Any]) -> None:
     print("\nratios (aim in brackets)")
     for proto in ("http", "grpc"):
         ours, peer = r[f"L3_{proto}"], r[f"MLS_{proto}"]
+        one = ratio(ours["single"]["rps"], peer["single"]["rps"])
         print(
-            f"  predictor / MLServer single-row req/s, {proto:<4}  1 client {ratio(ours['single']['rps'], peer['single']['rps'])}"
+            f"  predictor / MLServer single-row req/s, {proto:<4}  1 client {one}"
             f", 8 clients {ratio(ours['concurrent8']['rps'], peer['concurrent8']['rps'])}   [>= 1.5x]"
         )
     for proto in ("http", "grpc"):

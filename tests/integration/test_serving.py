@@ -293,7 +293,7 @@ def test_a_taken_port_fails_fast_with_a_clear_error(churn_service: LocalService,
         LocalService(config).start(timeout=10)
 
 
-REQUESTS = Path(__file__).resolve().parents[2] / "scripts" / "requests"
+EXAMPLES = Path(__file__).resolve().parents[2] / "scripts" / "examples"
 
 
 @pytest.mark.parametrize("example", ["v2-records.json", "v2-tensors.json", "v1-instances.json"])
@@ -301,7 +301,7 @@ def test_readme_request_examples_work(churn_service: LocalService, example: str)
     """The request files the README's curl examples send."""
     base = churn_service.config.transformer_url
     url = f"{base}/v1/models/{NAME}:predict" if example.startswith("v1") else f"{base}/v2/models/{NAME}/infer"
-    response = requests.post(url, data=(REQUESTS / example).read_bytes(), timeout=10)
+    response = requests.post(url, data=(EXAMPLES / example).read_bytes(), timeout=10)
     assert response.status_code == 200, response.text
     body = response.json()
     answers = body["predictions"] if "predictions" in body else answer_rows(body)
@@ -312,7 +312,7 @@ def test_readme_request_examples_work(churn_service: LocalService, example: str)
 def test_churn_predict_cli(churn_service: LocalService, tmp_path: Path) -> None:
     url = churn_service.config.transformer_url
     command = [sys.executable, "-m", "churn", "predict", "--url", url, "--json"]
-    done = subprocess.run([*command, "--file", str(REQUESTS / "records.json")], capture_output=True, text=True)
+    done = subprocess.run([*command, "--file", str(EXAMPLES / "records.json")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert [line["customer_id"] for line in lines] == ["C-1001", "C-1002"]

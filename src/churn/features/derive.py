@@ -78,6 +78,11 @@ def to_columns(records: RawRecords) -> Columns:
 
 def _convert(name: str, values: Any) -> np.ndarray:
     kind = COLUMNS_BY_NAME[name].kind
+    if isinstance(values, np.ndarray):  # already typed (the serving contract's output): no per-value pass
+        if kind is Kind.DATE and values.dtype.kind == "M":
+            return values.astype("datetime64[D]")
+        if kind is Kind.CATEGORY and values.dtype.kind == "U":
+            return values
     try:
         if kind is Kind.DATE:
             if isinstance(values, pd.Series) and pd.api.types.is_datetime64_any_dtype(values):

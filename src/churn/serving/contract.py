@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,7 @@ RECORDS_INPUT = "records"
 REQUIRED_FIELDS: tuple[RawColumn, ...] = tuple(COLUMNS_BY_NAME[name] for name in FEATURE_INPUTS)
 OPTIONAL_FIELDS: tuple[str, ...] = (ID,)
 _ALLOWED = frozenset(FEATURE_INPUTS) | frozenset(OPTIONAL_FIELDS)
+_FIELD_GETTER = operator.itemgetter(*(c.name for c in REQUIRED_FIELDS))
 _NUMERIC_FIELDS = tuple(c for c in REQUIRED_FIELDS if c.kind in (Kind.INT, Kind.FLOAT))
 _REQUIRED = np.asarray([not c.nullable for c in _NUMERIC_FIELDS])
 _LOW = np.asarray([-np.inf if c.min is None else c.min for c in _NUMERIC_FIELDS])
@@ -117,14 +119,20 @@ def from_records(records: Any, *, max_rows: int, where: str = "instances") -> Ba
     if not isinstance(records, Sequence) or isinstance(records, (str, bytes)):
         raise RequestError("malformed_request", f"{where} must be a list of customer records (JSON objects)")
     check_batch_size(len(records), max_rows)
+    checked_keys = None
     for row, record in enumerate(records):
         if not isinstance(record, Mapping):
             raise RequestError(
                 "malformed_request", f"{where}[{row}] must be a JSON object, got {type(record).__name__}"
             )
-        _check_field_names(record.keys(), f"{where}[{row}]")
-    values = {name: [record.get(name) for record in records] for name in FEATURE_INPUTS}
-    columns = {c.name: _column_from_values(c, values[c.name], where) for c in REQUIRED_FIELDS}
+        if record.keys() != checked_keys:  # records of a batch mostly share one key set: check it once
+            _check_field_names(record.keys(), f"{where}[{row}]")
+            checked_keys = record.keys()
+    # One C-level tuple per record, transposed into one list per field (every field is present).
+    by_field = zip(*map(_FIELD_GETTER, records), strict=True)
+    columns = {
+        c.name: _column_from_values(c, list(values), where) for c, values in zip(REQUIRED_FIELDS, by_field, strict=True)
+    }
     ids = _ids([record.get(ID) for record in records]) if any(ID in r for r in records) else None
     return _checked(columns, ids, where)
 

@@ -322,3 +322,28 @@ def test_churn_predict_cli(churn_service: LocalService, tmp_path: Path) -> None:
     refused = subprocess.run([*command, "--file", str(bad)], capture_output=True, text=True)
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert "refused the request (400)" in refused.stderr and "missing field(s)" in refused.stderr
+
+
+def test_a_dead_predictor_gives_503_and_the_transformer_keeps_serving(
+    served_champion: ServedChampion, rows: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    config = ServiceConfig(
+        model_uri="models:/churn-model@champion",
+        tracking_uri=served_champion.tracking_uri,
+        predictor_http_port=free_port(),
+        predictor_grpc_port=free_port(),
+        transformer_http_port=free_port(),
+        transformer_grpc_port=free_port(),
+        log_dir=tmp_path,
+    )
+    with LocalService(config).start(timeout=120) as service:
+        service.processes["predictor"].kill()
+        service.processes["predictor"].wait()
+        url = f"{config.transformer_url}/v2/models/{NAME}/infer"
+        response = requests.post(url, data=(EXAMPLES / "v2-records.json").read_bytes(), timeout=30)
+        assert response.status_code == 503
+        assert "the predictor did not answer (UNAVAILABLE" in response.json()["error"]
+        assert requests.get(f"{config.transformer_url}/v2/health/live", timeout=5).status_code == 200
+        assert "churn_request_errors_total 1.0" in requests.get(f"{config.transformer_url}/metrics", timeout=5).text
+        bad = requests.post(url, json={"inputs": []}, timeout=10)
+        assert bad.status_code == 400  # input errors are still found before the predictor is needed

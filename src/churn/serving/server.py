@@ -67,6 +67,8 @@ class _ServiceMiddleware:
 
 
 def _install_http_handlers() -> None:
+    import grpc
+    import httpx
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from kserve.model_server import app
@@ -88,6 +90,21 @@ def _install_http_handlers() -> None:
             VALIDATION_FAILURES.labels(reason="malformed_request").inc()
         return JSONResponse(status_code=exc.status_code, content={"error": str(exc.detail)}, headers=exc.headers)
 
+    async def predictor_failed(_: Any, exc: Exception) -> JSONResponse:
+        """The transformer could not get an answer from the predictor: 503/504, saying so plainly."""
+        status, detail = 502, str(exc)
+        if isinstance(exc, grpc.aio.AioRpcError):
+            code = exc.code()
+            status = {grpc.StatusCode.UNAVAILABLE: 503, grpc.StatusCode.DEADLINE_EXCEEDED: 504}.get(code, 502)
+            detail = f"{code.name}: {exc.details()}"
+        elif isinstance(exc, httpx.TimeoutException):
+            status = 504
+        elif isinstance(exc, httpx.TransportError):
+            status = 503
+        return JSONResponse(status_code=status, content={"error": f"the predictor did not answer ({detail})"})
+
+    app.add_exception_handler(grpc.aio.AioRpcError, predictor_failed)
+    app.add_exception_handler(httpx.TransportError, predictor_failed)
     app.add_exception_handler(RequestValidationError, bad_request)
     app.add_exception_handler(StarletteHTTPException, http_error)  # same {"error": ...} shape as KServe's
     app.add_middleware(_ServiceMiddleware)

@@ -257,6 +257,10 @@ def test_metrics_exposes_latency_predictions_and_model_info(
     assert "churn_request_errors_total 0.0" in text
     predictor = requests.get(f"{churn_service.config.predictor_url}/metrics", timeout=5).text
     assert f'request_predict_seconds_count{{model_name="{NAME}"}}' in predictor
+    # No log line per request (without --log_requests): the counts and latencies are here instead.
+    for role in ("predictor", "transformer"):
+        log = (churn_service.config.log_dir / f"{role}.log").read_text()
+        assert "grpc method" not in log and "kserve.trace" not in log and '"POST /v2' not in log, role
 
 
 def test_rest_path_to_predictor_gives_the_same_answers(

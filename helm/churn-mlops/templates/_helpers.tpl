@@ -1,0 +1,41 @@
+{{/* Names and labels shared by every object of the chart. */}}
+{{- define "churn.fullname" -}}
+{{- printf "%s" .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "churn.labels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "churn.image" -}}
+{{- printf "%s/%s:%s" .root.Values.imageRegistry .name (default .root.Chart.AppVersion .root.Values.imageTag) -}}
+{{- end -}}
+
+{{- define "churn.s3Secret" -}}
+{{- default (printf "%s-s3" (include "churn.fullname" .)) .Values.s3.existingSecret -}}
+{{- end -}}
+
+{{- define "churn.s3Endpoint" -}}
+{{- default (printf "%s-minio:9000" (include "churn.fullname" .)) .Values.s3.endpoint -}}
+{{- end -}}
+
+{{- define "churn.serviceAccount" -}}
+{{- printf "%s-models" (include "churn.fullname" .) -}}
+{{- end -}}
+
+{{/* Container security context: non-root, read-only root filesystem, no capabilities. */}}
+{{- define "churn.containerSecurity" -}}
+securityContext:
+  runAsNonRoot: true
+  runAsUser: 10001
+  allowPrivilegeEscalation: false
+  readOnlyRootFilesystem: true
+  capabilities:
+    drop: ["ALL"]
+  seccompProfile:
+    type: RuntimeDefault
+{{- end -}}

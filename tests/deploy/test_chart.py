@@ -1,0 +1,169 @@
+"""The Helm chart, validated offline with real tools (no cluster here).
+
+``helm lint`` and ``helm template`` (the helm binary from PyPI, scripts/install_helm.sh);
+every rendered core object against the Kubernetes 1.30 schemas (kubernetes-validate,
+strict); every custom resource against its CRD schema in ../shared/crds with unknown
+fields rejected; bad values rejected by values.schema.json.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+pytestmark = pytest.mark.deploy
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "churn-mlops"
+CRDS = ROOT.parent / "shared" / "crds"
+HELM = ROOT / ".tools" / "k8s" / "helm"
+K8S_VERSION = "1.30"
+ALL_ON = [
+    "--set",
+    "serving.canaryTrafficPercent=10",
+    "--set-string",
+    "serving.modelVersion=7",
+    "--set",
+    "s3.useHttps=true",
+]
+
+
+@pytest.fixture(scope="session")
+def helm() -> str:
+    subprocess.run(["bash", str(ROOT / "scripts" / "install_helm.sh")], check=True, capture_output=True)
+    return str(HELM)
+
+
+def render(helm: str, *args: str) -> list[dict[str, Any]]:
+    done = subprocess.run(
+        [helm, "template", "churn", str(CHART), "--namespace", "ml", *args], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def _strict(schema: Any) -> Any:
+    """A CRD's openAPIV3Schema as JSON Schema that rejects fields the CRD does not declare."""
+    if isinstance(schema, dict):
+        out = {k: _strict(v) for k, v in schema.items() if not k.startswith("x-kubernetes")}
+        if "properties" in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+            out.setdefault("additionalProperties", False)
+        return out
+    if isinstance(schema, list):
+        return [_strict(v) for v in schema]
+    return schema
+
+
+def crd_schemas() -> dict[tuple[str, str], Any]:
+    schemas = {}
+    for path in CRDS.glob("*.yaml"):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            group, kind = doc["spec"]["group"], doc["spec"]["names"]["kind"]
+            for version in doc["spec"]["versions"]:
+                schemas[(f"{group}/{version['name']}", kind)] = _strict(version["schema"]["openAPIV3Schema"])
+    return schemas
+
+
+def validate(objects: list[dict[str, Any]]) -> Iterator[str]:
+    """Problems found in rendered objects (empty when everything validates)."""
+    custom = crd_schemas()
+    for obj in objects:
+        key = (obj["apiVersion"], obj["kind"])
+        if key in custom:
+            for error in jsonschema.Draft7Validator(custom[key]).iter_errors(obj):
+                yield f"{obj['kind']}/{obj['metadata']['name']}: {'.'.join(map(str, error.path))}: {error.message}"
+        else:
+            try:
+                kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                yield f"{obj['kind']}/{obj['metadata']['name']}: {exc.message}"
+
+
+def test_helm_lint_passes(helm: str) -> None:
+    for args in ([], ALL_ON):
+        done = subprocess.run([helm, "lint", str(CHART), "--strict", *args], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("args", [[], ALL_ON], ids=["defaults", "all-on"])
+def test_rendered_objects_validate_against_kubernetes_and_crd_schemas(helm: str, args: list[str]) -> None:
+    objects = render(helm, *args)
+    kinds = {o["kind"] for o in objects}
+    assert {"InferenceService", "ServingRuntime", "ServiceAccount", "Secret", "Pod"} <= kinds
+    assert list(validate(objects)) == []
+
+
+def test_the_validator_rejects_unknown_fields(helm: str) -> None:
+    """The check above can fail: a typo in a custom resource or a core object is reported."""
+    objects = render(helm)
+    broken = copy.deepcopy(objects)
+    isvc = next(o for o in broken if o["kind"] == "InferenceService")
+    isvc["spec"]["predictor"]["model"]["storgeUri"] = "s3://typo"
+    account = next(o for o in broken if o["kind"] == "ServiceAccount")
+    account["secretz"] = []
+    problems = list(validate(broken))
+    assert any("storgeUri" in p for p in problems) and any("secretz" in p for p in problems), problems
+
+
+def test_inference_service_wiring(helm: str) -> None:
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in render(helm, *ALL_ON)}
+    isvc = objects[("InferenceService", "churn-model")]
+    model = isvc["spec"]["predictor"]["model"]
+    assert model["modelFormat"]["name"] == "mlflow" and model["protocolVersion"] == "grpc-v2"
+    assert model["runtime"] == "churn-mlflow" and ("ServingRuntime", "churn-mlflow") in objects
+    assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    transformer = isvc["spec"]["transformer"]["containers"][0]
+    assert transformer["command"] == ["python", "-m", "churn.serving.transformer"]
+    assert "--predictor_protocol=grpc-v2" in transformer["args"]
+    assert {"name": "STORAGE_URI", "value": model["storageUri"]} in transformer["env"]
+    runtime = objects[("ServingRuntime", "churn-mlflow")]["spec"]
+    assert runtime["containers"][0]["ports"][0]["name"] == "h2c"  # the transformer calls the predictor over gRPC
+    account = objects[("ServiceAccount", "churn-models")]
+    assert account["metadata"]["annotations"]["serving.kserve.io/s3-usehttps"] == "1"
+    for container in (transformer, runtime["containers"][0]):
+        security = container["securityContext"]
+        assert security["runAsNonRoot"] and security["readOnlyRootFilesystem"]
+        assert security["capabilities"]["drop"] == ["ALL"]
+    rest = {(o["kind"], o["metadata"]["name"]): o for o in render(helm, "--set", "serving.predictorProtocol=v2")}
+    assert rest[("ServingRuntime", "churn-mlflow")]["spec"]["containers"][0]["ports"][0]["name"] == "http1"
+
+
+def test_existing_secret_replaces_the_generated_one(helm: str) -> None:
+    objects = render(helm, "--set", "s3.existingSecret=team-s3")
+    assert not [o for o in objects if o["kind"] == "Secret"]
+    account = next(o for o in objects if o["kind"] == "ServiceAccount")
+    assert account["secrets"] == [{"name": "team-s3"}]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "serving.maxBatchSize=lots"], "maxBatchSize"),
+        (["--set", "serving.predictorProtocol=v1"], "predictorProtocol"),
+        (["--set", "serving.replicas=3"], "replicas"),
+        (["--set", "s3.endpoint=http://minio:9000"], "endpoint"),
+        (["--set", "serving.canaryTrafficPercent=150"], "canaryTrafficPercent"),
+    ],
+)
+def test_bad_values_are_rejected_by_the_schema(helm: str, args: list[str], message: str) -> None:
+    done = subprocess.run([helm, "template", "churn", str(CHART), *args], capture_output=True, text=True)
+    assert done.returncode != 0
+    assert message in done.stderr
+
+
+def test_every_value_is_documented() -> None:
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    for number, line in enumerate(lines):
+        stripped = line.strip()
+        is_leaf = stripped and not stripped.startswith("#") and not stripped.endswith(":")
+        if is_leaf and ":" in stripped and not line.startswith(" " * 6):
+            assert lines[number - 1].strip().startswith("# --"), f"values.yaml line {number + 1} has no '# --' doc"

@@ -26,12 +26,9 @@ CRDS = ROOT.parent / "shared" / "crds"
 HELM = ROOT / ".tools" / "k8s" / "helm"
 K8S_VERSION = "1.30"
 ALL_ON = [
-    "--set",
-    "serving.canaryTrafficPercent=10",
-    "--set-string",
-    "serving.modelVersion=7",
-    "--set",
-    "s3.useHttps=true",
+    *("--set", "serving.canaryTrafficPercent=10", "--set-string", "serving.modelVersion=7", "--set", "s3.useHttps=true"),
+    *("--set", "monitoring.serviceMonitor.enabled=true", "--set", "monitoring.prometheusRule.enabled=true"),
+    *("--set", "mlflow.backendStoreUri=postgresql://mlflow@db:5432/mlflow"),
 ]
 
 
@@ -98,7 +95,12 @@ def test_helm_lint_passes(helm: str) -> None:
 def test_rendered_objects_validate_against_kubernetes_and_crd_schemas(helm: str, args: list[str]) -> None:
     objects = render(helm, *args)
     kinds = {o["kind"] for o in objects}
-    assert {"InferenceService", "ServingRuntime", "ServiceAccount", "Secret", "Pod"} <= kinds
+    assert {"InferenceService", "ServingRuntime", "ServiceAccount", "Secret", "Pod", "StatefulSet", "Job"} <= kinds
+    assert {"Deployment", "Service", "NetworkPolicy", "Role", "RoleBinding"} <= kinds
+    if args:
+        assert {"ServiceMonitor", "PodMonitor", "PrometheusRule"} <= kinds
+    else:
+        assert not {"ServiceMonitor", "PodMonitor", "PrometheusRule"} & kinds  # behind their flags
     assert list(validate(objects)) == []
 
 
@@ -140,7 +142,7 @@ def test_inference_service_wiring(helm: str) -> None:
 def test_existing_secret_replaces_the_generated_one(helm: str) -> None:
     objects = render(helm, "--set", "s3.existingSecret=team-s3")
     assert not [o for o in objects if o["kind"] == "Secret"]
-    account = next(o for o in objects if o["kind"] == "ServiceAccount")
+    account = next(o for o in objects if o["kind"] == "ServiceAccount" and o["metadata"]["name"] == "churn-models")
     assert account["secrets"] == [{"name": "team-s3"}]
 
 
@@ -165,5 +167,31 @@ def test_every_value_is_documented() -> None:
     for number, line in enumerate(lines):
         stripped = line.strip()
         is_leaf = stripped and not stripped.startswith("#") and not stripped.endswith(":")
+        is_leaf = is_leaf and not stripped.startswith(("requests:", "limits:"))  # documented on `resources`
         if is_leaf and ":" in stripped and not line.startswith(" " * 6):
             assert lines[number - 1].strip().startswith("# --"), f"values.yaml line {number + 1} has no '# --' doc"
+        if stripped == "resources:":
+            assert lines[number - 1].strip().startswith("# --"), f"values.yaml line {number + 1} has no '# --' doc"
+
+
+def test_prometheus_rule_renders_the_packaged_alert_rules(helm: str) -> None:
+    packaged = ROOT / "src" / "churn" / "monitoring" / "rules" / "churn-alerts.yaml"
+    assert (CHART / "files" / "churn-alerts.yaml").read_text() == packaged.read_text(), "copy the rules into the chart"
+    rule = next(o for o in render(helm, *ALL_ON) if o["kind"] == "PrometheusRule")
+    assert rule["spec"]["groups"] == yaml.safe_load(packaged.read_text())["groups"]
+
+
+def test_mlflow_server_settings(helm: str) -> None:
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in render(helm)}
+    server = objects[("Deployment", "churn-mlflow")]["spec"]["template"]["spec"]["containers"][0]
+    assert "--allowed-hosts=" in " ".join(server["args"]) and "churn-mlflow.ml.svc" in " ".join(server["args"])
+    env = {e["name"]: e.get("value") for e in server["env"]}
+    assert env["MLFLOW_S3_ENDPOINT_URL"] == "http://churn-minio:9000"
+    assert env["MLFLOW_BACKEND_STORE_URI"].startswith("sqlite:////data/")
+    assert ("PersistentVolumeClaim", "churn-mlflow") in objects
+    with_db = {(o["kind"], o["metadata"]["name"]) for o in render(helm, *ALL_ON)}
+    assert ("PersistentVolumeClaim", "churn-mlflow") not in with_db
+    external = render(helm, "--set", "minio.enabled=false", "--set", "s3.endpoint=s3.eu-west-1.amazonaws.com")
+    assert not [o for o in external if o["kind"] == "StatefulSet"]
+    account = next(o for o in external if o["kind"] == "ServiceAccount" and o["metadata"]["name"] == "churn-models")
+    assert account["metadata"]["annotations"]["serving.kserve.io/s3-endpoint"] == "s3.eu-west-1.amazonaws.com"

@@ -26,7 +26,8 @@ CRDS = ROOT.parent / "shared" / "crds"
 HELM = ROOT / ".tools" / "k8s" / "helm"
 K8S_VERSION = "1.30"
 ALL_ON = [
-    *("--set", "serving.canaryTrafficPercent=10", "--set-string", "serving.modelVersion=7", "--set", "s3.useHttps=true"),
+    *("--set", "serving.canaryTrafficPercent=10", "--set-string", "serving.modelVersion=7"),
+    *("--set", "s3.useHttps=true"),
     *("--set", "monitoring.serviceMonitor.enabled=true", "--set", "monitoring.prometheusRule.enabled=true"),
     *("--set", "mlflow.backendStoreUri=postgresql://mlflow@db:5432/mlflow"),
 ]

@@ -23,7 +23,6 @@ pytestmark = pytest.mark.deploy
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "churn-mlops"
 CRDS = ROOT.parent / "shared" / "crds"
-HELM = ROOT / ".tools" / "k8s" / "helm"
 K8S_VERSION = "1.30"
 ALL_ON = [
     *("--set", "serving.canaryTrafficPercent=10", "--set-string", "serving.modelVersion=7"),
@@ -31,12 +30,6 @@ ALL_ON = [
     *("--set", "monitoring.serviceMonitor.enabled=true", "--set", "monitoring.prometheusRule.enabled=true"),
     *("--set", "mlflow.backendStoreUri=postgresql://mlflow@db:5432/mlflow"),
 ]
-
-
-@pytest.fixture(scope="session")
-def helm() -> str:
-    subprocess.run(["bash", str(ROOT / "scripts" / "install_helm.sh")], check=True, capture_output=True)
-    return str(HELM)
 
 
 def render(helm: str, *args: str) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ def register_model(
     xgboost: Input[Model],
     lightgbm: Input[Model],
     winner: Input[Model],
+    train: Input[Dataset],
     test: Input[Dataset],
     fingerprint: str,
     kfp_run_id: str,
@@ -22,7 +23,10 @@ def register_model(
     experiment: str = "churn",
     model_name: str = "churn-model",
 ) -> NamedTuple("Registered", [("version", str), ("parent_run_id", str)]):  # type: ignore[valid-type]
-    """One MLflow parent run with a nested run per candidate; the winner becomes a new ``@challenger`` version."""
+    """One MLflow parent run with a nested run per candidate; the winner becomes a new ``@challenger`` version.
+
+    The winner carries its monitoring reference (profile of the training split) inside its model directory.
+    """
     from collections import namedtuple
 
     from churn import steps
@@ -48,6 +52,8 @@ def register_model(
         kfp_run_id=kfp_run_id,
         timeout=settings.mlflow.timeout_seconds,
         retries=settings.mlflow.max_retries,
+        train_path=train.path,
+        psi_bins=settings.monitoring.psi_bins,
     )
     return namedtuple("Registered", ["version", "parent_run_id"])(result["version"], result["parent_run_id"])
 

@@ -65,6 +65,7 @@ def training_pipeline(
     registered = register_model(
         **trained,
         winner=chosen.outputs["winner"],
+        train=parts.outputs["train"],
         test=parts.outputs["test"],
         fingerprint=data.outputs["Output"],
         kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,

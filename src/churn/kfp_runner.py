@@ -16,9 +16,9 @@ from typing import Any
 from churn.config import Settings
 from churn.errors import ChurnError
 
-PIPELINES = ("training",)
-#: Tasks per pipeline, for progress reporting.
-TASK_COUNTS = {"training": 10}
+PIPELINES = ("training", "monitoring", "data")
+#: Tasks per pipeline, for progress reporting (monitoring: one more when it triggers retraining).
+TASK_COUNTS = {"training": 10, "monitoring": 3, "data": 3}
 _TASK_DONE = re.compile(r"Task \S*'([\w-]+)'\S* finished with status \S*?(SUCCESS|FAILURE)")
 COMPILED_DIR = Path("pipelines/compiled")
 
@@ -28,7 +28,20 @@ def _pipeline(name: str) -> Any:
         from pipelines.training_pipeline import training_pipeline
 
         return training_pipeline
+    if name == "monitoring":
+        from pipelines.monitoring_pipeline import monitoring_pipeline
+
+        return monitoring_pipeline
+    if name == "data":
+        from pipelines.data_pipeline import data_pipeline
+
+        return data_pipeline
     raise ChurnError(f"unknown pipeline {name!r}; known: {', '.join(PIPELINES)}")
+
+
+def pipeline_inputs(name: str) -> set[str]:
+    """The parameter names of pipeline ``name``."""
+    return set(_pipeline(name).component_spec.inputs or {})
 
 
 def compile_pipeline(name: str, out_dir: Path = COMPILED_DIR) -> Path:
@@ -51,12 +64,20 @@ class LocalRun:
     output: Any
     root: Path
     seconds: float
+    #: This run's folder of task outputs (``<root>/<pipeline>-<timestamp>``).
+    run_dir: Path | None = None
 
 
-def local_parameters(settings: Settings, **overrides: Any) -> dict[str, Any]:
-    """Pipeline parameters for a local run: the embedded MLflow store unless one is configured."""
+def local_parameters(settings: Settings, pipeline: str = "training", **overrides: Any) -> dict[str, Any]:
+    """Parameters of a local run of ``pipeline``: the embedded MLflow store unless one is configured.
+
+    Defaults come from the settings and are kept only where the pipeline has such a
+    parameter; ``overrides`` (None values skipped) are passed as given.
+    """
     params: dict[str, Any] = {
-        "rows": settings.data.rows,
+        "rows": settings.data.daily_rows if pipeline == "data" else settings.data.rows,
+        "retrain_rows": settings.data.rows,
+        "pushgateway_url": settings.monitoring.pushgateway_url or "",
         "seed": settings.training.seed,
         "n_jobs": settings.training.n_jobs,
         "mlflow_tracking_uri": settings.tracking_uri,
@@ -67,6 +88,8 @@ def local_parameters(settings: Settings, **overrides: Any) -> dict[str, Any]:
     }
     if settings.data.date:
         params["date"] = settings.data.date.isoformat()
+    accepted = pipeline_inputs(pipeline)
+    params = {k: v for k, v in params.items() if k in accepted}
     params.update({k: v for k, v in overrides.items() if v is not None})
     return params
 
@@ -161,6 +184,7 @@ def run_local(
     kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     start = time.perf_counter()
     pipeline = _pipeline(name)
+    before = set(root.glob(f"{pipeline.name}-*/"))
     tracking_uri = str(parameters.get("mlflow_tracking_uri", ""))
     if tracking_uri.startswith(("http://", "https://")):
         # Fail before any task runs when the tracking server is unreachable (the register
@@ -187,4 +211,5 @@ def run_local(
         if follower:
             follower.join(timeout=5)
     output = getattr(task, "output", None)
-    return LocalRun(name, output, root, time.perf_counter() - start)
+    added = sorted(set(root.glob(f"{pipeline.name}-*/")) - before)
+    return LocalRun(name, output, root, time.perf_counter() - start, added[-1] if added else None)

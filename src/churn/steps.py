@@ -26,6 +26,7 @@ from churn.io import atomic_path, write_json, write_raw
 # Each task is a fresh interpreter that runs one step: heavy libraries (scikit-learn,
 # pandera, MLflow) are imported by the steps that use them, not by every task.
 if TYPE_CHECKING:
+    from churn.monitoring import ReferenceProfile
     from churn.training.models import ChurnModel
 
 MODEL_FILE = "churn_model.joblib"
@@ -276,8 +277,14 @@ def register(
     kfp_run_id: str = "",
     timeout: int = 10,
     retries: int = 2,
+    train_path: str | Path | None = None,
+    psi_bins: int = 10,
 ) -> dict[str, str]:
     """Log a parent run with a nested run per candidate, then register the winner as ``@challenger``.
+
+    With ``train_path`` (the training split), the winner is logged with its monitoring
+    reference: the profile of the training rows, its probabilities on them and its test
+    ROC-AUC (see :func:`reference_for`), plus a sample of the rows for Evidently.
 
     Returns the parent run id, the winner's run id and the new model version.
     """
@@ -304,8 +311,20 @@ def register(
             metrics = {f"val_{k}": v for k, v in model.info["validation"].items()}
             metrics |= {f"test_{k}": v for k, v in row["test"].items()}
             metrics |= {"fit_seconds": row["fit_seconds"]}
+            reference = sample = None
+            if family == selection["winner"] and train_path is not None:
+                reference, sample = reference_for(
+                    model, train_path, roc_auc=row["test"]["roc_auc"], test_labels=test[LABEL], bins=psi_bins
+                )
             with mlflow.start_run(run_name=family, nested=True) as child:
-                uri = log_candidate(model, example=example, metrics=metrics, tags={**tags, "family": family})
+                uri = log_candidate(
+                    model,
+                    example=example,
+                    metrics=metrics,
+                    tags={**tags, "family": family},
+                    reference=reference,
+                    reference_sample=sample,
+                )
             if family == selection["winner"]:
                 winner_uri, winner_run = uri, child.info.run_id
         version = register_challenger(
@@ -320,6 +339,32 @@ def register(
         )
         mlflow.set_tag("registered_version", version)
     return {"parent_run_id": parent.info.run_id, "winner_run_id": winner_run, "version": version}
+
+
+def reference_for(
+    model: ChurnModel,
+    train_path: str | Path,
+    *,
+    roc_auc: float,
+    test_labels: pd.Series,
+    bins: int = 10,
+    sample_rows: int = 2_000,
+) -> tuple[ReferenceProfile, pd.DataFrame]:
+    """The monitoring reference of a model: its training rows' profile and a seeded sample of them.
+
+    The profile holds the bin edges and category frequencies of the training split, the
+    distribution of the model's probabilities on it, and its test ROC-AUC with that
+    estimate's standard error (from the test labels): what "normal" means for this model.
+    """
+    from churn.monitoring import fit_reference
+    from churn.monitoring.stats import roc_auc_standard_error
+
+    positives = int(test_labels.sum())
+    se = roc_auc_standard_error(roc_auc, positives, len(test_labels) - positives)
+    train = read_split(train_path)
+    profile = fit_reference(train, model.predict_proba(train), roc_auc=roc_auc, roc_auc_standard_error=se, bins=bins)
+    sample = train.sample(n=min(sample_rows, len(train)), random_state=0).sort_index()
+    return profile, sample.reset_index(drop=True)
 
 
 def promote(
@@ -361,3 +406,176 @@ def gate_markdown(decision: dict[str, Any]) -> str:
         f"| champion | {decision['champion_version'] or '-'} | {'-' if champion is None else f'{champion:.4f}'} |\n\n"
         f"Margin: {decision['margin']}. {decision['reason']}.\n"
     )
+
+
+# --- daily data and monitoring pipelines -------------------------------------------------
+
+
+def latest_increment(raw_dir: str | Path) -> Path:
+    """The newest ``customers_YYYYMMDD`` export in ``raw_dir`` (by the date in its name)."""
+    found = sorted(p for p in Path(raw_dir).glob("customers_*.*") if p.suffix in (".csv", ".parquet"))
+    if not found:
+        raise ChurnError(f"no daily increment (customers_YYYYMMDD.csv) in {raw_dir}: run the data pipeline first")
+    return max(found, key=lambda p: p.name.split(".")[0])
+
+
+def load_current(out: str | Path, *, source_uri: str = "", raw_dir: str | Path = "data/raw") -> dict[str, Any]:
+    """Copy the increment to check into ``out`` as CSV: ``source_uri``, else the latest file in ``raw_dir``."""
+    out = Path(out)
+    uri = source_uri or str(latest_increment(raw_dir))
+    if uri.lower().endswith((".parquet", ".pq")):
+        fetched = out.with_name(out.name + ".parquet")
+        _fetch(uri, fetched)
+        import pyarrow.parquet as pq
+
+        write_raw([pq.read_table(fetched).to_pandas(date_as_object=False)], out, "csv")
+        fetched.unlink()
+    else:
+        _fetch(uri, out)
+    return {"source": uri, "fingerprint": file_fingerprint(out), "bytes": out.stat().st_size}
+
+
+def publish_increment(raw: str | Path, *, date: str = "", destination: str = "", raw_dir: str | Path = "") -> str:
+    """Publish a validated daily increment as ``customers_YYYYMMDD.csv`` where monitoring reads it.
+
+    Args:
+        raw: The validated export.
+        date: Its snapshot date YYYY-MM-DD (empty: today).
+        destination: A folder or ``s3://bucket/prefix`` (empty: ``raw_dir``).
+        raw_dir: The local raw-data folder, the default destination.
+
+    Returns:
+        The path or URI written.
+
+    """
+    from churn.data.generator import parse_date
+    from churn.jobs import raw_file_name
+
+    name = raw_file_name(parse_date(date or None), "csv")
+    target = destination or str(raw_dir)
+    if target.startswith("s3://"):
+        import boto3
+
+        bucket, _, prefix = target.removeprefix("s3://").partition("/")
+        key = f"{prefix.rstrip('/')}/{name}".lstrip("/")
+        endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
+        try:
+            boto3.client("s3", endpoint_url=endpoint).upload_file(str(raw), bucket, key)
+        except Exception as exc:
+            raise ChurnError(f"cannot write s3://{bucket}/{key}: {exc}") from exc
+        return f"s3://{bucket}/{key}"
+    path = Path(target.removeprefix("file://")) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        shutil.copyfile(raw, tmp)
+    return str(path.resolve())
+
+
+def validate_current(
+    raw: str | Path,
+    report: str | Path,
+    *,
+    summary: str | Path | None = None,
+    min_rows: int = 100,
+    pushgateway_url: str | None = None,
+) -> dict[str, Any]:
+    """Validate the increment to monitor; when it is invalid or empty, record a failed monitoring run.
+
+    The failure is pushed (``churn_monitoring_failed 1``) when a Pushgateway is given,
+    then the validation error is raised: bad data never passes silently.
+    """
+    from churn.validation import DataValidationError
+
+    try:
+        return validate(raw, report, summary=summary, min_rows=min_rows)
+    except DataValidationError as error:
+        if pushgateway_url:
+            from churn.config import get_settings
+            from churn.monitoring.publish import push_failure
+
+            s = get_settings().monitoring
+            try:
+                push_failure(pushgateway_url, job=s.push_job, timeout=s.push_timeout_seconds)
+            except ChurnError as push_error:
+                error.add_note(str(push_error))
+        raise ChurnError(f"monitoring failed: the current data is invalid: {error}") from error
+
+
+def monitor(
+    raw: str | Path,
+    *,
+    json_path: str | Path,
+    markdown_path: str | Path | None = None,
+    html_path: str | Path | None = None,
+    tracking_uri: str,
+    model_uri: str,
+    pushgateway_url: str | None = None,
+    timeout: int = 10,
+    retries: int = 2,
+) -> dict[str, Any]:
+    """Check a daily increment against the reference of a registered model (the champion).
+
+    Loads the model and its reference profile from MLflow, scores the increment, runs the
+    drift and performance checks, writes the JSON, Markdown and Evidently HTML reports
+    and pushes the metrics (see :func:`churn.monitoring.run_monitoring` for the failure
+    rules).
+
+    Returns:
+        The report as a dict (``verdict``, ``flagged``, ...).
+
+    """
+    from churn.config import get_settings
+    from churn.monitoring import run_monitoring
+    from churn.registry import connect_registry, download_model
+    from churn.registry.mlflow_registry import load_model_dir, reference_from_dir, reference_sample_from_dir
+    from churn.validation.reader import read_raw_file
+
+    settings = get_settings().monitoring
+    connect_registry(tracking_uri, timeout=timeout, retries=retries)
+    folder = download_model(model_uri)
+    model = load_model_dir(folder)
+    profile = reference_from_dir(folder)
+    sample = reference_sample_from_dir(folder)
+    parsed = read_raw_file(raw)
+    if parsed.frame is None or parsed.violations:
+        reasons = "; ".join(v.message for v in parsed.violations) or "unreadable"
+        raise ChurnError(f"monitoring failed: the current data cannot be read: {reasons}")
+    current = parsed.frame
+    probabilities = model.predict_proba(current) if len(current) else None
+    run = run_monitoring(
+        profile,
+        current,
+        probabilities,
+        json_path=json_path,
+        markdown_path=markdown_path,
+        html_path=html_path if sample is not None else None,
+        reference_frame=sample,
+        reference_probabilities=None if sample is None else model.predict_proba(sample),
+        settings=settings,
+        pushgateway_url=pushgateway_url or None,
+    )
+    return run.report.to_dict()
+
+
+def monitoring_metrics(report: dict[str, Any]) -> dict[str, float]:
+    """The key numbers of a drift report, for the KFP Metrics artifact."""
+    from churn.monitoring import LEVELS
+
+    features = report.get("features", [])
+    metrics = {
+        "verdict_level": float(LEVELS.index(report["verdict"])),
+        "drifted_features": float(len(report["flagged"])),
+        "warned_features": float(len(report["warned"])),
+        "current_rows": float(report["current_rows"]),
+        "max_feature_psi": max((float(f["psi"]) for f in features if f.get("psi") is not None), default=0.0),
+    }
+    optional = {
+        "churn_rate_delta": ("churn_rate", "delta"),
+        "prediction_psi": ("prediction", "psi"),
+        "recent_roc_auc": ("performance", "roc_auc"),
+    }
+    for name, (section, key) in optional.items():
+        value = (report.get(section) or {}).get(key)
+        if value is not None:
+            metrics[name] = float(value)
+    return metrics

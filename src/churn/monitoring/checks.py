@@ -107,8 +107,10 @@ def check_drift(
     report.churn_rate = _churn_rate(profile, labels, p, s, report.notes)
     if p is not None:
         report.prediction = _prediction_drift(profile, p, s, report.notes)
-        auc = profile.roc_auc if reference_roc_auc is None else reference_roc_auc
-        report.performance = _performance(auc, labels, p, s, report.notes)
+        auc, auc_se = profile.roc_auc, profile.roc_auc_standard_error
+        if reference_roc_auc is not None:
+            auc, auc_se = reference_roc_auc, None
+        report.performance = _performance(auc, labels, p, s, report.notes, auc_se)
     else:
         report.notes.append("no predicted probabilities given: prediction drift and ROC-AUC not checked")
     return report
@@ -247,6 +249,7 @@ def _performance(
     p: np.ndarray,
     s: MonitoringSettings,
     notes: list[str],
+    reference_se: float | None = None,
 ) -> PerformanceCheck | None:
     if labels is None:
         notes.append("ROC-AUC not checked: the current data has no labels yet")
@@ -266,7 +269,8 @@ def _performance(
         return None
     auc = roc_auc(y, score)
     drop = reference_auc - auc
-    se = roc_auc_standard_error(auc, positives, negatives)
+    # Both ROC-AUCs are estimates: the drop is tested against their combined standard error.
+    se = math.hypot(roc_auc_standard_error(auc, positives, negatives), reference_se or 0.0)
     p_value = 0.5 * math.erfc(drop / se / math.sqrt(2.0)) if se > 0 else float(drop <= 0)
     level = _level(drop, p_value, s.auc_drop_warn, s.auc_drop_alert, s.alpha)
     return PerformanceCheck(reference_auc, auc, drop, p_value, int(y.size), level)

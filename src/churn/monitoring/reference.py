@@ -81,6 +81,8 @@ class ReferenceProfile:
         prediction_mean: Mean predicted probability, if given.
         prediction_std: Standard deviation of the predicted probabilities, if given.
         roc_auc: The champion's ROC-AUC on its test split, if known.
+        roc_auc_standard_error: The standard error of that estimate (a test split of a
+            few hundred rows is itself noisy; the performance check counts this in).
         created_at: When the profile was fitted (UTC, ISO 8601).
 
     """
@@ -93,6 +95,7 @@ class ReferenceProfile:
     prediction_mean: float | None = None
     prediction_std: float | None = None
     roc_auc: float | None = None
+    roc_auc_standard_error: float | None = None
     created_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,6 +106,7 @@ class ReferenceProfile:
             "created_at": self.created_at,
             "churn_rate": self.churn_rate,
             "roc_auc": self.roc_auc,
+            "roc_auc_standard_error": self.roc_auc_standard_error,
             "prediction_mean": self.prediction_mean,
             "prediction_std": self.prediction_std,
             "prediction": _numeric_dict(self.prediction) if self.prediction else None,
@@ -131,6 +135,7 @@ class ReferenceProfile:
                 created_at=str(data["created_at"]),
                 churn_rate=_optional_float(data.get("churn_rate")),
                 roc_auc=_optional_float(data.get("roc_auc")),
+                roc_auc_standard_error=_optional_float(data.get("roc_auc_standard_error")),
                 prediction_mean=_optional_float(data.get("prediction_mean")),
                 prediction_std=_optional_float(data.get("prediction_std")),
                 prediction=_numeric_profile(prediction) if prediction else None,
@@ -146,6 +151,7 @@ def fit_reference(
     probabilities: np.ndarray | Sequence[float] | None = None,
     *,
     roc_auc: float | None = None,
+    roc_auc_standard_error: float | None = None,
     bins: int = 10,
     numeric: Sequence[str] = NUMERIC_COLUMNS,
     categorical: Sequence[str] = CATEGORY_COLUMNS,
@@ -157,6 +163,7 @@ def fit_reference(
         frame: Reference rows, e.g. the champion's training split of the raw export.
         probabilities: The model's churn probabilities for those rows (optional).
         roc_auc: The model's test ROC-AUC, the yardstick of the performance check.
+        roc_auc_standard_error: Its standard error (from the test split's class counts).
         bins: Quantile bins per numeric column (ties merge bins).
         numeric: Numeric columns to profile.
         categorical: Categorical columns to profile.
@@ -195,6 +202,7 @@ def fit_reference(
         prediction_mean=prediction_mean,
         prediction_std=prediction_std,
         roc_auc=None if roc_auc is None else float(roc_auc),
+        roc_auc_standard_error=None if roc_auc_standard_error is None else float(roc_auc_standard_error),
     )
 
 

@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import joblib
 import numpy as np
@@ -27,10 +27,17 @@ from churn.errors import ChurnError
 from churn.training.evaluate import classification_metrics
 from churn.training.models import ChurnModel
 
+if TYPE_CHECKING:
+    from churn.monitoring.reference import ReferenceProfile
+
 CHALLENGER = "challenger"
 CHAMPION = "champion"
 PIPELINE_FILE = "feature_pipeline.joblib"
 MODEL_INFO_FILE = "churn_model.json"
+#: The monitoring reference profile (:class:`churn.monitoring.ReferenceProfile`) of the training split.
+REFERENCE_FILE = "monitoring_reference.json"
+#: A sample of the training rows, for the Evidently report of a monitoring run.
+REFERENCE_SAMPLE_FILE = "monitoring_reference_sample.parquet"
 _FLAVORS = {"logistic_regression": "sklearn", "random_forest": "sklearn", "xgboost": "xgboost", "lightgbm": "lightgbm"}
 
 
@@ -84,7 +91,12 @@ def _check_server(uri: str, timeout: int) -> None:
         raise ChurnError(f"MLflow tracking server {uri} is unreachable: {reason}") from None
 
 
-def _model_files(model: ChurnModel, folder: Path) -> list[str]:
+def _model_files(
+    model: ChurnModel,
+    folder: Path,
+    reference: ReferenceProfile | None = None,
+    reference_sample: pd.DataFrame | None = None,
+) -> list[str]:
     pipeline = folder / PIPELINE_FILE
     joblib.dump(model.features, pipeline)
     info = folder / MODEL_INFO_FILE
@@ -100,7 +112,14 @@ def _model_files(model: ChurnModel, folder: Path) -> list[str]:
             default=str,
         )
     )
-    return [str(pipeline), str(info)]
+    files = [str(pipeline), str(info)]
+    if reference is not None:
+        (folder / REFERENCE_FILE).write_text(json.dumps(reference.to_dict(), indent=1))
+        files.append(str(folder / REFERENCE_FILE))
+    if reference_sample is not None:
+        reference_sample.to_parquet(folder / REFERENCE_SAMPLE_FILE, index=False)
+        files.append(str(folder / REFERENCE_SAMPLE_FILE))
+    return files
 
 
 def log_candidate(
@@ -109,6 +128,8 @@ def log_candidate(
     example: pd.DataFrame,
     metrics: dict[str, float],
     tags: dict[str, str],
+    reference: ReferenceProfile | None = None,
+    reference_sample: pd.DataFrame | None = None,
 ) -> str:
     """Log one trained model into the active (nested) run; return its model URI.
 
@@ -118,6 +139,10 @@ def log_candidate(
             raw-record example the serving transformer documents.
         metrics: Flat metric names -> values (e.g. ``val_roc_auc``, ``test_f1``).
         tags: Run tags (data fingerprint, git commit, KFP run id...).
+        reference: The monitoring reference profile of the training split; it travels
+            inside the model directory, so whoever loads the champion can monitor it.
+        reference_sample: A few thousand training rows (raw), kept beside it for the
+            Evidently report.
 
     """
     import mlflow
@@ -130,7 +155,7 @@ def log_candidate(
     mlflow.set_tags(tags)
     mlflow.log_dict(json.loads(example.to_json(orient="records", date_format="iso")), "raw_input_example.json")
     with tempfile.TemporaryDirectory() as tmp:
-        extra = _model_files(model, Path(tmp))
+        extra = _model_files(model, Path(tmp), reference, reference_sample)
         mlflow.log_artifact(extra[0], artifact_path="feature_pipeline")
         flavor = _FLAVORS[model.family]
         common: dict[str, Any] = {
@@ -167,13 +192,52 @@ def load_churn_model(model_uri: str) -> ChurnModel:
             or a local model directory.
 
     """
+    return load_model_dir(download_model(model_uri))
+
+
+def download_model(model_uri: str) -> Path:
+    """The local directory of a model: ``model_uri`` itself when it is one, else its download."""
     import mlflow
 
     try:
-        local = Path(model_uri) if Path(model_uri).is_dir() else Path(mlflow.artifacts.download_artifacts(model_uri))
+        return Path(model_uri) if Path(model_uri).is_dir() else Path(mlflow.artifacts.download_artifacts(model_uri))
     except Exception as exc:
         raise ChurnError(f"cannot fetch model {model_uri}: {exc}") from exc
-    return load_model_dir(local)
+
+
+def load_reference(model_uri: str) -> ReferenceProfile:
+    """The monitoring reference profile logged with a model (see :func:`log_candidate`).
+
+    Args:
+        model_uri: ``models:/churn-model@champion``, ``models:/churn-model/3``, ``runs:/...``
+            or a local model directory.
+
+    Raises:
+        ChurnError: The model cannot be fetched, or was logged without a reference profile.
+
+    """
+    return reference_from_dir(download_model(model_uri))
+
+
+def reference_from_dir(path: Path) -> ReferenceProfile:
+    """The reference profile inside a downloaded model directory."""
+    from churn.monitoring.reference import ReferenceProfile
+
+    file = path / "extra_files" / REFERENCE_FILE
+    if not file.is_file():
+        raise ChurnError(f"model {path} has no monitoring reference ({REFERENCE_FILE}); retrain it to log one")
+    return ReferenceProfile.from_dict(json.loads(file.read_text()))
+
+
+def reference_sample_from_dir(path: Path) -> pd.DataFrame | None:
+    """The sample of training rows inside a downloaded model directory (None when absent)."""
+    file = path / "extra_files" / REFERENCE_SAMPLE_FILE
+    if not file.is_file():
+        return None
+    import pyarrow.parquet as pq
+
+    frame: pd.DataFrame = pq.read_table(file).to_pandas(date_as_object=False)
+    return frame
 
 
 def load_model_dir(path: Path) -> ChurnModel:

@@ -1,0 +1,112 @@
+"""Monitoring components: load the day's increment, validate it, check it against the champion, retrain."""
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Output
+
+from components._image import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def load_current(current: Output[Dataset], source_uri: str = "") -> str:
+    """Copy the increment to check (path or s3://; empty: the latest customers_YYYYMMDD file); return its source."""
+    from churn import steps
+    from churn.config import get_settings
+
+    info = steps.load_current(current.path, source_uri=source_uri, raw_dir=get_settings().raw_dir)
+    current.metadata.update(info)
+    return str(info["source"])
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def validate_current(
+    current: Input[Dataset],
+    report: Output[Artifact],
+    summary: Output[Markdown],
+    min_rows: int = 100,
+    pushgateway_url: str = "",
+):
+    """Validate the increment; invalid or empty data fails the run and is pushed as a failed monitoring run."""
+    from churn import steps
+    from churn.config import get_settings
+
+    gateway = pushgateway_url or get_settings().monitoring.pushgateway_url
+    steps.validate_current(current.path, report.path, summary=summary.path, min_rows=min_rows, pushgateway_url=gateway)
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def check_drift(
+    current: Input[Dataset],
+    report: Output[Artifact],
+    summary: Output[Markdown],
+    evidently: Output[HTML],
+    metrics: Output[Metrics],
+    tracking_uri: str = "",
+    model_name: str = "churn-model",
+    alias: str = "champion",
+    pushgateway_url: str = "",
+) -> str:
+    """Score the increment with the champion, check it against the champion's reference, publish the metrics.
+
+    Returns the verdict ("ok", "warn" or "alert"); the flagged features are in the report's metadata.
+    """
+    from churn import steps
+    from churn.config import get_settings
+
+    settings = get_settings()
+    result = steps.monitor(
+        current.path,
+        json_path=report.path,
+        markdown_path=summary.path,
+        html_path=evidently.path,
+        tracking_uri=tracking_uri or settings.tracking_uri,
+        model_uri=f"models:/{model_name}@{alias}",
+        pushgateway_url=pushgateway_url or settings.monitoring.pushgateway_url,
+        timeout=settings.mlflow.timeout_seconds,
+        retries=settings.mlflow.max_retries,
+    )
+    for name, value in steps.monitoring_metrics(result).items():
+        metrics.log_metric(name, value)
+    report.metadata.update({"verdict": result["verdict"], "flagged": result["flagged"]})
+    return str(result["verdict"])
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def trigger_retraining(
+    verdict: str,
+    mode: str = "local",
+    kfp_host: str = "",
+    rows: int = 100_000,
+    date: str = "",
+    seed: int = 42,
+    source_uri: str = "",
+    n_jobs: int = 2,
+    mlflow_tracking_uri: str = "",
+    mlflow_experiment: str = "churn",
+    model_name: str = "churn-model",
+    gate_margin: float = 0.002,
+) -> str:
+    """Start a training run (locally, or through the KFP API); its promotion gate decides about @champion."""
+    from churn.retraining import trigger_training
+
+    parameters = {
+        "rows": rows,
+        "date": date,
+        "seed": seed,
+        "source_uri": source_uri,
+        "n_jobs": n_jobs,
+        "mlflow_tracking_uri": mlflow_tracking_uri,
+        "mlflow_experiment": mlflow_experiment,
+        "model_name": model_name,
+        "gate_margin": gate_margin,
+    }
+    print(f"verdict {verdict}: retraining ({mode})")
+    return trigger_training(parameters, mode=mode, kfp_host=kfp_host)
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def publish_increment(raw: Input[Dataset], date: str = "", destination: str = "") -> str:
+    """Publish the validated increment as customers_YYYYMMDD.csv (a folder or s3:// prefix; empty: the raw folder)."""
+    from churn import steps
+    from churn.config import get_settings
+
+    return steps.publish_increment(raw.path, date=date, destination=destination, raw_dir=get_settings().raw_dir)

@@ -1,0 +1,42 @@
+"""The daily data pipeline: generate or ingest the day's increment, validate it, publish it for monitoring."""
+
+from components.data import load_data, validate_data
+from components.monitoring import publish_increment
+from kfp import dsl
+
+
+@dsl.pipeline(
+    name="churn-daily-data",
+    description="Generate (or ingest) the day's increment of customers, validate it and publish it as "
+    "customers_YYYYMMDD.csv where the monitoring pipeline reads it.",
+)
+def data_pipeline(
+    source_uri: str = "",
+    rows: int = 1_000,
+    date: str = "",
+    seed: int = 42,
+    scenario: str = "none",
+    min_rows: int = 100,
+    destination: str = "",
+) -> str:
+    """Produce one daily increment.
+
+    Args:
+        source_uri: Export to ingest (path or s3://); empty generates ``rows`` customers.
+        rows: Rows of a generated increment.
+        date: Snapshot date YYYY-MM-DD (empty: today).
+        seed: Seed of the generator.
+        scenario: Drift scenario of generated data (none, price_shock, channel_shift, ...).
+        min_rows: Fewest rows a valid increment may have.
+        destination: Folder or s3://bucket/prefix to publish to (empty: the raw-data folder).
+
+    Returns:
+        Where the increment was published.
+
+    """
+    data = load_data(source_uri=source_uri, rows=rows, date=date, seed=seed, scenario=scenario)
+    data.set_display_name("load increment").set_caching_options(False)
+    checked = validate_data(raw=data.outputs["raw"], min_rows=min_rows).set_display_name("validate")
+    published = publish_increment(raw=data.outputs["raw"], date=date, destination=destination)
+    published.after(checked).set_display_name("publish").set_caching_options(False)
+    return published.output

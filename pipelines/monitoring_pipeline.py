@@ -1,0 +1,81 @@
+"""The daily monitoring pipeline: increment -> validation -> drift checks against the champion -> retraining."""
+
+from components.monitoring import check_drift, load_current, trigger_retraining, validate_current
+from kfp import dsl
+
+
+@dsl.pipeline(
+    name="churn-monitoring",
+    description="Check the latest daily increment against the @champion's reference profile (PSI, chi-square, "
+    "churn rate, prediction drift, ROC-AUC), publish the metrics to the Pushgateway and, on an alert, retrain.",
+)
+def monitoring_pipeline(
+    current_uri: str = "",
+    min_rows: int = 100,
+    mlflow_tracking_uri: str = "",
+    model_name: str = "churn-model",
+    pushgateway_url: str = "",
+    retrain_on_alert: bool = False,
+    retrain_mode: str = "local",
+    kfp_host: str = "",
+    retrain_rows: int = 100_000,
+    retrain_source_uri: str = "",
+    date: str = "",
+    seed: int = 42,
+    n_jobs: int = 2,
+    mlflow_experiment: str = "churn",
+    gate_margin: float = 0.002,
+) -> str:
+    """Monitor one daily increment and, optionally, retrain on an alert.
+
+    Args:
+        current_uri: The increment to check (path or s3://); empty: the latest customers_YYYYMMDD file.
+        min_rows: Fewest rows a valid increment may have.
+        mlflow_tracking_uri: MLflow tracking URI (empty: CHURN_MLFLOW__TRACKING_URI or the local default).
+        model_name: Registered model whose @champion is monitored.
+        pushgateway_url: Prometheus Pushgateway (empty: CHURN_MONITORING__PUSHGATEWAY_URL; unset: no push).
+        retrain_on_alert: Start a training run when the verdict is "alert".
+        retrain_mode: "local" (run it in-process with the local runner) or "kfp" (submit to the KFP API).
+        kfp_host: KFP API endpoint for retrain_mode "kfp" (empty: the in-cluster default).
+        retrain_rows: Rows the retraining run generates when no retrain_source_uri is given.
+        retrain_source_uri: Export to retrain on (path or s3://).
+        date: Snapshot date YYYY-MM-DD of the retraining data (empty: today).
+        seed: Seed of the retraining run.
+        n_jobs: Threads per estimator of the retraining run.
+        mlflow_experiment: MLflow experiment of the retraining run.
+        gate_margin: ROC-AUC by which the retrained challenger must beat the champion.
+
+    Returns:
+        The verdict: "ok", "warn" or "alert" (the report lists the flagged features).
+
+    """
+    current = load_current(source_uri=current_uri).set_display_name("load increment").set_caching_options(False)
+    checked = validate_current(
+        current=current.outputs["current"], min_rows=min_rows, pushgateway_url=pushgateway_url
+    ).set_display_name("validate")
+    drift = check_drift(
+        current=current.outputs["current"],
+        tracking_uri=mlflow_tracking_uri,
+        model_name=model_name,
+        pushgateway_url=pushgateway_url,
+    )
+    drift.after(checked).set_display_name("drift checks vs @champion").set_caching_options(False)
+    alert = dsl.If(drift.outputs["Output"] == "alert", name="drift-alert")
+    wanted = dsl.If(retrain_on_alert == True, name="retrain-on-alert")  # noqa: E712 (a KFP condition, not Python)
+    with alert, wanted:
+        retrain = trigger_retraining(
+            verdict=drift.outputs["Output"],
+            mode=retrain_mode,
+            kfp_host=kfp_host,
+            rows=retrain_rows,
+            date=date,
+            seed=seed,
+            source_uri=retrain_source_uri,
+            n_jobs=n_jobs,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            mlflow_experiment=mlflow_experiment,
+            model_name=model_name,
+            gate_margin=gate_margin,
+        )
+        retrain.set_display_name("retrain (gate decides)").set_caching_options(False)
+    return drift.outputs["Output"]

@@ -143,11 +143,26 @@ class Client:
     """tritonclient calls of one endpoint: raw records (transformer) or the model matrix (predictors)."""
 
     def __init__(
-        self, protocol: str, url: str, *, matrix_input: str | None, records: list[dict[str, Any]], matrix: np.ndarray
+        self,
+        protocol: str,
+        url: str,
+        *,
+        matrix_input: str | None,
+        records: list[dict[str, Any]],
+        matrix: np.ndarray,
+        columns: bool = False,
     ) -> None:
-        self.protocol, self.url, self.matrix_input = protocol, url, matrix_input
+        self.protocol, self.url, self.matrix_input, self.columns = protocol, url, matrix_input, columns
         self.records, self.matrix = records, matrix
         self.texts = np.asarray([json.dumps(r).encode() for r in records], dtype=np.object_)
+        # One tensor per raw column (the other request shape the transformer takes): FP64 or BYTES.
+        self.column_arrays = {}
+        for name in records[0]:
+            values = [r[name] for r in records]
+            if isinstance(next((v for v in values if v is not None), ""), str):
+                self.column_arrays[name] = ("BYTES", np.asarray([(v or "").encode() for v in values], np.object_))
+            else:
+                self.column_arrays[name] = ("FP64", np.asarray([np.nan if v is None else v for v in values], float))
         # Plain V2 JSON over REST for everyone: MLServer does not read tritonclient's binary extension.
         self.json = {"binary_data": False} if protocol == "http" else {}
 
@@ -164,10 +179,15 @@ class Client:
             if self.matrix_input:
                 item = tc.InferInput(self.matrix_input, [rows, self.matrix.shape[1]], "FP64")
                 item.set_data_from_numpy(self.matrix[start : start + rows], **self.json)
+            elif self.columns:
+                items = []
+                for name, (datatype, array) in self.column_arrays.items():
+                    items.append(tc.InferInput(name, [rows], datatype))
+                    items[-1].set_data_from_numpy(array[start : start + rows], **self.json)
             else:
                 item = tc.InferInput("records", [rows], "BYTES")
                 item.set_data_from_numpy(self.texts[start : start + rows], **self.json)
-            result = client.infer(NAME, [item])
+            result = client.infer(NAME, items if self.columns else [item])
             out = result.as_numpy(
                 result.get_response()["outputs"][0]["name"]
                 if self.protocol == "http"
@@ -268,14 +288,21 @@ def main() -> None:
         matrix = np.ascontiguousarray(model.features.transform(records))
         print(f"{len(records):,} test rows, {matrix.shape[1]} features", file=sys.stderr)
 
+        slices = len(records) // BATCH
+        if slices < 1:
+            raise SystemExit(f"need at least {BATCH:,} test rows; train on more rows (--rows)")
         # L0 / L1: in-process
         result["L0"] = {
             "single": latency_run(lambda i: model.predict_matrix(matrix[i % len(matrix)][None, :]), n),
-            "batch": batch_run(lambda i: model.predict_matrix(matrix[(i % 3) * BATCH : (i % 3 + 1) * BATCH]), repeats),
+            "batch": batch_run(
+                lambda i: model.predict_matrix(matrix[(i % slices) * BATCH : (i % slices + 1) * BATCH]), repeats
+            ),
         }
         result["L1"] = {
             "single": latency_run(lambda i: model.predict_proba(records[i % len(records)]), n),
-            "batch": batch_run(lambda i: model.predict_proba(records[(i % 3) * BATCH : (i % 3 + 1) * BATCH]), repeats),
+            "batch": batch_run(
+                lambda i: model.predict_proba(records[(i % slices) * BATCH : (i % slices + 1) * BATCH]), repeats
+            ),
         }
         for hop in ("grpc-v2", "v2"):
             config = ServiceConfig(
@@ -301,6 +328,13 @@ def main() -> None:
                     print(f"L4 transformer {proto} (hop {hop})...", file=sys.stderr)
                     client = Client(proto, f"{host}:{port}", matrix_input=None, records=records, matrix=matrix)
                     result[f"L4_{proto}_hop_{hop}"] = measure_endpoint(client, n, n_each, repeats)
+                if hop == "grpc-v2":
+                    print("L4 transformer grpc, column tensors (hop grpc-v2)...", file=sys.stderr)
+                    port = config.transformer_grpc_port
+                    client = Client(
+                        "grpc", f"{host}:{port}", matrix_input=None, records=records, matrix=matrix, columns=True
+                    )
+                    result["L4_grpc_columns"] = measure_endpoint(client, n, n_each, repeats)
 
         ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
         process = start_mlserver(python, model_dir, workdir, ports)
@@ -326,6 +360,7 @@ def print_table(r: dict[str, Any]) -> None:
         ("L3 predictor gRPC", "L3_grpc"),
         ("L4 transformer REST (hop gRPC)", "L4_http_hop_grpc-v2"),
         ("L4 transformer gRPC (hop gRPC)", "L4_grpc_hop_grpc-v2"),
+        ("L4 transformer gRPC columns (hop gRPC)", "L4_grpc_columns"),
         ("L4 transformer REST (hop REST)", "L4_http_hop_v2"),
         ("L4 transformer gRPC (hop REST)", "L4_grpc_hop_v2"),
         ("MLServer 1.7 mlflow REST", "MLS_http"),
@@ -336,7 +371,7 @@ def print_table(r: dict[str, Any]) -> None:
         f"single-row figures over {r['requests']:,} requests; batches of {BATCH:,} rows\n"
     )
     head = (
-        f"{'level':<34}{'1 client req/s':>15}{'p50 ms':>8}{'p99 ms':>8}{'8 clients req/s':>17}{'p50 ms':>8}"
+        f"{'level':<40}{'1 client req/s':>15}{'p50 ms':>8}{'p99 ms':>8}{'8 clients req/s':>17}{'p50 ms':>8}"
         f"{'p99 ms':>8}{'batch rows/s':>14}"
     )
     print(head)
@@ -350,7 +385,7 @@ def print_table(r: dict[str, Any]) -> None:
             else f"{'-':>17}{'-':>8}{'-':>8}"
         )
         print(
-            f"{label:<34}{one['rps']:>15,.0f}{one['p50_ms']:>8.2f}{one['p99_ms']:>8.2f}{conc}"
+            f"{label:<40}{one['rps']:>15,.0f}{one['p50_ms']:>8.2f}{one['p99_ms']:>8.2f}{conc}"
             f"{m['batch']['rows_per_s']:>14,.0f}"
         )
 
@@ -373,12 +408,21 @@ def print_table(r: dict[str, Any]) -> None:
                 f"{ratio(path['single']['rps'], alone['single']['rps'])}, 8 clients "
                 f"{ratio(path['concurrent8']['rps'], alone['concurrent8']['rps'])}   [>= 0.5x]"
             )
-    for proto in ("http", "grpc"):
-        path = r[f"L4_{proto}_hop_grpc-v2"]
+    for label, key in (
+        ("http records", "L4_http_hop_grpc-v2"),
+        ("grpc records", "L4_grpc_hop_grpc-v2"),
+        ("grpc columns", "L4_grpc_columns"),
+    ):
         print(
-            f"  transformer {BATCH:,}-row batch / L1 rows/s, {proto:<4}  "
-            f"{ratio(path['batch']['rows_per_s'], r['L1']['batch']['rows_per_s'])}   [>= 0.5x]"
+            f"  transformer {BATCH:,}-row batch / L1 rows/s, {label:<12}  "
+            f"{ratio(r[key]['batch']['rows_per_s'], r['L1']['batch']['rows_per_s'])}   [>= 0.5x]"
         )
+    columns = r["L4_grpc_columns"]
+    print(
+        f"  transformer path / predictor alone, grpc columns hop grpc-v2  1 client "
+        f"{ratio(columns['single']['rps'], r['L3_grpc']['single']['rps'])}, 8 clients "
+        f"{ratio(columns['concurrent8']['rps'], r['L3_grpc']['concurrent8']['rps'])}   [>= 0.5x]"
+    )
 
 
 if __name__ == "__main__":

@@ -146,3 +146,14 @@ def alert_rules_path() -> Path:
     from importlib.resources import files
 
     return Path(str(files("churn.monitoring").joinpath("rules", "churn-alerts.yaml")))
+
+
+def dashboard_path() -> Path:
+    """The Grafana dashboard shipped with the package (``dashboards/churn-overview.json``).
+
+    Import it in Grafana (Dashboards -> New -> Import) and pick the Prometheus data source
+    that scrapes the Pushgateway and the KServe pods: the data source is a variable.
+    """
+    from importlib.resources import files
+
+    return Path(str(files("churn.monitoring").joinpath("dashboards", "churn-overview.json")))

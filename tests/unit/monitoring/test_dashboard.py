@@ -1,0 +1,102 @@
+"""The Grafana dashboard: a valid dashboard model whose queries only name metrics that exist."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from churn.monitoring import ReferenceProfile, check_drift
+from churn.monitoring.publish import dashboard_path, report_registry
+
+pytestmark = pytest.mark.unit
+#: Words in an expression that are PromQL, not metric names.
+PROMQL = {
+    "sum", "max", "min", "avg", "rate", "increase", "time", "histogram_quantile", "and", "or", "unless",
+}  # fmt: skip
+
+
+SUFFIXES = {"histogram": ("_bucket", "_sum", "_count"), "counter": ("_total",), "info": ("_info",), "gauge": ("",)}
+
+
+def _sample_names(registry: CollectorRegistry) -> set[str]:
+    """The series names of every metric (labelled ones have no samples before first use)."""
+    return {f.name + suffix for f in registry.collect() for suffix in SUFFIXES.get(f.type, ("",))}
+
+
+@pytest.fixture(scope="module")
+def dashboard() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(dashboard_path().read_text(encoding="utf-8"))
+    return data
+
+
+@pytest.fixture(scope="module")
+def known_metrics(profile: ReferenceProfile, reference: Any) -> set[str]:
+    """Every series our code exposes: the monitoring push, the failure push, the service and KServe."""
+    import kserve.metrics  # noqa: F401  (registers request_*_seconds on the default registry)
+
+    import churn.serving.metrics  # noqa: F401
+
+    frame, probability = reference
+    report = check_drift(profile, frame.head(2_000), probability[:2_000])
+    names = _sample_names(report_registry(report)) | _sample_names(REGISTRY)
+    return names | {"churn_monitoring_last_failure_timestamp_seconds"}
+
+
+def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for p in dashboard["panels"] if p["type"] != "row"]
+
+
+def test_is_a_dashboard_model_grafana_loads(dashboard: dict[str, Any]) -> None:
+    assert dashboard["uid"] == "churn-overview" and dashboard["title"]
+    assert isinstance(dashboard["schemaVersion"], int) and dashboard["schemaVersion"] >= 36
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in dashboard["panels"]:
+        grid = panel["gridPos"]
+        assert {"x", "y", "w", "h"} <= set(grid) and all(isinstance(grid[k], int) for k in grid)
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24 and grid["h"] > 0
+    for panel in _panels(dashboard):
+        assert panel["targets"], panel["title"]
+        assert all(t["expr"].strip() and t["refId"] for t in panel["targets"])
+
+
+def test_datasource_is_a_variable(dashboard: dict[str, Any]) -> None:
+    (variable,) = [v for v in dashboard["templating"]["list"] if v["name"] == "datasource"]
+    assert variable["type"] == "datasource" and variable["query"] == "prometheus"
+    for panel in _panels(dashboard):
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        assert all(t["datasource"]["uid"] == "${datasource}" for t in panel["targets"])
+    assert "${datasource}" not in json.dumps(dashboard["templating"])  # no variable refers to itself
+
+
+def test_every_query_names_metrics_that_exist(dashboard: dict[str, Any], known_metrics: set[str]) -> None:
+    used = set()
+    for panel in _panels(dashboard):
+        for target in panel["targets"]:
+            # Drop label matchers, strings, ranges and grouping clauses: what is left names metrics.
+            expr = re.sub(r'\{[^}]*\}|"[^"]*"|\[[^\]]*\]|\b(?:by|on|without|ignoring)\s*\([^)]*\)', "", target["expr"])
+            names = {w for w in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr) if w not in PROMQL}
+            assert names, target["expr"]
+            unknown = names - known_metrics
+            assert not unknown, f"{panel['title']}: {sorted(unknown)} are not exposed by any of our metrics"
+            used |= names
+    # The panels the issue asks for: drift per feature, churn rate, predictions, latency, errors, verdict.
+    assert {
+        "churn_feature_psi",
+        "churn_rate_current",
+        "churn_rate_reference",
+        "churn_prediction_probability_bucket",
+        "churn_prediction_psi",
+        "request_predict_seconds_bucket",
+        "request_preprocess_seconds_bucket",
+        "churn_request_errors_total",
+        "churn_input_validation_failures_total",
+        "churn_predictions_total",
+        "churn_model_info",
+        "churn_monitoring_verdict",
+        "churn_monitoring_last_success_timestamp_seconds",
+    } <= used

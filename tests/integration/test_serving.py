@@ -351,3 +351,21 @@ def test_a_dead_predictor_gives_503_and_the_transformer_keeps_serving(
         assert "churn_request_errors_total 1.0" in requests.get(f"{config.transformer_url}/metrics", timeout=5).text
         bad = requests.post(url, json={"inputs": []}, timeout=10)
         assert bad.status_code == 400  # input errors are still found before the predictor is needed
+
+
+def test_a_missing_model_fails_start_with_one_clear_line(served_champion: ServedChampion, tmp_path: Path) -> None:
+    from churn.errors import ChurnError
+
+    config = ServiceConfig(
+        model_uri="models:/churn-model@nonexistent",
+        tracking_uri=served_champion.tracking_uri,
+        predictor_http_port=free_port(),
+        predictor_grpc_port=free_port(),
+        transformer_http_port=free_port(),
+        transformer_grpc_port=free_port(),
+        log_dir=tmp_path,
+    )
+    with pytest.raises(ChurnError, match="the predictor exited with code 1") as caught:
+        LocalService(config).start(timeout=60)
+    assert "cannot resolve models:/churn-model@nonexistent" in str(caught.value)
+    assert "Traceback" not in str(caught.value)

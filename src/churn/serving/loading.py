@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="Version reported in responses and metrics (resolved from the registry with --model_uri).",
     )
     parser.add_argument("--bind_host", default="0.0.0.0", help="Address to listen on (churn serve uses 127.0.0.1).")
+
+
+def load_or_exit(args: argparse.Namespace) -> ServedModel:
+    """:func:`load_served_model` for an entry point: a model that cannot be loaded is one line and exit 1."""
+    try:
+        return load_served_model(args)
+    except ChurnError as exc:
+        sys.exit(f"error: {exc}")
 
 
 def load_served_model(args: argparse.Namespace) -> ServedModel:

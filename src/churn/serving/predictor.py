@@ -117,7 +117,7 @@ class ChurnPredictor(Model):  # type: ignore[misc]
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m churn.serving.predictor``."""
     from churn.config import get_settings
-    from churn.serving.loading import load_served_model
+    from churn.serving.loading import load_or_exit
     from churn.serving.server import build_parser, serve
 
     parser = build_parser("churn-mlops KServe predictor (V2 protocol, MLflow model).")
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     predictor = ChurnPredictor(
-        args.model_name, load_served_model(args), max_batch_size=args.max_batch_size, threads=args.model_threads
+        args.model_name, load_or_exit(args), max_batch_size=args.max_batch_size, threads=args.model_threads
     )
     predictor.load()
     serve(predictor, args)

@@ -171,7 +171,7 @@ def _probabilities(result: InferResponse | dict[str, Any]) -> np.ndarray:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m churn.serving.transformer``."""
     from churn.config import get_settings
-    from churn.serving.loading import load_served_model
+    from churn.serving.loading import load_or_exit
     from churn.serving.server import build_parser, serve
 
     parser = build_parser("churn-mlops KServe transformer (raw records -> features -> predictor).")
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.set_defaults(predictor_protocol="grpc-v2")
     args = parser.parse_args(argv)
-    transformer = ChurnTransformer(args.model_name, load_served_model(args), max_batch_size=args.max_batch_size)
+    transformer = ChurnTransformer(args.model_name, load_or_exit(args), max_batch_size=args.max_batch_size)
     transformer.load()
     serve(transformer, args)
 

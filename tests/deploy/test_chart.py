@@ -9,6 +9,7 @@ fields rejected; bad values rejected by values.schema.json.
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ ALL_ON = [
     *("--set", "serving.canaryTrafficPercent=10", "--set-string", "serving.modelVersion=7"),
     *("--set", "s3.useHttps=true"),
     *("--set", "monitoring.serviceMonitor.enabled=true", "--set", "monitoring.prometheusRule.enabled=true"),
+    *("--set", "monitoring.grafanaDashboard.enabled=true"),
     *("--set", "mlflow.backendStoreUri=postgresql://mlflow@db:5432/mlflow"),
 ]
 
@@ -189,3 +191,12 @@ def test_mlflow_server_settings(helm: str) -> None:
     assert not [o for o in external if o["kind"] == "StatefulSet"]
     account = next(o for o in external if o["kind"] == "ServiceAccount" and o["metadata"]["name"] == "churn-models")
     assert account["metadata"]["annotations"]["serving.kserve.io/s3-endpoint"] == "s3.eu-west-1.amazonaws.com"
+
+
+def test_dashboard_config_map_holds_the_packaged_dashboard(helm: str) -> None:
+    packaged = ROOT / "src" / "churn" / "monitoring" / "dashboards" / "churn-overview.json"
+    assert (CHART / "files" / "churn-overview.json").read_text() == packaged.read_text(), "copy it into the chart"
+    config_map = next(o for o in render(helm, *ALL_ON) if o["kind"] == "ConfigMap")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(config_map["data"]["churn-overview.json"]) == json.loads(packaged.read_text())
+    assert not [o for o in render(helm) if o["kind"] == "ConfigMap"]

@@ -1,0 +1,225 @@
+"""The monitoring and daily data pipelines under KFP's local runner, and the drift -> retrain loop.
+
+One champion is trained (3,000 rows, ~40 s) for the whole module; each test then runs the
+short pipelines against it. The retraining loop test runs a second training pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pandas as pd
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from churn.config import Settings
+from churn.errors import ChurnError
+from churn.kfp_runner import PIPELINES, LocalRun, compile_pipeline, local_parameters, run_local
+from churn.monitoring import ReferenceProfile
+from churn.registry import connect_registry, load_reference
+from churn.retraining import submit_training, trigger_training
+from churn.validation import validate_file
+
+pytestmark = pytest.mark.components
+ROOT = Path(__file__).resolve().parents[2]
+TRAINING_DAY = "2026-01-05"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """A data folder with a champion trained on 3,000 rows (its reference logged with it)."""
+    root = tmp_path_factory.mktemp("monitoring")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        patch.delenv("CHURN_DATA_DIR", raising=False)
+        settings = Settings(data_dir=root / "data")
+        run = run_local(
+            "training",
+            settings,
+            log=root / "training.log",
+            **local_parameters(settings, "training", rows=3_000, date=TRAINING_DAY),
+        )
+        assert run.output == "promoted"
+        yield settings
+
+
+def _day(settings: Settings, date: str, scenario: str) -> str:
+    run = run_local(
+        "data",
+        settings,
+        log=settings.data_dir / "data.log",
+        **local_parameters(settings, "data", date=date, scenario=scenario, seed=int(date.replace("-", ""))),
+    )
+    return str(run.output)
+
+
+def _monitor(settings: Settings, current: str, **overrides: Any) -> LocalRun:
+    return run_local(
+        "monitoring",
+        settings,
+        log=settings.data_dir / "monitoring.log",
+        **local_parameters(settings, "monitoring", current_uri=current, **overrides),
+    )
+
+
+@pytest.mark.parametrize("name", [p for p in PIPELINES if p != "training"])
+def test_committed_yaml_is_not_stale(name: str, tmp_path: Path) -> None:
+    fresh = compile_pipeline(name, tmp_path)
+    committed = ROOT / f"pipelines/compiled/{name}_pipeline.yaml"
+    assert committed.is_file(), "run `churn pipeline compile` and commit pipelines/compiled/"
+    assert yaml.safe_load(fresh.read_text()) == yaml.safe_load(committed.read_text()), (
+        f"pipelines/compiled/{name}_pipeline.yaml is stale: run `churn pipeline compile` and commit it"
+    )
+
+
+def test_champion_carries_its_reference_profile(trained: Settings) -> None:
+    connect_registry(trained.tracking_uri)
+    profile = load_reference("models:/churn-model@champion")
+    assert isinstance(profile, ReferenceProfile)
+    assert profile.rows == 2_100  # the 70% training split of 3,000 rows
+    assert profile.prediction is not None and profile.roc_auc is not None and profile.roc_auc > 0.7
+    assert profile.roc_auc_standard_error is not None and 0 < profile.roc_auc_standard_error < 0.05
+    assert {"discount_usage_rate", "total_orders"} <= set(profile.numeric)
+    assert "acquisition_channel" in profile.categorical
+
+
+def test_data_pipeline_publishes_a_valid_daily_increment(trained: Settings) -> None:
+    published = Path(_day(trained, "2026-01-06", "none"))
+    assert published == (trained.raw_dir / "customers_20260106.csv").resolve()
+    frame, report = validate_file(published, min_rows=100)
+    assert report.valid and len(frame) == trained.data.daily_rows == 1_000
+
+
+def test_clean_day_is_ok_and_drifted_day_alerts_with_artifacts(trained: Settings) -> None:
+    clean = _monitor(trained, _day(trained, "2026-01-06", "none"))
+    assert clean.output == "ok"
+    drifted = _monitor(trained, _day(trained, "2026-01-07", "price_shock"))
+    assert drifted.output == "alert"
+    assert drifted.run_dir is not None
+    task = drifted.run_dir / "check-drift"
+    report = json.loads((task / "report").read_text())
+    assert report["verdict"] == "alert"
+    assert {"discount_usage_rate", "cart_abandonment_rate"} <= set(report["flagged"])
+    assert "# Drift check: ALERT" in (task / "summary").read_text()
+    assert "<html" in (task / "evidently").read_text(encoding="utf-8")[:2000].lower()
+    outputs = json.loads((task / "executor_output.json").read_text())
+    metrics = outputs["artifacts"]["metrics"]["artifacts"][0]["metadata"]
+    assert metrics["verdict_level"] == 2 and metrics["drifted_features"] >= 2
+    assert not (drifted.run_dir / "trigger-retraining").exists()  # retrain_on_alert is off by default
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """A stand-in Pushgateway that records what is pushed to it (the real one runs in tests/integration)."""
+
+    pushes: ClassVar[list[str]] = []
+
+    def _record(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        type(self).pushes.append(f"{self.command} {self.path}\n{body.decode(errors='replace')}")
+        self.send_response(200)
+        self.end_headers()
+
+    do_PUT = do_POST = _record  # noqa: N815
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def pushgateway() -> Iterator[tuple[str, list[str]]]:
+    _Recorder.pushes = []
+    server = HTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", _Recorder.pushes
+    server.shutdown()
+
+
+@pytest.mark.parametrize("content", ["", "customer_id,age\n"], ids=["empty", "header-only"])
+def test_invalid_current_data_fails_the_run_and_records_a_failed_monitoring_run(
+    trained: Settings, tmp_path: Path, pushgateway: tuple[str, list[str]], content: str
+) -> None:
+    url, pushes = pushgateway
+    bad = tmp_path / "customers_20260108.csv"
+    bad.write_text(content)
+    with pytest.raises(ChurnError, match="validate-current"):
+        _monitor(trained, str(bad), pushgateway_url=url)
+    log = (trained.data_dir / "monitoring.log").read_text()
+    assert "monitoring failed: the current data is invalid" in log
+    assert len(pushes) == 1 and "churn_monitoring_failed 1.0" in pushes[0] and pushes[0].startswith("POST")
+
+
+def test_a_good_run_pushes_its_metrics(trained: Settings, pushgateway: tuple[str, list[str]]) -> None:
+    url, pushes = pushgateway
+    assert _monitor(trained, _day(trained, "2026-01-06", "none"), pushgateway_url=url).output == "ok"
+    assert len(pushes) == 1 and pushes[0].startswith("PUT /metrics/job/churn-monitoring")
+    assert "churn_feature_psi" in pushes[0] and "churn_monitoring_failed 0.0" in pushes[0]
+
+
+class _StandInKfpClient:
+    """A recording stand-in for ``kfp.Client`` (there is no KFP backend here)."""
+
+    calls: ClassVar[list[dict[str, Any]]] = []
+
+    def __init__(self, host: str | None = None) -> None:
+        self.host = host
+
+    def create_run_from_pipeline_package(self, pipeline_file: str, **kwargs: Any) -> Any:
+        spec = yaml.safe_load(Path(pipeline_file).read_text())
+        type(self).calls.append({"host": self.host, "pipeline": spec["pipelineInfo"]["name"], **kwargs})
+        return type("Run", (), {"run_id": "run-123"})()
+
+
+def test_retraining_in_a_cluster_submits_the_compiled_training_pipeline() -> None:
+    _StandInKfpClient.calls = []
+    result = trigger_training(
+        {"rows": 5_000, "date": "2026-01-07", "source_uri": ""},
+        mode="kfp",
+        kfp_host="http://ml-pipeline.kubeflow:8888",
+        client_factory=_StandInKfpClient,
+    )
+    assert result == "KFP run run-123"
+    (call,) = _StandInKfpClient.calls
+    assert call["host"] == "http://ml-pipeline.kubeflow:8888" and call["pipeline"] == "churn-training"
+    assert call["arguments"] == {"rows": 5_000, "date": "2026-01-07"}  # empty values: the pipeline's defaults
+    with pytest.raises(ChurnError, match="retrain mode"):
+        trigger_training({}, mode="cron")
+
+    class Refusing(_StandInKfpClient):
+        def create_run_from_pipeline_package(self, pipeline_file: str, **kwargs: Any) -> Any:
+            raise ConnectionError("connection refused")
+
+    with pytest.raises(ChurnError, match=r"could not submit .* connection refused"):
+        submit_training({}, host="http://nowhere:1", client_factory=Refusing)
+
+
+def test_drift_alert_triggers_retraining_and_the_gate_decides(trained: Settings) -> None:
+    connect_registry(trained.tracking_uri)
+    client = MlflowClient()
+    before = {v.version for v in client.search_model_versions("name='churn-model'")}
+    drifted = _monitor(
+        trained,
+        _day(trained, "2026-01-09", "price_shock"),
+        retrain_on_alert=True,
+        retrain_rows=3_000,
+        date="2026-01-09",
+    )
+    assert drifted.output == "alert"
+    assert drifted.run_dir is not None
+    executed = json.loads((drifted.run_dir / "trigger-retraining" / "executor_output.json").read_text())
+    outcome = executed["parameterValues"]["Output"]
+    assert outcome.startswith("local training run: ")
+    after = {v.version: v for v in client.search_model_versions("name='churn-model'")}
+    (new,) = set(after) - before
+    decision = after[new].tags["gate_decision"]
+    assert decision in ("promoted", "rejected") and outcome.endswith(decision)
+    assert after[new].tags["gate_reason"]
+    assert client.get_model_version_by_alias("churn-model", "challenger").version == new
+    assert load_reference(f"models:/churn-model/{new}").rows == 2_100
+    assert len(pd.read_csv(trained.raw_dir / "customers_20260109.csv")) == 1_000

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,6 +20,9 @@ from churn import __version__
 from churn.config import Settings, get_settings
 from churn.errors import ChurnError
 from churn.io import FileFormat
+
+if TYPE_CHECKING:
+    from churn.kfp_runner import LocalRun
 
 app = typer.Typer(
     help="churn-mlops: synthetic churn data, validation, features (and, later, training, serving, monitoring).",
@@ -79,8 +82,12 @@ def run(
     serve: Annotated[
         bool, typer.Option(help="After training, start the service, score a few records over V2, stop it.")
     ] = True,
+    monitor: Annotated[
+        bool,
+        typer.Option(help="After training, monitor two daily increments: a clean day and a drifted day."),
+    ] = True,
 ) -> None:
-    """Run the main job end to end on embedded defaults: data -> features -> training -> serving (local)."""
+    """Run the main job end to end on embedded defaults: data -> features -> training -> serving -> monitoring."""
     from churn.jobs import run_main_job
 
     settings = get_settings()
@@ -110,6 +117,48 @@ def run(
     _run_pipeline("training", settings, source_uri=str(raw.path.resolve()))
     if serve:
         _serving_demo(settings, raw.path)
+    if monitor:
+        _monitoring_demo(settings, date)
+
+
+#: The two days the main job monitors: (days after the training snapshot, scenario, what it is).
+MONITORED_DAYS = ((1, "none", "clean day"), (2, "price_shock", "drifted day"))
+
+
+def _monitoring_demo(settings: Settings, date: str | None) -> None:
+    """Publish two daily increments with the data pipeline and run the monitoring pipeline on each."""
+    import datetime as dt
+
+    from churn.data.generator import parse_date
+
+    snapshot = parse_date(date if date is not None else settings.data.date)
+    verdicts = []
+    for offset, scenario, what in MONITORED_DAYS:
+        day = snapshot + dt.timedelta(days=offset)
+        # A seed per day: each increment holds new customers, as a real day would.
+        data = _run_pipeline("data", settings, date=day.isoformat(), scenario=scenario, seed=int(f"{day:%Y%m%d}"))
+        run = _run_pipeline("monitoring", settings, current_uri=str(data.output))
+        verdicts.append((day, scenario, what, run))
+    out.print("[bold]monitoring[/bold] (drift checks of daily increments against the champion's reference)")
+    for day, scenario, what, run in verdicts:
+        out.print(f"  {day} {what:<12} scenario {scenario:<12} verdict: {_monitoring_line(run)}", highlight=False)
+
+
+def _monitoring_line(run: LocalRun) -> str:
+    """``alert (flagged: a, b)`` from a monitoring run's output and report."""
+    import json
+
+    report = run.run_dir / "check-drift" / "report" if run.run_dir else None
+    if report is None or not report.is_file():
+        return str(run.output)
+    found = json.loads(report.read_text())
+    details = []
+    if found["flagged"]:
+        details.append(f"flagged: {', '.join(found['flagged'])}")
+    levels = [f"{check} {level}" for check, level in found["levels"].items() if level != "ok"]
+    if levels:
+        details.append("; ".join(levels))
+    return f"{found['verdict']}" + (f" ({'; '.join(details)})" if details else "")
 
 
 def _serving_demo(settings: Settings, raw_path: Path) -> None:
@@ -137,7 +186,7 @@ def _print_answers(answers: list[dict[str, Any]]) -> None:
     out.print(table)
 
 
-def _run_pipeline(name: str, settings: Settings, **overrides: Any) -> None:
+def _run_pipeline(name: str, settings: Settings, **overrides: Any) -> LocalRun:
     """Run a pipeline locally with a progress bar over its tasks, then print what it produced."""
     from churn.kfp_runner import TASK_COUNTS, local_parameters, run_local
 
@@ -158,13 +207,16 @@ def _run_pipeline(name: str, settings: Settings, **overrides: Any) -> None:
             settings,
             log=log,
             on_task=lambda done, status: bar.update(task, advance=1, last=f"{done}: {status.lower()}"),
-            **local_parameters(settings, **overrides),
+            **local_parameters(settings, name, **overrides),
         )
     out.print(f"[bold]{name} pipeline[/bold] (KFP local runner): {result.output} in {result.seconds:.0f}s")
     out.print(f"  task outputs  {result.root}")
     out.print(f"  task logs     {log}")
     if name == "training":
         _print_training_summary(settings)
+    if name == "monitoring":
+        out.print(f"  verdict       {_monitoring_line(result)}", highlight=False)
+    return result
 
 
 def _print_training_summary(settings: Settings) -> None:
@@ -294,7 +346,7 @@ def pipeline_compile(
 
 @pipeline_app.command("run")
 def pipeline_run(
-    name: Annotated[str, typer.Argument(help="Pipeline to run: training.")],
+    name: Annotated[str, typer.Argument(help="Pipeline to run: training, monitoring or data.")],
     rows: Annotated[int | None, typer.Option(min=1, help="Rows to generate [default: CHURN_DATA__ROWS].")] = None,
     date: Annotated[str | None, typer.Option(help="Snapshot date of generated data [default: today].")] = None,
     source_uri: Annotated[
@@ -302,11 +354,58 @@ def pipeline_run(
     ] = None,
     scenario: Annotated[str | None, typer.Option(help="Drift scenario of generated data.")] = None,
     gate_margin: Annotated[float | None, typer.Option(help="ROC-AUC margin the challenger must win by.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of generated data and training.")] = None,
+    current_uri: Annotated[
+        str | None, typer.Option(help="monitoring: increment to check [default: the latest in data/raw].")
+    ] = None,
+    retrain_on_alert: Annotated[
+        bool | None, typer.Option(help="monitoring: start a training run when the verdict is alert.")
+    ] = None,
+    retrain_mode: Annotated[
+        str | None, typer.Option(help="monitoring: retrain `local` (here) or `kfp` (submit to --kfp-host).")
+    ] = None,
+    kfp_host: Annotated[str | None, typer.Option(help="monitoring: KFP API endpoint for --retrain-mode kfp.")] = None,
+    pushgateway_url: Annotated[
+        str | None, typer.Option(help="monitoring: Pushgateway [default: CHURN_MONITORING__PUSHGATEWAY_URL].")
+    ] = None,
+    destination: Annotated[
+        str | None, typer.Option(help="data: folder or s3:// prefix to publish to [default: data/raw].")
+    ] = None,
 ) -> None:
     """Run a pipeline end to end with KFP's local runner (tasks are subprocesses, no cluster)."""
-    _run_pipeline(
-        name, get_settings(), rows=rows, date=date, source_uri=source_uri, scenario=scenario, gate_margin=gate_margin
-    )
+    from churn.kfp_runner import PIPELINES
+
+    if name not in PIPELINES:
+        raise ChurnError(f"unknown pipeline {name!r}; known: {', '.join(PIPELINES)}")
+    given = {
+        "rows": rows,
+        "date": date,
+        "source_uri": source_uri,
+        "scenario": scenario,
+        "gate_margin": gate_margin,
+        "seed": seed,
+        "current_uri": current_uri,
+        "retrain_on_alert": retrain_on_alert,
+        "retrain_mode": retrain_mode,
+        "kfp_host": kfp_host,
+        "pushgateway_url": pushgateway_url,
+        "destination": destination,
+    }
+    if name == "monitoring":  # its training parameters are those of the retraining run
+        given["retrain_rows"], given["retrain_source_uri"] = given.pop("rows"), given.pop("source_uri")
+    _run_pipeline(name, get_settings(), **_accepted(name, given))
+
+
+def _accepted(name: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The options given on the command line, or an error naming those ``name`` does not take."""
+    from churn.kfp_runner import pipeline_inputs
+
+    given = {k: v for k, v in given.items() if v is not None}
+    unknown = sorted(set(given) - pipeline_inputs(name))
+    if unknown:
+        options = ", ".join("--" + k.replace("_", "-") for k in unknown)
+        raise ChurnError(f"the {name} pipeline does not take {options}")
+    return given
 
 
 @app.command("serve")

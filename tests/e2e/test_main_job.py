@@ -49,6 +49,18 @@ def test_main_job_runs_end_to_end_on_a_small_data_set(tmp_path: Path) -> None:
     assert "churn-model@champion: version 1" in result.stdout
     assert (tmp_path / "data/mlflow/mlflow.db").is_file()
     assert list((tmp_path / "data/kfp").glob("churn-training-*/promote-model/decision"))
+    # Then the daily data pipeline publishes a clean and a drifted day, and the monitoring
+    # pipeline checks each against the champion's reference profile logged at training time.
+    lines = result.stdout.splitlines()
+    clean = next(line for line in lines if "2026-01-06 clean day" in line)
+    drifted = next(line for line in lines if "2026-01-07 drifted day" in line)
+    assert "verdict: ok" in clean, clean
+    assert "verdict: alert" in drifted and "flagged:" in drifted, drifted
+    assert "discount_usage_rate" in drifted  # a column price_shock moves
+    for day in ("20260106", "20260107"):
+        assert (tmp_path / f"data/raw/customers_{day}.csv").is_file()
+    reports = sorted((tmp_path / "data/kfp").glob("churn-monitoring-*/check-drift/report"))
+    assert [json.loads(r.read_text())["verdict"] for r in reports] == ["ok", "alert"]
     raw = tmp_path / "data/raw/customers_20260105.csv"
     truth = tmp_path / "data/truth/customers_20260105.truth.parquet"
     report = tmp_path / "data/reports/customers_20260105.validation.json"

@@ -152,12 +152,10 @@ def _monitoring_line(run: LocalRun) -> str:
     if report is None or not report.is_file():
         return str(run.output)
     found = json.loads(report.read_text())
-    details = []
-    if found["flagged"]:
-        details.append(f"flagged: {', '.join(found['flagged'])}")
-    levels = [f"{check} {level}" for check, level in found["levels"].items() if level != "ok"]
-    if levels:
-        details.append("; ".join(levels))
+    lists = (("flagged", "flagged"), ("warned", "warn"))
+    details = [f"{name}: {', '.join(found[key])}" for key, name in lists if found[key]]
+    others = {check: level for check, level in found["levels"].items() if check != "feature_drift"}
+    details += [f"{check} {level}" for check, level in others.items() if level != "ok"]
     return f"{found['verdict']}" + (f" ({'; '.join(details)})" if details else "")
 
 
@@ -210,7 +208,7 @@ def _run_pipeline(name: str, settings: Settings, **overrides: Any) -> LocalRun:
             **local_parameters(settings, name, **overrides),
         )
     out.print(f"[bold]{name} pipeline[/bold] (KFP local runner): {result.output} in {result.seconds:.0f}s")
-    out.print(f"  task outputs  {result.root}")
+    out.print(f"  task outputs  {result.run_dir or result.root}")
     out.print(f"  task logs     {log}")
     if name == "training":
         _print_training_summary(settings)

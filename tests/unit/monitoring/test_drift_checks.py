@@ -339,3 +339,21 @@ def test_import_is_light() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == ""
+
+
+def test_a_noisy_test_roc_auc_does_not_raise_a_performance_warning(
+    profile: ReferenceProfile, today: tuple[pd.DataFrame, np.ndarray]
+) -> None:
+    import dataclasses
+
+    frame, probability = today
+    current = check_drift(profile, frame, probability).performance
+    assert current is not None
+    # The champion's test ROC-AUC came out 0.04 above what it really scores (a small test split)...
+    lucky = dataclasses.replace(profile, roc_auc=current.roc_auc + 0.04)
+    assert check_drift(lucky, frame, probability).levels["performance"] != "ok"
+    # ...which its standard error, logged with it, says is within the noise of that estimate.
+    noisy = dataclasses.replace(lucky, roc_auc_standard_error=0.03)
+    assert check_drift(noisy, frame, probability).levels["performance"] == "ok"
+    assert ReferenceProfile.from_dict(noisy.to_dict()) == noisy
+    assert check_drift(noisy, frame, probability, reference_roc_auc=0.99).levels["performance"] == "alert"

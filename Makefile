@@ -11,7 +11,7 @@ help: ## List the targets
 setup: ## Create or update .venv from uv.lock (installs uv when missing)
 	@bash scripts/bootstrap.sh
 
-run: setup ## Run the main job end to end on embedded defaults (data -> features -> training -> serving)
+run: setup ## Run the main job end to end on embedded defaults (data -> features -> training -> serving -> monitoring)
 	$(BIN)/churn run
 
 test: setup lint typecheck pytest ## Lint, type-check and run the whole test suite

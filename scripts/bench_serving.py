@@ -305,15 +305,8 @@ def main() -> None:
             ),
         }
         for hop in ("grpc-v2", "v2"):
-            config = ServiceConfig(
-                model_uri=str(model_dir),
-                tracking_uri=tracking,
-                predictor_http_port=free_port(),
-                predictor_grpc_port=free_port(),
-                transformer_http_port=free_port(),
-                transformer_grpc_port=free_port(),
-                predictor_protocol=hop,
-                log_dir=workdir / f"logs-{hop}",
+            config = ServiceConfig.on_free_ports(
+                str(model_dir), tracking_uri=tracking, predictor_protocol=hop, log_dir=workdir / f"logs-{hop}"
             )
             with LocalService(config).start(timeout=120):
                 host = config.host

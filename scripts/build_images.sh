@@ -11,10 +11,11 @@ fi
 registry="${REGISTRY:-ghcr.io/churn-mlops}"
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)"
 declare -A images=([churn]=images/churn/Dockerfile [churn-serving]=images/serving/Dockerfile [mlflow]=images/mlflow/Dockerfile)
-for name in "${!images[@]}"; do
+# churn first: the serving image is built on top of it.
+for name in churn churn-serving mlflow; do
   tag="$registry/$name:$version"
   echo "building $tag from ${images[$name]}"
-  "$engine" build -f "${images[$name]}" -t "$tag" .
+  "$engine" build -f "${images[$name]}" --build-arg "BASE_IMAGE=$registry/churn:$version" -t "$tag" .
   if [[ "${PUSH:-0}" == "1" ]]; then
     "$engine" push "$tag"
   fi

@@ -32,6 +32,11 @@ def _final_stage(text: str) -> str:
 @pytest.mark.parametrize("name", DOCKERFILES)
 def test_dockerfile_builds_from_the_lock_as_non_root(name: str) -> None:
     text = DOCKERFILES[name].read_text()
+    if name == "serving":  # the component image plus an entry point: same environment, same lock
+        assert re.search(r"^ARG BASE_IMAGE=ghcr.io/churn-mlops/churn:", text, re.MULTILINE)
+        assert re.search(r"^FROM \$\{BASE_IMAGE\}$", text, re.MULTILINE)
+        assert re.findall(r"^USER (\S+)", text, re.MULTILINE)[-1] == "10001"
+        return
     assert re.search(r"uv (sync|export) --frozen", text), "dependencies must come from uv.lock, frozen"
     bootstrap_uv = re.search(r'UV_VERSION="([^"]+)"', (ROOT / "scripts/bootstrap.sh").read_text())
     assert bootstrap_uv and f"uv=={bootstrap_uv.group(1)}" in text, "the image uses the uv local runs use"

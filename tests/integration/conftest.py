@@ -9,7 +9,6 @@ that S3 endpoint. Tests talk to both over TCP, exactly as the pipeline does in a
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from churn.serving.local import LocalService, ServiceConfig
+from churn.serving.local import LocalService, ServiceConfig, free_port
 from churn.training.models import ChurnModel
 
 BUCKET = "mlflow"
@@ -33,13 +32,6 @@ AWS_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 _BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -202,13 +194,9 @@ def served_champion(tmp_path_factory: pytest.TempPathFactory) -> ServedChampion:
 @pytest.fixture(scope="session")
 def churn_service(served_champion: ServedChampion, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalService]:
     """Predictor and transformer (gRPC between them) as real KServe servers on free loopback ports."""
-    config = ServiceConfig(
-        model_uri="models:/churn-model@champion",
+    config = ServiceConfig.on_free_ports(
+        "models:/churn-model@champion",
         tracking_uri=served_champion.tracking_uri,
-        predictor_http_port=free_port(),
-        predictor_grpc_port=free_port(),
-        transformer_http_port=free_port(),
-        transformer_grpc_port=free_port(),
         max_batch_size=2_000,
         log_dir=tmp_path_factory.mktemp("serving-logs"),
     )

@@ -23,7 +23,7 @@ from serving_helpers import NAME, column_tensors, records
 
 from churn.features.derive import FEATURE_INPUTS
 from churn.serving.client import answer_rows, predict_records, read_records_file
-from churn.serving.local import LocalService, ServiceConfig, free_port
+from churn.serving.local import LocalService, ServiceConfig
 
 ServedChampion = Any  # conftest.ServedChampion (tests are not a package)
 
@@ -267,13 +267,9 @@ def test_rest_path_to_predictor_gives_the_same_answers(
     served_champion: ServedChampion, rows: list[dict[str, Any]], expected: np.ndarray, tmp_path: Path
 ) -> None:
     """--predictor_protocol v2 (REST between transformer and predictor) as the alternative to gRPC."""
-    config = ServiceConfig(
-        model_uri="models:/churn-model/1",
+    config = ServiceConfig.on_free_ports(
+        "models:/churn-model/1",
         tracking_uri=served_champion.tracking_uri,
-        predictor_http_port=free_port(),
-        predictor_grpc_port=free_port(),
-        transformer_http_port=free_port(),
-        transformer_grpc_port=free_port(),
         predictor_protocol="v2",
         log_dir=tmp_path,
     )
@@ -286,10 +282,8 @@ def test_a_taken_port_fails_fast_with_a_clear_error(churn_service: LocalService,
     from churn.errors import ChurnError
 
     taken = churn_service.config.transformer_http_port
-    config = ServiceConfig(
-        model_uri="models:/churn-model@champion",
-        predictor_http_port=free_port(),
-        predictor_grpc_port=free_port(),
+    config = ServiceConfig.on_free_ports(
+        "models:/churn-model@champion",
         transformer_http_port=taken,
         log_dir=tmp_path,
     )
@@ -331,13 +325,9 @@ def test_churn_predict_cli(churn_service: LocalService, tmp_path: Path) -> None:
 def test_a_dead_predictor_gives_503_and_the_transformer_keeps_serving(
     served_champion: ServedChampion, rows: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    config = ServiceConfig(
-        model_uri="models:/churn-model@champion",
+    config = ServiceConfig.on_free_ports(
+        "models:/churn-model@champion",
         tracking_uri=served_champion.tracking_uri,
-        predictor_http_port=free_port(),
-        predictor_grpc_port=free_port(),
-        transformer_http_port=free_port(),
-        transformer_grpc_port=free_port(),
         log_dir=tmp_path,
     )
     with LocalService(config).start(timeout=120) as service:
@@ -356,13 +346,9 @@ def test_a_dead_predictor_gives_503_and_the_transformer_keeps_serving(
 def test_a_missing_model_fails_start_with_one_clear_line(served_champion: ServedChampion, tmp_path: Path) -> None:
     from churn.errors import ChurnError
 
-    config = ServiceConfig(
-        model_uri="models:/churn-model@nonexistent",
+    config = ServiceConfig.on_free_ports(
+        "models:/churn-model@nonexistent",
         tracking_uri=served_champion.tracking_uri,
-        predictor_http_port=free_port(),
-        predictor_grpc_port=free_port(),
-        transformer_http_port=free_port(),
-        transformer_grpc_port=free_port(),
         log_dir=tmp_path,
     )
     with pytest.raises(ChurnError, match="the predictor exited with code 1") as caught:

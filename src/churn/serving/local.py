@@ -72,6 +72,14 @@ class ServiceConfig:
         }
         return cls(**(values | overrides))
 
+    @classmethod
+    def on_free_ports(cls, model_uri: str, **values: Any) -> ServiceConfig:
+        """A config whose four ports are free right now (tests, benchmarks, runs side by side)."""
+        ports = {
+            f"{role}_{kind}_port": free_port() for role in ("predictor", "transformer") for kind in ("http", "grpc")
+        }
+        return cls(model_uri=model_uri, **(ports | values))
+
     @property
     def transformer_url(self) -> str:
         return f"http://{self.host}:{self.transformer_http_port}"

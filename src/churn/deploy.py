@@ -1,0 +1,187 @@
+"""Roll a new champion out to KServe: the InferenceService manifest, applying it, and rolling back.
+
+The manifest is the chart's InferenceService (helm/churn-mlops/templates/inferenceservice.yaml)
+with the champion's storage URI and version; a test keeps the two identical. In a cluster
+the deploy step creates or patches it through the Kubernetes API, waits until KServe
+reports it Ready and, when it does not become Ready in time, rolls back: a canary goes to
+0% (KServe keeps serving the previous revision), a full rollout gets its previous storage
+URI back. Without a cluster it writes the manifest it would apply, and says so.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from churn.errors import ChurnError
+from churn.io import atomic_path
+
+GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+
+
+@dataclass(frozen=True)
+class ServingTarget:
+    """Where and how the InferenceService runs (the chart's values for it)."""
+
+    name: str = "churn-model"
+    namespace: str = "churn-mlops"
+    release: str = "churn"
+    image: str = "ghcr.io/churn-mlops/churn-serving:0.1.0"
+    predictor_protocol: str = "grpc-v2"
+    max_batch_size: int = 10_000
+    deployment_mode: str = "RawDeployment"
+
+
+def storage_uri(download_uri: str) -> str:
+    """The ``s3://`` URI KServe's storage initializer can fetch, from MLflow's download URI of a version.
+
+    Raises:
+        ChurnError: The artifacts are not in S3 (a local store, or a proxied ``mlflow-artifacts:`` store).
+
+    """
+    if download_uri.startswith("s3://"):
+        return download_uri.rstrip("/")
+    raise ChurnError(
+        f"model artifacts at {download_uri} are not in S3; KServe needs an s3:// storageUri "
+        "(run MLflow with --default-artifact-root s3://<bucket>/)"
+    )
+
+
+def inference_service(
+    target: ServingTarget, storage: str, *, model_version: str, canary_percent: int | None = None
+) -> dict[str, Any]:
+    """The InferenceService for ``storage``: our predictor runtime and our transformer, as the chart renders them."""
+    account = f"{target.release}-models"
+    args = [f"--model_version={model_version}"] if model_version else []
+    predictor: dict[str, Any] = {
+        "serviceAccountName": account,
+        "minReplicas": 1,
+        "maxReplicas": 3,
+        "model": {
+            "modelFormat": {"name": "mlflow"},
+            "protocolVersion": target.predictor_protocol,
+            "runtime": f"{target.release}-mlflow",
+            "storageUri": storage,
+            **({"args": args} if args else {}),
+        },
+    }
+    if canary_percent is not None:
+        predictor["canaryTrafficPercent"] = canary_percent
+    transformer = {
+        "name": "kserve-container",
+        "image": target.image,
+        "command": ["python", "-m", "churn.serving.transformer"],
+        "args": [
+            "--model_dir=/mnt/models",
+            f"--predictor_protocol={target.predictor_protocol}",
+            f"--max_batch_size={target.max_batch_size}",
+            *args,
+        ],
+        "env": [{"name": "STORAGE_URI", "value": storage}, {"name": "HOME", "value": "/tmp"}],
+    }
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "InferenceService",
+        "metadata": {
+            "name": target.name,
+            "namespace": target.namespace,
+            "annotations": {"serving.kserve.io/deploymentMode": target.deployment_mode},
+            "labels": {"app.kubernetes.io/managed-by": "churn-mlops", "churn-mlops/model-version": model_version},
+        },
+        "spec": {
+            "predictor": predictor,
+            "transformer": {
+                "serviceAccountName": account,
+                "minReplicas": 1,
+                "maxReplicas": 3,
+                "containers": [transformer],
+            },
+        },
+    }
+
+
+class CustomObjects(Protocol):
+    """The part of ``kubernetes.client.CustomObjectsApi`` the deploy step uses."""
+
+    def get_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str, name: str) -> Any: ...
+
+    def create_namespaced_custom_object(
+        self, group: str, version: str, namespace: str, plural: str, body: Any
+    ) -> Any: ...
+
+    def patch_namespaced_custom_object(
+        self, group: str, version: str, namespace: str, plural: str, name: str, body: Any
+    ) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """What the deploy step did."""
+
+    applied: bool
+    ready: bool
+    rolled_back: bool
+    message: str
+    manifest: Path | None = None
+
+
+def write_manifest(manifest: dict[str, Any], path: Path) -> Rollout:
+    """No cluster: write the manifest the deploy step would apply (atomically) and say so."""
+    import yaml
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    return Rollout(False, False, False, f"no cluster: wrote the InferenceService it would apply to {path}", path)
+
+
+def apply(manifest: dict[str, Any], api: CustomObjects, *, timeout: float = 600, poll: float = 5) -> Rollout:
+    """Create or patch the InferenceService, wait until Ready, roll back when it does not get there.
+
+    Raises:
+        ChurnError: The rollout did not become Ready in ``timeout`` seconds (after rolling back).
+
+    """
+    meta = manifest["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    previous = _existing(api, namespace, name)
+    if previous is None:
+        api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, manifest)
+    else:
+        api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, manifest)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = _existing(api, namespace, name) or {}
+        if _ready(status, manifest):
+            return Rollout(True, True, False, f"InferenceService {namespace}/{name} is Ready")
+        time.sleep(poll)
+    rolled_back = previous is not None
+    if previous is not None:
+        api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, _rollback(manifest, previous))
+    what = "rolled back to the previous model" if rolled_back else "left in place (there was no previous one)"
+    raise ChurnError(f"InferenceService {namespace}/{name} was not Ready after {timeout:.0f}s; {what}")
+
+
+def _existing(api: CustomObjects, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        return dict(api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
+    except Exception as exc:  # the kubernetes client raises ApiException(status=404)
+        if getattr(exc, "status", None) == 404:
+            return None
+        raise ChurnError(f"cannot read InferenceService {namespace}/{name}: {exc}") from exc
+
+
+def _ready(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    spec_uri = current.get("spec", {}).get("predictor", {}).get("model", {}).get("storageUri")
+    if spec_uri != wanted["spec"]["predictor"]["model"]["storageUri"]:
+        return False
+    conditions = current.get("status", {}).get("conditions", [])
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _rollback(wanted: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
+    """A canary goes to 0% (KServe serves the previous revision); a full rollout gets the old model back."""
+    if "canaryTrafficPercent" in wanted["spec"]["predictor"]:
+        return {"spec": {"predictor": {"canaryTrafficPercent": 0}}}
+    return {"spec": previous["spec"]}

@@ -1,0 +1,127 @@
+"""The deploy step: its InferenceService is the chart's, it validates, and rollouts roll back.
+
+There is no Kubernetes API server here: ``apply`` is driven against a recording stand-in
+of ``CustomObjectsApi`` (``StandInCustomObjects``), which plays KServe's status updates.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from test_chart import render, validate
+
+from churn.deploy import ServingTarget, apply, inference_service, storage_uri, write_manifest
+from churn.errors import ChurnError
+
+pytestmark = pytest.mark.deploy
+STORAGE = "s3://mlflow/1/models/m-abc/artifacts"
+
+
+class NotFoundError(Exception):
+    status = 404
+
+
+class StandInCustomObjects:
+    """Records calls; becomes Ready after ``ready_after`` reads of a new storageUri (never when None)."""
+
+    def __init__(self, existing: dict[str, Any] | None = None, ready_after: int | None = 1) -> None:
+        self.objects = {} if existing is None else {existing["metadata"]["name"]: copy.deepcopy(existing)}
+        self.calls: list[tuple[str, Any]] = []
+        self.ready_after, self.reads = ready_after, 0
+
+    def get_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str, name: str) -> Any:
+        if name not in self.objects:
+            raise NotFoundError()
+        self.reads += 1
+        obj = copy.deepcopy(self.objects[name])
+        if self.ready_after is not None and self.reads > self.ready_after:
+            obj["status"] = {"conditions": [{"type": "Ready", "status": "True"}]}
+        return obj
+
+    def create_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str, body: Any) -> Any:
+        self.calls.append(("create", body))
+        self.objects[body["metadata"]["name"]] = copy.deepcopy(body)
+        return body
+
+    def patch_namespaced_custom_object(
+        self, group: str, version: str, namespace: str, plural: str, name: str, body: Any
+    ) -> Any:
+        self.calls.append(("patch", body))
+        if "metadata" in body:
+            self.objects[name] = copy.deepcopy(body)
+        else:
+            self.objects[name]["spec"]["predictor"].update(body["spec"].get("predictor", {}))
+        return self.objects[name]
+
+
+def test_manifest_is_the_charts_inference_service(helm: str) -> None:
+    chart = next(
+        o
+        for o in render(helm, "--set", f"serving.storageUri={STORAGE}", "--set-string", "serving.modelVersion=4")
+        if o["kind"] == "InferenceService"
+    )
+    ours = inference_service(ServingTarget(namespace="ml"), STORAGE, model_version="4")
+    for key in ("predictor", "transformer"):
+        wanted = copy.deepcopy(chart["spec"][key])
+        got = copy.deepcopy(ours["spec"][key])
+        for spec in (wanted, got):
+            for container in spec.get("containers", []):
+                container.pop("resources", None), container.pop("securityContext", None), container.pop("ports", None)
+                container.pop("imagePullPolicy", None)
+        assert got == wanted, key
+    assert list(validate([ours])) == []
+
+
+def test_canary_manifest_validates() -> None:
+    manifest = inference_service(ServingTarget(), STORAGE, model_version="5", canary_percent=10)
+    assert manifest["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    assert list(validate([manifest])) == []
+
+
+def test_only_s3_artifacts_can_be_served() -> None:
+    assert storage_uri(STORAGE + "/") == STORAGE
+    with pytest.raises(ChurnError, match="not in S3"):
+        storage_uri("mlflow-artifacts:/1/models/m-abc/artifacts")
+
+
+def test_without_a_cluster_the_manifest_is_written(tmp_path: Path) -> None:
+    manifest = inference_service(ServingTarget(), STORAGE, model_version="3")
+    rollout = write_manifest(manifest, tmp_path / "inferenceservice.yaml")
+    assert not rollout.applied and "no cluster" in rollout.message
+    assert yaml.safe_load((tmp_path / "inferenceservice.yaml").read_text()) == manifest
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_first_rollout_creates_and_waits_for_ready() -> None:
+    api = StandInCustomObjects()
+    rollout = apply(inference_service(ServingTarget(), STORAGE, model_version="1"), api, timeout=5, poll=0)
+    assert rollout.ready and [c[0] for c in api.calls] == ["create"]
+
+
+def test_new_champion_patches_the_existing_service() -> None:
+    old = inference_service(ServingTarget(), "s3://mlflow/old", model_version="1")
+    api = StandInCustomObjects(existing=old)
+    rollout = apply(inference_service(ServingTarget(), STORAGE, model_version="2"), api, timeout=5, poll=0)
+    assert rollout.ready and [c[0] for c in api.calls] == ["patch"]
+    assert api.objects["churn-model"]["spec"]["predictor"]["model"]["storageUri"] == STORAGE
+
+
+def test_a_canary_that_never_gets_ready_goes_back_to_zero_percent() -> None:
+    old = inference_service(ServingTarget(), "s3://mlflow/old", model_version="1")
+    api = StandInCustomObjects(existing=old, ready_after=None)
+    canary = inference_service(ServingTarget(), STORAGE, model_version="2", canary_percent=20)
+    with pytest.raises(ChurnError, match="not Ready after 0s; rolled back"):
+        apply(canary, api, timeout=0.05, poll=0.01)
+    assert api.calls[-1] == ("patch", {"spec": {"predictor": {"canaryTrafficPercent": 0}}})
+
+
+def test_a_full_rollout_that_fails_gets_the_previous_model_back() -> None:
+    old = inference_service(ServingTarget(), "s3://mlflow/old", model_version="1")
+    api = StandInCustomObjects(existing=old, ready_after=None)
+    with pytest.raises(ChurnError, match="rolled back to the previous model"):
+        apply(inference_service(ServingTarget(), STORAGE, model_version="2"), api, timeout=0.05, poll=0.01)
+    assert api.objects["churn-model"]["spec"]["predictor"]["model"]["storageUri"] == "s3://mlflow/old"

@@ -1,17 +1,23 @@
-"""The weekly training pipeline: data -> validation -> split -> four models -> selection -> registry -> gate."""
+"""The weekly training pipeline: data -> validation -> split -> four models -> selection -> gate -> deploy."""
 
 from components.data import load_data, split_data, validate_data
+from components.deploy import deploy_model
 from components.registry import promote_model, register_model
 from components.training import select_model, train_model
-from kfp import dsl
+from kfp import dsl, kubernetes
 
 from churn.training.models import FAMILIES
+
+#: The chart's S3 credentials Secret (release "churn"); kfp-kubernetes settings are ignored by local runs.
+S3_SECRET = "churn-s3"
+S3_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
 
 
 @dsl.pipeline(
     name="churn-training",
     description="Generate or ingest customers, validate, split 70/15/15, train four model families, "
-    "register the best as @challenger in MLflow and promote it to @champion if it beats the current one.",
+    "register the best as @challenger in MLflow, promote it to @champion if it beats the current one, "
+    "and roll the new champion out to KServe.",
 )
 def training_pipeline(
     source_uri: str = "",
@@ -25,6 +31,9 @@ def training_pipeline(
     mlflow_experiment: str = "churn",
     model_name: str = "churn-model",
     gate_margin: float = 0.002,
+    deploy_mode: str = "local",
+    namespace: str = "churn-mlops",
+    canary_percent: int = -1,
 ) -> str:
     """Train, register and (maybe) promote a churn model.
 
@@ -40,6 +49,10 @@ def training_pipeline(
         mlflow_experiment: MLflow experiment name.
         model_name: Registered model name.
         gate_margin: ROC-AUC by which the challenger must beat the champion.
+        deploy_mode: "cluster" patches the InferenceService (run with the chart's deployer service
+            account); "local" only writes the manifest it would apply.
+        namespace: Namespace of the InferenceService.
+        canary_percent: Share of traffic for the new model (0-100); -1 rolls it out fully.
 
     Returns:
         The gate decision: "promoted" or "rejected".
@@ -83,4 +96,17 @@ def training_pipeline(
         margin=gate_margin,
     )
     gate.set_display_name("promotion gate").set_caching_options(False)
+    with dsl.If(gate.outputs["Output"] == "promoted", name="promoted"):
+        deployed = deploy_model(
+            version=registered.outputs["version"],
+            tracking_uri=mlflow_tracking_uri,
+            model_name=model_name,
+            mode=deploy_mode,
+            namespace=namespace,
+            canary_percent=canary_percent,
+        )
+        deployed.set_display_name("deploy to KServe").set_caching_options(False)
+    # In a cluster, the tasks that talk to MLflow and S3 read the credentials the chart keeps in a Secret.
+    for task in (data, registered, gate, deployed):
+        kubernetes.use_secret_as_env(task, secret_name=S3_SECRET, secret_key_to_env=S3_KEYS)
     return gate.outputs["Output"]

@@ -73,7 +73,7 @@ def test_committed_yaml_is_not_stale(name: str, tmp_path: Path) -> None:
     fresh = compile_pipeline(name, tmp_path)
     committed = ROOT / f"pipelines/compiled/{name}_pipeline.yaml"
     assert committed.is_file(), "run `churn pipeline compile` and commit pipelines/compiled/"
-    assert yaml.safe_load(fresh.read_text()) == yaml.safe_load(committed.read_text()), (
+    assert list(yaml.safe_load_all(fresh.read_text())) == list(yaml.safe_load_all(committed.read_text())), (
         f"pipelines/compiled/{name}_pipeline.yaml is stale: run `churn pipeline compile` and commit it"
     )
 
@@ -171,7 +171,7 @@ class _StandInKfpClient:
         self.host = host
 
     def create_run_from_pipeline_package(self, pipeline_file: str, **kwargs: Any) -> Any:
-        spec = yaml.safe_load(Path(pipeline_file).read_text())
+        spec = next(yaml.safe_load_all(Path(pipeline_file).read_text()))  # pipeline spec, then platform spec
         type(self).calls.append({"host": self.host, "pipeline": spec["pipelineInfo"]["name"], **kwargs})
         return type("Run", (), {"run_id": "run-123"})()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -27,7 +28,7 @@ def test_committed_yaml_is_not_stale(tmp_path: Path) -> None:
     fresh = compile_pipeline("training", tmp_path)
     committed = ROOT / "pipelines/compiled/training_pipeline.yaml"
     assert committed.is_file(), "run `churn pipeline compile` and commit pipelines/compiled/"
-    assert yaml.safe_load(fresh.read_text()) == yaml.safe_load(committed.read_text()), (
+    assert list(yaml.safe_load_all(fresh.read_text())) == list(yaml.safe_load_all(committed.read_text())), (
         "pipelines/compiled/training_pipeline.yaml is stale: run `churn pipeline compile` and commit it"
     )
 
@@ -35,14 +36,24 @@ def test_committed_yaml_is_not_stale(tmp_path: Path) -> None:
 def test_compiled_pipeline_pins_the_image_and_installs_nothing(tmp_path: Path) -> None:
     from churn import __version__
 
-    spec = yaml.safe_load(compile_pipeline("training", tmp_path).read_text())
+    spec = next(yaml.safe_load_all(compile_pipeline("training", tmp_path).read_text()))  # then the platform spec
     executors = spec["deploymentSpec"]["executors"]
-    assert len(executors) == 10  # one per task: load, validate, split, 4 x train, select, register, promote
+    assert len(executors) == 11  # one per task: load, validate, split, 4 x train, select, register, promote, deploy
     for executor in executors.values():
         assert executor["container"]["image"].endswith(f"/churn:{__version__}")
         assert "pip install" not in " ".join(executor["container"]["command"])
     tasks = spec["root"]["dag"]["tasks"]
     assert sum(1 for t in tasks.values() if t["componentRef"]["name"].startswith("comp-train-model")) == 4
+    # In a cluster, the MLflow/S3 tasks read the chart's credentials Secret as env (kfp-kubernetes).
+    platform = spec_platform(compile_pipeline("training", tmp_path))
+    with_secret = {name for name, config in platform.items() if config.get("secretAsEnv")}
+    assert {"exec-load-data", "exec-register-model", "exec-promote-model", "exec-deploy-model"} <= with_secret
+
+
+def spec_platform(path: Path) -> dict[str, Any]:
+    docs = list(yaml.safe_load_all(path.read_text()))
+    platform = next(d for d in docs if d and "platforms" in d)
+    return dict(platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"])
 
 
 def _versions(settings: Settings) -> list[str]:
@@ -105,3 +116,10 @@ def test_invalid_data_stops_at_validation_then_a_rerun_trains_and_promotes(
         )
     select_dir = next((settings.data_dir / "kfp").glob("churn-training-*/select-model"))
     assert "winner" in (select_dir / "comparison").read_text()
+    # Promoted, so the deploy step ran; with no cluster it wrote the InferenceService it would apply.
+    manifest = yaml.safe_load(
+        next((settings.data_dir / "kfp").glob("churn-training-*/deploy-model/manifest")).read_text()
+    )
+    assert manifest["kind"] == "InferenceService"
+    assert manifest["spec"]["predictor"]["model"]["storageUri"].endswith("/artifacts")
+    assert manifest["metadata"]["labels"]["churn-mlops/model-version"] == "1"

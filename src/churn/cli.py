@@ -479,6 +479,35 @@ def predict_command(
         _print_answers(rows)
 
 
+@app.command("schedule")
+def schedule_command(
+    host: Annotated[str, typer.Option(help="KFP API endpoint, e.g. http://ml-pipeline-ui.kubeflow:80.")],
+    experiment: Annotated[str, typer.Option(help="KFP experiment of the recurring runs.")] = "churn",
+    service_account: Annotated[
+        str, typer.Option(help="Service account of the runs (the chart's deployer lets training deploy).")
+    ] = "churn-deployer",
+    mlflow_tracking_uri: Annotated[
+        str, typer.Option(help="Tracking server the scheduled runs use, e.g. http://churn-mlflow:5000.")
+    ] = "",
+) -> None:
+    """Upload the compiled pipelines; (re)create the recurring runs: data 02:00, training Sun 03:00, monitoring 06:00."""
+    import kfp
+
+    from churn.kfp_runner import COMPILED_DIR
+    from churn.schedule import schedule_all
+
+    tracking = {"mlflow_tracking_uri": mlflow_tracking_uri} if mlflow_tracking_uri else {}
+    params = {"training": dict(tracking, deploy_mode="cluster"), "monitoring": dict(tracking)}
+    try:
+        client = kfp.Client(host=host)
+    except Exception as exc:
+        raise ChurnError(f"cannot reach the KFP API at {host}: {exc}") from None
+    for item in schedule_all(
+        client, COMPILED_DIR, experiment=experiment, params=params, service_account=service_account
+    ):
+        out.print(f"  {item['name']:<24} {item['pipeline']:<11} cron {item['cron']}")
+
+
 @config_app.command("show")
 def config_show() -> None:
     """Print the effective settings (defaults overridden by CHURN_* variables) as JSON."""

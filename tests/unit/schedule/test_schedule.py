@@ -1,0 +1,113 @@
+"""`churn schedule` against a recording stand-in of the KFP API (there is no KFP backend here).
+
+The stand-in (``StandInKfp``) keeps pipelines, versions, experiments and recurring runs in
+memory with the same method names and return shapes as ``kfp.Client``; the tests check
+what a real backend would end up holding.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from churn.errors import ChurnError
+from churn.schedule import SCHEDULES, schedule_all
+
+pytestmark = pytest.mark.unit
+COMPILED = Path(__file__).resolve().parents[3] / "pipelines" / "compiled"
+
+
+class StandInKfp:
+    def __init__(self) -> None:
+        self.ids = (f"id-{n}" for n in itertools.count())
+        self.pipelines: dict[str, str] = {}
+        self.versions: dict[str, list[SimpleNamespace]] = {}
+        self.experiments: dict[str, str] = {}
+        self.runs: dict[str, SimpleNamespace] = {}
+
+    def get_pipeline_id(self, name: str) -> str | None:
+        return self.pipelines.get(name)
+
+    def upload_pipeline(self, path: str, pipeline_name: str | None = None, **_: Any) -> Any:
+        assert pipeline_name and Path(path).is_file()
+        self.pipelines[pipeline_name] = next(self.ids)
+        self.versions[self.pipelines[pipeline_name]] = []
+        return SimpleNamespace(pipeline_id=self.pipelines[pipeline_name])
+
+    def list_pipeline_versions(self, pipeline_id: str, **_: Any) -> Any:
+        return SimpleNamespace(pipeline_versions=list(self.versions[pipeline_id]))
+
+    def upload_pipeline_version(self, path: str, name: str, pipeline_id: str | None = None, **_: Any) -> Any:
+        assert pipeline_id is not None
+        assert name not in [v.display_name for v in self.versions[pipeline_id]], "duplicate version name"
+        version = SimpleNamespace(display_name=name, pipeline_version_id=next(self.ids))
+        self.versions[pipeline_id].append(version)
+        return version
+
+    def get_experiment(self, experiment_name: str | None = None, **_: Any) -> Any:
+        if experiment_name not in self.experiments:
+            raise ValueError(f"no experiment {experiment_name}")
+        return SimpleNamespace(experiment_id=self.experiments[experiment_name])
+
+    def create_experiment(self, name: str, **_: Any) -> Any:
+        self.experiments[name] = next(self.ids)
+        return SimpleNamespace(experiment_id=self.experiments[name])
+
+    def list_recurring_runs(self, experiment_id: str | None = None, **_: Any) -> Any:
+        return SimpleNamespace(recurring_runs=[r for r in self.runs.values() if r.experiment_id == experiment_id])
+
+    def delete_recurring_run(self, recurring_run_id: str) -> dict[str, Any]:
+        del self.runs[recurring_run_id]
+        return {}
+
+    def create_recurring_run(self, experiment_id: str, job_name: str, **kwargs: Any) -> Any:
+        run = SimpleNamespace(
+            recurring_run_id=next(self.ids), display_name=job_name, experiment_id=experiment_id, **kwargs
+        )
+        self.runs[run.recurring_run_id] = run
+        return run
+
+
+def test_three_schedules_with_kfp_cron_one_at_a_time_no_catch_up() -> None:
+    kfp = StandInKfp()
+    scheduled = schedule_all(kfp, COMPILED, service_account="churn-deployer", params={"data": {"rows": 1000}})
+    assert [s["name"] for s in scheduled] == ["churn-data-daily", "churn-training-weekly", "churn-monitoring-daily"]
+    runs = {r.display_name: r for r in kfp.runs.values()}
+    assert runs["churn-data-daily"].cron_expression == "0 0 2 * * *"
+    assert runs["churn-training-weekly"].cron_expression == "0 0 3 * * 0"  # Sunday
+    assert runs["churn-monitoring-daily"].cron_expression == "0 0 6 * * *"
+    for run in runs.values():
+        assert run.max_concurrency == 1 and run.no_catchup is True and run.service_account == "churn-deployer"
+        assert run.version_id in {v.pipeline_version_id for vs in kfp.versions.values() for v in vs}
+    assert runs["churn-data-daily"].params == {"rows": 1000}
+    assert set(kfp.pipelines) == {"churn-data", "churn-training", "churn-monitoring"}
+
+
+def test_running_again_replaces_and_never_duplicates() -> None:
+    kfp = StandInKfp()
+    schedule_all(kfp, COMPILED)
+    first = set(kfp.runs)
+    schedule_all(kfp, COMPILED)
+    assert len(kfp.runs) == len(SCHEDULES) and not first & set(kfp.runs)  # replaced, same count
+    assert all(len(versions) == 1 for versions in kfp.versions.values())  # unchanged YAML: no new version
+    assert len(kfp.experiments) == 1
+
+
+def test_a_changed_pipeline_gets_a_new_version(tmp_path: Path) -> None:
+    for path in COMPILED.glob("*_pipeline.yaml"):
+        (tmp_path / path.name).write_text(path.read_text())
+    kfp = StandInKfp()
+    schedule_all(kfp, tmp_path)
+    (tmp_path / "training_pipeline.yaml").write_text((tmp_path / "training_pipeline.yaml").read_text() + "\n# v2\n")
+    schedule_all(kfp, tmp_path)
+    assert len(kfp.versions[kfp.pipelines["churn-training"]]) == 2
+    assert len(kfp.versions[kfp.pipelines["churn-data"]]) == 1
+
+
+def test_missing_compiled_pipelines_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ChurnError, match=r"compiled pipelines missing: .*data_pipeline\.yaml"):
+        schedule_all(StandInKfp(), tmp_path)

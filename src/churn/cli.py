@@ -490,7 +490,7 @@ def schedule_command(
         str, typer.Option(help="Tracking server the scheduled runs use, e.g. http://churn-mlflow:5000.")
     ] = "",
 ) -> None:
-    """Upload the compiled pipelines; (re)create the recurring runs: data 02:00, training Sun 03:00, monitoring 06:00."""
+    """Upload the pipelines and (re)create the recurring runs: data 02:00, training Sun 03:00, monitoring 06:00."""
     import kfp
 
     from churn.kfp_runner import COMPILED_DIR

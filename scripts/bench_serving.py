@@ -45,7 +45,7 @@ BATCH = 1_000
 
 
 # --------------------------------------------------------------------------- model and rows
-def prepare(rows: int, family: str, workdir: Path) -> tuple[Any, Path, list[dict[str, Any]], str, str]:
+def prepare(rows: int, family: str, workdir: Path) -> tuple[Any, Path, list[dict[str, Any]], str]:
     """Train one model, log and register it in a local MLflow store; return it, its directory and test rows."""
     import mlflow
 
@@ -66,7 +66,7 @@ def prepare(rows: int, family: str, workdir: Path) -> tuple[Any, Path, list[dict
     test = parts["test"].drop(columns=["churned"])
     records = json.loads(test.to_json(orient="records", date_format="iso"))
     records = [{k: (v[:10] if k.endswith("_date") and v else v) for k, v in r.items()} for r in records]
-    return model, model_dir, records, tracking, uri
+    return model, model_dir, records, tracking
 
 
 # --------------------------------------------------------------------------- measuring
@@ -284,7 +284,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         workdir = Path(tmp)
         print(f"training {args.family} on {args.rows:,} rows...", file=sys.stderr)
-        model, model_dir, records, tracking, _ = prepare(args.rows, args.family, workdir)
+        model, model_dir, records, tracking = prepare(args.rows, args.family, workdir)
         matrix = np.ascontiguousarray(model.features.transform(records))
         print(f"{len(records):,} test rows, {matrix.shape[1]} features", file=sys.stderr)
 

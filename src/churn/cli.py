@@ -426,9 +426,9 @@ def serve_command(
     settings = get_settings()
     if version is not None:
         model = f"models:/{settings.mlflow.model_name}/{version}"
-    overrides = {"predictor_protocol": protocol} if protocol else {}
     if protocol not in (None, "grpc-v2", "v2"):
         raise ChurnError(f"--protocol must be grpc-v2 or v2, not {protocol!r}")
+    overrides = {"predictor_protocol": protocol} if protocol else {}
     config = ServiceConfig.from_settings(settings, model, **overrides)
     service = LocalService(config)
     with err.status(f"starting predictor and transformer for {config.model_uri}..."):

@@ -132,7 +132,8 @@ def _binned_drift(
     reference = np.asarray(ref.proportions)
     current = counts / counts.sum()
     value = psi(reference, current, s.psi_epsilon)
-    p_value = psi_p_value(value, reference_rows, int(counts.sum()), int(((reference > 0) | (counts > 0)).sum()))
+    occupied = int(((reference > 0) | (counts > 0)).sum())  # bins with data on either side
+    p_value = psi_p_value(value, reference_rows, int(counts.sum()), occupied)
     return FeatureDrift(
         feature=name,
         kind="numeric",
@@ -140,7 +141,7 @@ def _binned_drift(
         statistic=value,
         p_value=p_value,
         psi=value,
-        dof=int(((reference > 0) | (counts > 0)).sum()) - 1,
+        dof=occupied - 1,
         missing_reference=float(reference[-1]),
         missing_current=float(current[-1]),
         bins=tuple(ref.bin_labels),

@@ -162,8 +162,8 @@ class ChurnTransformer(Model):  # type: ignore[misc]
 
 
 def _probabilities(result: InferResponse | dict[str, Any]) -> np.ndarray:
-    if isinstance(result, dict):
-        return np.asarray(result["outputs"][0]["data"], dtype=np.float64)
+    if not isinstance(result, InferResponse):  # KServe returns a dict only for V1 predictors and graphs
+        raise TypeError("the predictor did not answer on the V2 protocol (set --predictor_protocol grpc-v2 or v2)")
     output = result.get_output_by_name(PROBABILITY_OUTPUT) or result.outputs[0]
     return np.asarray(output.as_numpy(), dtype=np.float64).reshape(-1)
 
@@ -180,6 +180,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.set_defaults(predictor_protocol="grpc-v2")
     args = parser.parse_args(argv)
+    if args.predictor_protocol not in ("grpc-v2", "v2"):
+        parser.error(
+            f"--predictor_protocol must be grpc-v2 or v2 (the predictor speaks V2), not {args.predictor_protocol}"
+        )
     transformer = ChurnTransformer(args.model_name, load_or_exit(args), max_batch_size=args.max_batch_size)
     transformer.load()
     serve(transformer, args)

@@ -13,7 +13,7 @@ def deploy_model(
     tracking_uri: str = "",
     model_name: str = "churn-model",
     mode: str = "local",
-    namespace: str = "churn-mlops",
+    namespace: str = "",
     canary_percent: int = -1,
     timeout_seconds: int = 600,
 ) -> str:

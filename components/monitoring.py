@@ -84,6 +84,8 @@ def trigger_retraining(
     mlflow_experiment: str = "churn",
     model_name: str = "churn-model",
     gate_margin: float = 0.002,
+    s3_secret: str = "",
+    cluster_env: str = "",
 ) -> str:
     """Start a training run (locally, or through the KFP API); its promotion gate decides about @champion."""
     from churn.retraining import trigger_training
@@ -98,6 +100,8 @@ def trigger_retraining(
         "mlflow_experiment": mlflow_experiment,
         "model_name": model_name,
         "gate_margin": gate_margin,
+        "s3_secret": s3_secret,
+        "cluster_env": cluster_env,
     }
     print(f"verdict {verdict}: retraining ({mode})")
     return trigger_training(parameters, mode=mode, kfp_host=kfp_host)

@@ -4,6 +4,8 @@ from components.data import load_data, validate_data
 from components.monitoring import publish_increment
 from kfp import dsl
 
+from pipelines._cluster import CLUSTER_ENV, S3_SECRET, use_cluster_env
+
 
 @dsl.pipeline(
     name="churn-daily-data",
@@ -18,6 +20,8 @@ def data_pipeline(
     scenario: str = "none",
     min_rows: int = 100,
     destination: str = "",
+    s3_secret: str = S3_SECRET,
+    cluster_env: str = CLUSTER_ENV,
 ) -> str:
     """Produce one daily increment.
 
@@ -29,6 +33,8 @@ def data_pipeline(
         scenario: Drift scenario of generated data (none, price_shock, channel_shift, ...).
         min_rows: Fewest rows a valid increment may have.
         destination: Folder or s3://bucket/prefix to publish to (empty: the raw-data folder).
+        s3_secret: In a cluster, the Secret with the S3 credentials (the chart's ``<release>-s3``).
+        cluster_env: In a cluster, the chart's ``<release>-pipeline-env`` ConfigMap (endpoints, deploy target).
 
     Returns:
         Where the increment was published.
@@ -39,4 +45,5 @@ def data_pipeline(
     checked = validate_data(raw=data.outputs["raw"], min_rows=min_rows).set_display_name("validate")
     published = publish_increment(raw=data.outputs["raw"], date=date, destination=destination)
     published.after(checked).set_display_name("publish").set_caching_options(False)
+    use_cluster_env(s3_secret, cluster_env)
     return published.output

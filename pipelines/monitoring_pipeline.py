@@ -3,6 +3,8 @@
 from components.monitoring import check_drift, load_current, trigger_retraining, validate_current
 from kfp import dsl
 
+from pipelines._cluster import CLUSTER_ENV, S3_SECRET, use_cluster_env
+
 
 @dsl.pipeline(
     name="churn-monitoring",
@@ -25,11 +27,14 @@ def monitoring_pipeline(
     n_jobs: int = 2,
     mlflow_experiment: str = "churn",
     gate_margin: float = 0.002,
+    s3_secret: str = S3_SECRET,
+    cluster_env: str = CLUSTER_ENV,
 ) -> str:
     """Monitor one daily increment and, optionally, retrain on an alert.
 
     Args:
-        current_uri: The increment to check (path or s3://); empty: the latest customers_YYYYMMDD file.
+        current_uri: The increment to check (path or s3://), or a folder or s3:// prefix ending in /
+            (its latest customers_YYYYMMDD file); empty: the latest in the raw-data folder.
         min_rows: Fewest rows a valid increment may have.
         mlflow_tracking_uri: MLflow tracking URI (empty: CHURN_MLFLOW__TRACKING_URI or the local default).
         model_name: Registered model whose @champion is monitored.
@@ -44,6 +49,8 @@ def monitoring_pipeline(
         n_jobs: Threads per estimator of the retraining run.
         mlflow_experiment: MLflow experiment of the retraining run.
         gate_margin: ROC-AUC by which the retrained challenger must beat the champion.
+        s3_secret: In a cluster, the Secret with the S3 credentials (the chart's ``<release>-s3``).
+        cluster_env: In a cluster, the chart's ``<release>-pipeline-env`` ConfigMap (endpoints, deploy target).
 
     Returns:
         The verdict: "ok", "warn" or "alert" (the report lists the flagged features).
@@ -76,6 +83,9 @@ def monitoring_pipeline(
             mlflow_experiment=mlflow_experiment,
             model_name=model_name,
             gate_margin=gate_margin,
+            s3_secret=s3_secret,
+            cluster_env=cluster_env,
         )
         retrain.set_display_name("retrain (gate decides)").set_caching_options(False)
+    use_cluster_env(s3_secret, cluster_env)
     return drift.outputs["Output"]

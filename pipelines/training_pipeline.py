@@ -4,13 +4,10 @@ from components.data import load_data, split_data, validate_data
 from components.deploy import deploy_model
 from components.registry import promote_model, register_model
 from components.training import select_model, train_model
-from kfp import dsl, kubernetes
+from kfp import dsl
 
 from churn.training.models import FAMILIES
-
-#: The chart's S3 credentials Secret (release "churn"); kfp-kubernetes settings are ignored by local runs.
-S3_SECRET = "churn-s3"
-S3_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
+from pipelines._cluster import CLUSTER_ENV, S3_SECRET, use_cluster_env
 
 
 @dsl.pipeline(
@@ -32,8 +29,10 @@ def training_pipeline(
     model_name: str = "churn-model",
     gate_margin: float = 0.002,
     deploy_mode: str = "local",
-    namespace: str = "churn-mlops",
+    namespace: str = "",
     canary_percent: int = -1,
+    s3_secret: str = S3_SECRET,
+    cluster_env: str = CLUSTER_ENV,
 ) -> str:
     """Train, register and (maybe) promote a churn model.
 
@@ -51,8 +50,10 @@ def training_pipeline(
         gate_margin: ROC-AUC by which the challenger must beat the champion.
         deploy_mode: "cluster" patches the InferenceService (run with the chart's deployer service
             account); "local" only writes the manifest it would apply.
-        namespace: Namespace of the InferenceService.
+        namespace: Namespace of the InferenceService (empty: CHURN_DEPLOY__NAMESPACE, the chart's namespace).
         canary_percent: Share of traffic for the new model (0-100); -1 rolls it out fully.
+        s3_secret: In a cluster, the Secret with the S3 credentials (the chart's ``<release>-s3``).
+        cluster_env: In a cluster, the chart's ``<release>-pipeline-env`` ConfigMap (endpoints, deploy target).
 
     Returns:
         The gate decision: "promoted" or "rejected".
@@ -106,7 +107,5 @@ def training_pipeline(
             canary_percent=canary_percent,
         )
         deployed.set_display_name("deploy to KServe").set_caching_options(False)
-    # In a cluster, the tasks that talk to MLflow and S3 read the credentials the chart keeps in a Secret.
-    for task in (data, registered, gate, deployed):
-        kubernetes.use_secret_as_env(task, secret_name=S3_SECRET, secret_key_to_env=S3_KEYS)
+    use_cluster_env(s3_secret, cluster_env)
     return gate.outputs["Output"]

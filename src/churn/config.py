@@ -15,6 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from churn import __version__
+
 
 class DataSettings(BaseModel):
     """Synthetic data generation."""
@@ -114,6 +116,20 @@ class ServingSettings(BaseModel):
     start_timeout_seconds: float = Field(120, gt=0, description="How long `churn serve` waits for both servers.")
 
 
+class DeploySettings(BaseModel):
+    """Where the training pipeline's deploy step rolls a champion out (set in a cluster by the chart's ConfigMap)."""
+
+    namespace: str = Field("churn-mlops", description="Namespace of the InferenceService (the chart's namespace).")
+    release: str = Field("churn", description="Helm release: names the ServingRuntime and the models' ServiceAccount.")
+    serving_image: str = Field(
+        f"ghcr.io/churn-mlops/churn-serving:{__version__}", description="Image of the transformer container."
+    )
+    deployment_mode: str = Field("RawDeployment", description="KServe deployment mode of the InferenceService.")
+    service_account: str = Field(
+        "", description="Service account of training runs a monitoring run submits (the chart's deployer)."
+    )
+
+
 class MonitoringSettings(BaseModel):
     """Drift and performance checks, and where their metrics go.
 
@@ -171,6 +187,7 @@ class Settings(BaseSettings):
     mlflow: MlflowSettings = MlflowSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     serving: ServingSettings = ServingSettings()
+    deploy: DeploySettings = DeploySettings()
 
     @property
     def raw_dir(self) -> Path:

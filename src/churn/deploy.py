@@ -13,10 +13,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from churn.errors import ChurnError
 from churn.io import atomic_path
+
+if TYPE_CHECKING:
+    from churn.config import Settings
 
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 
@@ -32,6 +35,19 @@ class ServingTarget:
     predictor_protocol: str = "grpc-v2"
     max_batch_size: int = 10_000
     deployment_mode: str = "RawDeployment"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, name: str = "", namespace: str = "") -> ServingTarget:
+        """The target the settings describe (in a cluster: the chart's ``<release>-pipeline-env`` ConfigMap)."""
+        return cls(
+            name=name or settings.serving.model_name,
+            namespace=namespace or settings.deploy.namespace,
+            release=settings.deploy.release,
+            image=settings.deploy.serving_image,
+            predictor_protocol=settings.serving.predictor_protocol,
+            max_batch_size=settings.serving.max_batch_size,
+            deployment_mode=settings.deploy.deployment_mode,
+        )
 
 
 def storage_uri(download_uri: str) -> str:

@@ -116,6 +116,9 @@ def submit_training(
         import kfp
 
         client_factory = kfp.Client
+    # In a cluster the run deploys what its gate promotes, under the chart's deployer account.
+    arguments = {"deploy_mode": "cluster", **arguments}
+    service_account = get_settings().deploy.service_account or None
     with tempfile.TemporaryDirectory() as tmp:
         package = compile_pipeline("training", Path(tmp))
         try:
@@ -125,6 +128,7 @@ def submit_training(
                 arguments=arguments,
                 run_name=f"retraining on drift {time.strftime('%Y-%m-%d %H:%M:%S')}",
                 experiment_name=experiment,
+                service_account=service_account,
             )
         except Exception as exc:  # the KFP client raises many types (HTTP, auth, connection)
             raise ChurnError(f"could not submit the training pipeline to KFP at {host or 'in-cluster'}: {exc}") from exc

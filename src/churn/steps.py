@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -80,15 +81,20 @@ def load_data(
     return {"path": str(out), "fingerprint": file_fingerprint(out), "bytes": out.stat().st_size}
 
 
+def _s3() -> Any:
+    """A boto3 S3 client on ``AWS_ENDPOINT_URL`` or ``MLFLOW_S3_ENDPOINT_URL`` (MinIO), else AWS."""
+    import boto3
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
+    return boto3.client("s3", endpoint_url=endpoint)
+
+
 def _fetch(uri: str, out: Path) -> None:
     if uri.startswith("s3://"):
-        import boto3
-
         bucket, _, key = uri.removeprefix("s3://").partition("/")
-        endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
         with atomic_path(out) as tmp:
             try:
-                boto3.client("s3", endpoint_url=endpoint).download_file(bucket, key, str(tmp))
+                _s3().download_file(bucket, key, str(tmp))
             except Exception as exc:
                 raise ChurnError(f"cannot read {uri}: {exc}") from exc
         return
@@ -409,9 +415,11 @@ def deploy(
     """Roll ``version`` out to KServe (mode ``cluster``) or write the manifest it would apply (``local``).
 
     The manifest is written in both modes, so the KFP UI shows what was (or would be) applied.
+    An empty ``namespace`` is the settings' (``CHURN_DEPLOY__NAMESPACE``, the chart's namespace).
     """
     from mlflow import MlflowClient
 
+    from churn.config import get_settings
     from churn.deploy import ServingTarget, apply, inference_service, storage_uri, write_manifest
     from churn.registry import connect_registry
 
@@ -420,7 +428,7 @@ def deploy(
     connect_registry(tracking_uri)
     download_uri = str(MlflowClient().get_model_version_download_uri(model_name, version))
     storage = download_uri if mode == "local" and not download_uri.startswith("s3://") else storage_uri(download_uri)
-    target = ServingTarget(name=model_name, namespace=namespace)
+    target = ServingTarget.from_settings(get_settings(), name=model_name, namespace=namespace)
     manifest = inference_service(target, storage, model_version=version, canary_percent=canary_percent)
     rollout = write_manifest(manifest, Path(manifest_path))
     if mode == "cluster":
@@ -447,18 +455,44 @@ def gate_markdown(decision: dict[str, Any]) -> str:
 # --- daily data and monitoring pipelines -------------------------------------------------
 
 
-def latest_increment(raw_dir: str | Path) -> Path:
-    """The newest ``customers_YYYYMMDD`` export in ``raw_dir`` (by the date in its name)."""
-    found = sorted(p for p in Path(raw_dir).glob("customers_*.*") if p.suffix in (".csv", ".parquet"))
-    if not found:
-        raise ChurnError(f"no daily increment (customers_YYYYMMDD.csv) in {raw_dir}: run the data pipeline first")
-    return max(found, key=lambda p: p.name.split(".")[0])
+_INCREMENT = re.compile(r"customers_(\d{8})\.(csv|parquet)$")
+
+
+def latest_increment(location: str | Path) -> str:
+    """The newest ``customers_YYYYMMDD`` export in a folder or under an ``s3://bucket/prefix/`` (by its date).
+
+    Raises:
+        ChurnError: The location holds no increment, or S3 cannot be listed.
+
+    """
+    where = str(location)
+    if where.startswith("s3://"):
+        bucket, _, prefix = where.removeprefix("s3://").partition("/")
+        prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
+        try:
+            pages = _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
+            names = [item["Key"].removeprefix(prefix) for page in pages for item in page.get("Contents", [])]
+        except Exception as exc:
+            raise ChurnError(f"cannot list {where}: {exc}") from exc
+        base = f"s3://{bucket}/{prefix}"
+    else:
+        folder = Path(where.removeprefix("file://"))
+        names = [p.name for p in folder.glob("customers_*.*")] if folder.is_dir() else []
+        base = f"{folder}/"
+    dated: list[tuple[str, str]] = [(m.group(1), str(n)) for n in names if (m := _INCREMENT.fullmatch(n))]
+    if not dated:
+        raise ChurnError(f"no daily increment (customers_YYYYMMDD.csv) in {where}: run the data pipeline first")
+    return base + max(dated)[1]
 
 
 def load_current(out: str | Path, *, source_uri: str = "", raw_dir: str | Path = "data/raw") -> dict[str, Any]:
-    """Copy the increment to check into ``out`` as CSV: ``source_uri``, else the latest file in ``raw_dir``."""
+    """Copy the increment to check into ``out`` as CSV.
+
+    ``source_uri`` is a file (path or ``s3://``) or a folder or ``s3://`` prefix ending in ``/``
+    (its latest increment); empty: the latest increment in ``raw_dir``.
+    """
     out = Path(out)
-    uri = source_uri or str(latest_increment(raw_dir))
+    uri = latest_increment(source_uri or raw_dir) if not source_uri or source_uri.endswith("/") else source_uri
     if uri.lower().endswith((".parquet", ".pq")):
         fetched = out.with_name(out.name + ".parquet")
         _fetch(uri, fetched)
@@ -490,13 +524,10 @@ def publish_increment(raw: str | Path, *, date: str = "", destination: str = "",
     name = raw_file_name(parse_date(date or None), "csv")
     target = destination or str(raw_dir)
     if target.startswith("s3://"):
-        import boto3
-
         bucket, _, prefix = target.removeprefix("s3://").partition("/")
         key = f"{prefix.rstrip('/')}/{name}".lstrip("/")
-        endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
         try:
-            boto3.client("s3", endpoint_url=endpoint).upload_file(str(raw), bucket, key)
+            _s3().upload_file(str(raw), bucket, key)
         except Exception as exc:
             raise ChurnError(f"cannot write s3://{bucket}/{key}: {exc}") from exc
         return f"s3://{bucket}/{key}"

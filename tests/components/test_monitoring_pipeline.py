@@ -176,10 +176,11 @@ class _StandInKfpClient:
         return type("Run", (), {"run_id": "run-123"})()
 
 
-def test_retraining_in_a_cluster_submits_the_compiled_training_pipeline() -> None:
+def test_retraining_in_a_cluster_submits_the_compiled_training_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
     _StandInKfpClient.calls = []
+    monkeypatch.setenv("CHURN_DEPLOY__SERVICE_ACCOUNT", "prod-deployer")  # the chart's pipeline-env ConfigMap
     result = trigger_training(
-        {"rows": 5_000, "date": "2026-01-07", "source_uri": ""},
+        {"rows": 5_000, "date": "2026-01-07", "source_uri": "", "cluster_env": "prod-pipeline-env"},
         mode="kfp",
         kfp_host="http://ml-pipeline.kubeflow:8888",
         client_factory=_StandInKfpClient,
@@ -187,7 +188,14 @@ def test_retraining_in_a_cluster_submits_the_compiled_training_pipeline() -> Non
     assert result == "KFP run run-123"
     (call,) = _StandInKfpClient.calls
     assert call["host"] == "http://ml-pipeline.kubeflow:8888" and call["pipeline"] == "churn-training"
-    assert call["arguments"] == {"rows": 5_000, "date": "2026-01-07"}  # empty values: the pipeline's defaults
+    # Empty values are left to the pipeline's defaults; a cluster run deploys what its gate promotes.
+    assert call["arguments"] == {
+        "rows": 5_000,
+        "date": "2026-01-07",
+        "cluster_env": "prod-pipeline-env",
+        "deploy_mode": "cluster",
+    }
+    assert call["service_account"] == "prod-deployer"
     with pytest.raises(ChurnError, match="retrain mode"):
         trigger_training({}, mode="cron")
 

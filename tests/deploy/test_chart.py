@@ -34,9 +34,9 @@ ALL_ON = [
 ]
 
 
-def render(helm: str, *args: str) -> list[dict[str, Any]]:
+def render(helm: str, *args: str, release: str = "churn") -> list[dict[str, Any]]:
     done = subprocess.run(
-        [helm, "template", "churn", str(CHART), "--namespace", "ml", *args], capture_output=True, text=True
+        [helm, "template", release, str(CHART), "--namespace", "ml", *args], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
@@ -196,7 +196,7 @@ def test_mlflow_server_settings(helm: str) -> None:
 def test_dashboard_config_map_holds_the_packaged_dashboard(helm: str) -> None:
     packaged = ROOT / "src" / "churn" / "monitoring" / "dashboards" / "churn-overview.json"
     assert (CHART / "files" / "churn-overview.json").read_text() == packaged.read_text(), "copy it into the chart"
-    config_map = next(o for o in render(helm, *ALL_ON) if o["kind"] == "ConfigMap")
+    config_map = next(o for o in render(helm, *ALL_ON) if o["metadata"]["name"] == "churn-dashboard")
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(config_map["data"]["churn-overview.json"]) == json.loads(packaged.read_text())
-    assert not [o for o in render(helm) if o["kind"] == "ConfigMap"]
+    assert not [o for o in render(helm) if o["kind"] == "ConfigMap" and "grafana_dashboard" in o["metadata"]["labels"]]

@@ -23,6 +23,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- default (printf "%s-minio:9000" (include "churn.fullname" .)) .Values.s3.endpoint -}}
 {{- end -}}
 
+{{- define "churn.s3Url" -}}
+{{- printf "%s://%s" (ternary "https" "http" .Values.s3.useHttps) (include "churn.s3Endpoint" .) -}}
+{{- end -}}
+
 {{- define "churn.serviceAccount" -}}
 {{- printf "%s-models" (include "churn.fullname" .) -}}
 {{- end -}}

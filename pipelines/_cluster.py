@@ -1,0 +1,41 @@
+"""What every task reads in a cluster: the chart's S3 Secret and its pipeline-env ConfigMap.
+
+The Helm chart (helm/churn-mlops) renders ``<release>-s3`` (or ``s3.existingSecret``) and
+``<release>-pipeline-env``; each pipeline takes their names as parameters, so a release
+of any name works. kfp-kubernetes settings are ignored by local runs.
+"""
+
+from kfp import dsl, kubernetes
+
+#: Keys of the S3 Secret, passed as the environment variables boto3 and MLflow read.
+S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+#: Keys of the pipeline-env ConfigMap (helm/churn-mlops/templates/pipeline-env.yaml renders every one).
+CLUSTER_ENV_KEYS = (
+    "CHURN_MLFLOW__TRACKING_URI",
+    "MLFLOW_S3_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL",
+    "AWS_DEFAULT_REGION",
+    "CHURN_MONITORING__PUSHGATEWAY_URL",
+    "CHURN_SERVING__PREDICTOR_PROTOCOL",
+    "CHURN_SERVING__MAX_BATCH_SIZE",
+    "CHURN_DEPLOY__NAMESPACE",
+    "CHURN_DEPLOY__RELEASE",
+    "CHURN_DEPLOY__SERVING_IMAGE",
+    "CHURN_DEPLOY__DEPLOYMENT_MODE",
+    "CHURN_DEPLOY__SERVICE_ACCOUNT",
+)
+#: Defaults of the two name parameters: the chart installed as release "churn".
+S3_SECRET = "churn-s3"
+CLUSTER_ENV = "churn-pipeline-env"
+
+
+def use_cluster_env(s3_secret: str, cluster_env: str) -> None:
+    """Give every task of the pipeline being defined the S3 credentials and the chart's endpoints as env.
+
+    Call it last in the pipeline function, after every task exists.
+    """
+    for task in dsl.pipeline_context.Pipeline.get_default_pipeline().tasks.values():
+        kubernetes.use_secret_as_env(task, secret_name=s3_secret, secret_key_to_env={k: k for k in S3_KEYS})
+        kubernetes.use_config_map_as_env(
+            task, config_map_name=cluster_env, config_map_key_to_env={k: k for k in CLUSTER_ENV_KEYS}
+        )

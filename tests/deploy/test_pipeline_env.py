@@ -1,0 +1,90 @@
+"""The compiled pipelines and the chart agree on what a task reads in a cluster.
+
+Every task of every compiled pipeline takes the S3 Secret and the chart's pipeline-env
+ConfigMap as environment variables, named by pipeline parameters; the chart renders every
+key the pipelines ask for; and a deploy step reading that ConfigMap builds the chart's own
+InferenceService, whatever the release is called. No KFP backend runs here: this checks
+the compiled YAML a backend would execute.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+from pipelines._cluster import CLUSTER_ENV, CLUSTER_ENV_KEYS, S3_KEYS, S3_SECRET
+from test_chart import render
+
+from churn.config import Settings
+from churn.deploy import ServingTarget, inference_service
+from churn.kfp_runner import COMPILED_DIR, PIPELINES
+
+pytestmark = pytest.mark.deploy
+STORAGE = "s3://mlflow/1/models/m-abc/artifacts"
+
+
+def PARAM(name: str) -> tuple[str, str]:  # noqa: N802 (reads as a constant in the assertions)
+    return (name, f"pipelinechannel--{name}")
+
+
+def _compiled(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    spec, platform = yaml.safe_load_all((COMPILED_DIR / f"{name}_pipeline.yaml").read_text())
+    return spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_every_task_reads_the_secret_and_the_configmap_named_by_parameters(name: str) -> None:
+    spec, executors = _compiled(name)
+    assert set(executors) == set(spec["deploymentSpec"]["executors"]), "a task without the cluster env"
+    inputs = spec["root"]["inputDefinitions"]["parameters"]
+    assert inputs["s3_secret"]["defaultValue"] == S3_SECRET
+    assert inputs["cluster_env"]["defaultValue"] == CLUSTER_ENV
+    for executor, config in executors.items():
+        (secret,) = config["secretAsEnv"]
+        # Inside a dsl.If the root parameter reaches the task as KFP's "pipelinechannel--<name>".
+        assert secret["secretNameParameter"]["componentInputParameter"] in PARAM("s3_secret"), executor
+        assert {k["secretKey"] for k in secret["keyToEnv"]} == set(S3_KEYS)
+        (config_map,) = config["configMapAsEnv"]
+        assert config_map["configMapNameParameter"]["componentInputParameter"] in PARAM("cluster_env"), executor
+        assert [k["configMapKey"] for k in config_map["keyToEnv"]] == list(CLUSTER_ENV_KEYS)
+        assert not config_map["optional"]
+
+
+@pytest.mark.parametrize("values", [[], ["--set", "mlflow.enabled=false", "--set", "pushgateway.enabled=false"]])
+def test_the_chart_renders_every_key_the_pipelines_read(helm: str, values: list[str]) -> None:
+    objects = render(helm, *values, release="prod")
+    (env,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "prod-pipeline-env"]
+    assert set(env["data"]) == set(CLUSTER_ENV_KEYS)
+    (secret,) = [o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"] == "prod-s3"]
+    assert set(secret["stringData"]) == set(S3_KEYS)
+    if not values:
+        assert env["data"]["CHURN_MLFLOW__TRACKING_URI"] == "http://prod-mlflow.ml.svc:5000"
+        assert env["data"]["CHURN_MONITORING__PUSHGATEWAY_URL"] == "http://prod-pushgateway.ml.svc:9091"
+        assert env["data"]["AWS_ENDPOINT_URL"] == "http://prod-minio:9000"
+    else:  # empty values mean "not here": the pipeline parameters or the defaults decide
+        assert env["data"]["CHURN_MLFLOW__TRACKING_URI"] == ""
+        assert env["data"]["CHURN_MONITORING__PUSHGATEWAY_URL"] == ""
+
+
+def test_a_deploy_step_reading_the_configmap_builds_the_charts_inference_service(
+    helm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = ["--set", "imageRegistry=registry.example.com/ml", "--set", "serving.predictorProtocol=v2"]
+    values += ["--set", "serving.maxBatchSize=500", "--set", f"serving.storageUri={STORAGE}"]
+    objects = render(helm, *values, "--set-string", "serving.modelVersion=9", release="prod")
+    (env,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "prod-pipeline-env"]
+    (chart,) = [o for o in objects if o["kind"] == "InferenceService"]
+    for key, value in env["data"].items():
+        monkeypatch.setenv(key, value)
+    target = ServingTarget.from_settings(Settings(_env_file=None))  # type: ignore[call-arg]
+    ours = inference_service(target, STORAGE, model_version="9")
+    assert ours["metadata"]["namespace"] == "ml"
+    for key in ("predictor", "transformer"):
+        wanted, got = copy.deepcopy(chart["spec"][key]), copy.deepcopy(ours["spec"][key])
+        for spec in (wanted, got):
+            for container in spec.get("containers", []):
+                for field in ("resources", "securityContext", "ports", "imagePullPolicy"):
+                    container.pop(field, None)
+        assert got == wanted, key

@@ -479,33 +479,94 @@ def predict_command(
         _print_answers(rows)
 
 
+_RELEASE_HELP = "Helm release of the chart: its <release>-s3 Secret and <release>-pipeline-env ConfigMap."
+
+
 @app.command("schedule")
 def schedule_command(
     host: Annotated[str, typer.Option(help="KFP API endpoint, e.g. http://ml-pipeline-ui.kubeflow:80.")],
+    release: Annotated[str, typer.Option(help=_RELEASE_HELP)] = "churn",
     experiment: Annotated[str, typer.Option(help="KFP experiment of the recurring runs.")] = "churn",
     service_account: Annotated[
-        str, typer.Option(help="Service account of the runs (the chart's deployer lets training deploy).")
-    ] = "churn-deployer",
+        str, typer.Option(help="Service account of the runs [default: <release>-deployer, which may deploy].")
+    ] = "",
+    s3_secret: Annotated[str, typer.Option(help="Secret with the S3 keys [default: <release>-s3].")] = "",
+    increments_uri: Annotated[
+        str, typer.Option(help="s3:// prefix where data runs publish each day and monitoring reads the newest.")
+    ] = "s3://mlflow/increments/",
+    retrain_on_alert: Annotated[
+        bool, typer.Option(help="Monitoring submits a training run to the in-cluster KFP API on an alert.")
+    ] = False,
     mlflow_tracking_uri: Annotated[
-        str, typer.Option(help="Tracking server the scheduled runs use, e.g. http://churn-mlflow:5000.")
+        str, typer.Option(help="Tracking server of the runs [default: the chart's, from <release>-pipeline-env].")
     ] = "",
 ) -> None:
     """Upload the pipelines and (re)create the recurring runs: data 02:00, training Sun 03:00, monitoring 06:00."""
+    from churn.kfp_runner import COMPILED_DIR
+    from churn.schedule import cluster_parameters, schedule_all
+
+    params = cluster_parameters(
+        release=release,
+        s3_secret=s3_secret,
+        increments_uri=increments_uri,
+        tracking_uri=mlflow_tracking_uri,
+        retrain_on_alert=retrain_on_alert,
+    )
+    client = _kfp_client(host)
+    account = service_account or f"{release}-deployer"
+    for item in schedule_all(client, COMPILED_DIR, experiment=experiment, params=params, service_account=account):
+        out.print(f"  {item['name']:<24} {item['pipeline']:<11} cron {item['cron']}")
+
+
+@pipeline_app.command("submit")
+def pipeline_submit(
+    name: Annotated[str, typer.Argument(help="Pipeline to run: training, monitoring or data.")],
+    host: Annotated[str, typer.Option(help="KFP API endpoint, e.g. http://localhost:8888 (port-forwarded).")],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE pipeline parameter (repeatable).")
+    ] = None,
+    release: Annotated[str, typer.Option(help=_RELEASE_HELP)] = "churn",
+    experiment: Annotated[str, typer.Option(help="KFP experiment of the run.")] = "churn",
+    service_account: Annotated[
+        str, typer.Option(help="Service account of the run [default: <release>-deployer, which may deploy].")
+    ] = "",
+    increments_uri: Annotated[
+        str, typer.Option(help="s3:// prefix of the daily increments (data writes, monitoring reads).")
+    ] = "s3://mlflow/increments/",
+    wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for the run; fail unless it succeeds.")] = 0,
+) -> None:
+    """Start one run of a compiled pipeline on a KFP backend, wired to the chart like the scheduled runs."""
+    from churn.kfp_runner import COMPILED_DIR, PIPELINES
+    from churn.schedule import cluster_parameters, submit_run, typed_arguments
+
+    if name not in PIPELINES:
+        raise ChurnError(f"unknown pipeline {name!r}; known: {', '.join(PIPELINES)}")
+    given: dict[str, str] = {}
+    for item in param or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ChurnError(f"--param must be KEY=VALUE, not {item!r}")
+        given[key] = value
+    package = COMPILED_DIR / f"{name}_pipeline.yaml"
+    wired = cluster_parameters(release=release, increments_uri=increments_uri)[name]
+    arguments = {**wired, **typed_arguments(package, given)}
+    client = _kfp_client(host)
+    account = service_account or f"{release}-deployer"
+    out.print(f"submitting the {name} pipeline to {host} ({', '.join(f'{k}={v}' for k, v in arguments.items())})")
+    result = submit_run(client, package, arguments, experiment=experiment, service_account=account, wait_seconds=wait)
+    out.print(f"  run {result['run_id']}: {result['state']}")
+
+
+def _kfp_client(host: str) -> Any:
+    import warnings
+
     import kfp
 
-    from churn.kfp_runner import COMPILED_DIR
-    from churn.schedule import schedule_all
-
-    tracking = {"mlflow_tracking_uri": mlflow_tracking_uri} if mlflow_tracking_uri else {}
-    params = {"training": dict(tracking, deploy_mode="cluster"), "monitoring": dict(tracking)}
+    warnings.filterwarnings("ignore", category=FutureWarning, module="kfp")  # "only works with KFP v2": it is v2
     try:
-        client = kfp.Client(host=host)
+        return kfp.Client(host=host)
     except Exception as exc:
         raise ChurnError(f"cannot reach the KFP API at {host}: {exc}") from None
-    for item in schedule_all(
-        client, COMPILED_DIR, experiment=experiment, params=params, service_account=service_account
-    ):
-        out.print(f"  {item['name']:<24} {item['pipeline']:<11} cron {item['cron']}")
 
 
 @config_app.command("show")

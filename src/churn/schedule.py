@@ -10,6 +10,7 @@ re-running replaces and never duplicates.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,3 +100,111 @@ def schedule_all(
         )
         scheduled.append({"name": schedule.name, "pipeline": schedule.pipeline, "cron": schedule.cron})
     return scheduled
+
+
+def cluster_parameters(
+    *,
+    release: str = "churn",
+    s3_secret: str = "",
+    increments_uri: str = "s3://mlflow/increments/",
+    tracking_uri: str = "",
+    retrain_on_alert: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Parameters of each pipeline in a cluster where the chart is installed as ``release``.
+
+    Every run reads the release's S3 Secret and pipeline-env ConfigMap; the data pipeline
+    publishes each day under ``increments_uri`` and monitoring checks the newest file there
+    (a task's own disk is gone when it ends); training deploys what its gate promotes; on an
+    alert, monitoring can submit a training run to the in-cluster KFP API.
+
+    Raises:
+        ChurnError: ``increments_uri`` is not an ``s3://bucket/prefix``.
+
+    """
+    if not increments_uri.startswith("s3://") or not increments_uri.removeprefix("s3://").strip("/"):
+        raise ChurnError(f"increments URI must be s3://bucket/prefix/ (pods share no disk), not {increments_uri!r}")
+    increments = increments_uri.rstrip("/") + "/"
+    common: dict[str, Any] = {"s3_secret": s3_secret or f"{release}-s3", "cluster_env": f"{release}-pipeline-env"}
+    tracking = {"mlflow_tracking_uri": tracking_uri} if tracking_uri else {}
+    retrain = {"retrain_on_alert": True, "retrain_mode": "kfp"} if retrain_on_alert else {}
+    return {
+        "data": {**common, "destination": increments},
+        "training": {**common, **tracking, "deploy_mode": "cluster"},
+        "monitoring": {**common, **tracking, "current_uri": increments, **retrain},
+    }
+
+
+_PARAMETER_TYPES: dict[str, Any] = {"NUMBER_INTEGER": int, "NUMBER_DOUBLE": float, "STRING": str}
+
+
+def typed_arguments(package: Path, given: dict[str, str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings as the pipeline's typed parameters (the KFP API refuses "5000" for an int).
+
+    Raises:
+        ChurnError: No such package, a parameter the pipeline does not take, or a value of the wrong type.
+
+    """
+    import yaml
+
+    if not package.is_file():
+        raise ChurnError(f"compiled pipeline missing: {package} (run `churn pipeline compile`)")
+    spec = next(yaml.safe_load_all(package.read_text()))
+    declared = spec["root"]["inputDefinitions"]["parameters"]
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise ChurnError(f"{package.name} takes no parameter {', '.join(unknown)}; it takes {', '.join(declared)}")
+    typed: dict[str, Any] = {}
+    for name, value in given.items():
+        kind = declared[name]["parameterType"]
+        try:
+            if kind == "BOOLEAN":
+                if value.lower() not in ("true", "false"):
+                    raise ValueError("not true or false")
+                typed[name] = value.lower() == "true"
+            else:
+                typed[name] = _PARAMETER_TYPES[kind](value)
+        except (KeyError, ValueError) as exc:
+            raise ChurnError(f"parameter {name}={value!r}: expected {kind.lower()} ({exc})") from None
+    return typed
+
+
+def submit_run(
+    client: Any,
+    package: Path,
+    arguments: dict[str, Any],
+    *,
+    experiment: str = "churn",
+    service_account: str = "",
+    wait_seconds: float = 0,
+) -> dict[str, str]:
+    """Start one run of a compiled pipeline; with ``wait_seconds``, wait for it and fail unless it succeeded.
+
+    Raises:
+        ChurnError: The package is missing, the API refuses the run, or the run did not succeed in time.
+
+    """
+    if not package.is_file():
+        raise ChurnError(f"compiled pipeline missing: {package} (run `churn pipeline compile`)")
+    name = package.name.removesuffix("_pipeline.yaml")
+    try:
+        run = client.create_run_from_pipeline_package(
+            str(package),
+            arguments=arguments,
+            run_name=f"churn-{name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
+            experiment_name=experiment,
+            service_account=service_account or None,
+        )
+    except Exception as exc:  # the KFP client raises many types (HTTP, auth, connection)
+        raise ChurnError(f"the KFP API refused the {name} run: {exc}") from exc
+    if not wait_seconds:
+        return {"run_id": str(run.run_id), "state": "SUBMITTED"}
+    try:
+        done = client.wait_for_run_completion(run.run_id, timeout=int(wait_seconds))
+    except TimeoutError:
+        raise ChurnError(f"{name} run {run.run_id} did not finish within {wait_seconds:.0f} s") from None
+    except Exception as exc:
+        raise ChurnError(f"lost track of {name} run {run.run_id}: {exc}") from exc
+    state = str(done.state)
+    if state != "SUCCEEDED":
+        raise ChurnError(f"{name} run {run.run_id} ended {state}; see its logs in the KFP UI")
+    return {"run_id": str(run.run_id), "state": state}

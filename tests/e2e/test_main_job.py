@@ -111,6 +111,13 @@ def test_invalid_input_is_one_clear_line_not_a_traceback(tmp_path: Path) -> None
     result = _churn("data", "generate", "--rows", "10", "--scenario", "meteor", cwd=tmp_path)
     assert result.returncode == 1 and "meteor" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "data/raw").exists() or not list((tmp_path / "data/raw").iterdir())
+    # Cluster commands (from the checkout, where the compiled pipelines are): a bad parameter is named
+    # before any connection; an unreachable KFP API is one line.
+    repo = Path(__file__).resolve().parents[2]
+    result = _churn("pipeline", "submit", "training", "--host", "http://127.0.0.1:1", "-p", "rows=many", cwd=repo)
+    assert result.returncode == 1 and "rows='many'" in result.stderr and "Traceback" not in result.stderr
+    result = _churn("schedule", "--host", "http://127.0.0.1:1", cwd=repo)
+    assert result.returncode == 1 and "cannot reach the KFP API" in result.stderr and "Traceback" not in result.stderr
 
 
 def _command_paths() -> list[list[str]]:

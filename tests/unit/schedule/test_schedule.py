@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from churn.errors import ChurnError
-from churn.schedule import SCHEDULES, schedule_all
+from churn.schedule import SCHEDULES, cluster_parameters, schedule_all, submit_run, typed_arguments
 
 pytestmark = pytest.mark.unit
 COMPILED = Path(__file__).resolve().parents[3] / "pipelines" / "compiled"
@@ -28,6 +28,7 @@ class StandInKfp:
         self.versions: dict[str, list[SimpleNamespace]] = {}
         self.experiments: dict[str, str] = {}
         self.runs: dict[str, SimpleNamespace] = {}
+        self.one_off: dict[str, SimpleNamespace] = {}
 
     def get_pipeline_id(self, name: str) -> str | None:
         return self.pipelines.get(name)
@@ -63,6 +64,18 @@ class StandInKfp:
     def delete_recurring_run(self, recurring_run_id: str) -> dict[str, Any]:
         del self.runs[recurring_run_id]
         return {}
+
+    def create_run_from_pipeline_package(self, pipeline_file: str, **kwargs: Any) -> Any:
+        assert Path(pipeline_file).is_file()
+        run = SimpleNamespace(run_id=next(self.ids), pipeline_file=pipeline_file, state="PENDING", **kwargs)
+        self.one_off[run.run_id] = run
+        return run
+
+    def wait_for_run_completion(self, run_id: str, timeout: int, sleep_duration: int = 5) -> Any:
+        run = self.one_off[run_id]
+        if run.state == "PENDING":
+            raise TimeoutError("Run timeout")
+        return run
 
     def create_recurring_run(self, experiment_id: str, job_name: str, **kwargs: Any) -> Any:
         run = SimpleNamespace(
@@ -111,3 +124,69 @@ def test_a_changed_pipeline_gets_a_new_version(tmp_path: Path) -> None:
 def test_missing_compiled_pipelines_are_named(tmp_path: Path) -> None:
     with pytest.raises(ChurnError, match=r"compiled pipelines missing: .*data_pipeline\.yaml"):
         schedule_all(StandInKfp(), tmp_path)
+
+
+def test_cluster_runs_read_the_releases_secret_and_configmap_and_share_increments_through_s3() -> None:
+    params = cluster_parameters(release="prod", increments_uri="s3://lake/churn/daily")
+    for pipeline in ("data", "training", "monitoring"):
+        assert params[pipeline]["s3_secret"] == "prod-s3"
+        assert params[pipeline]["cluster_env"] == "prod-pipeline-env"
+    assert params["data"]["destination"] == params["monitoring"]["current_uri"] == "s3://lake/churn/daily/"
+    assert params["training"]["deploy_mode"] == "cluster"
+    assert "retrain_on_alert" not in params["monitoring"]
+    retraining = cluster_parameters(s3_secret="mine", retrain_on_alert=True)["monitoring"]
+    assert retraining["s3_secret"] == "mine" and retraining["retrain_mode"] == "kfp" and retraining["retrain_on_alert"]
+    for bad in ("data/increments/", "s3://", "/tmp/x"):
+        with pytest.raises(ChurnError, match="s3://bucket/prefix"):
+            cluster_parameters(increments_uri=bad)
+
+
+def test_every_cluster_parameter_is_one_the_compiled_pipeline_takes() -> None:
+    import yaml
+
+    params = cluster_parameters(tracking_uri="http://mlflow:5000", retrain_on_alert=True)
+    for pipeline, given in params.items():
+        spec = next(yaml.safe_load_all((COMPILED / f"{pipeline}_pipeline.yaml").read_text()))
+        assert set(given) <= set(spec["root"]["inputDefinitions"]["parameters"]), pipeline
+
+
+def test_key_value_parameters_are_typed_as_the_pipeline_declares() -> None:
+    package = COMPILED / "training_pipeline.yaml"
+    typed = typed_arguments(package, {"rows": "5000", "gate_margin": "0.01", "date": "2026-01-05"})
+    assert typed == {"rows": 5000, "gate_margin": 0.01, "date": "2026-01-05"}
+    assert typed_arguments(COMPILED / "monitoring_pipeline.yaml", {"retrain_on_alert": "True"}) == {
+        "retrain_on_alert": True
+    }
+    with pytest.raises(ChurnError, match="takes no parameter row"):
+        typed_arguments(package, {"row": "5"})
+    with pytest.raises(ChurnError, match=r"rows='many': expected number_integer"):
+        typed_arguments(package, {"rows": "many"})
+    with pytest.raises(ChurnError, match="retrain_on_alert='yes'"):
+        typed_arguments(COMPILED / "monitoring_pipeline.yaml", {"retrain_on_alert": "yes"})
+
+
+def test_a_one_off_run_is_submitted_and_waited_for() -> None:
+    kfp = StandInKfp()
+    package = COMPILED / "training_pipeline.yaml"
+    submitted = submit_run(kfp, package, {"rows": 5000}, service_account="churn-deployer")
+    assert submitted["state"] == "SUBMITTED"
+    run = kfp.one_off[submitted["run_id"]]
+    assert run.arguments == {"rows": 5000} and run.service_account == "churn-deployer"
+    assert run.experiment_name == "churn" and run.run_name.startswith("churn-training ")
+    # Waiting: a run that never finishes, one that failed, one that succeeded.
+    with pytest.raises(ChurnError, match="did not finish within 5 s"):
+        submit_run(kfp, package, {}, wait_seconds=5)
+
+    class Finishing(StandInKfp):
+        def __init__(self, state: str) -> None:
+            super().__init__()
+            self.final = state
+
+        def wait_for_run_completion(self, run_id: str, timeout: int, sleep_duration: int = 5) -> Any:
+            return SimpleNamespace(state=self.final)
+
+    with pytest.raises(ChurnError, match="ended FAILED"):
+        submit_run(Finishing("FAILED"), package, {}, wait_seconds=60)
+    assert submit_run(Finishing("SUCCEEDED"), package, {}, wait_seconds=60)["state"] == "SUCCEEDED"
+    with pytest.raises(ChurnError, match="compiled pipeline missing"):
+        submit_run(kfp, COMPILED / "nope_pipeline.yaml", {})

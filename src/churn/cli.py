@@ -479,21 +479,25 @@ def predict_command(
         _print_answers(rows)
 
 
-_RELEASE_HELP = "Helm release of the chart: its <release>-s3 Secret and <release>-pipeline-env ConfigMap."
+_Release = Annotated[
+    str, typer.Option(help="Helm release of the chart: its <release>-s3 Secret and <release>-pipeline-env ConfigMap.")
+]
+_ServiceAccount = Annotated[
+    str, typer.Option(help="Service account of the runs [default: <release>-deployer, which may deploy].")
+]
+_IncrementsUri = Annotated[
+    str, typer.Option(help="s3:// prefix where data runs publish each day and monitoring reads the newest.")
+]
 
 
 @app.command("schedule")
 def schedule_command(
     host: Annotated[str, typer.Option(help="KFP API endpoint, e.g. http://ml-pipeline-ui.kubeflow:80.")],
-    release: Annotated[str, typer.Option(help=_RELEASE_HELP)] = "churn",
+    release: _Release = "churn",
     experiment: Annotated[str, typer.Option(help="KFP experiment of the recurring runs.")] = "churn",
-    service_account: Annotated[
-        str, typer.Option(help="Service account of the runs [default: <release>-deployer, which may deploy].")
-    ] = "",
+    service_account: _ServiceAccount = "",
     s3_secret: Annotated[str, typer.Option(help="Secret with the S3 keys [default: <release>-s3].")] = "",
-    increments_uri: Annotated[
-        str, typer.Option(help="s3:// prefix where data runs publish each day and monitoring reads the newest.")
-    ] = "s3://mlflow/increments/",
+    increments_uri: _IncrementsUri = "s3://mlflow/increments/",
     retrain_on_alert: Annotated[
         bool, typer.Option(help="Monitoring submits a training run to the in-cluster KFP API on an alert.")
     ] = False,
@@ -525,14 +529,10 @@ def pipeline_submit(
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE pipeline parameter (repeatable).")
     ] = None,
-    release: Annotated[str, typer.Option(help=_RELEASE_HELP)] = "churn",
+    release: _Release = "churn",
     experiment: Annotated[str, typer.Option(help="KFP experiment of the run.")] = "churn",
-    service_account: Annotated[
-        str, typer.Option(help="Service account of the run [default: <release>-deployer, which may deploy].")
-    ] = "",
-    increments_uri: Annotated[
-        str, typer.Option(help="s3:// prefix of the daily increments (data writes, monitoring reads).")
-    ] = "s3://mlflow/increments/",
+    service_account: _ServiceAccount = "",
+    increments_uri: _IncrementsUri = "s3://mlflow/increments/",
     wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for the run; fail unless it succeeds.")] = 0,
 ) -> None:
     """Start one run of a compiled pipeline on a KFP backend, wired to the chart like the scheduled runs."""

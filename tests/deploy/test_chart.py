@@ -31,6 +31,7 @@ ALL_ON = [
     *("--set", "monitoring.serviceMonitor.enabled=true", "--set", "monitoring.prometheusRule.enabled=true"),
     *("--set", "monitoring.grafanaDashboard.enabled=true"),
     *("--set", "mlflow.backendStoreUri=postgresql://mlflow@db:5432/mlflow"),
+    *("--set", "networkPolicy.allowedNamespaces={kubeflow,team-a}"),
 ]
 
 
@@ -150,6 +151,7 @@ def test_existing_secret_replaces_the_generated_one(helm: str) -> None:
         (["--set", "serving.replicas=3"], "replicas"),
         (["--set", "s3.endpoint=http://minio:9000"], "endpoint"),
         (["--set", "serving.canaryTrafficPercent=150"], "canaryTrafficPercent"),
+        (["--set", "networkPolicy.allowedNamespaces={Kube_Flow}"], "allowedNamespaces"),
     ],
 )
 def test_bad_values_are_rejected_by_the_schema(helm: str, args: list[str], message: str) -> None:
@@ -200,3 +202,27 @@ def test_dashboard_config_map_holds_the_packaged_dashboard(helm: str) -> None:
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(config_map["data"]["churn-overview.json"]) == json.loads(packaged.read_text())
     assert not [o for o in render(helm) if o["kind"] == "ConfigMap" and "grafana_dashboard" in o["metadata"]["labels"]]
+
+
+def test_pipelines_elsewhere_and_prometheus_reach_what_they_need(helm: str) -> None:
+    policies = {o["metadata"]["name"]: o["spec"] for o in render(helm, *ALL_ON) if o["kind"] == "NetworkPolicy"}
+
+    def namespaces(rule: dict[str, Any]) -> set[str]:
+        return {
+            p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+            for p in rule["from"]
+            if p.get("namespaceSelector")
+        }
+
+    for component in ("minio", "mlflow", "pushgateway"):
+        first = policies[f"churn-{component}"]["ingress"][0]
+        assert {"podSelector": {}} in first["from"] and namespaces(first) == {"kubeflow", "team-a"}, component
+    scrape = policies["churn-pushgateway"]["ingress"][1]
+    assert namespaces(scrape) == {"monitoring"} and scrape["ports"] == [{"port": 9091, "protocol": "TCP"}]
+    assert len(policies["churn-minio"]["ingress"]) == 1  # only the Pushgateway is scraped from outside
+    closed = {
+        o["metadata"]["name"]: o["spec"]
+        for o in render(helm, "--set", "networkPolicy.prometheusNamespace=")
+        if o["kind"] == "NetworkPolicy"
+    }
+    assert closed["churn-pushgateway"]["ingress"] == [{"from": [{"podSelector": {}}]}]

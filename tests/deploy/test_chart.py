@@ -226,3 +226,12 @@ def test_pipelines_elsewhere_and_prometheus_reach_what_they_need(helm: str) -> N
         if o["kind"] == "NetworkPolicy"
     }
     assert closed["churn-pushgateway"]["ingress"] == [{"from": [{"podSelector": {}}]}]
+
+
+def test_without_serving_the_pipeline_owns_the_inference_service_and_helm_test_still_checks_it(helm: str) -> None:
+    objects = render(helm, "--set", "serving.enabled=false")
+    assert not [o for o in objects if o["kind"] == "InferenceService"]
+    (pod,) = [o for o in objects if o["kind"] == "Pod"]
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert "http://churn-model-transformer.ml/v2/models/churn-model/infer" in pod["spec"]["containers"][0]["args"][0]
+    assert [o for o in objects if o["kind"] == "ServingRuntime"]  # the deploy step's ISVC names this runtime

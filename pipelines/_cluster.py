@@ -23,6 +23,7 @@ CLUSTER_ENV_KEYS = (
     "CHURN_DEPLOY__SERVING_IMAGE",
     "CHURN_DEPLOY__DEPLOYMENT_MODE",
     "CHURN_DEPLOY__SERVICE_ACCOUNT",
+    "CHURN_IMAGE_REGISTRY",
 )
 #: Defaults of the two name parameters: the chart installed as release "churn".
 S3_SECRET = "churn-s3"

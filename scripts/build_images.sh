@@ -8,7 +8,7 @@ if [[ -z "$engine" ]]; then
   echo "error: neither docker nor podman is installed; images cannot be built on this machine" >&2
   exit 1
 fi
-registry="${REGISTRY:-ghcr.io/churn-mlops}"
+registry="${CHURN_IMAGE_REGISTRY:-${REGISTRY:-ghcr.io/churn-mlops}}"
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)"
 declare -A images=([churn]=images/churn/Dockerfile [churn-serving]=images/serving/Dockerfile [mlflow]=images/mlflow/Dockerfile)
 # churn first: the serving image is built on top of it.

@@ -10,6 +10,10 @@ the compiled YAML a backend would execute.
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,11 +21,13 @@ import yaml
 from pipelines._cluster import CLUSTER_ENV, CLUSTER_ENV_KEYS, S3_KEYS, S3_SECRET
 from test_chart import render
 
+from churn import __version__
 from churn.config import Settings
 from churn.deploy import ServingTarget, inference_service
 from churn.kfp_runner import COMPILED_DIR, PIPELINES
 
 pytestmark = pytest.mark.deploy
+ROOT = Path(__file__).resolve().parents[2]
 STORAGE = "s3://mlflow/1/models/m-abc/artifacts"
 
 
@@ -88,3 +94,18 @@ def test_a_deploy_step_reading_the_configmap_builds_the_charts_inference_service
                 for field in ("resources", "securityContext", "ports", "imagePullPolicy"):
                     container.pop(field, None)
         assert got == wanted, key
+
+
+def test_pipelines_compiled_for_another_registry_run_its_images(tmp_path: Path) -> None:
+    env = {**os.environ, "CHURN_IMAGE_REGISTRY": "registry.example.com/ml"}
+    subprocess.run(
+        [sys.executable, "-m", "churn", "pipeline", "compile", "--out-dir", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    for name in PIPELINES:
+        spec = next(yaml.safe_load_all((tmp_path / f"{name}_pipeline.yaml").read_text()))
+        images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+        assert images == {f"registry.example.com/ml/churn:{__version__}"}, name

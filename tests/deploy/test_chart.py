@@ -31,7 +31,7 @@ ALL_ON = [
     *("--set", "monitoring.serviceMonitor.enabled=true", "--set", "monitoring.prometheusRule.enabled=true"),
     *("--set", "monitoring.grafanaDashboard.enabled=true"),
     *("--set", "mlflow.backendStoreUri=postgresql://mlflow@db:5432/mlflow"),
-    *("--set", "networkPolicy.allowedNamespaces={kubeflow,team-a}"),
+    *("--set", "networkPolicy.allowedNamespaces={kubeflow,team-a}", "--set", "pipelines.namespace=kubeflow"),
 ]
 
 
@@ -184,7 +184,7 @@ def test_mlflow_server_settings(helm: str) -> None:
     server = objects[("Deployment", "churn-mlflow")]["spec"]["template"]["spec"]["containers"][0]
     assert "--allowed-hosts=" in " ".join(server["args"]) and "churn-mlflow.ml.svc" in " ".join(server["args"])
     env = {e["name"]: e.get("value") for e in server["env"]}
-    assert env["MLFLOW_S3_ENDPOINT_URL"] == "http://churn-minio:9000"
+    assert env["MLFLOW_S3_ENDPOINT_URL"] == "http://churn-minio.ml.svc:9000"
     assert env["MLFLOW_BACKEND_STORE_URI"].startswith("sqlite:////data/")
     assert ("PersistentVolumeClaim", "churn-mlflow") in objects
     with_db = {(o["kind"], o["metadata"]["name"]) for o in render(helm, *ALL_ON)}
@@ -220,6 +220,14 @@ def test_pipelines_elsewhere_and_prometheus_reach_what_they_need(helm: str) -> N
     scrape = policies["churn-pushgateway"]["ingress"][1]
     assert namespaces(scrape) == {"monitoring"} and scrape["ports"] == [{"port": 9091, "protocol": "TCP"}]
     assert len(policies["churn-minio"]["ingress"]) == 1  # only the Pushgateway is scraped from outside
+    # The pipelines' pods run in kubeflow: what they read is there, and the deployer may deploy here.
+    objects = render(helm, *ALL_ON)
+    placed = {(o["kind"], o["metadata"]["name"]): o["metadata"].get("namespace") for o in objects}
+    assert placed[("ConfigMap", "churn-pipeline-env")] == placed[("ServiceAccount", "churn-deployer")] == "kubeflow"
+    assert sorted(o["metadata"]["namespace"] for o in objects if o["kind"] == "Secret") == ["kubeflow", "ml"]
+    (binding,) = [o for o in objects if o["kind"] == "RoleBinding"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "churn-deployer", "namespace": "kubeflow"}]
+    assert "namespace" not in binding["metadata"]  # the Role and its binding stay with the InferenceService
     closed = {
         o["metadata"]["name"]: o["spec"]
         for o in render(helm, "--set", "networkPolicy.prometheusNamespace=")

@@ -68,7 +68,7 @@ def test_the_chart_renders_every_key_the_pipelines_read(helm: str, values: list[
     if not values:
         assert env["data"]["CHURN_MLFLOW__TRACKING_URI"] == "http://prod-mlflow.ml.svc:5000"
         assert env["data"]["CHURN_MONITORING__PUSHGATEWAY_URL"] == "http://prod-pushgateway.ml.svc:9091"
-        assert env["data"]["AWS_ENDPOINT_URL"] == "http://prod-minio:9000"
+        assert env["data"]["AWS_ENDPOINT_URL"] == "http://prod-minio.ml.svc:9000"
     else:  # empty values mean "not here": the pipeline parameters or the defaults decide
         assert env["data"]["CHURN_MLFLOW__TRACKING_URI"] == ""
         assert env["data"]["CHURN_MONITORING__PUSHGATEWAY_URL"] == ""

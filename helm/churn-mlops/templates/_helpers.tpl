@@ -19,8 +19,14 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- default (printf "%s-s3" (include "churn.fullname" .)) .Values.s3.existingSecret -}}
 {{- end -}}
 
+{{/* The in-cluster MinIO by its full name: pipeline pods may run in another namespace. */}}
 {{- define "churn.s3Endpoint" -}}
-{{- default (printf "%s-minio:9000" (include "churn.fullname" .)) .Values.s3.endpoint -}}
+{{- default (printf "%s-minio.%s.svc:9000" (include "churn.fullname" .) .Release.Namespace) .Values.s3.endpoint -}}
+{{- end -}}
+
+{{/* Where KFP runs the pipelines' pods: they read the S3 Secret and pipeline-env there. */}}
+{{- define "churn.pipelinesNamespace" -}}
+{{- default .Release.Namespace .Values.pipelines.namespace -}}
 {{- end -}}
 
 {{- define "churn.s3Url" -}}

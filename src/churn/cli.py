@@ -553,7 +553,9 @@ def pipeline_submit(
     client = _kfp_client(host)
     account = service_account or f"{release}-deployer"
     out.print(f"submitting the {name} pipeline to {host} ({', '.join(f'{k}={v}' for k, v in arguments.items())})")
-    result = submit_run(client, package, arguments, experiment=experiment, service_account=account, wait_seconds=wait)
+    result = submit_run(
+        client, package, arguments, experiment=experiment, service_account=account, wait_seconds=wait, host=host
+    )
     out.print(f"  run {result['run_id']}: {result['state']}")
 
 

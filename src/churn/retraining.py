@@ -111,6 +111,7 @@ def submit_training(
 ) -> str:
     """Compile the training pipeline and submit it to a KFP backend; return ``KFP run <id>``."""
     from churn.kfp_runner import compile_pipeline
+    from churn.schedule import submit_run
 
     if client_factory is None:
         import kfp
@@ -118,21 +119,22 @@ def submit_training(
         client_factory = kfp.Client
     # In a cluster the run deploys what its gate promotes, under the chart's deployer account.
     arguments = {"deploy_mode": "cluster", **arguments}
-    service_account = get_settings().deploy.service_account or None
     with tempfile.TemporaryDirectory() as tmp:
         package = compile_pipeline("training", Path(tmp))
         try:
             client = client_factory(host=host or None)
-            run = client.create_run_from_pipeline_package(
-                str(package),
-                arguments=arguments,
-                run_name=f"retraining on drift {time.strftime('%Y-%m-%d %H:%M:%S')}",
-                experiment_name=experiment,
-                service_account=service_account,
-            )
         except Exception as exc:  # the KFP client raises many types (HTTP, auth, connection)
-            raise ChurnError(f"could not submit the training pipeline to KFP at {host or 'in-cluster'}: {exc}") from exc
-    return f"KFP run {run.run_id}"
+            raise ChurnError(f"could not reach KFP at {host or 'in-cluster'}: {exc}") from exc
+        run = submit_run(
+            client,
+            package,
+            arguments,
+            experiment=experiment,
+            service_account=get_settings().deploy.service_account,
+            run_name=f"retraining on drift {time.strftime('%Y-%m-%d %H:%M:%S')}",
+            host=host,
+        )
+    return f"KFP run {run['run_id']}"
 
 
 if __name__ == "__main__":

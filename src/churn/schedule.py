@@ -176,8 +176,12 @@ def submit_run(
     experiment: str = "churn",
     service_account: str = "",
     wait_seconds: float = 0,
+    run_name: str = "",
+    host: str = "",
 ) -> dict[str, str]:
     """Start one run of a compiled pipeline; with ``wait_seconds``, wait for it and fail unless it succeeded.
+
+    ``run_name`` defaults to ``churn-<pipeline> <time>``; ``host`` only names the API in errors.
 
     Raises:
         ChurnError: The package is missing, the API refuses the run, or the run did not succeed in time.
@@ -190,12 +194,12 @@ def submit_run(
         run = client.create_run_from_pipeline_package(
             str(package),
             arguments=arguments,
-            run_name=f"churn-{name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
+            run_name=run_name or f"churn-{name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
             experiment_name=experiment,
             service_account=service_account or None,
         )
     except Exception as exc:  # the KFP client raises many types (HTTP, auth, connection)
-        raise ChurnError(f"the KFP API refused the {name} run: {exc}") from exc
+        raise ChurnError(f"could not submit the {name} pipeline to KFP at {host or 'in-cluster'}: {exc}") from exc
     if not wait_seconds:
         return {"run_id": str(run.run_id), "state": "SUBMITTED"}
     try:

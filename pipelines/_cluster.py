@@ -7,6 +7,8 @@ of any name works. kfp-kubernetes settings are ignored by local runs.
 
 from kfp import dsl, kubernetes
 
+from churn.schedule import Release
+
 #: Keys of the S3 Secret, passed as the environment variables boto3 and MLflow read.
 S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 #: Keys of the pipeline-env ConfigMap (helm/churn-mlops/templates/pipeline-env.yaml renders every one).
@@ -26,8 +28,8 @@ CLUSTER_ENV_KEYS = (
     "CHURN_IMAGE_REGISTRY",
 )
 #: Defaults of the two name parameters: the chart installed as release "churn".
-S3_SECRET = "churn-s3"
-CLUSTER_ENV = "churn-pipeline-env"
+S3_SECRET = Release().s3_secret
+CLUSTER_ENV = Release().cluster_env
 
 
 def use_cluster_env(s3_secret: str, cluster_env: str) -> None:

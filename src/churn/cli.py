@@ -507,7 +507,7 @@ def schedule_command(
 ) -> None:
     """Upload the pipelines and (re)create the recurring runs: data 02:00, training Sun 03:00, monitoring 06:00."""
     from churn.kfp_runner import COMPILED_DIR
-    from churn.schedule import cluster_parameters, schedule_all
+    from churn.schedule import Release, cluster_parameters, schedule_all
 
     params = cluster_parameters(
         release=release,
@@ -517,7 +517,7 @@ def schedule_command(
         retrain_on_alert=retrain_on_alert,
     )
     client = _kfp_client(host)
-    account = service_account or f"{release}-deployer"
+    account = service_account or Release(release).deployer
     for item in schedule_all(client, COMPILED_DIR, experiment=experiment, params=params, service_account=account):
         out.print(f"  {item['name']:<24} {item['pipeline']:<11} cron {item['cron']}")
 
@@ -537,7 +537,7 @@ def pipeline_submit(
 ) -> None:
     """Start one run of a compiled pipeline on a KFP backend, wired to the chart like the scheduled runs."""
     from churn.kfp_runner import COMPILED_DIR, PIPELINES
-    from churn.schedule import cluster_parameters, submit_run, typed_arguments
+    from churn.schedule import Release, cluster_parameters, submit_run, typed_arguments
 
     if name not in PIPELINES:
         raise ChurnError(f"unknown pipeline {name!r}; known: {', '.join(PIPELINES)}")
@@ -551,7 +551,7 @@ def pipeline_submit(
     wired = cluster_parameters(release=release, increments_uri=increments_uri)[name]
     arguments = {**wired, **typed_arguments(package, given)}
     client = _kfp_client(host)
-    account = service_account or f"{release}-deployer"
+    account = service_account or Release(release).deployer
     out.print(f"submitting the {name} pipeline to {host} ({', '.join(f'{k}={v}' for k, v in arguments.items())})")
     result = submit_run(
         client, package, arguments, experiment=experiment, service_account=account, wait_seconds=wait, host=host

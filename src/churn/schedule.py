@@ -102,6 +102,26 @@ def schedule_all(
     return scheduled
 
 
+@dataclass(frozen=True)
+class Release:
+    """What the Helm chart (helm/churn-mlops) installed as release ``name`` gives the pipelines, by name."""
+
+    name: str = "churn"
+
+    @property
+    def s3_secret(self) -> str:
+        return f"{self.name}-s3"
+
+    @property
+    def cluster_env(self) -> str:
+        return f"{self.name}-pipeline-env"
+
+    @property
+    def deployer(self) -> str:
+        """The service account that may create and patch InferenceServices."""
+        return f"{self.name}-deployer"
+
+
 def cluster_parameters(
     *,
     release: str = "churn",
@@ -124,7 +144,8 @@ def cluster_parameters(
     if not increments_uri.startswith("s3://") or not increments_uri.removeprefix("s3://").strip("/"):
         raise ChurnError(f"increments URI must be s3://bucket/prefix/ (pods share no disk), not {increments_uri!r}")
     increments = increments_uri.rstrip("/") + "/"
-    common: dict[str, Any] = {"s3_secret": s3_secret or f"{release}-s3", "cluster_env": f"{release}-pipeline-env"}
+    names = Release(release)
+    common: dict[str, Any] = {"s3_secret": s3_secret or names.s3_secret, "cluster_env": names.cluster_env}
     tracking = {"mlflow_tracking_uri": tracking_uri} if tracking_uri else {}
     retrain = {"retrain_on_alert": True, "retrain_mode": "kfp"} if retrain_on_alert else {}
     return {

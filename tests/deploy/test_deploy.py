@@ -65,15 +65,19 @@ def test_manifest_is_the_charts_inference_service(helm: str) -> None:
         if o["kind"] == "InferenceService"
     )
     ours = inference_service(ServingTarget(namespace="ml"), STORAGE, model_version="4")
+    assert_same_serving(ours, chart)
+    assert list(validate([ours])) == []
+
+
+def assert_same_serving(ours: dict[str, Any], chart: dict[str, Any]) -> None:
+    """Predictor and transformer equal, but for what only the chart sets (resources, security, ports, pull policy)."""
     for key in ("predictor", "transformer"):
-        wanted = copy.deepcopy(chart["spec"][key])
-        got = copy.deepcopy(ours["spec"][key])
+        wanted, got = copy.deepcopy(chart["spec"][key]), copy.deepcopy(ours["spec"][key])
         for spec in (wanted, got):
             for container in spec.get("containers", []):
-                container.pop("resources", None), container.pop("securityContext", None), container.pop("ports", None)
-                container.pop("imagePullPolicy", None)
+                for field in ("resources", "securityContext", "ports", "imagePullPolicy"):
+                    container.pop(field, None)
         assert got == wanted, key
-    assert list(validate([ours])) == []
 
 
 def test_canary_manifest_validates() -> None:

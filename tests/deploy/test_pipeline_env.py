@@ -9,7 +9,6 @@ the compiled YAML a backend would execute.
 
 from __future__ import annotations
 
-import copy
 import os
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import pytest
 import yaml
 from pipelines._cluster import CLUSTER_ENV, CLUSTER_ENV_KEYS, S3_KEYS, S3_SECRET
 from test_chart import render
+from test_deploy import STORAGE, assert_same_serving
 
 from churn import __version__
 from churn.config import Settings
@@ -28,7 +28,6 @@ from churn.kfp_runner import COMPILED_DIR, PIPELINES
 
 pytestmark = pytest.mark.deploy
 ROOT = Path(__file__).resolve().parents[2]
-STORAGE = "s3://mlflow/1/models/m-abc/artifacts"
 
 
 def PARAM(name: str) -> tuple[str, str]:  # noqa: N802 (reads as a constant in the assertions)
@@ -87,13 +86,7 @@ def test_a_deploy_step_reading_the_configmap_builds_the_charts_inference_service
     target = ServingTarget.from_settings(Settings(_env_file=None))  # type: ignore[call-arg]
     ours = inference_service(target, STORAGE, model_version="9")
     assert ours["metadata"]["namespace"] == "ml"
-    for key in ("predictor", "transformer"):
-        wanted, got = copy.deepcopy(chart["spec"][key]), copy.deepcopy(ours["spec"][key])
-        for spec in (wanted, got):
-            for container in spec.get("containers", []):
-                for field in ("resources", "securityContext", "ports", "imagePullPolicy"):
-                    container.pop(field, None)
-        assert got == wanted, key
+    assert_same_serving(ours, chart)
 
 
 def test_pipelines_compiled_for_another_registry_run_its_images(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 ``helm lint`` and ``helm template`` (the helm binary from PyPI, scripts/install_helm.sh);
 every rendered core object against the Kubernetes 1.30 schemas (kubernetes-validate,
-strict); every custom resource against its CRD schema in ../shared/crds with unknown
+strict); every custom resource against its CRD schema in tests/vendor/crds with unknown
 fields rejected; bad values rejected by values.schema.json.
 """
 
@@ -23,7 +23,7 @@ import yaml
 pytestmark = pytest.mark.deploy
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "churn-mlops"
-CRDS = ROOT.parent / "shared" / "crds"
+CRDS = ROOT / "tests" / "vendor" / "crds"  # vendored copies, see tests/vendor/README.md
 K8S_VERSION = "1.30"
 ALL_ON = [
     *("--set", "serving.canaryTrafficPercent=10", "--set-string", "serving.modelVersion=7"),

@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 BIN := .venv/bin
 
-.PHONY: help setup run test lint format typecheck pytest prometheus bench bench-training bench-serving bench-monitoring compile images clean
+.PHONY: help setup run test lint format typecheck pytest prometheus bench bench-training bench-serving bench-monitoring bench-images compile images clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -48,8 +48,11 @@ bench-monitoring: setup ## Print the drift-check benchmark vs Evidently (100K x 
 compile: setup ## Compile the Kubeflow pipelines to pipelines/compiled/*.yaml
 	$(BIN)/churn pipeline compile
 
-images: ## Build the component, serving and MLflow images with docker/podman (PUSH=1 pushes them)
+images: ## Build the component, serving and MLflow images (docker with a daemon, else podman; PUSH=1 pushes them)
 	@bash scripts/build_images.sh
+
+bench-images: setup ## Print image sizes, build times and the serving image's cold start beside the component image
+	$(BIN)/python scripts/bench_images.py
 
 clean: ## Remove generated data and caches (keeps .venv)
 	rm -rf data .pytest_cache .mypy_cache .ruff_cache .hypothesis

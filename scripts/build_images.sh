@@ -1,22 +1,51 @@
 #!/usr/bin/env bash
-# Build the three images (docker or podman, whichever is installed); PUSH=1 also pushes them.
-# Tags follow the package version, as components/_image.py pins it.
+# Build the three images with whichever engine works here (scripts/container_env.sh: a docker
+# with a daemon, else podman/buildah, installed from Debian's packages when missing); PUSH=1
+# also pushes them. Tags follow the package version, as components/_image.py pins it.
+#   IMAGES="churn-serving mlflow" scripts/build_images.sh    builds a subset
+#   NO_CACHE=1 scripts/build_images.sh                       rebuilds every layer (a cold build)
+# Where no registry serves the base image, scripts/build_base_image.sh builds a stand-in first.
+# Prints each image's build time and size at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-engine="${CONTAINER_ENGINE:-$(command -v docker || command -v podman || true)}"
-if [[ -z "$engine" ]]; then
-  echo "error: neither docker nor podman is installed; images cannot be built on this machine" >&2
-  exit 1
-fi
+# shellcheck source=scripts/container_env.sh
+source scripts/container_env.sh
+
 registry="${CHURN_IMAGE_REGISTRY:-${REGISTRY:-ghcr.io/churn-mlops}}"
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)"
 declare -A images=([churn]=images/churn/Dockerfile [churn-serving]=images/serving/Dockerfile [mlflow]=images/mlflow/Dockerfile)
-# churn first: the serving image is built on top of it.
-for name in churn churn-serving mlflow; do
-  tag="$registry/$name:$version"
-  echo "building $tag from ${images[$name]}"
-  "$engine" build -f "${images[$name]}" --build-arg "BASE_IMAGE=$registry/churn:$version" -t "$tag" .
-  if [[ "${PUSH:-0}" == "1" ]]; then
-    "$engine" push "$tag"
+read -r -a selected <<<"${IMAGES:-churn churn-serving mlflow}"
+
+args=()
+if [[ "$CONTAINER_ENGINE" == podman ]]; then
+  bash scripts/build_base_image.sh
+  args+=(--pull=never --layers)
+else
+  export DOCKER_BUILDKIT=1  # build secrets need BuildKit
+fi
+# The machine's CA bundle goes in as a build secret (never a layer): on networks that re-sign
+# TLS, uv in the build stage needs it to reach the package index. See images/with-build-ca.sh.
+for bundle in "${CA_BUNDLE:-}" /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt; do
+  if [[ -n "$bundle" && -f "$bundle" ]]; then
+    args+=(--secret "id=ca_bundle,src=$bundle")
+    break
   fi
 done
+
+[[ "${NO_CACHE:-0}" == "1" ]] && args+=(--no-cache)
+report=()
+for name in "${selected[@]}"; do
+  [[ -n "${images[$name]:-}" ]] || { echo "build_images: unknown image $name (one of ${!images[*]})" >&2; exit 1; }
+  tag="$registry/$name:$version"
+  echo "build_images: building $tag from ${images[$name]} with $CONTAINER_ENGINE" >&2
+  start=$SECONDS
+  "$CONTAINER_ENGINE" build "${args[@]}" -f "${images[$name]}" -t "$tag" .
+  seconds=$((SECONDS - start))
+  size="$("$CONTAINER_ENGINE" image inspect --format '{{.Size}}' "$tag")"
+  report+=("$(awk -v t="$tag" -v s="$seconds" -v b="$size" 'BEGIN { printf "%-45s %8d s %9.0f MB", t, s, b / 1e6 }')")
+  if [[ "${PUSH:-0}" == "1" ]]; then
+    "$CONTAINER_ENGINE" push "$tag"
+  fi
+done
+printf '%-45s %10s %12s\n' image "build" size
+for line in "${report[@]}"; do echo "$line"; done

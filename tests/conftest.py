@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
+from collections.abc import Iterator
 
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, settings
 
 from churn.data import generate_customers
+from churn.serving.local import free_port
+from servers import AWS_ENV, BIN, BUCKET, s3_client, stop, wait_http
 
 settings.register_profile("ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -17,3 +21,36 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 def raw_frame() -> pd.DataFrame:
     """20,000 undrifted customers, shared read-only by tests that only look at data."""
     return generate_customers(20_000, "2026-01-05", seed=11).frame
+
+
+@pytest.fixture(scope="session")
+def aws_env() -> dict[str, str]:
+    """The dummy ``AWS_*`` variables both servers run with; S3 clients need them too."""
+    return dict(AWS_ENV)
+
+
+@pytest.fixture(scope="session")
+def s3_bucket() -> str:
+    """The bucket holding the MLflow server's default artifact root."""
+    return BUCKET
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a real S3 endpoint (``moto_server``) on loopback, with the bucket ``mlflow`` created."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("moto") / "moto_server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **AWS_ENV},
+        )
+    try:
+        wait_http(url, process, log, seconds=10, ok=None)
+        s3_client(url).create_bucket(Bucket=BUCKET)
+        yield url
+    finally:
+        stop(process)

@@ -7,11 +7,11 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext, redirect_stderr, redirect_stdout
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from churn.config import Settings
 from churn.errors import ChurnError
@@ -21,6 +21,19 @@ PIPELINES = ("training", "monitoring", "data")
 TASK_COUNTS = {"training": 11, "monitoring": 3, "data": 3}
 _TASK_DONE = re.compile(r"Task \S*'([\w-]+)'\S* finished with status \S*?(SUCCESS|FAILURE)")
 COMPILED_DIR = Path("pipelines/compiled")
+#: Where tasks run: subprocesses of this Python, or containers of the component image.
+Runner = Literal["subprocess", "docker"]
+#: What a pod gets from the chart's S3 Secret and pipeline-env ConfigMap (pipelines/_cluster.py);
+#: a container task gets them from the caller's environment instead, when set there.
+CONTAINER_ENV = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "MLFLOW_S3_ENDPOINT_URL",
+    "CHURN_MLFLOW__TRACKING_URI",
+    "CHURN_MONITORING__PUSHGATEWAY_URL",
+)
 
 
 def _pipeline(name: str) -> Any:
@@ -153,24 +166,97 @@ def _follow(log: Path, on_task: Callable[[str, str], None], stop: threading.Even
                 time.sleep(0.2)
 
 
+def _run_container(client: Any, image: str, command: list[str], volumes: dict[str, Any], **run_args: Any) -> int:
+    """``kfp.local.docker_task_handler.run_docker_container``, but the container outlives its exit.
+
+    KFP starts task containers with ``auto_remove=True`` and, when the container is gone
+    before ``logs()`` or ``wait()`` read it, assumes exit code 0. Under podman's Docker API
+    (4.3) the container is removed as it exits: the log stream comes back empty and a failed
+    task is reported as SUCCESS. Here the container is kept until its logs are streamed and
+    its exit code is read, then removed, so a non-zero exit fails the task. Images are not
+    pulled explicitly (``containers.run`` pulls a missing one).
+    """
+    from kfp.local.docker_task_handler import add_latest_tag_if_not_present
+
+    container = client.containers.run(
+        image=add_latest_tag_if_not_present(image),
+        command=command,
+        detach=True,
+        stdout=True,
+        stderr=True,
+        volumes=volumes,
+        **run_args,
+    )
+    try:
+        for chunk in container.logs(stream=True, follow=True):
+            print(chunk.decode(errors="replace"), end="")
+        return int(container.wait()["StatusCode"])
+    finally:
+        container.remove(force=True)
+
+
+@contextmanager
+def _containers_kept_until_read() -> Iterator[None]:
+    """Run KFP's Docker tasks with :func:`_run_container` for the run only.
+
+    KFP picks a task handler by the runner's exact type, so a ``DockerRunner`` subclass would
+    not be dispatched, and ``auto_remove`` cannot be overridden through its run arguments
+    (KFP passes it itself). The module function that starts the container is the one seam.
+    """
+    from kfp.local import docker_task_handler
+
+    original = docker_task_handler.run_docker_container
+    docker_task_handler.run_docker_container = _run_container
+    try:
+        yield
+    finally:
+        docker_task_handler.run_docker_container = original
+
+
+def _docker_runner(root: Path, tracking_uri: str, environment: Mapping[str, str] | None) -> Any:
+    """A ``DockerRunner`` for the component image: host network, the chart's env from ours.
+
+    The tasks run as the image's user (uid 10001) and KFP mounts the pipeline root at the
+    same path, so the root is made writable by every user (sticky, like /tmp). A local sqlite
+    store would not be in the container: the tasks need a tracking server.
+    """
+    import kfp.local
+
+    if not tracking_uri.startswith(("http://", "https://")):
+        raise ChurnError(f"tasks in containers need an http(s) MLflow tracking URI, not {tracking_uri!r}")
+    root.chmod(0o1777)
+    env = {name: os.environ[name] for name in CONTAINER_ENV if name in os.environ}
+    env.update(environment or {})
+    # Host networking: services the caller reaches on loopback (MLflow, S3) are reachable from the tasks too.
+    return kfp.local.DockerRunner(network_mode="host", environment=env)
+
+
 def run_local(
     name: str,
     settings: Settings,
     *,
     log: Path | None = None,
     on_task: Callable[[str, str], None] | None = None,
+    runner: Runner = "subprocess",
+    environment: Mapping[str, str] | None = None,
     **parameters: Any,
 ) -> LocalRun:
-    """Run a pipeline end to end with ``kfp.local.SubprocessRunner`` in this environment.
+    """Run a pipeline end to end with KFP's local runner.
 
-    Each task runs as a subprocess of this Python, exactly the component code that runs
-    in a cluster pod; outputs land in ``<data_dir>/kfp/<pipeline>-<timestamp>/<task>/``.
+    With ``runner="subprocess"`` each task runs as a subprocess of this Python; with
+    ``"docker"`` in a container of the component image (``components/_image.py``) through
+    the Docker API at ``DOCKER_HOST`` (Docker, or ``podman system service``). Either way
+    it is exactly the component code that runs in a cluster pod; outputs land in
+    ``<data_dir>/kfp/<pipeline>-<timestamp>/<task>/``.
 
     Args:
         name: Pipeline name (see :data:`PIPELINES`).
         settings: Settings; the data folder holds the pipeline root.
         log: Write the runner's task logs here instead of the terminal.
         on_task: Called with (task name, status) as tasks finish (needs ``log``).
+        runner: "subprocess" or "docker".
+        environment: Docker only: environment of every task, over the :data:`CONTAINER_ENV`
+            variables set in ours.
         **parameters: Pipeline parameters.
 
     Raises:
@@ -181,11 +267,17 @@ def run_local(
 
     root = (settings.data_dir / "kfp").resolve()
     root.mkdir(parents=True, exist_ok=True)
-    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    tracking_uri = str(parameters.get("mlflow_tracking_uri", ""))
+    if runner == "docker":
+        task_runner = _docker_runner(root, tracking_uri, environment)
+    elif runner == "subprocess":
+        task_runner = kfp.local.SubprocessRunner(use_venv=False)
+    else:
+        raise ChurnError(f"unknown runner {runner!r}; known: subprocess, docker")
+    kfp.local.init(runner=task_runner, pipeline_root=str(root), raise_on_error=True)
     start = time.perf_counter()
     pipeline = _pipeline(name)
     before = set(root.glob(f"{pipeline.name}-*/"))
-    tracking_uri = str(parameters.get("mlflow_tracking_uri", ""))
     if tracking_uri.startswith(("http://", "https://")):
         # Fail before any task runs when the tracking server is unreachable (the register
         # task would fail too, but only after every model has trained).
@@ -201,7 +293,12 @@ def run_local(
             follower = threading.Thread(target=_follow, args=(log, on_task, stop), daemon=True)
             follower.start()
     try:
-        with _task_environment(settings), _output_to(log) if log else nullcontext():
+        with ExitStack() as stack:
+            stack.enter_context(_task_environment(settings))
+            if runner == "docker":
+                stack.enter_context(_containers_kept_until_read())
+            if log:
+                stack.enter_context(_output_to(log))
             task = pipeline(**parameters)
     except RuntimeError as exc:
         where = f"; task logs: {log}" if log else ""

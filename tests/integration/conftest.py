@@ -1,6 +1,6 @@
 """Real services for the integration tests: an S3 endpoint and an MLflow tracking server on loopback.
 
-Nothing here is mocked: ``s3_endpoint`` is a real ``moto_server`` process speaking the S3
+Nothing here is mocked: ``s3_endpoint`` (tests/conftest.py) is a real ``moto_server`` process speaking the S3
 HTTP API (no MinIO binary is available on these machines), and ``mlflow_server`` is a
 real ``mlflow server`` process with a sqlite backend store whose default artifact root is
 that S3 endpoint. Tests talk to both over TCP, exactly as the pipeline does in a cluster.
@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,97 +19,13 @@ import pytest
 
 from churn.serving.local import LocalService, ServiceConfig, free_port
 from churn.training.models import ChurnModel
-
-BUCKET = "mlflow"
-#: Dummy credentials: moto accepts anything, but boto3 refuses to sign without some.
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-_BIN = Path(sys.executable).parent
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-def _wait_http(url: str, process: subprocess.Popen[bytes], log: Path, *, seconds: float, ok: set[int] | None) -> None:
-    """Poll ``url`` until it answers (with a status in ``ok``, or any status when ``ok`` is None)."""
-    deadline = time.monotonic() + seconds
-    last: object = None
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            _stop(process)
-            pytest.fail(f"{process.args} exited with {process.returncode}:\n{log.read_text(errors='replace')[-5000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                last = response.status
-        except urllib.error.HTTPError as exc:  # an HTTP answer, even an error, means it is up
-            last = exc.code
-        except (urllib.error.URLError, OSError) as exc:
-            last = exc
-            time.sleep(0.2)
-            continue
-        if ok is None or last in ok:
-            return
-        time.sleep(0.2)
-    _stop(process)
-    pytest.fail(f"{url} not ready after {seconds} s (last: {last}):\n{log.read_text(errors='replace')[-5000:]}")
-
-
-@pytest.fixture(scope="session")
-def aws_env() -> dict[str, str]:
-    """The dummy ``AWS_*`` variables both servers run with; S3 clients need them too."""
-    return dict(AWS_ENV)
-
-
-@pytest.fixture(scope="session")
-def s3_bucket() -> str:
-    """The bucket holding the MLflow server's default artifact root."""
-    return BUCKET
+from servers import AWS_ENV, BIN, BUCKET, stop, wait_http
 
 
 @pytest.fixture
 def closed_port_uri() -> str:
     """An ``http://`` URI on loopback where nothing listens."""
     return f"http://127.0.0.1:{free_port()}"
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of a real S3 endpoint (``moto_server``) on loopback, with the bucket ``mlflow`` created."""
-    import boto3
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("moto") / "moto_server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **AWS_ENV},
-        )
-    try:
-        _wait_http(url, process, log, seconds=10, ok=None)
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=url,
-            aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
-            region_name=AWS_ENV["AWS_DEFAULT_REGION"],
-        )
-        s3.create_bucket(Bucket=BUCKET)
-        yield url
-    finally:
-        _stop(process)
 
 
 @pytest.fixture(scope="session")
@@ -132,7 +44,7 @@ def mlflow_server(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) ->
     }
     env.pop("MLFLOW_TRACKING_URI", None)
     command = [
-        str(_BIN / "mlflow"),
+        str(BIN / "mlflow"),
         "server",
         "--host",
         "127.0.0.1",
@@ -148,10 +60,10 @@ def mlflow_server(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) ->
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root)
     try:
-        _wait_http(f"{uri}/health", process, log, seconds=60, ok={200})
+        wait_http(f"{uri}/health", process, log, seconds=60, ok={200})
         yield uri
     finally:
-        _stop(process)
+        stop(process)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,157 @@
+"""What is inside the built images, and how each starts.
+
+Every image is run as the chart runs it (uid 10001, read-only root filesystem, a tmpfs
+``/tmp``, all capabilities dropped); every shared library the locked wheels link against
+resolves; nothing of the build machine (its CA bundle, build-only helpers, build secrets)
+reaches a final image; the serving image holds no training or pipeline stack and stays small;
+the MLflow image starts with its default command and stores artifacts in S3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from churn.serving.local import free_port
+from servers import s3_client
+
+pytestmark = pytest.mark.images
+Engine = Images = Any  # conftest.Engine, conftest.Images (tests are not a package)
+#: The serving image's size aim (issue "Containers for real"): the training stack is 1.5 GB.
+SERVING_MAX_BYTES = 700 * 10**6
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def _in_image(engine: Engine, image: str, script: str, *, secure: bool = True) -> str:
+    flags = list(engine.SECURE) if secure else []
+    return str(engine.run("run", "--rm", *flags, "--entrypoint", "sh", image, "-c", script).stdout)
+
+
+def test_component_image_runs_as_the_chart_runs_it_and_imports_every_family(engine: Engine, images: Images) -> None:
+    help_text = engine.run("run", "--rm", *engine.SECURE, images.churn, "churn", "--help").stdout
+    assert "pipeline" in help_text and "serve" in help_text
+    script = (
+        "import os, kfp, evidently, mlflow, sklearn.ensemble, sklearn.linear_model, xgboost, lightgbm; "
+        "import churn.steps; print(os.getuid(), lightgbm.__version__, xgboost.__version__)"
+    )
+    uid, *versions = engine.run("run", "--rm", *engine.SECURE, images.churn, "python", "-c", script).stdout.split()
+    assert uid == "10001"
+    import lightgbm
+    import xgboost
+
+    assert versions == [lightgbm.__version__, xgboost.__version__], "the image must hold the locked versions"
+
+
+def test_serving_image_holds_serving_only_and_loads_every_family(engine: Engine, images: Images) -> None:
+    script = (
+        "import importlib.util as u, churn.serving.predictor, churn.serving.transformer, "
+        "mlflow.sklearn, mlflow.xgboost, mlflow.lightgbm, sklearn.ensemble, xgboost, lightgbm; "
+        "print([m for m in ('kfp', 'evidently', 'pandera', 'sqlalchemy', 'flask') if u.find_spec(m)])"
+    )
+    done = engine.run("run", "--rm", *engine.SECURE, "--entrypoint", "python", images.serving, "-c", script)
+    assert done.stdout.strip() == "[]", f"training/pipeline packages in the serving image: {done.stdout}"
+    size = int(engine.inspect(images.serving)["Size"])  # type: ignore[call-overload]
+    churn_size = int(engine.inspect(images.churn)["Size"])  # type: ignore[call-overload]
+    print(f"serving image {size / 1e6:.0f} MB, component image {churn_size / 1e6:.0f} MB")
+    assert size <= SERVING_MAX_BYTES, f"serving image is {size / 1e6:.0f} MB (aim <= 700 MB)"
+    assert size < churn_size
+
+
+@pytest.mark.parametrize("which", ["churn", "serving", "mlflow"])
+def test_every_shared_library_in_the_venv_resolves(engine: Engine, images: Images, which: str) -> None:
+    """ldd over every .so in /opt/venv: a wheel's library the base image lacks is 'not found' (libgomp was).
+
+    Libraries a wheel vendors (auditwheel's ``<pkg>.libs/``) find each other at run time
+    through the RPATH of the extension that loads them, not their own: ldd runs with the
+    library's own folder on the search path, as that loader sees it.
+    """
+    image = getattr(images, which)
+    script = (
+        "find /opt/venv -name '*.so*' -type f | while read -r f; do "
+        'LD_LIBRARY_PATH="$(dirname "$f")" ldd "$f" 2>&1 | sed -n "s|^|$f: |; /not found/p"; done; '
+        "echo checked $(find /opt/venv -name '*.so*' -type f | wc -l)"
+    )
+    out = _in_image(engine, image, script, secure=False)
+    missing = [line for line in out.splitlines() if "not found" in line]
+    assert not missing, "shared libraries missing:\n" + "\n".join(missing[:40])
+    assert int(out.split("checked")[-1]) > 20  # the scan saw the wheels' libraries
+
+
+def _machine_only_certificates() -> list[str]:
+    """Certificates in this machine's CA bundle that Debian's ca-certificates does not ship.
+
+    On networks that re-sign TLS (these build machines), the re-signing CA is one of them:
+    the build needs it (as a build secret) and no image may keep it.
+    """
+    bundle = HOST_CA_BUNDLE.read_text() if HOST_CA_BUNDLE.exists() else ""
+    certs = re.findall(r"-----BEGIN CERTIFICATE-----\n(.*?)-----END CERTIFICATE-----", bundle, re.DOTALL)
+    shipped = Path("/usr/share/ca-certificates")
+    known = {
+        "".join(p.read_text().split("-----")[2].split()) for p in shipped.rglob("*.crt") if "-----" in p.read_text()
+    }
+    return ["".join(c.split()) for c in certs if "".join(c.split()) not in known]
+
+
+@pytest.mark.parametrize("which", ["churn", "serving", "mlflow"])
+def test_nothing_of_the_build_machine_is_in_a_final_image(engine: Engine, images: Images, which: str) -> None:
+    image = getattr(images, which)
+    config = engine.inspect(image)["Config"]
+    env = " ".join(config.get("Env") or [])  # type: ignore[union-attr]
+    for name in ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "ca_bundle"):
+        assert name not in env, f"{which}: {name} in the image's environment"
+    history = engine.run("history", "--no-trunc", "--format", "{{.CreatedBy}}", image).stdout
+    assert "BEGIN CERTIFICATE" not in history
+    listing = _in_image(engine, image, "ls -A /run/secrets 2>/dev/null; command -v with-build-ca; true", secure=False)
+    assert listing.strip() == "", f"{which}: build-only files in the final image: {listing}"
+    extra = _machine_only_certificates()
+    if not extra:
+        return  # this machine's bundle is Debian's own: nothing machine-specific to look for
+    needle = extra[0][100:160]  # a line's worth of the machine's own CA, as it would appear in any PEM copy
+    roots = "/bin /etc /home /lib /opt /root /sbin /srv /usr /var"  # the image's files, not /proc or /sys
+    found = _in_image(engine, image, f"grep -rlF -- '{needle[:64]}' {roots} 2>/dev/null; true", secure=False)
+    assert found.strip() == "", f"{which}: this machine's CA certificate is in the image: {found}"
+
+
+def test_mlflow_image_starts_with_its_default_command(engine: Engine, images: Images) -> None:
+    port = free_port()
+    name = f"churn-test-mlflow-default-{port}"
+    engine.run("run", "-d", "--name", name, "--user", "10001:10001", "-p", f"127.0.0.1:{port}:5000", images.mlflow)
+    try:
+        engine.wait_ready(name, f"http://127.0.0.1:{port}/health", 90)
+    finally:
+        engine.run("rm", "-f", "-t", "2", name, check=False)
+
+
+def test_a_model_logged_through_the_mlflow_image_lands_in_s3(
+    mlflow_container: str, s3_endpoint: str, s3_bucket: str, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    # The client (this test) writes artifacts straight to S3, as the pipeline's tasks do.
+    script = (
+        "import mlflow, sklearn.linear_model as lm, numpy as np\n"
+        f"mlflow.set_tracking_uri('{mlflow_container}')\n"
+        "mlflow.set_experiment('image-test')\n"
+        "with mlflow.start_run() as run:\n"
+        "    m = lm.LogisticRegression().fit(np.array([[0.0], [1.0]]), [0, 1])\n"
+        "    info = mlflow.sklearn.log_model(m, name='model', registered_model_name='image-test-model')\n"
+        "print(info.model_uri)\n"
+    )
+    client_env = {**os.environ, **aws_env, "MLFLOW_S3_ENDPOINT_URL": s3_endpoint}
+    client_env.pop("MLFLOW_TRACKING_URI", None)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=client_env, capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    listed = s3_client(s3_endpoint).list_objects_v2(Bucket=s3_bucket, Prefix="")
+    assert any(o["Key"].endswith("MLmodel") for o in listed.get("Contents", [])), listed
+    url = f"{mlflow_container}/api/2.0/mlflow/registered-models/get?name=image-test-model"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert json.loads(response.read())["registered_model"]["name"] == "image-test-model"

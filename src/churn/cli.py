@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -22,7 +22,7 @@ from churn.errors import ChurnError
 from churn.io import FileFormat
 
 if TYPE_CHECKING:
-    from churn.kfp_runner import LocalRun
+    from churn.kfp_runner import LocalRun, Runner
 
 app = typer.Typer(
     help="churn-mlops: synthetic churn data, validation, features (and, later, training, serving, monitoring).",
@@ -184,7 +184,7 @@ def _print_answers(answers: list[dict[str, Any]]) -> None:
     out.print(table)
 
 
-def _run_pipeline(name: str, settings: Settings, **overrides: Any) -> LocalRun:
+def _run_pipeline(name: str, settings: Settings, *, runner: Runner = "subprocess", **overrides: Any) -> LocalRun:
     """Run a pipeline locally with a progress bar over its tasks, then print what it produced."""
     from churn.kfp_runner import TASK_COUNTS, local_parameters, run_local
 
@@ -205,9 +205,11 @@ def _run_pipeline(name: str, settings: Settings, **overrides: Any) -> LocalRun:
             settings,
             log=log,
             on_task=lambda done, status: bar.update(task, advance=1, last=f"{done}: {status.lower()}"),
+            runner=runner,
             **local_parameters(settings, name, **overrides),
         )
-    out.print(f"[bold]{name} pipeline[/bold] (KFP local runner): {result.output} in {result.seconds:.0f}s")
+    where = "tasks in the component image" if runner == "docker" else "KFP local runner"
+    out.print(f"[bold]{name} pipeline[/bold] ({where}): {result.output} in {result.seconds:.0f}s")
     out.print(f"  task outputs  {result.run_dir or result.root}")
     out.print(f"  task logs     {log}")
     if name == "training":
@@ -369,8 +371,15 @@ def pipeline_run(
     destination: Annotated[
         str | None, typer.Option(help="data: folder or s3:// prefix to publish to [default: data/raw].")
     ] = None,
+    runner: Annotated[
+        str,
+        typer.Option(
+            help="Where tasks run: `subprocess` (this environment) or `docker` (the component image, "
+            "through the Docker API at DOCKER_HOST: Docker, or `podman system service`; needs an http MLflow)."
+        ),
+    ] = "subprocess",
 ) -> None:
-    """Run a pipeline end to end with KFP's local runner (tasks are subprocesses, no cluster)."""
+    """Run a pipeline end to end with KFP's local runner (no cluster)."""
     from churn.kfp_runner import PIPELINES
 
     if name not in PIPELINES:
@@ -391,7 +400,9 @@ def pipeline_run(
     }
     if name == "monitoring":  # its training parameters are those of the retraining run
         given["retrain_rows"], given["retrain_source_uri"] = given.pop("rows"), given.pop("source_uri")
-    _run_pipeline(name, get_settings(), **_accepted(name, given))
+    if runner not in ("subprocess", "docker"):
+        raise ChurnError(f"unknown runner {runner!r}; known: subprocess, docker")
+    _run_pipeline(name, get_settings(), runner=cast("Runner", runner), **_accepted(name, given))
 
 
 def _accepted(name: str, given: dict[str, Any]) -> dict[str, Any]:

@@ -220,10 +220,19 @@ def _docker_runner(root: Path, tracking_uri: str, environment: Mapping[str, str]
     same path, so the root is made writable by every user (sticky, like /tmp). A local sqlite
     store would not be in the container: the tasks need a tracking server.
     """
+    import docker
     import kfp.local
 
     if not tracking_uri.startswith(("http://", "https://")):
         raise ChurnError(f"tasks in containers need an http(s) MLflow tracking URI, not {tracking_uri!r}")
+    try:
+        docker.from_env(timeout=10).ping()
+    except docker.errors.DockerException as exc:
+        where = os.environ.get("DOCKER_HOST", "the default socket")
+        raise ChurnError(
+            f"no Docker API answers at {where} ({exc}); with podman: `podman system service --time=0 "
+            "unix:///tmp/podman.sock &` and DOCKER_HOST=unix:///tmp/podman.sock"
+        ) from None
     root.chmod(0o1777)
     env = {name: os.environ[name] for name in CONTAINER_ENV if name in os.environ}
     env.update(environment or {})

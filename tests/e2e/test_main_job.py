@@ -118,6 +118,17 @@ def test_invalid_input_is_one_clear_line_not_a_traceback(tmp_path: Path) -> None
     assert result.returncode == 1 and "rows='many'" in result.stderr and "Traceback" not in result.stderr
     result = _churn("schedule", "--host", "http://127.0.0.1:1", cwd=repo)
     assert result.returncode == 1 and "cannot reach the KFP API" in result.stderr and "Traceback" not in result.stderr
+    # Tasks in containers: an unknown runner, a store the containers cannot see, no Docker API: one line each.
+    result = _churn("pipeline", "run", "training", "--runner", "kubernetes", cwd=tmp_path)
+    assert result.returncode == 1 and "unknown runner 'kubernetes'" in result.stderr
+    result = _churn("pipeline", "run", "training", "--runner", "docker", "--rows", "100", cwd=tmp_path)
+    assert result.returncode == 1 and "need an http(s) MLflow tracking URI" in result.stderr
+    result = _churn(
+        "pipeline", "run", "training", "--runner", "docker", "--rows", "100", cwd=tmp_path,
+        env={"CHURN_MLFLOW__TRACKING_URI": "http://127.0.0.1:1", "DOCKER_HOST": f"unix://{tmp_path}/none.sock"},
+    )  # fmt: skip
+    assert result.returncode == 1 and "no Docker API answers" in result.stderr and "Traceback" not in result.stderr
+    assert not list((tmp_path / "data/kfp").glob("churn-training-*"))  # no task ran
 
 
 def _command_paths() -> list[list[str]]:

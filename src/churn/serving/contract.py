@@ -64,6 +64,7 @@ REASONS = (
     "not_whole_number",
     "bad_date",
     "inconsistent_record",
+    "unknown_output",
 )
 
 
@@ -133,7 +134,11 @@ def from_records(records: Any, *, max_rows: int, where: str = "instances") -> Ba
     columns = {
         c.name: _column_from_values(c, list(values), where) for c, values in zip(REQUIRED_FIELDS, by_field, strict=True)
     }
-    ids = _ids([record.get(ID) for record in records]) if any(ID in r for r in records) else None
+    ids = None
+    if any(ID in r for r in records):
+        raw_ids = [record.get(ID) for record in records]
+        _check_utf8(ID, [v if isinstance(v, str) else None for v in raw_ids])
+        ids = _ids(raw_ids)
     return _checked(columns, ids, where)
 
 
@@ -141,29 +146,50 @@ def from_records_tensor(elements: Sequence[Any], *, max_rows: int) -> Batch:
     """Validate the V2 ``records`` input: JSON objects, or JSON arrays of objects, one per element."""
     records: list[Any] = []
     for index, element in enumerate(elements):
-        text = element.decode("utf-8", "replace") if isinstance(element, bytes) else element
+        text = element
+        if isinstance(element, bytes):
+            try:
+                text = element.decode("utf-8")
+            except UnicodeDecodeError:
+                raise RequestError(
+                    "wrong_type", f"input {RECORDS_INPUT!r} element {index} is not valid UTF-8 text"
+                ) from None
         if not isinstance(text, str):
             raise RequestError("wrong_type", f"input {RECORDS_INPUT!r} element {index} must be a JSON string")
         try:
             parsed = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
-            raise RequestError(
-                "malformed_request", f"input {RECORDS_INPUT!r} element {index} is not valid JSON: {exc}"
-            ) from None
+            # Python's parser also reads NaN/Infinity tokens and lone surrogates, which orjson refuses:
+            # the record rules then name the field, as they do for V1 and tensor requests.
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                raise RequestError(
+                    "malformed_request", f"input {RECORDS_INPUT!r} element {index} is not valid JSON: {exc}"
+                ) from None
         records.extend(parsed if isinstance(parsed, list) else [parsed])
-        if len(records) > max_rows:
-            break
+        if len(records) > max_rows:  # stop reading: the rest need not be parsed to refuse the request
+            raise RequestError(
+                "batch_too_large", f"the request holds more than {max_rows} records; the limit is {max_rows}"
+            )
     return from_records(records, max_rows=max_rows, where=RECORDS_INPUT)
 
 
-def from_tensors(tensors: Mapping[str, tuple[str, Sequence[int], np.ndarray]], *, max_rows: int) -> Batch:
-    """Validate V2 inputs given as ``name -> (datatype, shape, values)``, one per field."""
+def from_tensors(tensors: Mapping[str, tuple[str, Sequence[int], np.ndarray | list[Any]]], *, max_rows: int) -> Batch:
+    """Validate V2 inputs given as ``name -> (datatype, shape, values)``, one per field.
+
+    ``values`` is a list when the tensor came as JSON ``data`` and an array when it came as
+    binary data (the REST binary extension or gRPC contents). JSON values are held to the
+    records' rules (numbers are JSON numbers, NaN is refused, null means missing) with the
+    same messages; in a binary numeric tensor, where null cannot be written, NaN means missing.
+    """
     _check_field_names(tensors.keys(), "the request")
     rows: int | None = None
-    flat: dict[str, tuple[str, np.ndarray]] = {}
+    flat: dict[str, tuple[str, np.ndarray | list[Any]]] = {}
     for name, (datatype, shape, values) in tensors.items():
         shape = list(shape)
-        if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or values.size != shape[0]:
+        items = values if isinstance(values, list) else values.reshape(-1)
+        if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or len(items) != shape[0]:
             raise RequestError(
                 "wrong_shape", f"input {name!r} has shape {shape}; expected [n] or [n, 1] with one value per record"
             )
@@ -171,7 +197,7 @@ def from_tensors(tensors: Mapping[str, tuple[str, Sequence[int], np.ndarray]], *
             rows = shape[0]
         elif shape[0] != rows:
             raise RequestError("wrong_shape", f"input {name!r} has {shape[0]} values but other inputs have {rows}")
-        flat[name] = (datatype, values.reshape(-1))
+        flat[name] = (datatype, items)
     check_batch_size(rows or 0, max_rows)
     columns: Columns = {}
     for column in REQUIRED_FIELDS:
@@ -179,6 +205,9 @@ def from_tensors(tensors: Mapping[str, tuple[str, Sequence[int], np.ndarray]], *
         if column.kind in (Kind.INT, Kind.FLOAT):
             if datatype not in _NUMERIC_DATATYPES:
                 raise RequestError("wrong_type", f"input {column.name!r} must be numeric (e.g. FP64), not {datatype}")
+            if isinstance(values, list):
+                columns[column.name] = _column_from_values(column, values, "the request")
+                continue
             try:
                 columns[column.name] = values.astype(np.float64)
             except (TypeError, ValueError, OverflowError):
@@ -186,22 +215,28 @@ def from_tensors(tensors: Mapping[str, tuple[str, Sequence[int], np.ndarray]], *
         else:
             if datatype != "BYTES":
                 raise RequestError("wrong_type", f"input {column.name!r} must be BYTES (strings), not {datatype}")
-            columns[column.name] = _column_from_values(column, [_text(v) for v in values], "the request")
+            columns[column.name] = _column_from_values(column, _texts(column.name, values), "the request")
     ids = None
     if ID in flat:
-        ids = _ids([_text(v) for v in flat[ID][1]])
+        if flat[ID][0] != "BYTES":
+            raise RequestError("wrong_type", f"input {ID!r} must be BYTES (strings), not {flat[ID][0]}")
+        texts = _texts(ID, flat[ID][1])
+        _check_utf8(ID, texts)
+        ids = _ids(texts)
     return _checked(columns, ids, "the request")
 
 
-def _text(value: Any) -> Any:
-    if isinstance(value, bytes):
-        try:
-            value = value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise RequestError("wrong_type", "a BYTES value is not UTF-8 text") from None
-    if isinstance(value, str) or value is None:  # an empty string is how a BYTES tensor says "missing"
-        return None if value == "" else value
-    return value
+def _texts(name: str, values: Sequence[Any] | np.ndarray) -> list[Any]:
+    """BYTES tensor elements as text; an empty string is how a BYTES tensor says "missing"."""
+    out: list[Any] = []
+    for row, value in enumerate(values):
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise RequestError("wrong_type", f"{name!r} in row {row} is not valid UTF-8 text") from None
+        out.append(None if value == "" else value)
+    return out
 
 
 def _check_field_names(names: Any, where: str) -> None:
@@ -252,25 +287,84 @@ def _column_from_values(column: RawColumn, values: list[Any], where: str) -> np.
     if not column.nullable and type(None) in kinds:
         row = values.index(None)
         raise RequestError("null_not_allowed", f"{name!r} in row {row} is null; it is required")
+    _check_utf8(name, values)
     if column.kind is Kind.DATE:
-        try:
-            return np.asarray(values, dtype="datetime64[D]")
-        except ValueError:
-            row = next(i for i, v in enumerate(values) if not _is_date(v))
-            raise RequestError(
-                "bad_date", f"{name!r} in row {row} is {values[row]!r}; expected a date as YYYY-MM-DD"
-            ) from None
+        return _dates(name, values)
     if type(None) in kinds:
         values = [MISSING if v is None else v for v in values]
     return np.asarray(values, dtype=str)
 
 
-def _is_date(value: str) -> bool:
+def _check_utf8(name: str, values: list[Any]) -> None:
+    """Refuse text that cannot be written as UTF-8 (a lone surrogate, from a JSON escape such as ud800)."""
+    try:
+        "".join(v for v in values if v is not None).encode("utf-8")
+    except UnicodeEncodeError:
+        row = next(i for i, v in enumerate(values) if v is not None and not _encodes(v))
+        raise RequestError("wrong_type", f"{name!r} in row {row} is not valid UTF-8 text") from None
+
+
+def check_request_id(value: Any) -> None:
+    """A request id is echoed in the answer: it must be text that UTF-8 can carry."""
+    if value is not None and (not isinstance(value, str) or not _encodes(value)):
+        raise RequestError("malformed_request", "the request id must be valid UTF-8 text")
+
+
+def requested_outputs(requested: Sequence[Any] | None, known: Sequence[str]) -> list[str] | None:
+    """Names of the outputs a request asks for (None: all), refusing names the model does not have."""
+    if not requested:
+        return None
+    names = [output.name for output in requested]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise RequestError(
+            "unknown_output", f"unknown output(s) {', '.join(map(repr, unknown))}; this model has {', '.join(known)}"
+        )
+    return names
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+#: Positions of the digits and the two dashes in ``YYYY-MM-DD``.
+_DATE_DIGITS = np.asarray([0, 1, 2, 3, 5, 6, 8, 9])
+_DASH = ord("-")
+
+
+def _dates(name: str, values: list[Any]) -> np.ndarray:
+    """Calendar dates written exactly as ``YYYY-MM-DD``, as ``datetime64[D]``.
+
+    numpy alone would also take ``NaT``, ``today`` (the answer would then depend on the
+    server's clock), partial dates, timestamps and signed or padded years: the shape is
+    checked first, on the code points of the whole column at once, then the calendar.
+    """
+    text = np.asarray(["" if v is None else v for v in values], dtype=str)
+    shaped = np.strings.str_len(text) == 10
+    if shaped.all():
+        codes = text.astype("<U10").view(np.uint32).reshape(len(text), 10)
+        digits = codes[:, _DATE_DIGITS]
+        shaped = ((digits >= ord("0")) & (digits <= ord("9"))).all(axis=1)
+        shaped &= (codes[:, 4] == _DASH) & (codes[:, 7] == _DASH)
+    row = int(np.argmin(shaped)) if not shaped.all() else None
+    if row is None:
+        try:
+            return np.asarray(text, dtype="datetime64[D]")
+        except ValueError:  # the shape is right but the calendar is not (2026-02-30, month 13)
+            row = next(i for i, v in enumerate(text) if not _is_calendar_date(v))
+    raise RequestError("bad_date", f"{name!r} in row {row} is {values[row]!r}; expected a date as YYYY-MM-DD")
+
+
+def _is_calendar_date(value: str) -> bool:
     try:
         np.datetime64(value, "D")
     except ValueError:
         return False
-    return len(value) == 10
+    return True
 
 
 def _check_numbers(columns: Columns) -> None:
@@ -316,7 +410,7 @@ def _checked(columns: Columns, ids: list[str] | None, where: str) -> Batch:
         row = int(np.argmax(late))
         raise RequestError(
             "inconsistent_record",
-            f"{where}: row {row} has signup_date {signup[row]} after snapshot_date {snapshot[row]}",
+            f"row {row} has signup_date {signup[row]} after snapshot_date {snapshot[row]}",
         )
     returns, orders = columns["total_returns"], columns["total_orders"]
     over = returns > orders
@@ -324,7 +418,7 @@ def _checked(columns: Columns, ids: list[str] | None, where: str) -> Batch:
         row = int(np.argmax(over))
         raise RequestError(
             "inconsistent_record",
-            f"{where}: row {row} has total_returns {returns[row]:g} > total_orders {orders[row]:g}",
+            f"row {row} has total_returns {returns[row]:g} > total_orders {orders[row]:g}",
         )
     return Batch(columns, ids)
 

@@ -18,7 +18,7 @@ import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput
 
-from churn.serving.contract import RequestError, check_batch_size
+from churn.serving.contract import RequestError, check_batch_size, check_request_id, requested_outputs
 from churn.serving.loading import ServedModel
 from churn.serving.metrics import MODEL_INFO, VALIDATION_FAILURES
 from churn.training.models import set_threads
@@ -60,6 +60,9 @@ class ChurnPredictor(Model):  # type: ignore[misc]
     ) -> InferResponse | dict[str, Any]:
         try:
             matrix = self._matrix(payload)
+            if not isinstance(payload, dict):
+                check_request_id(payload.id)
+                requested_outputs(payload.request_outputs, [PROBABILITY_OUTPUT])
         except RequestError as exc:
             VALIDATION_FAILURES.labels(reason=exc.reason).inc()
             raise InvalidInput(exc.message) from None
@@ -94,6 +97,10 @@ class ChurnPredictor(Model):  # type: ignore[misc]
                 names = [i.name for i in payload.inputs]
                 raise RequestError("wrong_shape", f"expected one input {FEATURES_INPUT!r}, got {names}")
             tensor = payload.inputs[0]
+            if tensor.name != FEATURES_INPUT:
+                raise RequestError(
+                    "unknown_field", f"unknown input {tensor.name!r}; this model takes {FEATURES_INPUT!r}"
+                )
             datatype, shape = tensor.datatype, list(tensor.shape)
             if datatype not in _FLOAT_DATATYPES:
                 raise RequestError("wrong_type", f"input {tensor.name!r} must be FP64 or FP32, not {datatype}")

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
+import re
+import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent import futures
 from typing import Any
+
+import orjson
 
 from churn.serving.metrics import REQUEST_ERRORS, VALIDATION_FAILURES
 
@@ -42,11 +47,26 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-class _ServiceMiddleware:
-    """ASGI middleware: count server errors; read an unlabelled V2 body as the JSON it is.
+#: Versions of the models this server holds, by name (filled by :func:`serve`).
+MODEL_VERSIONS: dict[str, str] = {}
+#: Longest wait for the rest of a request body: a client that sends less than its
+#: Content-Length gets a 408 instead of holding the connection until it gives up.
+BODY_READ_TIMEOUT_SECONDS = 30.0
+#: Largest request body, before and after gzip decoding (a bound on what a gzip bomb can cost).
+MAX_BODY_BYTES = 256 * 1024 * 1024
+_VERSIONED = re.compile(r"^(/v2/models/(?P<name>[^/]+))/versions/(?P<version>[^/]+)(?P<rest>/ready|/infer)?$")
 
-    tritonclient's HTTP client sends pure-JSON requests without a Content-Type, which
-    KServe would otherwise take for the binary extension and refuse.
+
+class _ServiceMiddleware:
+    """ASGI middleware: what the Open Inference Protocol asks of a server that KServe leaves out.
+
+    - ``/v2/models/{name}/versions/{v}[/ready|/infer]``: the loaded version answers as the
+      unversioned URL does, any other version is a 404 (KServe answered 501).
+    - Request bodies are read here, with a deadline (408) and a size bound (413);
+      ``Content-Encoding: gzip`` is decoded, any other encoding is a 415.
+    - An unlabelled V2 body is read as the JSON it is (tritonclient's HTTP client sends
+      pure-JSON requests without a Content-Type, which KServe would take for binary).
+    - Every server-side failure is counted in ``churn_request_errors_total``.
     """
 
     def __init__(self, app: Any) -> None:
@@ -56,21 +76,146 @@ class _ServiceMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope["path"].endswith("/infer"):
-            names = {name.lower() for name, _ in scope["headers"]}
-            if b"content-type" not in names and b"inference-header-content-length" not in names:
-                scope["headers"] = [*scope["headers"], (b"content-type", b"application/json")]
+
+        held: Message | None = None  # a JSON answer's start, held until its body is cleaned of nulls
+        clean = scope["path"].startswith("/v2")
 
         async def watch(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] >= 500:
-                REQUEST_ERRORS.inc()
+            nonlocal held
+            if message["type"] == "http.response.start":
+                if message["status"] >= 500:
+                    REQUEST_ERRORS.inc()
+                if clean and (b"content-type", b"application/json") in message.get("headers", []):
+                    held = message
+                    return
+            elif message["type"] == "http.response.body" and held is not None:
+                start, held = held, None
+                if not message.get("more_body"):
+                    body = _without_nulls(message.get("body", b""))
+                    headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+                    await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+                    await send({**message, "body": body})
+                    return
+                await send(start)
             await send(message)
 
         try:
+            refusal = _route_version(scope)
+            headers = {name.lower(): value for name, value in scope["headers"]}
+            if refusal is None and scope["method"] in ("POST", "PUT"):
+                refusal, receive = await _read_body(scope, headers, receive)
+            if refusal is not None:
+                await _answer(send, *refusal)
+                return
+            unlabelled = b"content-type" not in headers and b"inference-header-content-length" not in headers
+            if scope["path"].endswith("/infer") and unlabelled:
+                scope["headers"] = [*scope["headers"], (b"content-type", b"application/json")]
             await self.app(scope, receive, watch)
         except Exception:
             REQUEST_ERRORS.inc()
             raise
+
+
+def _without_nulls(body: bytes) -> bytes:
+    """A V2 JSON answer without the ``null`` members KServe's response models add.
+
+    The spec has optional objects or arrays there (``parameters``, ``versions``); absent is
+    what it allows, ``null`` is not.
+    """
+    try:
+        answer = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
+    if not isinstance(answer, dict):
+        return body
+    answer = {k: v for k, v in answer.items() if v is not None}
+    for key in ("inputs", "outputs"):
+        if isinstance(answer.get(key), list):
+            answer[key] = [
+                {k: v for k, v in item.items() if v is not None} if isinstance(item, dict) else item
+                for item in answer[key]
+            ]
+    return orjson.dumps(answer)
+
+
+def _route_version(scope: Scope) -> tuple[int, str] | None:
+    """Serve a versioned URL of a loaded model as the unversioned one; another version is a 404."""
+    match = _VERSIONED.match(scope["path"])
+    if not match or match["name"] not in MODEL_VERSIONS:
+        return None  # not versioned, or a model KServe will answer 404 for itself
+    loaded = MODEL_VERSIONS[match["name"]]
+    if match["version"] != loaded:
+        return 404, f"model {match['name']!r} has no version {match['version']!r}; version {loaded!r} is loaded"
+    scope["path"] = match.group(1) + (match["rest"] or "")
+    scope["raw_path"] = scope["path"].encode()
+    return None
+
+
+async def _read_body(
+    scope: Scope, headers: dict[bytes, bytes], receive: Receive
+) -> tuple[tuple[int, str] | None, Receive]:
+    """The whole request body, read with a deadline and decoded; a refusal, or a receive that replays it."""
+    encoding = headers.get(b"content-encoding", b"identity").decode("latin-1").strip().lower()
+    if encoding not in ("identity", "gzip"):
+        return (415, f"Content-Encoding {encoding!r} is not supported; send the body plain or gzip-encoded"), receive
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT_SECONDS):
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return (400, "the client closed the connection before the body was complete"), receive
+                chunks.append(message.get("body", b""))
+                size += len(chunks[-1])
+                more = message.get("more_body", False)
+                if size > MAX_BODY_BYTES:
+                    return (413, f"the request body is over {MAX_BODY_BYTES} bytes"), receive
+    except TimeoutError:
+        return (408, f"the request body did not arrive within {BODY_READ_TIMEOUT_SECONDS:g} s"), receive
+    body = b"".join(chunks)
+    if encoding == "gzip":
+        try:
+            body = _gunzip(body)
+        except (OSError, EOFError, zlib.error, ValueError) as exc:
+            return (400, f"the body is not valid gzip data ({exc})"), receive
+        scope["headers"] = [
+            (name, value)
+            for name, value in scope["headers"]
+            if name.lower() not in (b"content-encoding", b"content-length")
+        ] + [(b"content-length", str(len(body)).encode())]
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()  # after the body: wait for the disconnect, as the server would
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return None, replay
+
+
+def _gunzip(body: bytes) -> bytes:
+    decoder = zlib.decompressobj(wbits=31)  # gzip container
+    out = decoder.decompress(body, MAX_BODY_BYTES + 1)
+    if len(out) > MAX_BODY_BYTES:
+        raise ValueError(f"it decodes to more than {MAX_BODY_BYTES} bytes")
+    if not decoder.eof:
+        raise ValueError("the gzip stream is truncated")
+    return out
+
+
+async def _answer(send: Send, status: int, error: str) -> None:
+    if status == 400:
+        VALIDATION_FAILURES.labels(reason="malformed_request").inc()
+    body = json.dumps({"error": error}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 408:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _install_http_handlers() -> None:
@@ -117,6 +262,76 @@ def _install_http_handlers() -> None:
     app.add_middleware(_ServiceMiddleware)
 
 
+def _read_binary_bodies_strictly(dataplane: Any) -> None:
+    """Decode binary-extension bodies with :mod:`churn.serving.binary` instead of KServe's reader.
+
+    KServe's reader turned malformed header lengths, sizes and short bodies into 500s; ours
+    answers 400 naming the input. JSON bodies keep KServe's path. The data plane is our own
+    server's instance: nothing outside it changes.
+    """
+    from kserve.errors import InvalidInput
+
+    from churn.serving.binary import HEADER, parse_request
+    from churn.serving.contract import RequestError
+
+    json_bodies = dataplane.decode_inference_request
+
+    def decode_inference_request(body: Any, headers: dict[str, str], model_name: str) -> Any:
+        if not isinstance(body, bytes):
+            return json_bodies(body, headers, model_name)
+        try:
+            return parse_request(body, headers.get(HEADER), model_name)
+        except RequestError as exc:
+            VALIDATION_FAILURES.labels(reason=exc.reason).inc()
+            raise InvalidInput(exc.message) from None
+
+    dataplane.decode_inference_request = decode_inference_request
+
+
+def _versioned_servicer(base: type) -> type:
+    """KServe's gRPC servicer, holding requests to the loaded model version (KServe ignores ``model_version``)."""
+    import grpc
+
+    async def check(name: str, version: str, context: Any) -> None:
+        loaded = MODEL_VERSIONS.get(name)
+        if version and loaded is not None and version != loaded:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"model {name!r} has no version {version!r}; version {loaded!r} is loaded"
+            )
+
+    class VersionedServicer(base):  # type: ignore[misc]
+        async def ModelReady(self, request: Any, context: Any) -> Any:  # noqa: N802 (the gRPC method name)
+            await check(request.name, request.version, context)
+            return await super().ModelReady(request, context)
+
+        async def ModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
+            await check(request.name, request.version, context)
+            response = await super().ModelMetadata(request, context)
+            if request.name in MODEL_VERSIONS:
+                response.versions.append(MODEL_VERSIONS[request.name])
+            return response
+
+        async def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802
+            await check(request.model_name, request.model_version, context)
+            return await super().ModelInfer(request, context)
+
+    return VersionedServicer
+
+
+def _complete_metadata(dataplane: Any) -> None:
+    """Model metadata with the fields the protocol declares as arrays filled (KServe sends ``versions: null``)."""
+    metadata = dataplane.model_metadata
+
+    async def model_metadata(model_name: str) -> dict[str, Any]:
+        answer = dict(await metadata(model_name))
+        version = MODEL_VERSIONS.get(model_name)
+        answer["versions"] = [version] if version else []
+        answer["platform"] = "churn-mlops"
+        return answer
+
+    dataplane.model_metadata = model_metadata
+
+
 def serve(model: Any, args: argparse.Namespace) -> None:
     """Run the REST (and gRPC) server for ``model`` until SIGTERM/SIGINT."""
     from kserve import ModelServer
@@ -145,17 +360,18 @@ def serve(model: Any, args: argparse.Namespace) -> None:
                     ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length")),
                 ],
             )
-            servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
+            servicer = _versioned_servicer(InferenceServicer)(self._data_plane, self._model_repository_extension)
             grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
-            host = f"[{self._host}]" if ":" in self._host else self._host
+            # Every interface, as KServe's own server listens: IPv6 and IPv4.
+            host = "[::]" if self._host in ("0.0.0.0", "::") else f"[{self._host}]" if ":" in self._host else self._host
             self._server.add_insecure_port(f"{host}:{self._port}")
             await self._server.start()
             await self._server.wait_for_termination()
 
     class _ChurnModelServer(ModelServer):  # type: ignore[misc]
         def start(self, models: list[Any]) -> None:
-            if self.workers > 1 or args.bind_host in ("0.0.0.0", "::"):
-                super().start(models)  # KServe's own start binds every interface
+            if self.workers > 1:
+                super().start(models)  # KServe's own multi-process start (every interface, its gRPC servicer)
                 return
             self._register_and_check_atleast_one_model_is_ready(models)
             self._rest_server = RESTServer(
@@ -206,6 +422,9 @@ def serve(model: Any, args: argparse.Namespace) -> None:
             predictor_health_check=args.enable_predictor_health_check,
         ),
     )
+    MODEL_VERSIONS[model.name] = model.served.version
+    _read_binary_bodies_strictly(server.dataplane)
+    _complete_metadata(server.dataplane)
     if not args.log_requests:  # KServe logs an access line and two timing lines per request
         for name in ("uvicorn.access", "kserve.trace"):
             logging.getLogger(name).setLevel(logging.WARNING)

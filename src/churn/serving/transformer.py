@@ -14,6 +14,7 @@ predictor:8081 --predictor_protocol grpc-v2``.
 from __future__ import annotations
 
 import contextvars
+import math
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -26,10 +27,12 @@ from churn.serving.contract import (
     RECORDS_INPUT,
     Batch,
     RequestError,
+    check_request_id,
     from_records,
     from_records_tensor,
     from_tensors,
     input_metadata,
+    requested_outputs,
 )
 from churn.serving.loading import ServedModel
 from churn.serving.metrics import MODEL_INFO, PREDICTIONS, PROBABILITY, VALIDATION_FAILURES, observe_all
@@ -37,6 +40,7 @@ from churn.serving.predictor import FEATURES_INPUT, PROBABILITY_OUTPUT
 
 LABEL_OUTPUT = "churn_label"
 ID_OUTPUT = "customer_id"
+OUTPUTS = (PROBABILITY_OUTPUT, LABEL_OUTPUT, ID_OUTPUT)
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ class _Pending:
     v1: bool
     request_id: str
     customer_ids: list[str] | None
+    #: The outputs the request asked for (None: all of them).
+    outputs: list[str] | None = None
 
 
 _PENDING: contextvars.ContextVar[_Pending] = contextvars.ContextVar("churn_pending_request")
@@ -59,6 +65,7 @@ def decode(payload: InferRequest | dict[str, Any], *, max_rows: int) -> Batch:
         return from_records(payload["instances"], max_rows=max_rows)
     if not isinstance(payload, InferRequest):
         raise RequestError("malformed_request", "expected a V2 inference request or a V1 instances object")
+    check_request_id(payload.id)
     names = [tensor.name for tensor in payload.inputs]
     if len(set(names)) != len(names):
         raise RequestError("malformed_request", f"input names repeat: {names}")
@@ -66,11 +73,23 @@ def decode(payload: InferRequest | dict[str, Any], *, max_rows: int) -> Batch:
         tensor = payload.inputs[0]
         if tensor.datatype != "BYTES":
             raise RequestError("wrong_type", f"input {RECORDS_INPUT!r} must be BYTES (JSON text)")
-        return from_records_tensor(_values(tensor).reshape(-1).tolist(), max_rows=max_rows)
-    return from_tensors({t.name: (t.datatype, t.shape, _values(t)) for t in payload.inputs}, max_rows=max_rows)
+        elements = _values(tensor, payload.from_grpc)
+        flat = elements if isinstance(elements, list) else elements.reshape(-1).tolist()
+        return from_records_tensor(flat, max_rows=max_rows)
+    return from_tensors(
+        {t.name: (t.datatype, t.shape, _values(t, payload.from_grpc)) for t in payload.inputs}, max_rows=max_rows
+    )
 
 
-def _values(tensor: InferInput) -> np.ndarray:
+def _values(tensor: InferInput, from_grpc: bool) -> np.ndarray | list[Any]:
+    """JSON ``data`` as the flat list it was sent (the contract holds it to the records' rules), else an array."""
+    if not from_grpc and tensor._raw_data is None and isinstance(tensor.data, list):
+        flat = _flatten(tensor.data)
+        if len(flat) != math.prod(tensor.shape):
+            raise RequestError(
+                "wrong_shape", f"input {tensor.name!r} has shape {list(tensor.shape)} but holds {len(flat)} values"
+            )
+        return flat
     try:
         return np.asarray(tensor.as_numpy())
     except (TypeError, ValueError, OverflowError) as exc:
@@ -78,6 +97,16 @@ def _values(tensor: InferInput) -> np.ndarray:
             "wrong_type",
             f"input {tensor.name!r}: data do not match datatype {tensor.datatype} and shape {tensor.shape} ({exc})",
         ) from None
+
+
+def _flatten(data: list[Any]) -> list[Any]:
+    """JSON tensor data may nest by row ([[v], [v]] for shape [n, 1]); the protocol allows both."""
+    if not any(isinstance(item, list) for item in data):
+        return data
+    flat: list[Any] = []
+    for item in data:
+        flat.extend(_flatten(item) if isinstance(item, list) else [item])
+    return flat
 
 
 class ChurnTransformer(Model):  # type: ignore[misc]
@@ -112,12 +141,17 @@ class ChurnTransformer(Model):  # type: ignore[misc]
     def preprocess(self, payload: InferRequest | dict[str, Any], headers: dict[str, str] | None = None) -> InferRequest:
         try:
             batch = decode(payload, max_rows=self.max_batch_size)
+            outputs = None
+            if not isinstance(payload, dict):
+                outputs = requested_outputs(payload.request_outputs, OUTPUTS)
+                if outputs and ID_OUTPUT in outputs and batch.customer_ids is None:
+                    raise RequestError("unknown_output", f"output {ID_OUTPUT!r} needs the {ID_OUTPUT!r} input")
         except RequestError as exc:
             VALIDATION_FAILURES.labels(reason=exc.reason).inc()
             raise InvalidInput(exc.message) from None
         matrix = np.ascontiguousarray(self.served.model.features.transform(batch.columns))
         request_id = (None if isinstance(payload, dict) else payload.id) or str(uuid.uuid4())
-        _PENDING.set(_Pending(isinstance(payload, dict), request_id, batch.customer_ids))
+        _PENDING.set(_Pending(isinstance(payload, dict), request_id, batch.customer_ids, outputs))
         if self._grpc:
             features = InferInput(FEATURES_INPUT, list(matrix.shape), "FP64")
             features.set_data_from_numpy(matrix, binary_data=True)  # raw bytes in the protobuf
@@ -152,6 +186,9 @@ class ChurnTransformer(Model):  # type: ignore[misc]
         if pending.customer_ids is not None:
             ids = np.asarray([c.encode() for c in pending.customer_ids], dtype=np.object_)
             outputs.append(InferOutput(ID_OUTPUT, [len(ids)], "BYTES", data=ids))
+        if pending.outputs is not None:
+            by_name = {output.name: output for output in outputs}
+            outputs = [by_name[name] for name in pending.outputs]
         return InferResponse(
             response_id=pending.request_id,
             model_name=self.name,

@@ -1,0 +1,174 @@
+"""The binary tensor data extension of the V2 REST protocol, read strictly.
+
+A binary request is a JSON header of ``Inference-Header-Content-Length`` bytes, then the
+raw data of each input that declares ``parameters.binary_data_size``, in order. KServe's
+own reader trusts every number in it: a header length that is not a number, a size that
+does not fit the datatype and shape, or a body shorter than declared became a 500 with a
+Python exception text. Here every number is checked against the body before any tensor is
+built, and each mismatch is a :class:`~churn.serving.contract.RequestError` (a 400) that
+names the input and both sizes. Binary inputs keep their raw bytes (``as_numpy`` reads them
+with ``np.frombuffer``, no per-element Python), so the contract can tell them from JSON data.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any
+
+import orjson
+from kserve import InferInput, InferRequest
+from kserve.protocol.infer_type import RequestedOutput
+
+from churn.serving.contract import RequestError
+
+HEADER = "inference-header-content-length"
+#: Bytes per element of each fixed-size V2 datatype.
+ELEMENT_BYTES = {
+    "BOOL": 1,
+    "UINT8": 1,
+    "INT8": 1,
+    "UINT16": 2,
+    "INT16": 2,
+    "FP16": 2,
+    "UINT32": 4,
+    "INT32": 4,
+    "FP32": 4,
+    "UINT64": 8,
+    "INT64": 8,
+    "FP64": 8,
+}
+DATATYPES = (*ELEMENT_BYTES, "BYTES")
+
+
+def parse_request(body: bytes, header_length: str | None, model_name: str) -> InferRequest:
+    """An :class:`InferRequest` from a binary-extension body, or a RequestError saying what does not add up."""
+    json_length = _header_length(header_length, len(body))
+    try:
+        header = orjson.loads(body[:json_length])
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(
+            "malformed_request", f"the first {json_length} bytes (Inference-Header-Content-Length) are not JSON: {exc}"
+        ) from None
+    if not isinstance(header, dict) or not isinstance(header.get("inputs"), list) or not header["inputs"]:
+        raise RequestError("malformed_request", 'the JSON header must be an object with a non-empty "inputs" list')
+    offset = json_length
+    inputs = []
+    for index, spec in enumerate(header["inputs"]):
+        name, datatype, shape, parameters = _input_spec(spec, index)
+        if "data" in spec:
+            if datatype == "FP16":
+                raise RequestError("wrong_type", f"input {name!r}: FP16 can only be sent as binary data")
+            inputs.append(InferInput(name, shape, datatype, data=spec["data"], parameters=parameters or None))
+            continue
+        size = parameters.pop("binary_data_size", None)
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise RequestError(
+                "malformed_request",
+                f"input {name!r} has neither data nor a binary_data_size (a whole number of bytes): {size!r}",
+            )
+        remaining = len(body) - offset
+        if size > remaining:
+            raise RequestError(
+                "malformed_request",
+                f"input {name!r} declares {size} bytes of binary data but the body holds only {remaining} more",
+            )
+        chunk = body[offset : offset + size]
+        offset += size
+        _check_size(name, datatype, shape, chunk)
+        tensor = InferInput(name, shape, datatype, parameters=parameters or None)
+        tensor._raw_data = chunk  # what KServe's own reader sets; kept raw instead of turned into a list
+        inputs.append(tensor)
+    if offset != len(body):
+        raise RequestError(
+            "malformed_request", f"the body holds {len(body) - offset} bytes after the inputs it declares"
+        )
+    return InferRequest(
+        model_name=model_name,
+        infer_inputs=inputs,
+        request_id=_request_id(header.get("id")),
+        parameters=_parameters(header.get("parameters"), "the request"),
+        request_outputs=_outputs(header.get("outputs")),
+    )
+
+
+def _header_length(value: str | None, body_length: int) -> int:
+    if value is None:
+        raise RequestError("malformed_request", "a binary body needs the Inference-Header-Content-Length header")
+    text = value.strip()
+    if not text.isdigit() or not text.isascii():
+        raise RequestError(
+            "malformed_request", f"Inference-Header-Content-Length must be a whole number of bytes, got {value!r}"
+        )
+    length = int(text)
+    if not 0 < length <= body_length:
+        raise RequestError(
+            "malformed_request",
+            f"Inference-Header-Content-Length is {length} but the body holds {body_length} bytes",
+        )
+    return length
+
+
+def _input_spec(spec: Any, index: int) -> tuple[str, str, list[int], dict[str, Any]]:
+    if not isinstance(spec, dict):
+        raise RequestError("malformed_request", f"inputs[{index}] must be an object")
+    name, datatype, shape = spec.get("name"), spec.get("datatype"), spec.get("shape")
+    if not isinstance(name, str) or not name:
+        raise RequestError("malformed_request", f"inputs[{index}] needs a name")
+    if datatype not in DATATYPES:
+        raise RequestError("wrong_type", f"input {name!r} has datatype {datatype!r}; known: {', '.join(DATATYPES)}")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise RequestError("wrong_shape", f"input {name!r} needs a shape of non-negative whole numbers, got {shape!r}")
+    return name, datatype, shape, dict(_parameters(spec.get("parameters"), f"input {name!r}") or {})
+
+
+def _check_size(name: str, datatype: str, shape: list[int], chunk: bytes) -> None:
+    """The raw data of one input must be exactly what its datatype and shape describe."""
+    count = math.prod(shape)
+    if datatype != "BYTES":
+        expected = count * ELEMENT_BYTES[datatype]
+        if len(chunk) != expected:
+            raise RequestError(
+                "wrong_shape",
+                f"input {name!r}: {datatype} with shape {shape} needs {expected} bytes; "
+                f"binary_data_size is {len(chunk)}",
+            )
+        return
+    # BYTES: each element is a 4-byte little-endian length, then that many bytes.
+    position, elements = 0, 0
+    while position < len(chunk):
+        if position + 4 > len(chunk):
+            raise RequestError("wrong_shape", f"input {name!r}: BYTES element {elements} has a truncated length prefix")
+        (length,) = struct.unpack_from("<I", chunk, position)
+        position += 4 + length
+        if position > len(chunk):
+            raise RequestError("wrong_shape", f"input {name!r}: BYTES element {elements} runs past binary_data_size")
+        elements += 1
+    if elements != count:
+        raise RequestError(
+            "wrong_shape", f"input {name!r} holds {elements} BYTES elements; shape {shape} needs {count}"
+        )
+
+
+def _parameters(value: Any, where: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise RequestError("malformed_request", f"{where}: parameters must be an object")
+    return value
+
+
+def _request_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RequestError("malformed_request", f"the request id must be a string, got {type(value).__name__}")
+    return value
+
+
+def _outputs(value: Any) -> list[RequestedOutput] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in value):
+        raise RequestError("malformed_request", 'outputs must be a list of {"name": ...} objects')
+    return [RequestedOutput(name=o["name"], parameters=_parameters(o.get("parameters"), "outputs")) for o in value]

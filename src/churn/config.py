@@ -114,6 +114,9 @@ class ServingSettings(BaseModel):
         "grpc-v2", description="How the transformer calls the predictor: gRPC (default) or V2 REST."
     )
     start_timeout_seconds: float = Field(120, gt=0, description="How long `churn serve` waits for both servers.")
+    body_read_timeout_seconds: float = Field(
+        30, gt=0, description="Longest wait for the rest of a request body before the servers answer 408."
+    )
 
 
 class DeploySettings(BaseModel):

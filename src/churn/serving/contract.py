@@ -284,6 +284,9 @@ def _column_from_values(column: RawColumn, values: list[Any], where: str) -> np.
     if not kinds <= _TEXT_TYPES:
         row = next(i for i, v in enumerate(values) if v is not None and not isinstance(v, str))
         raise RequestError("wrong_type", f"{name!r} in row {row} must be a string, got {_describe(values[row])}")
+    if "" in values:  # as in a BYTES tensor, where it is the only way to say so: an empty string is missing
+        values = [None if v == "" else v for v in values]
+        kinds = set(map(type, values))
     if not column.nullable and type(None) in kinds:
         row = values.index(None)
         raise RequestError("null_not_allowed", f"{name!r} in row {row} is null; it is required")

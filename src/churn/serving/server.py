@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -50,7 +51,8 @@ def build_parser(description: str) -> argparse.ArgumentParser:
 #: Versions of the models this server holds, by name (filled by :func:`serve`).
 MODEL_VERSIONS: dict[str, str] = {}
 #: Longest wait for the rest of a request body: a client that sends less than its
-#: Content-Length gets a 408 instead of holding the connection until it gives up.
+#: Content-Length gets a 408 instead of holding the connection until it gives up
+#: (``CHURN_SERVING__BODY_READ_TIMEOUT_SECONDS``, set by :func:`serve`).
 BODY_READ_TIMEOUT_SECONDS = 30.0
 #: Largest request body, before and after gzip decoding (a bound on what a gzip bomb can cost).
 MAX_BODY_BYTES = 256 * 1024 * 1024
@@ -275,6 +277,21 @@ def _read_binary_bodies_strictly(dataplane: Any) -> None:
     from churn.serving.contract import RequestError
 
     json_bodies = dataplane.decode_inference_request
+    decode = dataplane.decode
+
+    def decode_v1(body: Any, headers: dict[str, str], protocol_version: str = "v1", model_name: Any = None) -> Any:
+        """V1 bodies orjson refuses (NaN tokens, lone surrogates), read by Python's parser instead.
+
+        The contract then names the field, as it does for every other request form; a body
+        that is not JSON at all keeps KServe's own message.
+        """
+        if isinstance(body, bytes) and protocol_version == "v1":
+            try:
+                orjson.loads(body)
+            except orjson.JSONDecodeError:
+                with contextlib.suppress(ValueError):
+                    body = json.loads(body)
+        return decode(body, headers, protocol_version=protocol_version, model_name=model_name)
 
     def decode_inference_request(body: Any, headers: dict[str, str], model_name: str) -> Any:
         if not isinstance(body, bytes):
@@ -286,6 +303,7 @@ def _read_binary_bodies_strictly(dataplane: Any) -> None:
             raise InvalidInput(exc.message) from None
 
     dataplane.decode_inference_request = decode_inference_request
+    dataplane.decode = decode_v1
 
 
 def _versioned_servicer(base: type) -> type:
@@ -422,6 +440,10 @@ def serve(model: Any, args: argparse.Namespace) -> None:
             predictor_health_check=args.enable_predictor_health_check,
         ),
     )
+    from churn.config import get_settings
+
+    global BODY_READ_TIMEOUT_SECONDS
+    BODY_READ_TIMEOUT_SECONDS = get_settings().serving.body_read_timeout_seconds
     MODEL_VERSIONS[model.name] = model.served.version
     _read_binary_bodies_strictly(server.dataplane)
     _complete_metadata(server.dataplane)

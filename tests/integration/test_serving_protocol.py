@@ -159,8 +159,20 @@ def base_row(churn_service: LocalService, served_champion: Any) -> dict[str, Any
     return next(r for r in rows if all(r[name] is not None for name in FEATURE_INPUTS))
 
 
+def _log_sizes(service: LocalService) -> dict[str, int]:
+    return {role: (service.config.log_dir / f"{role}.log").stat().st_size for role in ("transformer", "predictor")}
+
+
 @pytest.fixture(scope="module")
-def answers(churn_service: LocalService, base_row: dict[str, Any]) -> dict[str, dict[str, tuple[int, Any]]]:
+def log_start(churn_service: LocalService) -> dict[str, int]:
+    """Where each server's log stood before this module's hostile requests."""
+    return _log_sizes(churn_service)
+
+
+@pytest.fixture(scope="module")
+def answers(
+    churn_service: LocalService, base_row: dict[str, Any], log_start: dict[str, int]
+) -> dict[str, dict[str, tuple[int, Any]]]:
     """Every case in every form that can carry it: case name -> form -> (status, message or probability)."""
     out: dict[str, dict[str, tuple[int, Any]]] = {}
     grpc_cases = []
@@ -373,3 +385,15 @@ def test_a_body_shorter_than_its_content_length_gets_a_408(churn_service: LocalS
     assert waited < 20
     # The server still answers.
     assert requests.get(f"{churn_service.config.transformer_url}/v2/health/ready", timeout=10).status_code == 200
+
+
+def test_a_callers_mistake_is_one_log_line_not_a_traceback(
+    churn_service: LocalService, answers: dict[str, Any], log_start: dict[str, int]
+) -> None:
+    """Hundreds of hostile requests must not fill the servers' logs with stacks."""
+    refused = sum(1 for by_form in answers.values() for status, _ in by_form.values() if status == 400)
+    assert refused > 50
+    written = (churn_service.config.log_dir / "transformer.log").read_bytes()[log_start["transformer"] :].decode()
+    assert "Traceback" not in written, written[-3000:]
+    warnings = [line for line in written.splitlines() if " 400 POST /v" in line or "INVALID_ARGUMENT" in line]
+    assert len(warnings) >= refused // 2, written[-2000:]

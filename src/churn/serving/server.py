@@ -306,16 +306,66 @@ def _read_binary_bodies_strictly(dataplane: Any) -> None:
     dataplane.decode = decode_v1
 
 
+_LOG = logging.getLogger("kserve.churn")  # under KServe's logger: its handler and format
+
+
+class VersionNotFoundError(Exception):
+    """A request named a model version this server does not hold (gRPC NOT_FOUND)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _rest_server_class(base: type) -> type:
+    """KServe's REST server, whose answer to a caller's mistake is one log line, not a traceback.
+
+    KServe logs every InvalidInput (our 400s) with its stack: a hostile client writes hundreds
+    of tracebacks into the log. Its handlers are installed when the app is created, so ours
+    go in right after.
+    """
+    from fastapi.responses import JSONResponse
+    from kserve.errors import InvalidInput
+
+    async def client_error(request: Any, exc: Exception) -> JSONResponse:
+        _LOG.warning("400 %s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse(status_code=400, content={"error": str(exc)})
+
+    class ChurnRESTServer(base):  # type: ignore[misc]
+        def create_application(self) -> None:
+            from kserve.model_server import app
+
+            super().create_application()
+            app.add_exception_handler(InvalidInput, client_error)
+
+    return ChurnRESTServer
+
+
+def _client_errors_in_one_line(base: type) -> type:
+    """KServe's gRPC error interceptor, logging a caller's mistake in one line (no stack)."""
+    from grpc import StatusCode
+    from kserve.errors import InvalidInput, ModelNotFound
+
+    class Interceptor(base):  # type: ignore[misc]
+        async def handle_exception(self, ex: Exception, request: Any, context: Any, method_name: str) -> None:
+            if isinstance(ex, InvalidInput):
+                _LOG.warning("INVALID_ARGUMENT %s: %s", method_name, ex)
+                await context.abort(StatusCode.INVALID_ARGUMENT, ex.reason)
+            if isinstance(ex, (ModelNotFound, VersionNotFoundError)):
+                _LOG.warning("NOT_FOUND %s: %s", method_name, ex)
+                await context.abort(StatusCode.NOT_FOUND, ex.reason)
+            await super().handle_exception(ex, request, context, method_name)
+
+    return Interceptor
+
+
 def _versioned_servicer(base: type) -> type:
     """KServe's gRPC servicer, holding requests to the loaded model version (KServe ignores ``model_version``)."""
-    import grpc
 
     async def check(name: str, version: str, context: Any) -> None:
         loaded = MODEL_VERSIONS.get(name)
         if version and loaded is not None and version != loaded:
-            await context.abort(
-                grpc.StatusCode.NOT_FOUND, f"model {name!r} has no version {version!r}; version {loaded!r} is loaded"
-            )
+            raise VersionNotFoundError(f"model {name!r} has no version {version!r}; version {loaded!r} is loaded")
 
     class VersionedServicer(base):  # type: ignore[misc]
         async def ModelReady(self, request: Any, context: Any) -> Any:  # noqa: N802 (the gRPC method name)
@@ -372,7 +422,7 @@ def serve(model: Any, args: argparse.Namespace) -> None:
 
             self._server = aio.server(
                 futures.ThreadPoolExecutor(max_workers=max_workers),
-                interceptors=(LoggingInterceptor(), ExceptionToStatusInterceptor()),
+                interceptors=(LoggingInterceptor(), _client_errors_in_one_line(ExceptionToStatusInterceptor)()),
                 options=[
                     ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
                     ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length")),
@@ -392,7 +442,7 @@ def serve(model: Any, args: argparse.Namespace) -> None:
                 super().start(models)  # KServe's own multi-process start (every interface, its gRPC servicer)
                 return
             self._register_and_check_atleast_one_model_is_ready(models)
-            self._rest_server = RESTServer(
+            self._rest_server = _rest_server_class(RESTServer)(
                 FASTAPI_APP_IMPORT_STRING,
                 self.dataplane,
                 self.model_repository_extension,

@@ -291,20 +291,35 @@ def test_a_taken_port_fails_fast_with_a_clear_error(churn_service: LocalService,
         LocalService(config).start(timeout=10)
 
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "scripts" / "examples"
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "scripts" / "examples"
 
 
-@pytest.mark.parametrize("example", ["v2-records.json", "v2-tensors.json", "v1-instances.json"])
-def test_readme_request_examples_work(churn_service: LocalService, example: str) -> None:
-    """The request files the README's curl examples send."""
-    base = churn_service.config.transformer_url
-    url = f"{base}/v1/models/{NAME}:predict" if example.startswith("v1") else f"{base}/v2/models/{NAME}/infer"
-    response = requests.post(url, data=(EXAMPLES / example).read_bytes(), timeout=10)
-    assert response.status_code == 200, response.text
-    body = response.json()
-    answers = body["predictions"] if "predictions" in body else answer_rows(body)
-    assert [a["customer_id"] for a in answers] == ["C-1001", "C-1002"]
-    assert answers[1]["churn_probability"] > answers[0]["churn_probability"]  # the lapsed, unhappy customer
+def _readme_curl_commands() -> list[str]:
+    """The curl lines of the README's serving examples, continuation lines joined, exactly as written."""
+    text = (ROOT / "README.md").read_text().replace("\\\n", " ")
+    block = text[text.index("Three shapes carry the same records") :]
+    block = block[block.index("```bash") + len("```bash") : block.index("```", block.index("```bash") + 7)]
+    return [line.strip() for line in block.splitlines() if line.strip().startswith("curl ")]
+
+
+def test_readme_curl_lines_work_verbatim(churn_service: LocalService) -> None:
+    """Each curl line of the README, run by a shell from the checkout, against the running transformer."""
+    commands = _readme_curl_commands()
+    assert len(commands) == 4
+    address = f"{churn_service.config.host}:{churn_service.config.transformer_http_port}"
+    for command in commands:
+        done = subprocess.run(
+            ["bash", "-c", command.replace("localhost:8080", address)], cwd=ROOT, capture_output=True, text=True
+        )
+        assert done.returncode == 0, (command, done.stderr)
+        for answer in done.stdout.replace("}{", "}\n{").splitlines():
+            body = json.loads(answer)
+            assert "error" not in body, (command, body)
+            if "predictions" in body or ("outputs" in body and "id" in body):  # answers, not metadata
+                answers = body["predictions"] if "predictions" in body else answer_rows(body)
+                assert [a["customer_id"] for a in answers] == ["C-1001", "C-1002"]
+                assert answers[1]["churn_probability"] > answers[0]["churn_probability"]  # the lapsed customer
 
 
 def test_churn_predict_cli(churn_service: LocalService, tmp_path: Path) -> None:

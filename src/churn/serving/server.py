@@ -66,8 +66,7 @@ class _ServiceMiddleware:
       unversioned URL does, any other version is a 404 (KServe answered 501).
     - Request bodies are read here, with a deadline (408) and a size bound (413);
       ``Content-Encoding: gzip`` is decoded, any other encoding is a 415.
-    - An unlabelled V2 body is read as the JSON it is (tritonclient's HTTP client sends
-      pure-JSON requests without a Content-Type, which KServe would take for binary).
+    - An inference body with no label, or curl's default form label, is read as the JSON it is.
     - Every server-side failure is counted in ``churn_request_errors_total``.
     """
 
@@ -109,13 +108,31 @@ class _ServiceMiddleware:
             if refusal is not None:
                 await _answer(send, *refusal)
                 return
-            unlabelled = b"content-type" not in headers and b"inference-header-content-length" not in headers
-            if scope["path"].endswith("/infer") and unlabelled:
-                scope["headers"] = [*scope["headers"], (b"content-type", b"application/json")]
+            if _is_inference(scope["path"]) and _json_by_default(headers):
+                scope["headers"] = [
+                    *((k, v) for k, v in scope["headers"] if k.lower() != b"content-type"),
+                    (b"content-type", b"application/json"),
+                ]
             await self.app(scope, receive, watch)
         except Exception:
             REQUEST_ERRORS.inc()
             raise
+
+
+def _is_inference(path: str) -> bool:
+    return path.endswith(("/infer", ":predict"))
+
+
+def _json_by_default(headers: dict[bytes, bytes]) -> bool:
+    """A body to read as JSON although its label does not say so.
+
+    tritonclient's HTTP client sends pure-JSON requests with no Content-Type (KServe would
+    take them for binary) and ``curl -d`` labels its body a form, which no V1 or V2 body is.
+    """
+    if b"inference-header-content-length" in headers:
+        return False
+    label = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+    return label in (b"", b"application/x-www-form-urlencoded")
 
 
 def _without_nulls(body: bytes) -> bytes:

@@ -473,16 +473,29 @@ def predict_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the answers as JSON lines.")] = False,
 ) -> None:
     """Score customer records with the running service (V2 REST, JSON-records input) and print the answers."""
+    import itertools
     import json
 
     from churn.serving.client import answer_rows, predict_records, read_records, read_records_file
 
     settings = get_settings()
-    records = read_records_file(file) if file else read_records(sys.stdin.read(), source="stdin")
-    records = records[:limit] if limit else records
+    if file:
+        records = read_records_file(file, limit)
+    else:
+        stdin = "".join(itertools.islice(sys.stdin, limit)) if limit else sys.stdin.read()
+        try:
+            records = read_records(stdin, source="stdin")[:limit]
+        except ChurnError:
+            if not limit:
+                raise
+            records = read_records(stdin + sys.stdin.read(), source="stdin")[:limit]  # one JSON document
     target = url or f"http://{settings.serving.host}:{settings.serving.transformer_http_port}"
-    answer = predict_records(target.rstrip("/"), settings.serving.model_name, records)
-    rows = [row | {"model_version": answer.get("model_version")} for row in answer_rows(answer)]
+    rows = []
+    # The service refuses requests over its batch limit: send the records in batches of that size.
+    size = settings.serving.max_batch_size
+    for start in range(0, len(records), size):
+        answer = predict_records(target.rstrip("/"), settings.serving.model_name, records[start : start + size])
+        rows += [row | {"model_version": answer.get("model_version")} for row in answer_rows(answer)]
     if as_json:
         for row in rows:
             out.print(json.dumps(row), highlight=False)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import itertools
 import json
 import math
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -41,21 +44,59 @@ def read_records(text: str, *, source: str) -> list[dict[str, Any]]:
     return parsed
 
 
-def read_records_file(path: Path) -> list[dict[str, Any]]:
-    """Records from a raw export (``.csv``/``.parquet``, the label column dropped) or a JSON file."""
+def read_records_file(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """Records from a raw export (``.csv``/``.parquet``, the label column dropped) or a JSON file.
+
+    With ``limit``, only the first ``limit`` records are read: a CSV up to its ``limit``-th
+    row, a parquet file's first batch, JSON lines up to the ``limit``-th line (a JSON array
+    must still be parsed whole).
+    """
     if not path.is_file():
         raise ChurnError(f"{path} does not exist")
     if path.suffix in (".csv", ".parquet"):
         from churn.validation.reader import read_raw_file
 
-        parsed = read_raw_file(path)
+        with tempfile.TemporaryDirectory(prefix="churn-predict-") as tmp:
+            source = _head(path, limit, Path(tmp)) if limit else path
+            parsed = read_raw_file(source)
         if parsed.frame is None:
             problems = "; ".join(v.message for v in parsed.violations[:3])
             raise ChurnError(f"cannot read {path}: {problems}")
         frame = parsed.frame.drop(columns=[LABEL], errors="ignore")
         rows = json.loads(frame.to_json(orient="records", date_format="iso"))
         return [{k: (v[:10] if k.endswith("_date") and isinstance(v, str) else v) for k, v in r.items()} for r in rows]
-    return read_records(path.read_text(), source=str(path))
+    if limit:
+        with path.open(encoding="utf-8", errors="strict") as handle:
+            head = "".join(itertools.islice(handle, limit))
+        if not head.lstrip().startswith(("[", '{"instances"')):  # JSON lines: the first lines are the records
+            return read_records(head, source=str(path))[:limit]
+    return read_records(path.read_text(), source=str(path))[:limit]
+
+
+def _head(path: Path, limit: int, folder: Path) -> Path:
+    """The first ``limit`` records of a CSV or parquet export, as a file of the same kind."""
+    out = folder / path.name
+    if path.suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            batches = pq.ParquetFile(path).iter_batches(batch_size=limit)
+            first = next(batches, None)
+        except (pa.ArrowInvalid, OSError):
+            return path  # the reader names what is wrong with it
+        if first is not None:
+            pq.write_table(pa.Table.from_batches([first]), out)
+            return out
+        return path
+    try:
+        with path.open(newline="", encoding="utf-8") as source, out.open("w", newline="") as target:
+            writer = csv.writer(target, lineterminator="\n")
+            for row in itertools.islice(csv.reader(source), limit + 1):  # the header, then ``limit`` rows
+                writer.writerow(row)
+    except (UnicodeDecodeError, csv.Error):
+        return path  # the reader names what is wrong with it
+    return out
 
 
 def _clean(value: Any) -> Any:

@@ -9,17 +9,15 @@ the MLflow image starts with its default command and stores artifacts in S3.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from churn.serving.local import free_port
 from servers import s3_client
@@ -142,16 +140,31 @@ def test_a_model_logged_through_the_mlflow_image_lands_in_s3(
         "with mlflow.start_run() as run:\n"
         "    m = lm.LogisticRegression().fit(np.array([[0.0], [1.0]]), [0, 1])\n"
         "    info = mlflow.sklearn.log_model(m, name='model', registered_model_name='image-test-model')\n"
-        "print(info.model_uri)\n"
+        "print(run.info.run_id, info.registered_model_version)\n"
     )
-    client_env = {**os.environ, **aws_env, "MLFLOW_S3_ENDPOINT_URL": s3_endpoint}
-    client_env.pop("MLFLOW_TRACKING_URI", None)
+    # No MLFLOW_* from this process: mlflow.set_tracking_uri/set_registry_uri in earlier tests
+    # export theirs, and a registry URI left over would send the registration elsewhere.
+    client_env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    client_env |= {**aws_env, "MLFLOW_S3_ENDPOINT_URL": s3_endpoint}
     done = subprocess.run(
         [sys.executable, "-c", script], env=client_env, capture_output=True, text=True, timeout=120, cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    listed = s3_client(s3_endpoint).list_objects_v2(Bucket=s3_bucket, Prefix="")
-    assert any(o["Key"].endswith("MLmodel") for o in listed.get("Contents", [])), listed
-    url = f"{mlflow_container}/api/2.0/mlflow/registered-models/get?name=image-test-model"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        assert json.loads(response.read())["registered_model"]["name"] == "image-test-model"
+    run_id, version = done.stdout.split()[-2:]
+    # This model version's own files are in the bucket, where the server says they are.
+    answer = requests.get(
+        f"{mlflow_container}/api/2.0/mlflow/model-versions/get",
+        params={"name": "image-test-model", "version": version},
+        timeout=10,
+    )
+    assert answer.status_code == 200, (answer.status_code, answer.text, done.stdout, done.stderr[-2000:])
+    assert answer.json()["model_version"]["run_id"] == run_id
+    uri = requests.get(
+        f"{mlflow_container}/api/2.0/mlflow/model-versions/get-download-uri",
+        params={"name": "image-test-model", "version": version},
+        timeout=10,
+    ).json()["artifact_uri"]
+    assert uri.startswith(f"s3://{s3_bucket}/"), uri
+    prefix = uri.removeprefix(f"s3://{s3_bucket}/").rstrip("/") + "/"
+    listed = s3_client(s3_endpoint).list_objects_v2(Bucket=s3_bucket, Prefix=prefix)
+    assert any(o["Key"].endswith("/MLmodel") for o in listed.get("Contents", [])), (prefix, listed)

@@ -160,8 +160,10 @@ def _without_nulls(body: bytes) -> bytes:
 def _route_version(scope: Scope) -> tuple[int, str] | None:
     """Serve a versioned URL of a loaded model as the unversioned one; another version is a 404."""
     match = _VERSIONED.match(scope["path"])
-    if not match or match["name"] not in MODEL_VERSIONS:
-        return None  # not versioned, or a model KServe will answer 404 for itself
+    if not match:
+        return None
+    if match["name"] not in MODEL_VERSIONS:
+        return 404, f"model {match['name']!r} is not served here; it serves {', '.join(map(repr, MODEL_VERSIONS))}"
     loaded = MODEL_VERSIONS[match["name"]]
     if match["version"] != loaded:
         return 404, f"model {match['name']!r} has no version {match['version']!r}; version {loaded!r} is loaded"
@@ -342,11 +344,15 @@ def _rest_server_class(base: type) -> type:
     go in right after.
     """
     from fastapi.responses import JSONResponse
-    from kserve.errors import InvalidInput
+    from kserve.errors import InvalidInput, ModelNotFound
 
     async def client_error(request: Any, exc: Exception) -> JSONResponse:
         _LOG.warning("400 %s %s: %s", request.method, request.url.path, exc)
         return JSONResponse(status_code=400, content={"error": str(exc)})
+
+    async def no_such_model(request: Any, exc: Exception) -> JSONResponse:
+        _LOG.warning("404 %s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse(status_code=404, content={"error": str(exc)})
 
     class ChurnRESTServer(base):  # type: ignore[misc]
         def create_application(self) -> None:
@@ -354,6 +360,7 @@ def _rest_server_class(base: type) -> type:
 
             super().create_application()
             app.add_exception_handler(InvalidInput, client_error)
+            app.add_exception_handler(ModelNotFound, no_such_model)
 
     return ChurnRESTServer
 

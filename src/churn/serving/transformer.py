@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from kserve import InferInput, InferOutput, InferRequest, InferResponse, Model
+from kserve import InferenceGRPCClient, InferInput, InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput
+from kserve.utils.inference_client_factory import InferenceClientFactory
 
 from churn.serving.contract import (
     RECORDS_INPUT,
@@ -41,6 +42,10 @@ from churn.serving.predictor import FEATURES_INPUT, PROBABILITY_OUTPUT
 LABEL_OUTPUT = "churn_label"
 ID_OUTPUT = "customer_id"
 OUTPUTS = (PROBABILITY_OUTPUT, LABEL_OUTPUT, ID_OUTPUT)
+#: Longest pause between two attempts to reconnect to a predictor that went away. gRPC's
+#: default backoff grows by 1.6x per failed attempt up to 120 s, so a predictor back after a
+#: 17 s outage still got 503s for 9 s more, and after a minute's outage for up to 2 minutes.
+PREDICTOR_RECONNECT_BACKOFF_MS = 1_000
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,8 @@ def _flatten(data: list[Any]) -> list[Any]:
 class ChurnTransformer(Model):  # type: ignore[misc]
     """Preprocess raw records with the model's own feature pipeline; label the predictor's probabilities."""
 
+    _grpc_client_stub: InferenceGRPCClient | None  # set by KServe's Model.__init__
+
     def __init__(self, name: str, served: ServedModel, *, max_batch_size: int) -> None:
         super().__init__(name)
         self.served = served
@@ -122,6 +129,24 @@ class ChurnTransformer(Model):  # type: ignore[misc]
         MODEL_INFO.info({"model_name": self.name, "model_version": self.served.version, "family": model.family})
         self.ready = True
         return self.ready
+
+    @property
+    def _grpc_client(self) -> InferenceGRPCClient:
+        """KServe's gRPC client to the predictor (the same shared one), retrying a lost connection every second."""
+        config = self.predictor_config
+        if self._grpc_client_stub is None and config is not None and config.predictor_host:
+            self._grpc_client_stub = InferenceClientFactory().get_grpc_client(
+                url=config.predictor_host,
+                use_ssl=config.use_ssl,
+                timeout=config.timeout,
+                retries=config.retries,
+                channel_args=[  # KServe's own options, plus the reconnect bound
+                    ("grpc.max_send_message_length", -1),
+                    ("grpc.max_receive_message_length", -1),
+                    ("grpc.max_reconnect_backoff_ms", PREDICTOR_RECONNECT_BACKOFF_MS),
+                ],
+            )
+        return super()._grpc_client
 
     @property
     def _grpc(self) -> bool:
@@ -215,7 +240,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--max_batch_size", type=int, default=get_settings().serving.max_batch_size, help="Most records per request."
     )
-    parser.set_defaults(predictor_protocol="grpc-v2")
+    # A predictor that hangs (not one that died: that is a 503 at once) holds a request this long,
+    # not KServe's 600 s.
+    parser.set_defaults(predictor_protocol="grpc-v2", predictor_request_timeout_seconds=30)
     args = parser.parse_args(argv)
     if args.predictor_protocol not in ("grpc-v2", "v2"):
         parser.error(

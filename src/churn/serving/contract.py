@@ -228,15 +228,21 @@ def from_tensors(tensors: Mapping[str, tuple[str, Sequence[int], np.ndarray | li
 
 def _texts(name: str, values: Sequence[Any] | np.ndarray) -> list[Any]:
     """BYTES tensor elements as text; an empty string is how a BYTES tensor says "missing"."""
-    out: list[Any] = []
-    for row, value in enumerate(values):
-        if isinstance(value, bytes):
-            try:
-                value = value.decode("utf-8")
-            except UnicodeDecodeError:
-                raise RequestError("wrong_type", f"{name!r} in row {row} is not valid UTF-8 text") from None
-        out.append(None if value == "" else value)
-    return out
+    items = values.tolist() if isinstance(values, np.ndarray) else list(values)  # plain list: fast to walk
+    try:
+        texts = [v.decode("utf-8") if type(v) is bytes else v for v in items]
+    except UnicodeDecodeError:
+        row = next(i for i, v in enumerate(items) if type(v) is bytes and not _decodes(v))
+        raise RequestError("wrong_type", f"{name!r} in row {row} is not valid UTF-8 text") from None
+    return [None if v == "" else v for v in texts]
+
+
+def _decodes(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _check_field_names(names: Any, where: str) -> None:

@@ -49,3 +49,27 @@ securityContext:
   seccompProfile:
     type: RuntimeDefault
 {{- end -}}
+
+{{/*
+The S3 credentials of the Secret the chart creates, resolved once per render (every namespace
+gets the same pair): the values when given; else the pair already in the release's Secret
+(`lookup`, so `helm upgrade` keeps what install generated); else a new random pair.
+*/}}
+{{- define "churn.s3Credentials" -}}
+{{- if not (hasKey .Values.s3 "resolvedCredentials") -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "churn.s3Secret" .) -}}
+{{- $_ := set .Values.s3 "resolvedCredentials" (include "churn.s3CredentialsFrom" (dict "values" .Values.s3 "existing" $existing) | fromYaml) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The credential pair from the values, an existing Secret (its .data), or random, as YAML.
+Kept apart from `lookup` so that its keep-existing branch can be rendered without a cluster.
+*/}}
+{{- define "churn.s3CredentialsFrom" -}}
+{{- $data := (default dict (and .existing .existing.data)) -}}
+{{- $access := .values.accessKey | default (and (hasKey $data "AWS_ACCESS_KEY_ID") (index $data "AWS_ACCESS_KEY_ID" | b64dec)) | default (printf "churn-%s" (randAlphaNum 12 | lower)) -}}
+{{- $secret := .values.secretKey | default (and (hasKey $data "AWS_SECRET_ACCESS_KEY") (index $data "AWS_SECRET_ACCESS_KEY" | b64dec)) | default (randAlphaNum 40) -}}
+accessKey: {{ $access | quote }}
+secretKey: {{ $secret | quote }}
+{{- end -}}

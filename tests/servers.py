@@ -3,6 +3,7 @@ pytest puts tests/ on sys.path through tests/conftest.py)."""
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import sys
 import time
@@ -14,10 +15,11 @@ from typing import Any
 import pytest
 
 BUCKET = "mlflow"
-#: Dummy credentials: moto accepts anything, but boto3 refuses to sign without some.
+#: Dummy credentials: moto accepts anything, but boto3 refuses to sign without some. The secret
+#: key is new every session, so a test can search every output of a run for it.
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECRET_ACCESS_KEY": f"churn-test-secret-{secrets.token_hex(12)}",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 BIN = Path(sys.executable).parent

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from churn import __version__
-from churn.config import Settings, get_settings
+from churn.config import Settings, get_settings, redact
 from churn.errors import ChurnError
 from churn.io import FileFormat
 
@@ -223,7 +223,7 @@ def _print_training_summary(settings: Settings) -> None:
     from churn.registry import describe_model
 
     summary = describe_model(settings.tracking_uri, settings.mlflow.model_name)
-    out.print(f"  mlflow        {settings.tracking_uri}  (experiment {settings.mlflow.experiment!r})")
+    out.print(f"  mlflow        {redact(settings.tracking_uri)}  (experiment {settings.mlflow.experiment!r})")
     for line in summary:
         out.print(f"  {line}")
 
@@ -598,7 +598,9 @@ def _kfp_client(host: str) -> Any:
 @config_app.command("show")
 def config_show() -> None:
     """Print the effective settings (defaults overridden by CHURN_* variables) as JSON."""
-    out.print_json(get_settings().model_dump_json())
+    from churn.config import redacted
+
+    out.print_json(data=redacted(get_settings().model_dump(mode="json")))  # no password of a URL is printed
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ settings use ``__`` in variable names, e.g. ``CHURN_DATA__ROWS=5000`` or
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -231,3 +232,22 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """Read the settings now (environment and ``.env`` included)."""
     return Settings()
+
+
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of every URL in it (``scheme://user:password@host``) replaced by ``***``."""
+    return _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+
+
+def redacted(value: Any) -> Any:
+    """A settings dump (``model_dump()``) with every URL's password replaced, for printing."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redacted(v) for v in value]
+    return value

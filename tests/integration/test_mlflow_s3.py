@@ -28,6 +28,7 @@ from churn.errors import ChurnError
 from churn.kfp_runner import LocalRun, local_parameters, run_local
 from churn.registry.mlflow_registry import CHALLENGER, CHAMPION, PIPELINE_FILE, load_churn_model
 from churn.training.models import FAMILIES, predict_matrix
+from servers import s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -211,3 +212,30 @@ def test_runs_land_in_the_requested_experiment_with_artifacts_in_s3(first_run: T
     created = client.get_experiment_by_name(EXPERIMENT)
     assert created is not None
     assert created.artifact_location.startswith(f"s3://{s3_bucket}/")
+
+
+def test_no_output_of_a_run_holds_the_credentials_it_was_given(
+    first_run: Trained,
+    aws_env: dict[str, str],
+    s3_endpoint: str,
+    s3_bucket: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Task logs, KFP artifacts, the MLflow server's store and log, every object in the bucket."""
+    secret = aws_env["AWS_SECRET_ACCESS_KEY"].encode()
+    assert len(secret) > 20  # a per-session random value (tests/servers.py), so any match is a leak
+    searched = 0
+    for path in Path(tmp_path_factory.getbasetemp()).rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            searched += 1
+            assert secret not in path.read_bytes(), f"{path} holds the S3 secret key"
+    assert searched > 50 and (first_run.run.run_dir is not None and first_run.run.run_dir.is_dir())
+    client = s3_client(s3_endpoint)
+    objects = client.list_objects_v2(Bucket=s3_bucket).get("Contents", [])
+    assert objects
+    for item in objects:
+        body = client.get_object(Bucket=s3_bucket, Key=item["Key"])["Body"].read()
+        assert secret not in body, f"s3://{s3_bucket}/{item['Key']} holds the S3 secret key"
+    # ... nor any MLflow param or tag of the run.
+    for run in MlflowClient().search_runs([MlflowClient().get_experiment_by_name(EXPERIMENT).experiment_id]):
+        assert secret.decode() not in str(run.data.params) + str(run.data.tags)

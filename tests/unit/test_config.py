@@ -47,3 +47,17 @@ def test_importing_the_package_does_nothing(tmp_path: Path) -> None:
     code = "import churn, churn.config, churn.cli, churn.jobs, churn.data, churn.features, churn.validation"
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, env={"CHURN_DATA__ROWS": "oops"})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_config_show_prints_no_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from churn.cli import app
+    from churn.config import redact
+
+    monkeypatch.setenv("CHURN_MLFLOW__TRACKING_URI", "https://trainer:hunter2-secret@mlflow.example:5000/")
+    monkeypatch.setenv("CHURN_MONITORING__PUSHGATEWAY_URL", "http://push:p%40ss@gw:9091")
+    shown = CliRunner().invoke(app, ["config", "show"]).output
+    assert "hunter2" not in shown and "p%40ss" not in shown
+    assert "https://trainer:***@mlflow.example:5000/" in shown
+    assert redact("sqlite:////tmp/mlflow.db and s3://bucket/x") == "sqlite:////tmp/mlflow.db and s3://bucket/x"

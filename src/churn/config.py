@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from churn import __version__
@@ -165,6 +165,12 @@ class MonitoringSettings(BaseModel):
     chunk_rows: int = Field(262_144, ge=1_000, description="Rows binned at a time (bounds memory on large frames).")
     pushgateway_url: str | None = Field(
         None, description="Prometheus Pushgateway for the run's metrics, e.g. http://pushgateway:9091; unset = no push."
+    )
+    pushgateway_username: str | None = Field(
+        None, description="User the monitoring publisher pushes as (the Pushgateway's --web.config.file basic auth)."
+    )
+    pushgateway_password: SecretStr | None = Field(
+        None, description="Password of that user (from a Secret in a cluster); never printed."
     )
     push_job: str = Field("churn-monitoring", description="Pushgateway job name (grouping key) of monitoring runs.")
     push_timeout_seconds: float = Field(10.0, gt=0, description="HTTP timeout of a push.")

@@ -235,3 +235,63 @@ def test_a_drifted_run_raises_the_feature_drift_alert(
     )
     assert value(prometheus, "churn_monitoring_failed") == 0.0
     assert not alerts(prometheus, "ChurnMonitoringStale")
+
+
+def test_a_pushgateway_with_basic_auth_takes_only_the_publishers_pushes(
+    prometheus_bins: dict[str, str], profile: ReferenceProfile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real Pushgateway with basic auth (--web.config.file): anonymous and wrong pushes refused."""
+    import base64
+    import secrets
+
+    import bcrypt
+
+    password = secrets.token_urlsafe(18)
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=6)).decode()
+    web = tmp_path / "web-config.yml"
+    web.write_text(json.dumps({"basic_auth_users": {"churn-monitoring": hashed}}))  # JSON is YAML
+    address = f"127.0.0.1:{free_port()}"
+    command = [
+        prometheus_bins["prometheus-pushgateway"],
+        f"--web.listen-address={address}",
+        f"--web.config.file={web}",
+    ]
+    gateway = f"http://{address}"
+    log = tmp_path / "pushgateway-auth.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for("the Pushgateway to listen", lambda: _answers(f"{gateway}/-/ready"), seconds=30)
+        report = run_on(profile, "none")
+        monkeypatch.delenv("CHURN_MONITORING__PUSHGATEWAY_USERNAME", raising=False)
+        with pytest.raises(ChurnError, match=r"refused the push \(401\)"):
+            push_report(report, gateway)  # anonymous
+        monkeypatch.setenv("CHURN_MONITORING__PUSHGATEWAY_USERNAME", "churn-monitoring")
+        monkeypatch.setenv("CHURN_MONITORING__PUSHGATEWAY_PASSWORD", "not-the-password-" + password[:4])
+        with pytest.raises(ChurnError, match=r"refused the push \(401\)") as refused:
+            push_report(report, gateway)
+        assert "not-the-password" not in str(refused.value)
+        monkeypatch.setenv("CHURN_MONITORING__PUSHGATEWAY_PASSWORD", password)
+        push_report(report, gateway)
+        token = base64.b64encode(f"churn-monitoring:{password}".encode()).decode()
+        request = urllib.request.Request(f"{gateway}/metrics", headers={"Authorization": f"Basic {token}"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert "churn_monitoring_verdict" in response.read().decode()
+        with pytest.raises(urllib.error.HTTPError) as anonymous:
+            urllib.request.urlopen(f"{gateway}/metrics", timeout=5)
+        assert anonymous.value.code == 401
+    finally:
+        process.terminate()
+        with suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+
+
+def _answers(url: str) -> bool:
+    """Any HTTP answer (a 401 included): the server is up."""
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError):
+        return False

@@ -16,7 +16,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.error import HTTPError
 
 from churn.errors import ChurnError
 from churn.monitoring.report import CHECKS, LEVELS, DriftReport
@@ -108,7 +109,8 @@ def push_report(
     from prometheus_client import push_to_gateway
 
     registry = report_registry(report, timestamp=timestamp)
-    _send(lambda: push_to_gateway(gateway, job=job, registry=registry, timeout=timeout), gateway)
+    handler = _auth_handler()
+    _send(lambda: push_to_gateway(gateway, job=job, registry=registry, timeout=timeout, handler=handler), gateway)
 
 
 def push_failure(
@@ -131,13 +133,44 @@ def push_failure(
         "Unix time of the last failed monitoring run.",
         registry=registry,
     ).set(time.time() if timestamp is None else timestamp)
-    _send(lambda: pushadd_to_gateway(gateway, job=job, registry=registry, timeout=timeout), gateway)
+    handler = _auth_handler()
+    _send(lambda: pushadd_to_gateway(gateway, job=job, registry=registry, timeout=timeout, handler=handler), gateway)
+
+
+def _auth_handler() -> Callable[..., Callable[[], None]]:
+    """prometheus_client's push handler, with basic auth when the settings name a Pushgateway user.
+
+    The credentials come from the environment (CHURN_MONITORING__PUSHGATEWAY_USERNAME and
+    _PASSWORD; in a cluster from a Secret), never from a pipeline parameter, so they are in
+    no compiled pipeline, run record or artifact.
+    """
+    from prometheus_client.exposition import basic_auth_handler, default_handler
+
+    from churn.config import get_settings
+
+    monitoring = get_settings().monitoring
+    if not monitoring.pushgateway_username:
+        return default_handler
+    username = monitoring.pushgateway_username
+    password = monitoring.pushgateway_password.get_secret_value() if monitoring.pushgateway_password else ""
+
+    def handler(url: str, method: str, timeout: float | None, headers: Any, data: bytes) -> Callable[[], None]:
+        return basic_auth_handler(url, method, timeout, headers, data, username, password)
+
+    return handler
 
 
 def _send(push: Callable[[], None], gateway: str) -> None:
     try:
         push()
-    except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
+    except HTTPError as exc:
+        if exc.code in (401, 403):  # the message names the setting, never the password
+            raise ChurnError(
+                f"the Pushgateway at {gateway} refused the push ({exc.code}): check "
+                "CHURN_MONITORING__PUSHGATEWAY_USERNAME and CHURN_MONITORING__PUSHGATEWAY_PASSWORD"
+            ) from None
+        raise ChurnError(f"could not push monitoring metrics to the Pushgateway at {gateway}: {exc}") from exc
+    except (OSError, ValueError) as exc:  # URLError is an OSError
         raise ChurnError(f"could not push monitoring metrics to the Pushgateway at {gateway}: {exc}") from exc
 
 

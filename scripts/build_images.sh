@@ -5,7 +5,8 @@
 #   IMAGES="churn-serving mlflow" scripts/build_images.sh    builds a subset
 #   NO_CACHE=1 scripts/build_images.sh                       rebuilds every layer (a cold build)
 # Where no registry serves the base image, scripts/build_base_image.sh builds a stand-in first.
-# Prints each image's build time and size at the end.
+# Prints each image's build time and size at the end; writes each image's CycloneDX SBOM to
+# dist/sbom/<image>-<version>.cdx.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/container_env.sh
@@ -42,6 +43,13 @@ for name in "${selected[@]}"; do
   "$CONTAINER_ENGINE" build "${args[@]}" -f "${images[$name]}" -t "$tag" .
   seconds=$((SECONDS - start))
   size="$("$CONTAINER_ENGINE" image inspect --format '{{.Size}}' "$tag")"
+  # The image's CycloneDX SBOM (written at build, see images/write-sbom.sh), beside the image.
+  mkdir -p dist/sbom
+  holder="$("$CONTAINER_ENGINE" create "$tag")"
+  sbom_path=/opt/churn/sbom.cdx.json
+  [[ "$name" == mlflow ]] && sbom_path=/opt/mlflow/sbom.cdx.json
+  "$CONTAINER_ENGINE" cp "$holder:$sbom_path" "dist/sbom/$name-$version.cdx.json"
+  "$CONTAINER_ENGINE" rm "$holder" >/dev/null
   report+=("$(awk -v t="$tag" -v s="$seconds" -v b="$size" 'BEGIN { printf "%-45s %8d s %9.0f MB", t, s, b / 1e6 }')")
   if [[ "${PUSH:-0}" == "1" ]]; then
     "$CONTAINER_ENGINE" push "$tag"

@@ -28,8 +28,10 @@ def rendered(helm: str) -> list[dict[str, Any]]:
     out = subprocess.run(
         # No Secret in committed manifests: a credential in the repository is a credential everybody
         # knows. The base names the chart's Secret (churn-s3), which the user creates (see the overlay).
-        [helm, "template", "churn", str(CHART), "--namespace", "churn-mlops", "--skip-tests"]
-        + ["--set", "s3.existingSecret=churn-s3"],
+        [
+            *(helm, "template", "churn", str(CHART), "--namespace", "churn-mlops", "--skip-tests"),
+            *("--set", "s3.existingSecret=churn-s3"),
+        ],
         check=True,
         capture_output=True,
         text=True,

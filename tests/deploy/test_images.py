@@ -119,3 +119,18 @@ def test_a_docker_client_without_a_daemon_is_never_picked(tmp_path: Path) -> Non
     engine, conf = done.stdout.split()
     assert engine == "podman"
     assert 'runtime = "runc"' in Path(conf).read_text()
+
+
+def test_the_lock_pins_hashes_and_matches_the_project() -> None:
+    """Every locked distribution carries its hash, and the lock is current (what `--frozen` builds trust)."""
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    artifacts = 0
+    for package in lock["package"]:
+        if package.get("source", {}).get("editable") or package.get("source", {}).get("virtual"):
+            continue  # the project itself
+        for artifact in [*package.get("wheels", []), *([package["sdist"]] if "sdist" in package else [])]:
+            artifacts += 1
+            assert str(artifact.get("hash", "")).startswith("sha256:"), f"{package['name']}: {artifact}"
+    assert artifacts > 200
+    checked = subprocess.run([str(UV), "lock", "--check"], cwd=ROOT, capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr

@@ -9,6 +9,7 @@ the MLflow image starts with its default command and stores artifacts in S3.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -168,3 +169,33 @@ def test_a_model_logged_through_the_mlflow_image_lands_in_s3(
     prefix = uri.removeprefix(f"s3://{s3_bucket}/").rstrip("/") + "/"
     listed = s3_client(s3_endpoint).list_objects_v2(Bucket=s3_bucket, Prefix=prefix)
     assert any(o["Key"].endswith("/MLmodel") for o in listed.get("Contents", [])), (prefix, listed)
+
+
+@pytest.mark.parametrize(("which", "name", "inside"), [
+    ("churn", "churn", "/opt/churn/sbom.cdx.json"),
+    ("serving", "churn-serving", "/opt/churn/sbom.cdx.json"),
+    ("mlflow", "mlflow", "/opt/mlflow/sbom.cdx.json"),
+])  # fmt: skip
+def test_every_image_has_a_cyclonedx_sbom_of_its_venv(
+    engine: Engine, images: Images, which: str, name: str, inside: str
+) -> None:
+    """Written at build over the image's venv, shipped in the image and copied beside it (dist/sbom)."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    version = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+    beside = root / "dist" / "sbom" / f"{name}-{version}.cdx.json"
+    sbom = json.loads(beside.read_text())
+    assert sbom["bomFormat"] == "CycloneDX"
+    components = {c["name"].lower(): c["version"] for c in sbom["components"]}
+    image = getattr(images, which)
+    listed = _in_image(engine, image, "ls /opt/venv/lib/python3.11/site-packages | grep -c 'dist-info$'", secure=False)
+    assert len(components) >= int(listed.strip()) - 1  # every installed distribution (the project may be one)
+    locked = {p["name"]: p["version"] for p in tomllib.loads((root / "uv.lock").read_text())["package"]}
+    for package in {"churn": ("kserve", "kfp", "lightgbm"), "serving": ("kserve", "lightgbm"), "mlflow": ("mlflow",)}[
+        which
+    ]:
+        assert components[package] == locked[package], package
+    assert (
+        _in_image(engine, getattr(images, which), f"cat {inside}", secure=False).strip() == beside.read_text().strip()
+    )

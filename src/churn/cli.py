@@ -473,22 +473,12 @@ def predict_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the answers as JSON lines.")] = False,
 ) -> None:
     """Score customer records with the running service (V2 REST, JSON-records input) and print the answers."""
-    import itertools
     import json
 
-    from churn.serving.client import answer_rows, predict_records, read_records, read_records_file
+    from churn.serving.client import answer_rows, predict_records, read_first_records, read_records_file
 
     settings = get_settings()
-    if file:
-        records = read_records_file(file, limit)
-    else:
-        stdin = "".join(itertools.islice(sys.stdin, limit)) if limit else sys.stdin.read()
-        try:
-            records = read_records(stdin, source="stdin")[:limit]
-        except ChurnError:
-            if not limit:
-                raise
-            records = read_records(stdin + sys.stdin.read(), source="stdin")[:limit]  # one JSON document
+    records = read_records_file(file, limit) if file else read_first_records(sys.stdin, limit, source="stdin")
     target = url or f"http://{settings.serving.host}:{settings.serving.transformer_http_port}"
     rows = []
     # The service refuses requests over its batch limit: send the records in batches of that size.

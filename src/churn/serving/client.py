@@ -9,7 +9,7 @@ import math
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from churn.data.schema import LABEL
 from churn.errors import ChurnError
@@ -65,12 +65,27 @@ def read_records_file(path: Path, limit: int | None = None) -> list[dict[str, An
         frame = parsed.frame.drop(columns=[LABEL], errors="ignore")
         rows = json.loads(frame.to_json(orient="records", date_format="iso"))
         return [{k: (v[:10] if k.endswith("_date") and isinstance(v, str) else v) for k, v in r.items()} for r in rows]
-    if limit:
-        with path.open(encoding="utf-8", errors="strict") as handle:
-            head = "".join(itertools.islice(handle, limit))
-        if not head.lstrip().startswith(("[", '{"instances"')):  # JSON lines: the first lines are the records
-            return read_records(head, source=str(path))[:limit]
-    return read_records(path.read_text(), source=str(path))[:limit]
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return read_first_records(handle, limit, source=str(path))
+    except UnicodeDecodeError as exc:
+        raise ChurnError(f"{path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+
+
+def read_first_records(lines: TextIO, limit: int | None, *, source: str) -> list[dict[str, Any]]:
+    """The first ``limit`` records (all without a limit) of JSON or JSON lines read from ``lines``.
+
+    JSON lines are read only up to the ``limit``-th line; one JSON document (an array, or an
+    object over several lines) must be read whole, which happens when the first lines alone
+    do not parse.
+    """
+    if not limit:
+        return read_records(lines.read(), source=source)
+    head = "".join(itertools.islice(lines, limit))
+    try:
+        return read_records(head, source=source)[:limit]
+    except ChurnError:
+        return read_records(head + lines.read(), source=source)[:limit]
 
 
 def _head(path: Path, limit: int, folder: Path) -> Path:

@@ -53,3 +53,14 @@ def test_limit_still_reports_a_broken_file(tmp_path: Path) -> None:
     broken.write_bytes(b"PAR1 not really")
     with pytest.raises(ChurnError, match="parquet"):
         read_records_file(broken, 5)
+
+
+def test_limit_reads_one_json_document_spread_over_lines(frame: pd.DataFrame, tmp_path: Path) -> None:
+    rows = read_records_file(_csv(frame.head(20), tmp_path))
+    wrapped = tmp_path / "instances.json"
+    wrapped.write_text(json.dumps({"instances": rows}, indent=2))  # its first lines alone are not JSON
+    assert read_records_file(wrapped, 3) == rows[:3]
+    latin = tmp_path / "latin.json"
+    latin.write_bytes(b'[{"country": "\xe9"}]')
+    with pytest.raises(ChurnError, match="not UTF-8"):
+        read_records_file(latin, 3)

@@ -116,3 +116,11 @@ def churn_service(served_champion: ServedChampion, tmp_path_factory: pytest.Temp
     )
     with LocalService(config).start(timeout=120) as service:
         yield service
+
+
+@pytest.fixture
+def own_service_config(served_champion: ServedChampion, tmp_path: Path) -> ServiceConfig:
+    """The champion's service on ports of its own, for a test that breaks it (kills its predictor)."""
+    return ServiceConfig.on_free_ports(
+        "models:/churn-model@champion", tracking_uri=served_champion.tracking_uri, log_dir=tmp_path
+    )

@@ -338,13 +338,9 @@ def test_churn_predict_cli(churn_service: LocalService, tmp_path: Path) -> None:
 
 
 def test_a_dead_predictor_gives_503_and_the_transformer_keeps_serving(
-    served_champion: ServedChampion, rows: list[dict[str, Any]], tmp_path: Path
+    own_service_config: ServiceConfig, rows: list[dict[str, Any]]
 ) -> None:
-    config = ServiceConfig.on_free_ports(
-        "models:/churn-model@champion",
-        tracking_uri=served_champion.tracking_uri,
-        log_dir=tmp_path,
-    )
+    config = own_service_config
     with LocalService(config).start(timeout=120) as service:
         service.processes["predictor"].kill()
         service.processes["predictor"].wait()

@@ -34,7 +34,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -252,13 +251,9 @@ class Outcome:
 
 
 def test_a_predictor_killed_under_load_gives_503s_then_the_transformer_recovers_by_itself(
-    served_champion: ServedChampion, rows: list[dict[str, Any]], tmp_path: Path
+    own_service_config: ServiceConfig, rows: list[dict[str, Any]]
 ) -> None:
-    config = ServiceConfig.on_free_ports(
-        "models:/churn-model@champion",
-        tracking_uri=served_champion.tracking_uri,
-        log_dir=tmp_path,
-    )
+    config = own_service_config
     bodies = [_v2_records_body([row]) for row in rows[:100]]
     outcomes: list[Outcome] = []
     lock = threading.Lock()

@@ -283,12 +283,12 @@ def _install_http_handlers() -> None:
     app.add_middleware(_ServiceMiddleware)
 
 
-def _read_binary_bodies_strictly(dataplane: Any) -> None:
-    """Decode binary-extension bodies with :mod:`churn.serving.binary` instead of KServe's reader.
+def _decode_bodies_strictly(dataplane: Any) -> None:
+    """Decode binary-extension bodies with :mod:`churn.serving.binary`, and V1 bodies orjson refuses.
 
     KServe's reader turned malformed header lengths, sizes and short bodies into 500s; ours
-    answers 400 naming the input. JSON bodies keep KServe's path. The data plane is our own
-    server's instance: nothing outside it changes.
+    answers 400 naming the input. V2 JSON bodies keep KServe's path. The data plane is our
+    own server's instance: nothing outside it changes.
     """
     from kserve.errors import InvalidInput
 
@@ -519,7 +519,7 @@ def serve(model: Any, args: argparse.Namespace) -> None:
     global BODY_READ_TIMEOUT_SECONDS
     BODY_READ_TIMEOUT_SECONDS = get_settings().serving.body_read_timeout_seconds
     MODEL_VERSIONS[model.name] = model.served.version
-    _read_binary_bodies_strictly(server.dataplane)
+    _decode_bodies_strictly(server.dataplane)
     _complete_metadata(server.dataplane)
     if not args.log_requests:  # KServe logs an access line and two timing lines per request
         for name in ("uvicorn.access", "kserve.trace"):

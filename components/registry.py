@@ -82,6 +82,7 @@ def promote_model(
         parent_run_id=parent_run_id,
         timeout=settings.mlflow.timeout_seconds,
         retries=settings.mlflow.max_retries,
+        identity=settings.mlflow.gate_identity,
     )
     steps.write_text(decision.path, steps.gate_markdown(result))
     return "promoted" if result["promoted"] else "rejected"

@@ -3,16 +3,21 @@ pytest puts tests/ on sys.path through tests/conftest.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from churn.serving.local import free_port
 
 BUCKET = "mlflow"
 #: Dummy credentials: moto accepts anything, but boto3 refuses to sign without some. The secret
@@ -70,3 +75,46 @@ def s3_client(url: str) -> Any:
         aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
         region_name=AWS_ENV["AWS_DEFAULT_REGION"],
     )
+
+
+@contextlib.contextmanager
+def mlflow_server_process(
+    root: Path, s3_endpoint: str, *, app_name: str = "", env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """A real ``mlflow server`` in ``root`` (sqlite backend, artifacts in ``s3://mlflow/``); yields its URI.
+
+    ``app_name`` starts it with ``--app-name`` (e.g. ``churn-auth``), configured by ``env``.
+    """
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    log = root / "mlflow_server.log"
+    server_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+        **AWS_ENV,
+        "MLFLOW_S3_ENDPOINT_URL": s3_endpoint,
+        # One worker and no job runner: ~0.5 GB instead of ~2.5 GB (see shared/ENVIRONMENT.md).
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        **(env or {}),
+    }
+    command = [
+        str(BIN / "mlflow"),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--default-artifact-root",
+        f"s3://{BUCKET}/",
+        "--workers",
+        "1",
+        *(["--app-name", app_name] if app_name else []),
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=server_env, cwd=root)
+    try:
+        wait_http(f"{uri}/health", process, log, seconds=60, ok={200})
+        yield uri
+    finally:
+        stop(process)

@@ -9,7 +9,10 @@ settings use ``__`` in variable names, e.g. ``CHURN_DATA__ROWS=5000`` or
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -99,6 +102,17 @@ class MlflowSettings(BaseModel):
     model_name: str = Field("churn-model", description="Registered model name.")
     timeout_seconds: int = Field(10, ge=1, description="HTTP timeout per request to a tracking server.")
     max_retries: int = Field(2, ge=0, description="HTTP retries per request before failing.")
+    gate_username: str | None = Field(
+        None,
+        description="MLflow user the promotion gate runs as (the only one with MANAGE on the model, which moving "
+        "@champion takes); unset = the same identity as every other step (MLFLOW_TRACKING_USERNAME).",
+    )
+    gate_password: SecretStr | None = Field(None, description="Password of the gate's MLflow user; never printed.")
+
+    @property
+    def gate_identity(self) -> tuple[str | None, str | None]:
+        """(user, password) the promotion gate talks to MLflow as; (None, None) = the process's own."""
+        return self.gate_username, self.gate_password.get_secret_value() if self.gate_password else None
 
 
 class ServingSettings(BaseModel):
@@ -257,3 +271,18 @@ def redacted(value: Any) -> Any:
     if isinstance(value, list):
         return [redacted(v) for v in value]
     return value
+
+
+@contextmanager
+def temporary_env(values: dict[str, str]) -> Iterator[None]:
+    """Set the environment variables ``values`` inside the block (child processes inherit them); restore after."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -297,53 +297,55 @@ def register(
     import mlflow
 
     from churn.registry import connect, log_candidate, register_challenger
+    from churn.registry.mlflow_registry import mlflow_errors
 
-    experiment_id = connect(
-        tracking_uri, experiment=experiment, artifact_location=artifact_location, timeout=timeout, retries=retries
-    )
-    test = read_split(test_path)
-    example = test.drop(columns=[LABEL]).head(5)
-    tags = {"data_fingerprint": fingerprint, "git_commit": git_commit(), "kfp_run_id": kfp_run_id}
-    by_family = {row["family"]: row for row in selection["candidates"]}
-    run_name = f"training {kfp_run_id or time.strftime('%Y%m%d-%H%M%S')}"
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as parent:
-        mlflow.set_tags({**tags, "winner": selection["winner"]})
-        mlflow.log_text(comparison_markdown(selection), "comparison.md")
-        mlflow.log_metrics({f"winner_test_{k}": v for k, v in selection["winner_test"].items()})
-        winner_uri = winner_run = ""
-        for family, folder in model_dirs.items():
-            model = load_model(folder)
-            row = by_family[family]
-            metrics = {f"val_{k}": v for k, v in model.info["validation"].items()}
-            metrics |= {f"test_{k}": v for k, v in row["test"].items()}
-            metrics |= {"fit_seconds": row["fit_seconds"]}
-            reference = sample = None
-            if family == selection["winner"] and train_path is not None:
-                reference, sample = reference_for(
-                    model, train_path, roc_auc=row["test"]["roc_auc"], test_labels=test[LABEL], bins=psi_bins
-                )
-            with mlflow.start_run(run_name=family, nested=True) as child:
-                uri = log_candidate(
-                    model,
-                    example=example,
-                    metrics=metrics,
-                    tags={**tags, "family": family},
-                    reference=reference,
-                    reference_sample=sample,
-                )
-            if family == selection["winner"]:
-                winner_uri, winner_run = uri, child.info.run_id
-        version = register_challenger(
-            winner_uri,
-            model_name,
-            tags={
-                **tags,
-                "family": selection["winner"],
-                "run_id": winner_run,
-                "test_roc_auc": f"{selection['winner_test']['roc_auc']:.6f}",
-            },
+    with mlflow_errors(tracking_uri, "log the training run and register the winner"):
+        experiment_id = connect(
+            tracking_uri, experiment=experiment, artifact_location=artifact_location, timeout=timeout, retries=retries
         )
-        mlflow.set_tag("registered_version", version)
+        test = read_split(test_path)
+        example = test.drop(columns=[LABEL]).head(5)
+        tags = {"data_fingerprint": fingerprint, "git_commit": git_commit(), "kfp_run_id": kfp_run_id}
+        by_family = {row["family"]: row for row in selection["candidates"]}
+        run_name = f"training {kfp_run_id or time.strftime('%Y%m%d-%H%M%S')}"
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as parent:
+            mlflow.set_tags({**tags, "winner": selection["winner"]})
+            mlflow.log_text(comparison_markdown(selection), "comparison.md")
+            mlflow.log_metrics({f"winner_test_{k}": v for k, v in selection["winner_test"].items()})
+            winner_uri = winner_run = ""
+            for family, folder in model_dirs.items():
+                model = load_model(folder)
+                row = by_family[family]
+                metrics = {f"val_{k}": v for k, v in model.info["validation"].items()}
+                metrics |= {f"test_{k}": v for k, v in row["test"].items()}
+                metrics |= {"fit_seconds": row["fit_seconds"]}
+                reference = sample = None
+                if family == selection["winner"] and train_path is not None:
+                    reference, sample = reference_for(
+                        model, train_path, roc_auc=row["test"]["roc_auc"], test_labels=test[LABEL], bins=psi_bins
+                    )
+                with mlflow.start_run(run_name=family, nested=True) as child:
+                    uri = log_candidate(
+                        model,
+                        example=example,
+                        metrics=metrics,
+                        tags={**tags, "family": family},
+                        reference=reference,
+                        reference_sample=sample,
+                    )
+                if family == selection["winner"]:
+                    winner_uri, winner_run = uri, child.info.run_id
+            version = register_challenger(
+                winner_uri,
+                model_name,
+                tags={
+                    **tags,
+                    "family": selection["winner"],
+                    "run_id": winner_run,
+                    "test_roc_auc": f"{selection['winner_test']['roc_auc']:.6f}",
+                },
+            )
+            mlflow.set_tag("registered_version", version)
     return {"parent_run_id": parent.info.run_id, "winner_run_id": winner_run, "version": version}
 
 
@@ -383,21 +385,28 @@ def promote(
     parent_run_id: str = "",
     timeout: int = 10,
     retries: int = 2,
+    identity: tuple[str | None, str | None] = (None, None),
 ) -> dict[str, Any]:
-    """Run the promotion gate for ``version`` and log the decision to the parent run."""
+    """Run the promotion gate for ``version`` and log the decision to the parent run.
+
+    ``identity`` (user, password) is the gate's own MLflow user: with the churn-auth server app
+    only MANAGE on the registered model moves ``@champion``, and only the gate's user has it.
+    """
     import mlflow
 
     from churn.registry import connect_registry, promote_if_better
+    from churn.registry.mlflow_registry import mlflow_errors, mlflow_identity
 
-    connect_registry(tracking_uri, timeout=timeout, retries=retries)
-    decision = promote_if_better(model_name, version, read_split(test_path), margin=margin)
-    if parent_run_id:
-        client = mlflow.MlflowClient()
-        client.log_metric(parent_run_id, "gate_challenger_roc_auc", decision.challenger_roc_auc)
-        if decision.champion_roc_auc is not None:
-            client.log_metric(parent_run_id, "gate_champion_roc_auc", decision.champion_roc_auc)
-        client.set_tag(parent_run_id, "gate_decision", "promoted" if decision.promoted else "rejected")
-        client.set_tag(parent_run_id, "gate_reason", decision.reason)
+    with mlflow_identity(*identity), mlflow_errors(tracking_uri, "run the promotion gate (move @champion)"):
+        connect_registry(tracking_uri, timeout=timeout, retries=retries)
+        decision = promote_if_better(model_name, version, read_split(test_path), margin=margin)
+        if parent_run_id:
+            client = mlflow.MlflowClient()
+            client.log_metric(parent_run_id, "gate_challenger_roc_auc", decision.challenger_roc_auc)
+            if decision.champion_roc_auc is not None:
+                client.log_metric(parent_run_id, "gate_champion_roc_auc", decision.champion_roc_auc)
+            client.set_tag(parent_run_id, "gate_decision", "promoted" if decision.promoted else "rejected")
+            client.set_tag(parent_run_id, "gate_reason", decision.reason)
     return decision.as_dict()
 
 

@@ -8,8 +8,6 @@ that S3 endpoint. Tests talk to both over TCP, exactly as the pipeline does in a
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +17,7 @@ import pytest
 
 from churn.serving.local import LocalService, ServiceConfig, free_port
 from churn.training.models import ChurnModel
-from servers import AWS_ENV, BIN, BUCKET, stop, wait_http
+from servers import mlflow_server_process
 
 
 @pytest.fixture
@@ -31,39 +29,8 @@ def closed_port_uri() -> str:
 @pytest.fixture(scope="session")
 def mlflow_server(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URI of a real ``mlflow server`` (sqlite backend, artifacts in ``s3://mlflow/`` on ``s3_endpoint``)."""
-    root = tmp_path_factory.mktemp("mlflow_server")
-    port = free_port()
-    uri = f"http://127.0.0.1:{port}"
-    log = root / "mlflow_server.log"
-    env = {
-        **os.environ,
-        **AWS_ENV,
-        "MLFLOW_S3_ENDPOINT_URL": s3_endpoint,
-        # One worker and no job runner: ~0.5 GB instead of ~2.5 GB (see shared/ENVIRONMENT.md).
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-    }
-    env.pop("MLFLOW_TRACKING_URI", None)
-    command = [
-        str(BIN / "mlflow"),
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--backend-store-uri",
-        f"sqlite:///{root / 'mlflow.db'}",
-        "--default-artifact-root",
-        f"s3://{BUCKET}/",
-        "--workers",
-        "1",
-    ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root)
-    try:
-        wait_http(f"{uri}/health", process, log, seconds=60, ok={200})
+    with mlflow_server_process(tmp_path_factory.mktemp("mlflow_server"), s3_endpoint) as uri:
         yield uri
-    finally:
-        stop(process)
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,14 @@ monitoring job) gets the estimator and its features from one place.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,12 +83,70 @@ def connect_registry(tracking_uri: str, *, timeout: int = 10, retries: int = 2) 
     mlflow.set_registry_uri(tracking_uri)
 
 
-def _check_server(uri: str, timeout: int) -> None:
-    url = uri.rstrip("/") + "/health"
+@contextmanager
+def mlflow_errors(uri: str, action: str) -> Iterator[None]:
+    """Turn MLflow's refusals (401 wrong or missing credentials, 403 no permission) into one clear line.
+
+    The line names the server, the user and what was refused, never the password.
+    """
+    from mlflow.exceptions import MlflowException
+
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        yield
+    except MlflowException as exc:
+        status: int | None = exc.get_http_status_code()  # type: ignore[no-untyped-call]
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME") or "(anonymous)"
+        if status == 401 or exc.error_code == "UNAUTHENTICATED":
+            raise ChurnError(_refused(uri, user)) from None
+        if status == 403 or exc.error_code == "PERMISSION_DENIED":
+            raise ChurnError(f"MLflow at {uri}: user {user} may not {action} (403 permission denied)") from None
+        if status is not None and 400 <= status < 500:
+            raise ChurnError(f"MLflow at {uri} refused to {action}: {exc.message}") from None
+        raise
+
+
+def _refused(uri: str, user: str) -> str:
+    return (
+        f"MLflow at {uri} refused the credentials of user {user} (401): "
+        "check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+    )
+
+
+@contextmanager
+def mlflow_identity(username: str | None, password: str | None) -> Iterator[None]:
+    """Talk to MLflow as ``username`` inside the block (MLflow reads MLFLOW_TRACKING_USERNAME/_PASSWORD per request)."""
+    from churn.config import temporary_env
+
+    if not username:
+        yield
+        return
+    with temporary_env({"MLFLOW_TRACKING_USERNAME": username, "MLFLOW_TRACKING_PASSWORD": password or ""}):
+        yield
+
+
+def _check_server(uri: str, timeout: int) -> None:
+    """Fail fast, naming the server (and the user, never the password), when it is down or refuses us.
+
+    ``/health`` needs no credentials; one cheap authenticated read then proves the credentials
+    before any task trains for minutes and only then finds them wrong.
+    """
+    base = uri.rstrip("/")
+    try:
+        with urllib.request.urlopen(base + "/health", timeout=timeout) as response:
             if response.status != 200:
                 raise ChurnError(f"MLflow tracking server {uri} answered {response.status} on /health")
+        probe = urllib.request.Request(base + "/api/2.0/mlflow/experiments/search?max_results=1")
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+        if user:
+            token = base64.b64encode(f"{user}:{os.environ.get('MLFLOW_TRACKING_PASSWORD', '')}".encode()).decode()
+            probe.add_header("Authorization", f"Basic {token}")
+        with urllib.request.urlopen(probe, timeout=timeout):
+            pass
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            raise ChurnError(_refused(uri, user or "(anonymous)")) from None
+        if exc.code != 403:  # 403: authenticated, only not allowed to list experiments
+            raise ChurnError(f"MLflow tracking server {uri} answered {exc.code} to an authenticated read") from None
     except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
         reason = getattr(exc, "reason", exc)
         raise ChurnError(f"MLflow tracking server {uri} is unreachable: {reason}") from None

@@ -88,8 +88,11 @@ def trigger_retraining(
     cluster_env: str = "",
 ) -> str:
     """Start a training run (locally, or through the KFP API); its promotion gate decides about @champion."""
+    from churn.config import get_settings
     from churn.retraining import trigger_training
+    from churn.schedule import Release
 
+    release = Release(get_settings().deploy.release)
     parameters = {
         "rows": rows,
         "date": date,
@@ -102,6 +105,9 @@ def trigger_retraining(
         "gate_margin": gate_margin,
         "s3_secret": s3_secret,
         "cluster_env": cluster_env,
+        # The training run's own MLflow users, not monitoring's read-only one.
+        "mlflow_secret": release.mlflow_secret("pipeline"),
+        "gate_secret": release.mlflow_secret("gate"),
     }
     print(f"verdict {verdict}: retraining ({mode})")
     return trigger_training(parameters, mode=mode, kfp_host=kfp_host)

@@ -27,18 +27,42 @@ CLUSTER_ENV_KEYS = (
     "CHURN_DEPLOY__SERVICE_ACCOUNT",
     "CHURN_IMAGE_REGISTRY",
 )
-#: Defaults of the two name parameters: the chart installed as release "churn".
+#: Keys of the chart's MLflow user Secrets (``<release>-mlflow-<role>``), read by MLflow's client as they are.
+MLFLOW_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+#: The gate's user, under the names the promotion gate reads (churn.config.MlflowSettings.gate_username/_password).
+GATE_KEYS = {
+    "MLFLOW_TRACKING_USERNAME": "CHURN_MLFLOW__GATE_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD": "CHURN_MLFLOW__GATE_PASSWORD",
+}
+#: The Pushgateway user Secret's keys, as the monitoring publisher reads them.
+PUSHGATEWAY_KEYS = {
+    "username": "CHURN_MONITORING__PUSHGATEWAY_USERNAME",
+    "password": "CHURN_MONITORING__PUSHGATEWAY_PASSWORD",
+}
+#: Defaults of the name parameters: the chart installed as release "churn".
 S3_SECRET = Release().s3_secret
 CLUSTER_ENV = Release().cluster_env
+MLFLOW_PIPELINE_SECRET = Release().mlflow_secret("pipeline")
+MLFLOW_GATE_SECRET = Release().mlflow_secret("gate")
+MLFLOW_READER_SECRET = Release().mlflow_secret("reader")
+PUSHGATEWAY_SECRET = Release().pushgateway_secret
 
 
-def use_cluster_env(s3_secret: str, cluster_env: str) -> None:
-    """Give every task of the pipeline being defined the S3 credentials and the chart's endpoints as env.
+def use_cluster_env(s3_secret: str, cluster_env: str, mlflow_secret: str | None = None) -> None:
+    """Give every task of the pipeline being defined the S3 credentials, its MLflow user and the chart's endpoints.
 
-    Call it last in the pipeline function, after every task exists.
+    Call it last in the pipeline function, after every task exists. A pipeline that does not
+    talk to MLflow passes no ``mlflow_secret``.
     """
     for task in dsl.pipeline_context.Pipeline.get_default_pipeline().tasks.values():
         kubernetes.use_secret_as_env(task, secret_name=s3_secret, secret_key_to_env={k: k for k in S3_KEYS})
+        if mlflow_secret is not None:
+            use_secret_env(task, mlflow_secret, {k: k for k in MLFLOW_KEYS})
         kubernetes.use_config_map_as_env(
             task, config_map_name=cluster_env, config_map_key_to_env={k: k for k in CLUSTER_ENV_KEYS}
         )
+
+
+def use_secret_env(task: dsl.PipelineTask, secret: str, keys: dict[str, str]) -> None:
+    """Give one task more credentials (the gate its MLflow user, the publisher its Pushgateway user), if they exist."""
+    kubernetes.use_secret_as_env(task, secret_name=secret, secret_key_to_env=keys, optional=True)

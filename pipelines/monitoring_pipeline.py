@@ -3,7 +3,15 @@
 from components.monitoring import check_drift, load_current, trigger_retraining, validate_current
 from kfp import dsl
 
-from pipelines._cluster import CLUSTER_ENV, S3_SECRET, use_cluster_env
+from pipelines._cluster import (
+    CLUSTER_ENV,
+    MLFLOW_READER_SECRET,
+    PUSHGATEWAY_KEYS,
+    PUSHGATEWAY_SECRET,
+    S3_SECRET,
+    use_cluster_env,
+    use_secret_env,
+)
 
 
 @dsl.pipeline(
@@ -29,6 +37,8 @@ def monitoring_pipeline(
     gate_margin: float = 0.002,
     s3_secret: str = S3_SECRET,
     cluster_env: str = CLUSTER_ENV,
+    mlflow_secret: str = MLFLOW_READER_SECRET,
+    pushgateway_secret: str = PUSHGATEWAY_SECRET,
 ) -> str:
     """Monitor one daily increment and, optionally, retrain on an alert.
 
@@ -51,6 +61,8 @@ def monitoring_pipeline(
         gate_margin: ROC-AUC by which the retrained challenger must beat the champion.
         s3_secret: In a cluster, the Secret with the S3 credentials (the chart's ``<release>-s3``).
         cluster_env: In a cluster, the chart's ``<release>-pipeline-env`` ConfigMap (endpoints, deploy target).
+        mlflow_secret: In a cluster, the MLflow user monitoring reads the champion as (``<release>-mlflow-reader``).
+        pushgateway_secret: In a cluster, the Pushgateway user results are pushed as (``<release>-pushgateway``).
 
     Returns:
         The verdict: "ok", "warn" or "alert" (the report lists the flagged features).
@@ -87,5 +99,7 @@ def monitoring_pipeline(
             cluster_env=cluster_env,
         )
         retrain.set_display_name("retrain (gate decides)").set_caching_options(False)
-    use_cluster_env(s3_secret, cluster_env)
+    use_cluster_env(s3_secret, cluster_env, mlflow_secret)
+    for task in (checked, drift):
+        use_secret_env(task, pushgateway_secret, PUSHGATEWAY_KEYS)
     return drift.outputs["Output"]

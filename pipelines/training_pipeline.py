@@ -7,7 +7,15 @@ from components.training import select_model, train_model
 from kfp import dsl
 
 from churn.training.models import FAMILIES
-from pipelines._cluster import CLUSTER_ENV, S3_SECRET, use_cluster_env
+from pipelines._cluster import (
+    CLUSTER_ENV,
+    GATE_KEYS,
+    MLFLOW_GATE_SECRET,
+    MLFLOW_PIPELINE_SECRET,
+    S3_SECRET,
+    use_cluster_env,
+    use_secret_env,
+)
 
 
 @dsl.pipeline(
@@ -33,6 +41,8 @@ def training_pipeline(
     canary_percent: int = -1,
     s3_secret: str = S3_SECRET,
     cluster_env: str = CLUSTER_ENV,
+    mlflow_secret: str = MLFLOW_PIPELINE_SECRET,
+    gate_secret: str = MLFLOW_GATE_SECRET,
 ) -> str:
     """Train, register and (maybe) promote a churn model.
 
@@ -54,6 +64,10 @@ def training_pipeline(
         canary_percent: Share of traffic for the new model (0-100); -1 rolls it out fully.
         s3_secret: In a cluster, the Secret with the S3 credentials (the chart's ``<release>-s3``).
         cluster_env: In a cluster, the chart's ``<release>-pipeline-env`` ConfigMap (endpoints, deploy target).
+        mlflow_secret: In a cluster, the MLflow user every task runs as (the chart's ``<release>-mlflow-pipeline``:
+            logs runs, registers versions, moves @challenger).
+        gate_secret: In a cluster, the promotion gate's own MLflow user (``<release>-mlflow-gate``), the only one
+            allowed to move @champion.
 
     Returns:
         The gate decision: "promoted" or "rejected".
@@ -107,5 +121,6 @@ def training_pipeline(
             canary_percent=canary_percent,
         )
         deployed.set_display_name("deploy to KServe").set_caching_options(False)
-    use_cluster_env(s3_secret, cluster_env)
+    use_cluster_env(s3_secret, cluster_env, mlflow_secret)
+    use_secret_env(gate, gate_secret, GATE_KEYS)
     return gate.outputs["Output"]

@@ -26,17 +26,15 @@ HEADER = "# Rendered from helm/churn-mlops by scripts/render_manifests.py; edit 
 
 def rendered(helm: str) -> list[dict[str, Any]]:
     out = subprocess.run(
-        # No Secret in committed manifests: a credential in the repository is a credential everybody
-        # knows. The base names the chart's Secret (churn-s3), which the user creates (see the overlay).
-        [
-            *(helm, "template", "churn", str(CHART), "--namespace", "churn-mlops", "--skip-tests"),
-            *("--set", "s3.existingSecret=churn-s3"),
-        ],
+        [helm, "template", "churn", str(CHART), "--namespace", "churn-mlops", "--skip-tests"],
         check=True,
         capture_output=True,
         text=True,
     ).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
+    # No Secret in committed manifests: a credential in the repository is a credential everybody
+    # knows. The base names the chart's Secrets, which the user creates with fresh random values
+    # from the chart's own templates/secrets.yaml (see manifests/overlays/example).
+    return [doc for doc in yaml.safe_load_all(out) if doc and doc["kind"] != "Secret"]
 
 
 def files(objects: list[dict[str, Any]]) -> dict[str, str]:

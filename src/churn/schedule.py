@@ -116,6 +116,15 @@ class Release:
     def cluster_env(self) -> str:
         return f"{self.name}-pipeline-env"
 
+    def mlflow_secret(self, role: str) -> str:
+        """The Secret holding the MLflow user of ``role`` (pipeline, gate, reader), keys MLFLOW_TRACKING_*."""
+        return f"{self.name}-mlflow-{role}"
+
+    @property
+    def pushgateway_secret(self) -> str:
+        """The Secret with the Pushgateway user the monitoring publisher pushes as."""
+        return f"{self.name}-pushgateway"
+
     @property
     def deployer(self) -> str:
         """The service account that may create and patch InferenceServices."""
@@ -150,8 +159,21 @@ def cluster_parameters(
     retrain = {"retrain_on_alert": True, "retrain_mode": "kfp"} if retrain_on_alert else {}
     return {
         "data": {**common, "destination": increments},
-        "training": {**common, **tracking, "deploy_mode": "cluster"},
-        "monitoring": {**common, **tracking, "current_uri": increments, **retrain},
+        "training": {
+            **common,
+            **tracking,
+            "deploy_mode": "cluster",
+            "mlflow_secret": names.mlflow_secret("pipeline"),
+            "gate_secret": names.mlflow_secret("gate"),
+        },
+        "monitoring": {
+            **common,
+            **tracking,
+            "current_uri": increments,
+            **retrain,
+            "mlflow_secret": names.mlflow_secret("reader"),
+            "pushgateway_secret": names.pushgateway_secret,
+        },
     }
 
 

@@ -137,10 +137,19 @@ def test_inference_service_wiring(helm: str) -> None:
 
 
 def test_existing_secret_replaces_the_generated_one(helm: str) -> None:
-    objects = render(helm, "--set", "s3.existingSecret=team-s3")
-    assert not [o for o in objects if o["kind"] == "Secret"]
-    account = next(o for o in objects if o["kind"] == "ServiceAccount" and o["metadata"]["name"] == "churn-models")
-    assert account["secrets"] == [{"name": "team-s3"}]
+    def secrets_and_account(*args: str) -> tuple[set[str], list[dict[str, str]]]:
+        objects = render(helm, "--set", "s3.existingSecret=team-s3", *args)
+        account = next(o for o in objects if o["kind"] == "ServiceAccount" and o["metadata"]["name"] == "churn-models")
+        return {o["metadata"]["name"] for o in objects if o["kind"] == "Secret"}, account["secrets"]
+
+    # In-cluster MinIO: the pipelines use the given user; the bucket Job creates the generated read-only one.
+    names, account_secrets = secrets_and_account()
+    assert "churn-s3" not in names and {"churn-s3-reader", "churn-minio-root"} <= names
+    assert account_secrets == [{"name": "churn-s3-reader"}]
+    # An external S3: the given Secret is the only S3 identity, the model servers' too.
+    names, account_secrets = secrets_and_account("--set", "minio.enabled=false")
+    assert not {n for n in names if n.startswith(("churn-s3", "churn-minio"))}
+    assert account_secrets == [{"name": "team-s3"}]
 
 
 @pytest.mark.parametrize(
@@ -224,7 +233,15 @@ def test_pipelines_elsewhere_and_prometheus_reach_what_they_need(helm: str) -> N
     objects = render(helm, *ALL_ON)
     placed = {(o["kind"], o["metadata"]["name"]): o["metadata"].get("namespace") for o in objects}
     assert placed[("ConfigMap", "churn-pipeline-env")] == placed[("ServiceAccount", "churn-deployer")] == "kubeflow"
-    assert sorted(o["metadata"]["namespace"] for o in objects if o["kind"] == "Secret") == ["kubeflow", "ml"]
+    where: dict[str, list[str]] = {}
+    for o in objects:
+        if o["kind"] == "Secret":
+            where.setdefault(o["metadata"]["name"], []).append(o["metadata"].get("namespace", "ml"))
+    # What the pipelines' tasks read is in both namespaces; what only the servers and Jobs read stays here.
+    mlflow_users = {f"churn-mlflow-{role}" for role in ("pipeline", "gate", "reader")}
+    for_pipelines = {"churn-s3", "churn-pushgateway", *mlflow_users}
+    assert {name for name, spaces in where.items() if sorted(spaces) == ["kubeflow", "ml"]} == for_pipelines
+    assert all(spaces == ["ml"] for name, spaces in where.items() if name not in for_pipelines)
     (binding,) = [o for o in objects if o["kind"] == "RoleBinding"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "churn-deployer", "namespace": "kubeflow"}]
     assert "namespace" not in binding["metadata"]  # the Role and its binding stay with the InferenceService

@@ -17,7 +17,15 @@ from typing import Any
 
 import pytest
 import yaml
-from pipelines._cluster import CLUSTER_ENV, CLUSTER_ENV_KEYS, S3_KEYS, S3_SECRET
+from pipelines._cluster import (
+    CLUSTER_ENV,
+    CLUSTER_ENV_KEYS,
+    GATE_KEYS,
+    MLFLOW_KEYS,
+    PUSHGATEWAY_KEYS,
+    S3_KEYS,
+    S3_SECRET,
+)
 from test_chart import render
 from test_deploy import STORAGE, assert_same_serving
 
@@ -39,6 +47,16 @@ def _compiled(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
 
 
+#: The MLflow user each pipeline's tasks run as (the data pipeline does not talk to MLflow).
+MLFLOW_USER = {"training": "mlflow_secret", "monitoring": "mlflow_secret", "data": None}
+#: Tasks that get one more identity: (pipeline, task) -> (parameter naming the Secret, its keys as env).
+EXTRA_IDENTITY = {
+    ("training", "promote-model"): ("gate_secret", GATE_KEYS),
+    ("monitoring", "validate-current"): ("pushgateway_secret", PUSHGATEWAY_KEYS),
+    ("monitoring", "check-drift"): ("pushgateway_secret", PUSHGATEWAY_KEYS),
+}
+
+
 @pytest.mark.parametrize("name", PIPELINES)
 def test_every_task_reads_the_secret_and_the_configmap_named_by_parameters(name: str) -> None:
     spec, executors = _compiled(name)
@@ -46,15 +64,31 @@ def test_every_task_reads_the_secret_and_the_configmap_named_by_parameters(name:
     inputs = spec["root"]["inputDefinitions"]["parameters"]
     assert inputs["s3_secret"]["defaultValue"] == S3_SECRET
     assert inputs["cluster_env"]["defaultValue"] == CLUSTER_ENV
+    extras = 0
     for executor, config in executors.items():
-        (secret,) = config["secretAsEnv"]
+        s3, *identities = config["secretAsEnv"]
         # Inside a dsl.If the root parameter reaches the task as KFP's "pipelinechannel--<name>".
-        assert secret["secretNameParameter"]["componentInputParameter"] in PARAM("s3_secret"), executor
-        assert {k["secretKey"] for k in secret["keyToEnv"]} == set(S3_KEYS)
+        assert s3["secretNameParameter"]["componentInputParameter"] in PARAM("s3_secret"), executor
+        assert {k["secretKey"] for k in s3["keyToEnv"]} == set(S3_KEYS) and not s3["optional"]
+        wanted = []
+        if MLFLOW_USER[name]:
+            wanted.append((MLFLOW_USER[name], {k: k for k in MLFLOW_KEYS}))
+        task = executor.removeprefix("exec-")
+        if (name, task) in EXTRA_IDENTITY:
+            wanted.append(EXTRA_IDENTITY[name, task])
+            extras += 1
+        got = [
+            (i["secretNameParameter"]["componentInputParameter"], {k["secretKey"]: k["envVar"] for k in i["keyToEnv"]})
+            for i in identities
+        ]
+        assert [(p.removeprefix("pipelinechannel--"), keys) for p, keys in got] == wanted, executor
+        # Optional: a release without MLflow auth or a Pushgateway user still starts its tasks.
+        assert all(i["optional"] for i in identities)
         (config_map,) = config["configMapAsEnv"]
         assert config_map["configMapNameParameter"]["componentInputParameter"] in PARAM("cluster_env"), executor
         assert [k["configMapKey"] for k in config_map["keyToEnv"]] == list(CLUSTER_ENV_KEYS)
         assert not config_map["optional"]
+    assert extras == sum(1 for pipeline, _ in EXTRA_IDENTITY if pipeline == name)
 
 
 @pytest.mark.parametrize("values", [[], ["--set", "mlflow.enabled=false", "--set", "pushgateway.enabled=false"]])

@@ -1,28 +1,35 @@
-"""No credential with a known value: the chart generates the S3 pair, keeps it on upgrade, commits none.
+"""No credential with a known value: the chart generates every one, keeps it on upgrade, commits none.
 
-What helm can show without a cluster: the rendered Secrets hold random credentials that no
-file of the chart contains and that differ between two installs; `existingSecret` renders
-no Secret; the manifests committed for `kubectl apply -k` hold no Secret at all. The
-keep-on-upgrade branch is the helper ``churn.s3CredentialsFrom`` fed the Secret that
-``lookup`` returns in a cluster: it is rendered here with such a Secret built by hand (helm
-template's ``lookup`` always returns nothing). That ``lookup`` finds the release's Secret
-during a real ``helm upgrade`` only a cluster can show.
+What helm can show without a cluster: every credential the chart renders (S3 users, MinIO's
+root, MLflow's admin and users, the Pushgateway's user) is random, in no file of the chart,
+and different between two installs; given values and existing Secrets are used instead;
+the manifests committed for `kubectl apply -k` hold no Secret, and the chart's own
+templates/secrets.yaml creates every Secret they name, with every key they read. The
+keep-on-upgrade branch is the helper ``churn.generatedFrom`` fed the Secret that ``lookup``
+returns in a cluster: it is rendered here with such a Secret built by hand (helm template's
+``lookup`` always returns nothing). That ``lookup`` finds the release's Secret during a real
+``helm upgrade`` only a cluster can show.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import pytest
 import yaml
+from moto.iam.policy_validation import IAMPolicyDocumentValidator
 
 pytestmark = pytest.mark.deploy
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "churn-mlops"
+#: Values that name a user rather than authenticate one (the chart's fixed user names).
+USER_NAMES = {"admin", "churn-monitoring", "churn-pipeline", "churn-gate", "churn-reader"}
 
 
 def _render(helm: str, chart: Path = CHART, *args: str) -> list[dict[str, Any]]:
@@ -33,60 +40,207 @@ def _render(helm: str, chart: Path = CHART, *args: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
 
-def _credentials(objects: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    secrets = [o for o in objects if o["kind"] == "Secret"]
-    return [(s["stringData"]["AWS_ACCESS_KEY_ID"], s["stringData"]["AWS_SECRET_ACCESS_KEY"]) for s in secrets]
+def _secrets(objects: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, str]]:
+    return {
+        (o["metadata"]["name"], o["metadata"].get("namespace", "ml")): o["stringData"]
+        for o in objects
+        if o["kind"] == "Secret"
+    }
+
+
+def _credentials(objects: list[dict[str, Any]]) -> dict[str, str]:
+    """Every generated credential, by Secret/key (configuration files and user names left out)."""
+    return {
+        f"{name}/{key}": value
+        for (name, _), data in _secrets(objects).items()
+        for key, value in data.items()
+        if value not in USER_NAMES and not key.endswith((".ini", ".yml"))
+    }
 
 
 def test_a_default_install_has_no_known_credential(helm: str) -> None:
     objects = _render(helm, CHART, "--set", "pipelines.namespace=kubeflow")
-    pairs = _credentials(objects)
-    assert len(pairs) == 2 and len(set(pairs)) == 1, "both namespaces get the one generated pair"
-    access, secret = pairs[0]
-    assert len(secret) >= 32 and len(access) >= 12
+    found = _credentials(objects)
+    wanted = {
+        "churn-s3/AWS_ACCESS_KEY_ID",
+        "churn-s3/AWS_SECRET_ACCESS_KEY",
+        "churn-s3-reader/AWS_SECRET_ACCESS_KEY",
+        "churn-minio-root/MINIO_ROOT_PASSWORD",
+        "churn-mlflow-admin/MLFLOW_AUTH_ADMIN_PASSWORD",
+        "churn-mlflow-admin/MLFLOW_FLASK_SERVER_SECRET_KEY",
+        "churn-pushgateway/password",
+        *(f"churn-mlflow-{role}/MLFLOW_TRACKING_PASSWORD" for role in ("pipeline", "gate", "reader")),
+    }
+    assert wanted <= set(found)
     chart_text = "\n".join(p.read_text() for p in CHART.rglob("*") if p.is_file())
-    for value in (access, secret, "change-me-please"):
-        assert value not in chart_text
+    assert "change-me-please" not in chart_text
+    for where, value in found.items():
+        assert value not in chart_text, where
+        if "SECRET" in where or "PASSWORD" in where or where.endswith("/password"):
+            assert len(value) >= 32, where
+    # Both namespaces get the same generated values; no two credentials are the same.
+    secrets = _secrets(objects)
+    assert secrets["churn-s3", "ml"] == secrets["churn-s3", "kubeflow"]
+    assert secrets["churn-mlflow-gate", "ml"] == secrets["churn-mlflow-gate", "kubeflow"]
+    passwords = [v for k, v in found.items() if not k.endswith(("ACCESS_KEY_ID", "ROOT_USER"))]
+    assert len(set(passwords)) == len(passwords)
     again = _credentials(_render(helm, CHART))
-    assert again[0][1] != secret and again[0][0] != access, "two installs must not share credentials"
+    for where, value in again.items():
+        assert value != found[where], f"two installs share {where}"
 
 
-def test_given_credentials_are_used_and_an_existing_secret_renders_none(helm: str) -> None:
-    given = _credentials(_render(helm, CHART, "--set", "s3.accessKey=team-a", "--set", "s3.secretKey=s"))
-    assert given == [("team-a", "s")]
-    assert not [o for o in _render(helm, CHART, "--set", "s3.existingSecret=mine") if o["kind"] == "Secret"]
+def test_given_credentials_are_used_and_existing_secrets_render_none(helm: str) -> None:
+    given = _secrets(
+        _render(
+            helm,
+            CHART,
+            *("--set", "s3.accessKey=team-a", "--set", "s3.secretKey=s3-given-key"),
+            *("--set", "minio.rootPassword=root-given-key", "--set", "mlflow.auth.adminPassword=admin-given-key"),
+            *("--set", "pushgateway.auth.password=push-given-key"),
+        )
+    )
+    assert given["churn-s3", "ml"] == {"AWS_ACCESS_KEY_ID": "team-a", "AWS_SECRET_ACCESS_KEY": "s3-given-key"}
+    assert given["churn-minio-root", "ml"]["MINIO_ROOT_PASSWORD"] == "root-given-key"
+    assert given["churn-mlflow-admin", "ml"]["MLFLOW_AUTH_ADMIN_PASSWORD"] == "admin-given-key"
+    assert given["churn-pushgateway", "ml"]["password"] == "push-given-key"
+    existing = _render(helm, CHART, "--set", "s3.existingSecret=mine", "--set", "s3.readerExistingSecret=mine-ro")
+    names = {name for name, _ in _secrets(existing)}
+    assert not {"churn-s3", "churn-s3-reader"} & names
+    account = next(o for o in existing if o["kind"] == "ServiceAccount" and o["metadata"]["name"] == "churn-models")
+    assert account["secrets"] == [{"name": "mine-ro"}]
 
 
-def test_the_committed_manifests_hold_no_secret() -> None:
+def test_the_pushgateway_web_config_holds_only_a_bcrypt_hash_of_the_users_password(helm: str) -> None:
+    secrets = _secrets(_render(helm))
+    user = secrets["churn-pushgateway", "ml"]
+    web = yaml.safe_load(secrets["churn-pushgateway-web", "ml"]["web-config.yml"])
+    (hashed,) = web["basic_auth_users"].values()
+    assert list(web["basic_auth_users"]) == [user["username"]]
+    assert user["password"] not in hashed and bcrypt.checkpw(user["password"].encode(), hashed.encode())
+    assert not bcrypt.checkpw(b"anything-else", hashed.encode())
+
+
+def test_the_minio_policies_are_valid_and_least_privilege(helm: str) -> None:
+    """Syntax by moto's IAM policy validator; scope: one bucket, and the reader gets reads only."""
+    objects = _render(helm, CHART, "--set", "s3.bucket=models")
+    (config,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "churn-minio-policies"]
+    policies = {name: json.loads(text) for name, text in config["data"].items()}
+    assert set(policies) == {"churn-readwrite.json", "churn-readonly.json"}
+    actions: dict[str, set[str]] = {}
+    for name, policy in policies.items():
+        IAMPolicyDocumentValidator(json.dumps(policy)).validate()  # raises on a malformed policy
+        for statement in policy["Statement"]:
+            assert statement["Effect"] == "Allow" and "*" not in json.dumps(statement["Action"])
+            assert set(statement["Resource"]) <= {"arn:aws:s3:::models", "arn:aws:s3:::models/*"}, name
+            actions.setdefault(name, set()).update(statement["Action"])
+    reads = {"s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation"}
+    assert actions["churn-readonly.json"] == reads
+    assert reads | {"s3:PutObject", "s3:DeleteObject"} <= actions["churn-readwrite.json"]
+    # The bucket Job creates both users with their policies, as MinIO's root, which nothing else reads.
+    (job,) = [o for o in objects if o["kind"] == "Job" and o["metadata"]["name"] == "churn-create-bucket"]
+    script = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    for line in ("policy attach s3 churn-readwrite", "policy attach s3 churn-readonly", "admin user add s3"):
+        assert line in script
+    root_readers = [
+        o["metadata"]["name"]
+        for o in objects
+        if o["kind"] in ("Deployment", "StatefulSet", "Job") and "churn-minio-root" in json.dumps(o)
+    ]
+    assert sorted(root_readers) == ["churn-create-bucket", "churn-minio"]
+
+
+def test_the_committed_manifests_hold_no_secret_and_the_chart_creates_each_they_name(helm: str) -> None:
+    named: dict[str, set[str]] = {}
     for path in (ROOT / "manifests").rglob("*.yaml"):
         for doc in yaml.safe_load_all(path.read_text()):
             assert not (doc and doc.get("kind") == "Secret"), f"{path} commits a Secret"
+            _secret_references(doc, named)
+    assert {"churn-s3", "churn-minio-root", "churn-mlflow-admin"} <= set(named)
+    created = _secrets(_render(helm, CHART, "--namespace", "churn-mlops", "--show-only", "templates/secrets.yaml"))
+    by_name = {name: set(data) for (name, _), data in created.items()}
+    for name, keys in named.items():
+        assert name in by_name, f"the base names Secret {name}, which templates/secrets.yaml does not create"
+        assert keys <= by_name[name], f"{name} lacks {keys - by_name[name]}"
 
 
-def test_an_upgrade_keeps_the_pair_an_install_generated(helm: str, tmp_path: Path) -> None:
+def _secret_references(node: Any, named: dict[str, set[str]]) -> None:
+    """Secret name -> keys read, from secretKeyRef, secretRef, secret volumes and ServiceAccount secrets."""
+    if isinstance(node, dict):
+        if "secretKeyRef" in node:
+            named.setdefault(node["secretKeyRef"]["name"], set()).add(node["secretKeyRef"]["key"])
+        if "secretRef" in node:
+            named.setdefault(node["secretRef"]["name"], set())
+        if "secretName" in node:
+            named.setdefault(node["secretName"], set())
+        if node.get("kind") == "ServiceAccount":
+            for ref in node.get("secrets", []):
+                named.setdefault(ref["name"], set())
+        for value in node.values():
+            _secret_references(value, named)
+    elif isinstance(node, list):
+        for value in node:
+            _secret_references(value, named)
+
+
+def test_an_upgrade_keeps_what_an_install_generated(helm: str, tmp_path: Path) -> None:
     """The helper the chart feeds `lookup`'s result into, fed a Secret as a cluster would return it."""
     chart = tmp_path / "churn-mlops"
     shutil.copytree(CHART, chart)
     encoded = {k: base64.b64encode(v.encode()).decode() for k, v in (("id", "kept-id"), ("key", "kept-key-0123"))}
+    keys = (
+        '(dict "AWS_ACCESS_KEY_ID" (list .Values.s3.accessKey "id") '
+        '"AWS_SECRET_ACCESS_KEY" (list .Values.s3.secretKey "secret"))'
+    )
     (chart / "templates" / "zz-keep.yaml").write_text(
         '{{- $existing := dict "data" (dict "AWS_ACCESS_KEY_ID" "' + encoded["id"] + '" '
         '"AWS_SECRET_ACCESS_KEY" "' + encoded["key"] + '") }}\n'
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: keep}\ndata:\n"
-        '  {{- include "churn.s3CredentialsFrom" (dict "values" .Values.s3 "existing" $existing) | nindent 2 }}\n'
+        '  {{- include "churn.generatedFrom" (dict "keys" ' + keys + ' "existing" $existing) | nindent 2 }}\n'
         "---\n"
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fresh}\ndata:\n"
-        '  {{- include "churn.s3CredentialsFrom" (dict "values" .Values.s3 "existing" dict) | nindent 2 }}\n'
+        '  {{- include "churn.generatedFrom" (dict "keys" ' + keys + ' "existing" dict) | nindent 2 }}\n'
     )
     maps = {o["metadata"]["name"]: o["data"] for o in _render(helm, chart) if o["kind"] == "ConfigMap"}
-    assert maps["keep"] == {"accessKey": "kept-id", "secretKey": "kept-key-0123"}
-    assert maps["fresh"]["secretKey"] not in ("kept-key-0123", "") and len(maps["fresh"]["secretKey"]) >= 32
+    assert maps["keep"] == {"AWS_ACCESS_KEY_ID": "kept-id", "AWS_SECRET_ACCESS_KEY": "kept-key-0123"}
+    fresh = maps["fresh"]["AWS_SECRET_ACCESS_KEY"]
+    assert fresh not in ("kept-key-0123", "") and len(fresh) >= 32
+    assert maps["fresh"]["AWS_ACCESS_KEY_ID"].startswith("churn-")
     # Values given on the command line win over what the cluster holds (a deliberate rotation).
     rotated = {
         o["metadata"]["name"]: o["data"]
         for o in _render(helm, chart, "--set", "s3.secretKey=rotated-key")
         if o["kind"] == "ConfigMap"
     }
-    assert rotated["keep"] == {"accessKey": "kept-id", "secretKey": "rotated-key"}
-    # The chart's own helper asks the cluster for the release's Secret by its name.
+    assert rotated["keep"] == {"AWS_ACCESS_KEY_ID": "kept-id", "AWS_SECRET_ACCESS_KEY": "rotated-key"}
+    # Every generated Secret goes through the one helper that asks the cluster for it by its name.
     helpers = (CHART / "templates" / "_helpers.tpl").read_text()
-    assert 'lookup "v1" "Secret" .Release.Namespace (include "churn.s3Secret" .)' in helpers
+    assert 'lookup "v1" "Secret" .root.Release.Namespace .name' in helpers
+    secrets_template = (CHART / "templates" / "secrets.yaml").read_text()
+    assert secrets_template.count('include "churn.generated"') + secrets_template.count("churn.s3Credentials") >= 6
+
+
+def test_mlflow_runs_with_authentication_and_its_users_beside_the_runs(helm: str) -> None:
+    def auth_ini(*args: str) -> str:
+        return _secrets(_render(helm, CHART, *args))["churn-mlflow-auth-config", "ml"]["auth.ini"]
+
+    objects = _render(helm)
+    (server,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "churn-mlflow"]
+    assert "--app-name=churn-auth" in server["spec"]["template"]["spec"]["containers"][0]["args"]
+    ini = auth_ini()
+    assert "default_permission = NO_PERMISSIONS" in ini and "database_uri = sqlite:////data/basic_auth.db" in ini
+    (job,) = [o for o in objects if o["kind"] == "Job" and o["metadata"]["name"] == "churn-mlflow-users"]
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["churn", "mlflow-auth", "setup"]
+    # A database store: the users go to the same database (MLflow's auth has its own tables).
+    database = "postgresql://mlflow:pw@db:5432/mlflow"
+    assert f"database_uri = {database}" in auth_ini("--set", f"mlflow.backendStoreUri={database}")
+    # The URL hidden in a Secret: the chart cannot read it, so it asks.
+    done = subprocess.run(
+        [helm, "template", "churn", str(CHART), "--set", "mlflow.backendStoreSecret=db-url"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0 and "mlflow.auth.databaseUri" in done.stderr
+    off = _render(helm, CHART, "--set", "mlflow.auth.enabled=false")
+    (server,) = [o for o in off if o["kind"] == "Deployment" and o["metadata"]["name"] == "churn-mlflow"]
+    assert not [a for a in server["spec"]["template"]["spec"]["containers"][0]["args"] if "app-name" in a]
+    assert not [o for o in off if "mlflow-admin" in o["metadata"]["name"] or "mlflow-users" in o["metadata"]["name"]]

@@ -19,12 +19,14 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from churn.serving.local import free_port
 from servers import s3_client
 
 pytestmark = pytest.mark.images
 Engine = Images = Any  # conftest.Engine, conftest.Images (tests are not a package)
+ROOT = Path(__file__).resolve().parents[2]
 #: The serving image's size aim (issue "Containers for real"): the training stack is 1.5 GB.
 SERVING_MAX_BYTES = 700 * 10**6
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -126,6 +128,77 @@ def test_mlflow_image_starts_with_its_default_command(engine: Engine, images: Im
     engine.run("run", "-d", "--name", name, "--user", "10001:10001", "-p", f"127.0.0.1:{port}:5000", images.mlflow)
     try:
         engine.wait_ready(name, f"http://127.0.0.1:{port}/health", 90)
+    finally:
+        engine.run("rm", "-f", "-t", "2", name, check=False)
+
+
+def test_the_mlflow_image_runs_the_charts_authenticated_server(
+    engine: Engine, images: Images, helm: str, tmp_path: Path
+) -> None:
+    """The image with the chart's own auth settings and generated admin: churn-auth loads, anonymous is refused."""
+    rendered = subprocess.run(
+        [helm, "template", "churn", str(ROOT / "helm" / "churn-mlops"), "--show-only", "templates/secrets.yaml"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    secrets = {d["metadata"]["name"]: d["stringData"] for d in yaml.safe_load_all(rendered) if d}
+    config = tmp_path / "auth.ini"
+    config.write_text(secrets["churn-mlflow-auth-config"]["auth.ini"])
+    config.chmod(0o644)
+    admin = secrets["churn-mlflow-admin"]
+    data = tmp_path / "data"  # the chart's volume at /data: runs and users side by side
+    data.mkdir(mode=0o777)
+    data.chmod(0o777)
+    port = free_port()
+    name = f"churn-test-mlflow-auth-{port}"
+    env = [f"--env={k}={v}" for k, v in {**admin, "MLFLOW_AUTH_CONFIG_PATH": "/etc/mlflow-auth/auth.ini"}.items()]
+    engine.run(
+        "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:5000", *engine.SECURE, "-v", f"{data}:/data",
+        "-v", f"{config}:/etc/mlflow-auth/auth.ini:ro", *env, images.mlflow,
+        "--host", "0.0.0.0", "--port", "5000", "--workers", "1", "--backend-store-uri", "sqlite:////data/mlflow.db",
+        "--app-name", "churn-auth",
+    )  # fmt: skip
+    try:
+        uri = f"http://127.0.0.1:{port}"
+        engine.wait_ready(name, f"{uri}/health", 120)
+        search = f"{uri}/api/2.0/mlflow/experiments/search?max_results=1"
+        assert requests.get(search, timeout=10).status_code == 401
+        as_admin = (admin["MLFLOW_AUTH_ADMIN_USERNAME"], admin["MLFLOW_AUTH_ADMIN_PASSWORD"])
+        assert requests.get(search, auth=as_admin, timeout=10).status_code == 200
+        # The users Job's command, from here, with the chart's generated users.
+        env_setup = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "CHURN_"))}
+        env_setup |= {"CHURN_MLFLOW__TRACKING_URI": uri, "MLFLOW_TRACKING_USERNAME": as_admin[0]}
+        env_setup |= {"MLFLOW_TRACKING_PASSWORD": as_admin[1]}
+        for role in ("pipeline", "gate", "reader"):
+            user = secrets[f"churn-mlflow-{role}"]
+            env_setup[f"CHURN_MLFLOW_AUTH_{role.upper()}_USERNAME"] = user["MLFLOW_TRACKING_USERNAME"]
+            env_setup[f"CHURN_MLFLOW_AUTH_{role.upper()}_PASSWORD"] = user["MLFLOW_TRACKING_PASSWORD"]
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "churn"), "mlflow-auth", "setup"],
+            env=env_setup,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        reader = secrets["churn-mlflow-reader"]
+        as_reader = (reader["MLFLOW_TRACKING_USERNAME"], reader["MLFLOW_TRACKING_PASSWORD"])
+        experiment = requests.get(
+            f"{uri}/api/2.0/mlflow/experiments/get-by-name",
+            params={"experiment_name": "churn"},
+            auth=as_reader,
+            timeout=10,
+        )
+        assert experiment.status_code == 200
+        created = requests.post(
+            f"{uri}/api/2.0/mlflow/runs/create",
+            json={"experiment_id": experiment.json()["experiment"]["experiment_id"]},
+            auth=as_reader,
+            timeout=10,
+        )
+        assert created.status_code == 403
+        assert {"mlflow.db", "basic_auth.db"} <= {p.name for p in data.iterdir()}  # users beside the runs
     finally:
         engine.run("rm", "-f", "-t", "2", name, check=False)
 

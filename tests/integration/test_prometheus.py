@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from churn.data import generate_customers
 from churn.errors import ChurnError
@@ -31,6 +32,7 @@ from churn.monitoring.publish import alert_rules_path, push_report
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "churn-mlops"
 RULES_TESTS = Path(__file__).parent / "prometheus" / "churn-alerts.test.yaml"
 BINARIES = ("promtool", "prometheus", "prometheus-pushgateway")
 
@@ -238,18 +240,29 @@ def test_a_drifted_run_raises_the_feature_drift_alert(
 
 
 def test_a_pushgateway_with_basic_auth_takes_only_the_publishers_pushes(
-    prometheus_bins: dict[str, str], profile: ReferenceProfile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    prometheus_bins: dict[str, str],
+    profile: ReferenceProfile,
+    helm: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A real Pushgateway with basic auth (--web.config.file): anonymous and wrong pushes refused."""
+    """A real Pushgateway with the chart's basic auth: anonymous and wrong pushes refused, the publisher's taken.
+
+    The web config (a bcrypt hash) and the user's Secret are the ones the chart generates.
+    """
     import base64
-    import secrets
 
-    import bcrypt
-
-    password = secrets.token_urlsafe(18)
-    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=6)).decode()
+    rendered = subprocess.run(
+        [helm, "template", "churn", str(CHART), "--show-only", "templates/secrets.yaml"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    secrets = {d["metadata"]["name"]: d["stringData"] for d in yaml.safe_load_all(rendered) if d}
+    user, password = secrets["churn-pushgateway"]["username"], secrets["churn-pushgateway"]["password"]
+    assert len(password) >= 32
     web = tmp_path / "web-config.yml"
-    web.write_text(json.dumps({"basic_auth_users": {"churn-monitoring": hashed}}))  # JSON is YAML
+    web.write_text(secrets["churn-pushgateway-web"]["web-config.yml"])
     address = f"127.0.0.1:{free_port()}"
     command = [
         prometheus_bins["prometheus-pushgateway"],
@@ -266,14 +279,14 @@ def test_a_pushgateway_with_basic_auth_takes_only_the_publishers_pushes(
         monkeypatch.delenv("CHURN_MONITORING__PUSHGATEWAY_USERNAME", raising=False)
         with pytest.raises(ChurnError, match=r"refused the push \(401\)"):
             push_report(report, gateway)  # anonymous
-        monkeypatch.setenv("CHURN_MONITORING__PUSHGATEWAY_USERNAME", "churn-monitoring")
+        monkeypatch.setenv("CHURN_MONITORING__PUSHGATEWAY_USERNAME", user)
         monkeypatch.setenv("CHURN_MONITORING__PUSHGATEWAY_PASSWORD", "not-the-password-" + password[:4])
         with pytest.raises(ChurnError, match=r"refused the push \(401\)") as refused:
             push_report(report, gateway)
         assert "not-the-password" not in str(refused.value)
         monkeypatch.setenv("CHURN_MONITORING__PUSHGATEWAY_PASSWORD", password)
         push_report(report, gateway)
-        token = base64.b64encode(f"churn-monitoring:{password}".encode()).decode()
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
         request = urllib.request.Request(f"{gateway}/metrics", headers={"Authorization": f"Basic {token}"})
         with urllib.request.urlopen(request, timeout=5) as response:
             assert "churn_monitoring_verdict" in response.read().decode()

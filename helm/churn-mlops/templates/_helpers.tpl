@@ -51,25 +51,110 @@ securityContext:
 {{- end -}}
 
 {{/*
-The S3 credentials of the Secret the chart creates, resolved once per render (every namespace
-gets the same pair): the values when given; else the pair already in the release's Secret
-(`lookup`, so `helm upgrade` keeps what install generated); else a new random pair.
+The values of a Secret the chart generates, resolved once per render (every namespace and
+every template that needs them get the same): for each key, the value given in the values;
+else the one the release's Secret of that name already holds (`lookup`, so `helm upgrade`
+keeps what install generated); else a new random one. Returns YAML (use `| fromYaml`).
+Args: root, name (the Secret), keys (key -> list of the given value and its kind: "id" =
+churn-<12 lowercase alphanumerics>, an access key or user name; "secret" = 40 alphanumerics).
 */}}
-{{- define "churn.s3Credentials" -}}
-{{- if not (hasKey .Values.s3 "resolvedCredentials") -}}
-{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "churn.s3Secret" .) -}}
-{{- $_ := set .Values.s3 "resolvedCredentials" (include "churn.s3CredentialsFrom" (dict "values" .Values.s3 "existing" $existing) | fromYaml) -}}
+{{- define "churn.generated" -}}
+{{- if not (hasKey .root.Values "generatedSecrets") -}}
+{{- $_ := set .root.Values "generatedSecrets" dict -}}
 {{- end -}}
+{{- if not (hasKey .root.Values.generatedSecrets .name) -}}
+{{- $existing := lookup "v1" "Secret" .root.Release.Namespace .name -}}
+{{- $_ := set .root.Values.generatedSecrets .name (include "churn.generatedFrom" (dict "keys" .keys "existing" $existing) | fromYaml) -}}
+{{- end -}}
+{{- toYaml (index .root.Values.generatedSecrets .name) -}}
 {{- end -}}
 
 {{/*
-The credential pair from the values, an existing Secret (its .data), or random, as YAML.
-Kept apart from `lookup` so that its keep-existing branch can be rendered without a cluster.
+The values from the given ones, an existing Secret (its .data), or random, as YAML. Kept
+apart from `lookup` so that its keep-existing branch can be rendered without a cluster.
 */}}
-{{- define "churn.s3CredentialsFrom" -}}
+{{- define "churn.generatedFrom" -}}
 {{- $data := (default dict (and .existing .existing.data)) -}}
-{{- $access := .values.accessKey | default (and (hasKey $data "AWS_ACCESS_KEY_ID") (index $data "AWS_ACCESS_KEY_ID" | b64dec)) | default (printf "churn-%s" (randAlphaNum 12 | lower)) -}}
-{{- $secret := .values.secretKey | default (and (hasKey $data "AWS_SECRET_ACCESS_KEY") (index $data "AWS_SECRET_ACCESS_KEY" | b64dec)) | default (randAlphaNum 40) -}}
-accessKey: {{ $access | quote }}
-secretKey: {{ $secret | quote }}
+{{- range $key, $spec := .keys }}
+{{- $kept := and (hasKey $data $key) (index $data $key | b64dec) }}
+{{- $random := ternary (printf "churn-%s" (randAlphaNum 12 | lower)) (randAlphaNum 40) (eq (index $spec 1) "id") }}
+{{ $key }}: {{ index $spec 0 | default $kept | default $random | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The S3 read/write user (pipelines, MLflow): its Secret's values. */}}
+{{- define "churn.s3Credentials" -}}
+{{- include "churn.generated" (dict "root" . "name" (include "churn.s3Secret" .) "keys" (dict "AWS_ACCESS_KEY_ID" (list .Values.s3.accessKey "id") "AWS_SECRET_ACCESS_KEY" (list .Values.s3.secretKey "secret"))) -}}
+{{- end -}}
+
+{{/* The read-only S3 user KServe's storage initializer downloads models as. */}}
+{{- define "churn.s3ReaderSecret" -}}
+{{- if .Values.s3.readerExistingSecret -}}
+{{- .Values.s3.readerExistingSecret -}}
+{{- else if .Values.minio.enabled -}}
+{{- printf "%s-s3-reader" (include "churn.fullname" .) -}}
+{{- else -}}
+{{- include "churn.s3Secret" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* MinIO's root user: only MinIO itself and the bucket Job see it. */}}
+{{- define "churn.minioRootSecret" -}}
+{{- printf "%s-minio-root" (include "churn.fullname" .) -}}
+{{- end -}}
+
+{{/* MLflow authentication is on (the churn-auth app) when the chart runs MLflow and mlflow.auth.enabled. */}}
+{{- define "churn.mlflowAuth" -}}
+{{- if and .Values.mlflow.enabled .Values.mlflow.auth.enabled }}true{{ end -}}
+{{- end -}}
+
+{{- define "churn.mlflowUserSecret" -}}
+{{- printf "%s-mlflow-%s" (include "churn.fullname" .root) .role -}}
+{{- end -}}
+
+{{/* Namespaces that get the pipelines' Secrets: the release's and the pipelines'. */}}
+{{- define "churn.secretNamespaces" -}}
+{{- toYaml (uniq (list .Release.Namespace (include "churn.pipelinesNamespace" .))) -}}
+{{- end -}}
+
+{{/* One Secret: args root, name, namespace, comment, data (key -> value). */}}
+{{- define "churn.secretObject" -}}
+# {{ .comment }}
+apiVersion: v1
+kind: Secret
+metadata:
+  name: {{ .name }}
+  namespace: {{ .namespace }}
+  labels:
+    {{- include "churn.labels" .root | nindent 4 }}
+type: Opaque
+stringData:
+  {{- toYaml .data | nindent 2 }}
+{{- end -}}
+
+{{/*
+An S3 (MinIO) policy on one bucket, as JSON: list the bucket and read its objects, and with
+write also put, delete and finish multipart uploads. Args: bucket, write.
+*/}}
+{{- define "churn.minioPolicy" -}}
+{{- $objects := list "s3:GetObject" -}}
+{{- $bucket := list "s3:GetBucketLocation" "s3:ListBucket" -}}
+{{- if .write -}}
+{{- $objects = concat $objects (list "s3:PutObject" "s3:DeleteObject" "s3:AbortMultipartUpload" "s3:ListMultipartUploadParts") -}}
+{{- $bucket = append $bucket "s3:ListBucketMultipartUploads" -}}
+{{- end -}}
+{{- dict "Version" "2012-10-17" "Statement" (list (dict "Effect" "Allow" "Action" $bucket "Resource" (list (printf "arn:aws:s3:::%s" .bucket))) (dict "Effect" "Allow" "Action" $objects "Resource" (list (printf "arn:aws:s3:::%s/*" .bucket)))) | toJson -}}
+{{- end -}}
+
+{{/*
+Where MLflow keeps its users: beside the runs, on the sqlite volume or in the same database
+(MLflow's auth has its own tables and its own alembic_version_auth).
+*/}}
+{{- define "churn.mlflowAuthDatabase" -}}
+{{- $sqlite := and (not .Values.mlflow.backendStoreUri) (not .Values.mlflow.backendStoreSecret) -}}
+{{- $database := .Values.mlflow.auth.databaseUri | default .Values.mlflow.backendStoreUri | default (ternary "sqlite:////data/basic_auth.db" "" $sqlite) -}}
+{{- if not $database -}}
+{{- fail "mlflow.auth.databaseUri: the database URL is in mlflow.backendStoreSecret, so give MLflow's users a database here (it may be the same URL)" -}}
+{{- end -}}
+{{- $database -}}
 {{- end -}}

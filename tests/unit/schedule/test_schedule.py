@@ -133,6 +133,12 @@ def test_cluster_runs_read_the_releases_secret_and_configmap_and_share_increment
         assert params[pipeline]["cluster_env"] == "prod-pipeline-env"
     assert params["data"]["destination"] == params["monitoring"]["current_uri"] == "s3://lake/churn/daily/"
     assert params["training"]["deploy_mode"] == "cluster"
+    # Each pipeline runs as its own MLflow user; the gate as the one that may move @champion.
+    assert params["training"]["mlflow_secret"] == "prod-mlflow-pipeline"
+    assert params["training"]["gate_secret"] == "prod-mlflow-gate"
+    assert params["monitoring"]["mlflow_secret"] == "prod-mlflow-reader"
+    assert params["monitoring"]["pushgateway_secret"] == "prod-pushgateway"
+    assert "mlflow_secret" not in params["data"]
     assert "retrain_on_alert" not in params["monitoring"]
     retraining = cluster_parameters(s3_secret="mine", retrain_on_alert=True)["monitoring"]
     assert retraining["s3_secret"] == "mine" and retraining["retrain_mode"] == "kfp" and retraining["retrain_on_alert"]

@@ -28,6 +28,9 @@ class DataSettings(BaseModel):
     churn_rate: float = Field(0.25, ge=0.01, le=0.9, description="Churn rate of the undrifted population.")
     date: dt.date | None = Field(None, description="Snapshot date of the main job; today (UTC) when unset.")
     format: Literal["csv", "parquet"] = Field("csv", description="File format of raw exports.")
+    label_delay_days: int = Field(
+        30, ge=0, le=365, description="Days after scoring when a customer's churn outcome (labels_YYYYMMDD) arrives."
+    )
 
 
 class ValidationSettings(BaseModel):
@@ -117,6 +120,15 @@ class ServingSettings(BaseModel):
     start_timeout_seconds: float = Field(120, gt=0, description="How long `churn serve` waits for both servers.")
     body_read_timeout_seconds: float = Field(
         30, gt=0, description="Longest wait for the rest of a request body before the servers answer 408."
+    )
+    prediction_log_uri: str | None = Field(
+        None, description="Folder or s3:// prefix where the transformer records every answer; unset = no log."
+    )
+    prediction_log_flush_seconds: float = Field(
+        1.0, gt=0, le=3600, description="Longest time an answer waits in memory before the log writes it."
+    )
+    prediction_log_max_queue: int = Field(
+        100_000, ge=1, description="Most answers held in memory for the log; beyond it they are dropped and counted."
     )
 
 

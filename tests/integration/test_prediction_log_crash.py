@@ -19,10 +19,10 @@ import uuid
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from serving_helpers import NAME, records
 
 from churn.serving.local import LocalService, ServiceConfig
 from churn.serving.prediction_log import read_prediction_log
-from serving_helpers import NAME, records
 
 FLUSH_SECONDS = 0.5
 #: A batch being written when the kill lands is lost too; writing ~100 records takes milliseconds,

@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from churn.errors import ChurnError
-from churn.io import atomic_path
+from churn.io import atomic_path, list_s3, s3_client
 
 log = logging.getLogger(__name__)
 
@@ -97,15 +97,6 @@ def _table(items: Sequence[Scored], model_name: str, model_version: str, source:
     )
 
 
-def _s3_client() -> Any:
-    import os
-
-    import boto3
-
-    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
-    return boto3.client("s3", endpoint_url=endpoint)
-
-
 def _write_objects(table: pa.Table, root: str, source: str, client: Any = None) -> list[str]:
     """Write ``table`` as one object per UTC day (atomically); return the paths or URIs written."""
     if table.num_rows == 0:
@@ -122,7 +113,7 @@ def _write_objects(table: pa.Table, root: str, source: str, client: Any = None) 
             buffer = io.BytesIO()
             pq.write_table(part, buffer)
             try:
-                (client or _s3_client()).put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
+                (client or s3_client()).put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
             except Exception as exc:
                 raise ChurnError(f"cannot write the prediction log to s3://{bucket}/{key}: {exc}") from exc
             written.append(f"s3://{bucket}/{key}")
@@ -183,9 +174,7 @@ def write_prediction_log(
     return _write_objects(_table([item], model_name, model_version, source), str(root), source)
 
 
-def read_prediction_log(
-    root: str | Path, *, start: dt.date | None = None, end: dt.date | None = None
-) -> pd.DataFrame:
+def read_prediction_log(root: str | Path, *, start: dt.date | None = None, end: dt.date | None = None) -> pd.DataFrame:
     """All records of the days ``start``..``end`` (inclusive; open when None), with a ``date`` column.
 
     Hidden files (a crash's leftover temporary file) are skipped; an unreadable object is a
@@ -198,11 +187,11 @@ def read_prediction_log(
             table = pq.read_table(handle)
         except (pa.ArrowInvalid, OSError) as exc:
             raise ChurnError(f"prediction log object {source} is not a readable parquet file: {exc}") from None
-        frame = table.to_pandas()
+        frame: pd.DataFrame = table.to_pandas()
         frame["date"] = day
         frames.append(frame)
     if not frames:
-        empty = SCHEMA.empty_table().to_pandas()
+        empty: pd.DataFrame = SCHEMA.empty_table().to_pandas()
         empty["date"] = pd.Series(dtype=object)
         return empty
     return pd.concat(frames, ignore_index=True)
@@ -219,12 +208,9 @@ def _objects(where: str, start: dt.date | None, end: dt.date | None) -> Any:
         return day
 
     if where.startswith("s3://"):
-        bucket, _, prefix = where.removeprefix("s3://").partition("/")
-        prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
-        client = _s3_client()
+        client = s3_client()
         try:
-            pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-            keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
+            bucket, prefix, keys = list_s3(where, client=client)
         except Exception as exc:
             raise ChurnError(f"cannot list the prediction log at {where}: {exc}") from exc
         for key in sorted(keys):
@@ -274,7 +260,7 @@ class PredictionLogger:
         self.source = source
         self._queue: queue.Queue[Scored] = queue.Queue(maxsize=max_queue)
         self._stop = threading.Event()
-        self._client = _s3_client() if self.root.startswith("s3://") else None
+        self._client = s3_client() if self.root.startswith("s3://") else None
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self.written = 0
         self.failed_writes = 0

@@ -25,7 +25,9 @@ def _scored(n: int, seed: int = 0) -> pd.DataFrame:
 def test_a_batch_run_is_logged_by_day_and_reads_back_exactly(tmp_path: Path) -> None:
     frame = _scored(500)
     when = dt.datetime(2026, 1, 6, 23, 59, tzinfo=dt.UTC)
-    written = write_prediction_log(frame, tmp_path, run_id="run-1", model_name="churn-model", model_version="3", scored_at=when)
+    written = write_prediction_log(
+        frame, tmp_path, run_id="run-1", model_name="churn-model", model_version="3", scored_at=when
+    )
     assert [Path(w).parent.name for w in written] == ["date=2026-01-06"]
     back = read_prediction_log(tmp_path)
     assert back["customer_id"].tolist() == frame["customer_id"].tolist()

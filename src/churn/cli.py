@@ -126,22 +126,71 @@ MONITORED_DAYS = ((1, "none", "clean day"), (2, "price_shock", "drifted day"))
 
 
 def _monitoring_demo(settings: Settings, date: str | None) -> None:
-    """Publish two daily increments with the data pipeline and run the monitoring pipeline on each."""
-    import datetime as dt
-
+    """Publish two daily increments, score and log them, run the monitoring pipeline on each, print the verdicts."""
     from churn.data.generator import parse_date
 
     snapshot = parse_date(date if date is not None else settings.data.date)
+    # The pipeline's tasks (subprocesses) read the expected label delay from the environment.
+    with _environment(CHURN_PERFORMANCE__LABEL_DELAY_DAYS=str(DEMO_LABEL_DELAY_DAYS)):
+        verdicts = _monitored_days(settings, snapshot)
+    out.print("[bold]monitoring[/bold] (drift checks of daily increments against the champion's reference)")
+    for day, scenario, what, run in verdicts:
+        out.print(f"  {day} {what:<12} scenario {scenario:<12} verdict: {_monitoring_line(run)}", highlight=False)
+    out.print(
+        f"[bold]performance[/bold] (logged predictions joined with the labels that have arrived, as of "
+        f"{verdicts[-1][0]}; labels come {DEMO_LABEL_DELAY_DAYS} day after scoring here, "
+        f"CHURN_PERFORMANCE__LABEL_DELAY_DAYS={settings.performance.label_delay_days} in production)"
+    )
+    for line in _performance_lines(verdicts[-1][3]):
+        out.print(f"  {line}", highlight=False)
+
+
+#: Days after scoring when the main job's demo labels arrive (so the loop closes within the demo).
+DEMO_LABEL_DELAY_DAYS = 1
+
+
+def _monitored_days(settings: Settings, snapshot: Any) -> list[tuple[Any, str, str, LocalRun]]:
+    """Publish, score and log, then monitor each of :data:`MONITORED_DAYS` after ``snapshot``."""
+    import datetime as dt
+
+    from churn.jobs import log_day_predictions
+
     verdicts = []
     for offset, scenario, what in MONITORED_DAYS:
         day = snapshot + dt.timedelta(days=offset)
         # A seed per day: each increment holds new customers, as a real day would.
         data = _run_pipeline("data", settings, date=day.isoformat(), scenario=scenario, seed=int(f"{day:%Y%m%d}"))
-        run = _run_pipeline("monitoring", settings, current_uri=str(data.output))
+        # The day's customers scored and logged (as the batch scoring run does); their labels arrive a day later.
+        log_day_predictions(settings, Path(str(data.output)), label_delay_days=DEMO_LABEL_DELAY_DAYS)
+        run = _run_pipeline("monitoring", settings, current_uri=str(data.output), as_of=day.isoformat())
         verdicts.append((day, scenario, what, run))
-    out.print("[bold]monitoring[/bold] (drift checks of daily increments against the champion's reference)")
-    for day, scenario, what, run in verdicts:
-        out.print(f"  {day} {what:<12} scenario {scenario:<12} verdict: {_monitoring_line(run)}", highlight=False)
+    return verdicts
+
+
+@contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Set environment variables for the duration of the block (child processes inherit them)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _performance_lines(run: LocalRun) -> list[str]:
+    """One line per cohort from a monitoring run's performance report."""
+    import json
+
+    report = run.run_dir / "check-performance" / "report" if run.run_dir else None
+    if report is None or not report.is_file():
+        return ["(no performance report)"]
+    found = json.loads(report.read_text())
+    return list(found["lines"]) or [f"no predictions logged ({'; '.join(found['notes'])})"]
 
 
 def _monitoring_line(run: LocalRun) -> str:
@@ -216,6 +265,8 @@ def _run_pipeline(name: str, settings: Settings, *, runner: Runner = "subprocess
         _print_training_summary(settings)
     if name == "monitoring":
         out.print(f"  verdict       {_monitoring_line(result)}", highlight=False)
+        for line in _performance_lines(result):
+            out.print(f"  performance   {line}", highlight=False)
     return result
 
 

@@ -28,9 +28,6 @@ class DataSettings(BaseModel):
     churn_rate: float = Field(0.25, ge=0.01, le=0.9, description="Churn rate of the undrifted population.")
     date: dt.date | None = Field(None, description="Snapshot date of the main job; today (UTC) when unset.")
     format: Literal["csv", "parquet"] = Field("csv", description="File format of raw exports.")
-    label_delay_days: int = Field(
-        30, ge=0, le=365, description="Days after scoring when a customer's churn outcome (labels_YYYYMMDD) arrives."
-    )
 
 
 class ValidationSettings(BaseModel):
@@ -196,6 +193,29 @@ class MonitoringSettings(BaseModel):
         return self
 
 
+class PerformanceSettings(BaseModel):
+    """Performance monitoring: the prediction log joined with the churn labels that have arrived."""
+
+    prediction_log_uri: str | None = Field(
+        None, description="Folder or s3:// prefix of the prediction log; unset = data_dir/predictions."
+    )
+    labels_uri: str | None = Field(
+        None, description="Folder or s3:// prefix of the labels_YYYYMMDD.csv files; unset = data_dir/labels."
+    )
+    label_delay_days: int = Field(
+        30,
+        ge=0,
+        le=365,
+        description="Days after scoring when a customer's churn label arrives (and the generator emits it).",
+    )
+    label_grace_days: int = Field(3, ge=0, le=365, description="Days labels may be late before 'labels overdue'.")
+    window_days: int = Field(90, ge=1, le=3650, description="Cohorts (days) a performance run looks back over.")
+    reference_cohorts: int = Field(
+        7, ge=1, description="Oldest labelled cohorts the CBPE calibrator is fitted on (the reference period)."
+    )
+    push_job: str = Field("churn-performance", description="Pushgateway job name (grouping key) of performance runs.")
+
+
 class Settings(BaseSettings):
     """Top-level settings of churn-mlops."""
 
@@ -208,6 +228,7 @@ class Settings(BaseSettings):
     training: TrainingSettings = TrainingSettings()
     mlflow: MlflowSettings = MlflowSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    performance: PerformanceSettings = PerformanceSettings()
     serving: ServingSettings = ServingSettings()
     deploy: DeploySettings = DeploySettings()
 
@@ -223,6 +244,16 @@ class Settings(BaseSettings):
     @property
     def reports_dir(self) -> Path:
         return self.data_dir / "reports"
+
+    @property
+    def prediction_log_uri(self) -> str:
+        """Where predictions are logged and performance runs read them."""
+        return self.performance.prediction_log_uri or str(self.data_dir / "predictions")
+
+    @property
+    def labels_uri(self) -> str:
+        """Where the delayed churn labels arrive."""
+        return self.performance.labels_uri or str(self.data_dir / "labels")
 
     @property
     def features_dir(self) -> Path:

@@ -127,10 +127,24 @@ class PerformanceReport:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out["levels"], out["verdict"] = self.levels, self.verdict
+        out["levels"], out["verdict"], out["lines"] = self.levels, self.verdict, self.lines()
         for cohort, obj in zip(out["cohorts"], self.cohorts, strict=True):
             cohort["level"] = obj.level
         return dict(_jsonable(out))
+
+    def metrics(self) -> dict[str, float]:
+        """Key numbers for the KFP Metrics artifact: levels and the newest realized and estimated ROC-AUC."""
+        from churn.monitoring.report import LEVELS
+
+        out = {f"{check}_level": float(LEVELS.index(level)) for check, level in self.levels.items()}
+        out["cohorts"] = float(len(self.cohorts))
+        out["labels_overdue_cohorts"] = float(sum(c.labels_overdue for c in self.cohorts))
+        for c in self.cohorts:  # oldest first: the newest wins
+            if c.estimated:
+                out["latest_estimated_roc_auc"] = c.estimated.roc_auc
+            if c.realized:
+                out["latest_realized_roc_auc"] = c.realized.roc_auc
+        return out
 
     def lines(self) -> list[str]:
         """One line per cohort: estimated ROC-AUC, and realized where labels have arrived."""
@@ -419,3 +433,70 @@ def fit_calibrator(frame: pd.DataFrame, reference_cohorts: int = 7) -> tuple[Cal
         return Calibrator.identity(), "nothing (too few labels yet: the model's probabilities are taken as calibrated)"
     where = f"{int(rows.sum())} labelled predictions of the cohorts {days[0]}..{days[-1]}"
     return Calibrator.fit(frame.loc[rows, "churn_probability"].to_numpy(dtype=np.float64), y), where
+
+
+def monitor_performance(
+    *,
+    json_path: str | Path,
+    markdown_path: str | Path | None = None,
+    tracking_uri: str,
+    model_uri: str,
+    prediction_log_uri: str,
+    labels_uri: str,
+    as_of: str = "",
+    pushgateway_url: str | None = None,
+    timeout: int = 10,
+    retries: int = 2,
+) -> PerformanceReport:
+    """The monitoring pipeline's performance step: join the prediction log with the labels, judge each cohort.
+
+    Loads the model's stored threshold and test ROC-AUC (the reference profile logged with it)
+    from MLflow, reads the last ``window_days`` of the prediction log and the labels that
+    have arrived by ``as_of`` (today, UTC, when empty), writes the JSON and Markdown reports
+    and pushes the metrics to the Pushgateway (its own job, ``churn-performance``).
+
+    Raises:
+        ChurnError: The model, the log or the labels cannot be read, or the push failed
+            (after the reports were written).
+
+    """
+    from churn.config import get_settings
+    from churn.data.generator import parse_date
+    from churn.data.labels import read_labels
+    from churn.monitoring.report import write_report
+    from churn.registry import connect_registry, download_model
+    from churn.registry.mlflow_registry import load_model_dir, reference_from_dir
+    from churn.serving.prediction_log import read_prediction_log
+
+    settings = get_settings()
+    p = settings.performance
+    day = parse_date(as_of or None)
+    connect_registry(tracking_uri, timeout=timeout, retries=retries)
+    folder = download_model(model_uri)
+    model = load_model_dir(folder)
+    profile = reference_from_dir(folder)
+    predictions = read_prediction_log(prediction_log_uri, start=day - dt.timedelta(days=p.window_days - 1), end=day)
+    labels = read_labels(labels_uri, as_of=day)
+    report = evaluate_cohorts(
+        predictions,
+        labels,
+        as_of=day,
+        threshold=model.threshold,
+        reference_roc_auc=profile.roc_auc,
+        reference_roc_auc_standard_error=profile.roc_auc_standard_error,
+        label_delay_days=p.label_delay_days,
+        label_grace_days=p.label_grace_days,
+        reference_cohorts=p.reference_cohorts,
+        settings=settings.monitoring,
+    )
+    written, _ = write_report(report, json_path, markdown_path)
+    gateway = pushgateway_url or settings.monitoring.pushgateway_url
+    if gateway:
+        from churn.monitoring.publish import push_performance
+
+        s = settings.monitoring
+        try:
+            push_performance(report, gateway, job=p.push_job, timeout=s.push_timeout_seconds)
+        except ChurnError as error:
+            raise ChurnError(f"{error} (the reports were written: {written})") from error
+    return report

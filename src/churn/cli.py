@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from churn import __version__
-from churn.config import Settings, get_settings, redact
+from churn.config import Settings, environment, get_settings, redact
 from churn.errors import ChurnError
 from churn.io import FileFormat
 
@@ -131,7 +131,7 @@ def _monitoring_demo(settings: Settings, date: str | None) -> None:
 
     snapshot = parse_date(date if date is not None else settings.data.date)
     # The pipeline's tasks (subprocesses) read the expected label delay from the environment.
-    with _environment(CHURN_PERFORMANCE__LABEL_DELAY_DAYS=str(DEMO_LABEL_DELAY_DAYS)):
+    with environment({"CHURN_PERFORMANCE__LABEL_DELAY_DAYS": str(DEMO_LABEL_DELAY_DAYS)}):
         verdicts = _monitored_days(settings, snapshot)
     out.print("[bold]monitoring[/bold] (drift checks of daily increments against the champion's reference)")
     for day, scenario, what, run in verdicts:
@@ -165,21 +165,6 @@ def _monitored_days(settings: Settings, snapshot: Any) -> list[tuple[Any, str, s
         run = _run_pipeline("monitoring", settings, current_uri=str(data.output), as_of=day.isoformat())
         verdicts.append((day, scenario, what, run))
     return verdicts
-
-
-@contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    """Set environment variables for the duration of the block (child processes inherit them)."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _performance_lines(run: LocalRun) -> list[str]:

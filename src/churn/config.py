@@ -9,7 +9,10 @@ settings use ``__`` in variable names, e.g. ``CHURN_DATA__ROWS=5000`` or
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -276,6 +279,25 @@ class Settings(BaseSettings):
         if tracking_uri.startswith(("http://", "https://", "databricks")):
             return None
         return (self.data_dir / "mlflow" / "artifacts").resolve().as_uri()
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of a block, then restore them.
+
+    Child processes started inside the block (a local pipeline's tasks) inherit the
+    values, so this is how a caller hands a ``CHURN_*`` setting to them.
+    """
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def get_settings() -> Settings:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from churn.config import Settings
+from churn.config import Settings, environment
 from churn.errors import ChurnError
 
 PIPELINES = ("training", "monitoring", "data")
@@ -140,16 +140,8 @@ def _task_environment(settings: Settings) -> Iterator[None]:
     """
     wanted = {"CHURN_DATA_DIR": str(settings.data_dir.resolve())}
     wanted.setdefault("OMP_WAIT_POLICY", os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
-    saved = {name: os.environ.get(name) for name in wanted}
-    os.environ.update(wanted)
-    try:
+    with environment(wanted):
         yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _follow(log: Path, on_task: Callable[[str, str], None], stop: threading.Event) -> None:

@@ -337,8 +337,8 @@ def data_validate(
 
 @data_app.command("scenarios")
 def data_scenarios() -> None:
-    """List the drift scenarios and the columns each one moves."""
-    from churn.data import SCENARIOS
+    """List the drift scenarios and the columns each one moves (a concept drift moves none)."""
+    from churn.data import CONCEPT_SCENARIOS, SCENARIOS
 
     table = Table(show_header=True)
     table.add_column("scenario")
@@ -347,7 +347,35 @@ def data_scenarios() -> None:
     for scenario in SCENARIOS.values():
         moves = "\n".join(f"{column}: {amount}" for column, amount in scenario.shifts.items()) or "-"
         table.add_row(scenario.name, scenario.description, moves)
+    for scenario in CONCEPT_SCENARIOS.values():
+        table.add_row(scenario.name, scenario.description, "no column: who churns changes (concept drift)")
     out.print(table)
+
+
+@data_app.command("labels")
+def data_labels(
+    file: Annotated[Path, typer.Argument(help="A generated export (.csv or .parquet) with its churned outcomes.")],
+    delay: Annotated[
+        int | None,
+        typer.Option(min=0, max=365, help="Days after the snapshot when the labels arrive [default: 30]."),
+    ] = None,
+    destination: Annotated[
+        str | None, typer.Option(help="Folder or s3:// prefix [default: CHURN_PERFORMANCE__LABELS_URI or data/labels].")
+    ] = None,
+) -> None:
+    """Emit the delayed churn labels of an export: labels_YYYYMMDD.csv dated `delay` days after its snapshot."""
+    from churn.data.labels import publish_labels
+    from churn.validation.reader import read_raw_file
+
+    settings = get_settings()
+    parsed = read_raw_file(file)
+    if parsed.frame is None or parsed.violations:
+        reasons = "; ".join(v.message for v in parsed.violations) or "unreadable"
+        err.print(f"error: cannot read {file}: {reasons}")
+        raise typer.Exit(1)
+    days = settings.performance.label_delay_days if delay is None else delay
+    for written in publish_labels(parsed.frame, days, destination or settings.labels_uri):
+        out.print(f"wrote {written} ({len(parsed.frame)} labels, {days} days after scoring)")
 
 
 @features_app.command("build")

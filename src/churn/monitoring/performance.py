@@ -338,7 +338,8 @@ def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame
     frame = pd.concat(
         [frame[has_id].drop_duplicates(["date", "customer_id"], keep="last"), frame[~has_id]], ignore_index=True
     )
-    outcome = labels.set_index("customer_id")["churned"] if len(labels) else pd.Series(dtype=float)
+    unique = labels.drop_duplicates("customer_id", keep="last")
+    outcome = unique.set_index("customer_id")["churned"] if len(unique) else pd.Series(dtype=float)
     frame["churned"] = frame["customer_id"].map(outcome).astype(float)
     return frame
 
@@ -385,14 +386,18 @@ def evaluate_cohorts(
     )
     if calibrator is None:
         calibrator, report.calibration = fit_calibrator(frame, reference_cohorts)
-    for day, cohort in frame.groupby("date", sort=True):
-        assert isinstance(day, dt.date)
+    for key, cohort in frame.groupby("date", sort=True):
+        day = key if isinstance(key, dt.date) else pd.Timestamp(str(key)).date()
         p = cohort["churn_probability"].to_numpy(dtype=np.float64)
         known = cohort["churned"].notna().to_numpy()
         due = day + dt.timedelta(days=label_delay_days)
         estimated = realized = None
-        if len(p) >= 2:
-            e = cbpe(p, threshold, calibrator, seed=day.toordinal())
+        try:
+            e = cbpe(p, threshold, calibrator, seed=day.toordinal()) if len(p) >= 2 else None
+        except ChurnError as error:  # every calibrated probability 0 or 1: nothing to estimate from
+            report.notes.append(f"cohort {day}: no estimate ({error})")
+            e = None
+        if e is not None:
             level = drop_level(
                 reference_roc_auc, reference_roc_auc_standard_error, e["roc_auc"], e["roc_auc_standard_error"], s
             )

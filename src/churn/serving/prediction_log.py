@@ -267,6 +267,8 @@ class PredictionLogger:
 
     def start(self) -> PredictionLogger:
         """Start the writer thread; a normal interpreter exit flushes what is queued."""
+        import churn.serving.metrics  # noqa: F401  (imported here, not on the writer thread's first flush)
+
         self._thread.start()
         atexit.register(self.close)
         return self

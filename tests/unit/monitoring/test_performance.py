@@ -190,3 +190,15 @@ def test_a_customer_scored_twice_a_day_counts_once_and_unknown_customers_still_c
     assert joined["churned"].notna().sum() == 1
     calibrator, what = fit_calibrator(joined)
     assert what.startswith("nothing") and calibrator(np.array([0.3]))[0] == pytest.approx(0.3)
+
+
+def test_a_cohort_that_cannot_be_estimated_is_noted_and_the_others_still_are(trained) -> None:
+    model, _, test_auc = trained
+    log, labels = scored(model, "2026-01-06", "none", 5)
+    never = Calibrator(np.array([0.0, 1.0]), np.array([0.0, 0.0]))  # "nobody churns": no expected positives
+    report = evaluate_cohorts(
+        log, labels, as_of=AS_OF, threshold=model.threshold, reference_roc_auc=test_auc, calibrator=never
+    )
+    (cohort,) = report.cohorts
+    assert cohort.estimated is None and cohort.realized is not None
+    assert any("no estimate" in note for note in report.notes)

@@ -28,7 +28,7 @@ def _churn(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproce
         env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=420,  # ~3 minutes on a busy 2-core machine with the performance loop (issue 15)
     )
 
 

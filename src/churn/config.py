@@ -144,6 +144,9 @@ class DeploySettings(BaseModel):
     service_account: str = Field(
         "", description="Service account of training runs a monitoring run submits (the chart's deployer)."
     )
+    s3_secret: str = Field(
+        "churn-s3", description="Secret with the S3 credentials the transformer writes its prediction log with."
+    )
 
 
 class MonitoringSettings(BaseModel):

@@ -228,6 +228,12 @@ def _objects(where: str, start: dt.date | None, end: dt.date | None) -> Any:
             yield day, str(path), str(path)
 
 
+def check_writer(root: str) -> None:
+    """Import what writing to ``root`` needs now (boto3 for ``s3://``), so a missing package fails at start."""
+    if root.startswith("s3://"):
+        import boto3  # noqa: F401
+
+
 class PredictionLogger:
     """A bounded queue of answers and a background thread that writes them in batches.
 

@@ -209,8 +209,13 @@ def _objects(where: str, start: dt.date | None, end: dt.date | None) -> Any:
 
     if where.startswith("s3://"):
         client = s3_client()
+        base = where.rstrip("/")
+        bucket, prefix = base.removeprefix("s3://").partition("/")[0], _root_prefix(base)
+        # With a window, list only its days' partitions, not the whole history of the log.
+        days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)] if start and end else []
+        parts = [f"{base}/date={day}/" for day in days] or [base]
         try:
-            bucket, prefix, keys = list_s3(where, client=client)
+            keys = [key for part in parts for key in list_s3(part, client=client)[2]]
         except Exception as exc:
             raise ChurnError(f"cannot list the prediction log at {where}: {exc}") from exc
         for key in sorted(keys):
@@ -226,6 +231,12 @@ def _objects(where: str, start: dt.date | None, end: dt.date | None) -> Any:
         day = wanted(path.parent.name.removeprefix("date="))
         if day is not None and not path.name.startswith("."):
             yield day, str(path), str(path)
+
+
+def _root_prefix(uri: str) -> str:
+    """The key prefix of an ``s3://bucket/prefix`` URI ("" or ending in "/")."""
+    prefix = uri.removeprefix("s3://").partition("/")[2].strip("/")
+    return prefix + "/" if prefix else ""
 
 
 def check_writer(root: str) -> None:

@@ -92,3 +92,6 @@ def test_the_log_on_a_real_s3_endpoint(s3_endpoint: str, s3_bucket: str, aws_env
     logger.close()
     back = read_prediction_log(root)
     assert len(back) == 301 and set(back["source"]) == {"batch", "online"}
+    today = dt.datetime.now(dt.UTC).date()  # a window lists only its days' partitions
+    assert len(read_prediction_log(root, start=today - dt.timedelta(days=2), end=today)) == 301
+    assert read_prediction_log(root, start=today + dt.timedelta(days=1), end=today + dt.timedelta(days=3)).empty

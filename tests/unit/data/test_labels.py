@@ -66,3 +66,23 @@ def test_concept_drift_changes_who_churns_but_no_input_and_not_the_churn_rate() 
     assert old_rule < roc_auc_score(half.frame["churned"], base.true_probability) < 0.8
     none = generate_customers(500, "2026-01-06", seed=3, scenario="concept_drift", strength=0.0)
     pd.testing.assert_frame_equal(none.frame, generate_customers(500, "2026-01-06", seed=3).frame)
+
+
+def test_the_labels_command_emits_the_file_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from churn.cli import app
+    from churn.io import write_raw
+
+    export = tmp_path / "customers_20260106.csv"
+    write_raw([generate_customers(150, "2026-01-06", seed=4).frame], export)
+    runner = CliRunner()
+    done = runner.invoke(app, ["data", "labels", str(export), "--delay", "7", "--destination", str(tmp_path / "lab")])
+    assert done.exit_code == 0, done.output
+    assert "labels_20260113.csv (150 labels, 7 days after scoring)" in done.output
+    assert len(read_labels(tmp_path / "lab", as_of=dt.date(2026, 1, 13))) == 150
+    bad = tmp_path / "customers_20260107.csv"
+    bad.write_text("customer_id,age\nC1,40\n")
+    refused = runner.invoke(app, ["data", "labels", str(bad)])
+    # `churn` prints a ChurnError as one line (cli.main); nothing was written before it.
+    assert isinstance(refused.exception, ChurnError) and "no column 'snapshot_date'" in str(refused.exception)

@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 BIN := .venv/bin
 
-.PHONY: help setup run test lint format typecheck pytest prometheus bench bench-training bench-serving bench-monitoring bench-images compile images clean
+.PHONY: help setup run test lint format typecheck pytest prometheus bench bench-training bench-serving bench-predlog bench-monitoring bench-images compile images clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -41,6 +41,9 @@ bench-training: setup ## Print the training-pipeline benchmark (100K and 1M rows
 
 bench-serving: setup ## Print the serving benchmark: in-process, predictor, transformer path, MLServer (own venv)
 	$(BIN)/python scripts/bench_serving.py
+
+bench-predlog: setup ## Print single-row req/s through the transformer with the prediction log off and on
+	$(BIN)/python scripts/bench_serving.py --log-only
 
 bench-monitoring: setup ## Print the drift-check benchmark vs Evidently (100K x 1M rows)
 	$(BIN)/python scripts/bench_monitoring.py

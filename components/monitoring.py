@@ -71,6 +71,45 @@ def check_drift(
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
+def check_performance(
+    report: Output[Artifact],
+    summary: Output[Markdown],
+    metrics: Output[Metrics],
+    tracking_uri: str = "",
+    model_name: str = "churn-model",
+    alias: str = "champion",
+    prediction_log_uri: str = "",
+    labels_uri: str = "",
+    as_of: str = "",
+    pushgateway_url: str = "",
+) -> str:
+    """Join the prediction log with the labels that have arrived: realized and estimated (CBPE) performance per cohort.
+
+    Returns the verdict ("ok", "warn" or "alert"); each cohort's line is in the report's metadata.
+    """
+    from churn.config import get_settings
+    from churn.monitoring.performance import monitor_performance
+
+    settings = get_settings()
+    result = monitor_performance(
+        json_path=report.path,
+        markdown_path=summary.path,
+        tracking_uri=tracking_uri or settings.tracking_uri,
+        model_uri=f"models:/{model_name}@{alias}",
+        prediction_log_uri=prediction_log_uri or settings.prediction_log_uri,
+        labels_uri=labels_uri or settings.labels_uri,
+        as_of=as_of,
+        pushgateway_url=pushgateway_url or settings.monitoring.pushgateway_url,
+        timeout=settings.mlflow.timeout_seconds,
+        retries=settings.mlflow.max_retries,
+    )
+    for name, value in result.metrics().items():
+        metrics.log_metric(name, value)
+    report.metadata.update({"verdict": result.verdict, "cohorts": result.lines()})
+    return result.verdict
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def trigger_retraining(
     verdict: str,
     mode: str = "local",

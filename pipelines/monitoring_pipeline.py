@@ -1,6 +1,6 @@
 """The daily monitoring pipeline: increment -> validation -> drift checks against the champion -> retraining."""
 
-from components.monitoring import check_drift, load_current, trigger_retraining, validate_current
+from components.monitoring import check_drift, check_performance, load_current, trigger_retraining, validate_current
 from kfp import dsl
 
 from pipelines._cluster import (
@@ -17,7 +17,8 @@ from pipelines._cluster import (
 @dsl.pipeline(
     name="churn-monitoring",
     description="Check the latest daily increment against the @champion's reference profile (PSI, chi-square, "
-    "churn rate, prediction drift, ROC-AUC), publish the metrics to the Pushgateway and, on an alert, retrain.",
+    "churn rate, prediction drift, ROC-AUC), join the prediction log with the labels that have arrived (realized "
+    "and estimated performance per daily cohort), publish the metrics to the Pushgateway and, on an alert, retrain.",
 )
 def monitoring_pipeline(
     current_uri: str = "",
@@ -35,6 +36,9 @@ def monitoring_pipeline(
     n_jobs: int = 2,
     mlflow_experiment: str = "churn",
     gate_margin: float = 0.002,
+    prediction_log_uri: str = "",
+    labels_uri: str = "",
+    as_of: str = "",
     s3_secret: str = S3_SECRET,
     cluster_env: str = CLUSTER_ENV,
     mlflow_secret: str = MLFLOW_READER_SECRET,
@@ -59,6 +63,11 @@ def monitoring_pipeline(
         n_jobs: Threads per estimator of the retraining run.
         mlflow_experiment: MLflow experiment of the retraining run.
         gate_margin: ROC-AUC by which the retrained challenger must beat the champion.
+        prediction_log_uri: Folder or s3:// prefix of the prediction log (empty: CHURN_PERFORMANCE__PREDICTION_LOG_URI
+            or data/predictions).
+        labels_uri: Folder or s3:// prefix of the labels_YYYYMMDD.csv files (empty: CHURN_PERFORMANCE__LABELS_URI
+            or data/labels).
+        as_of: The day performance is judged on, YYYY-MM-DD (empty: today): labels dated later have not arrived.
         s3_secret: In a cluster, the Secret with the S3 credentials (the chart's ``<release>-s3``).
         cluster_env: In a cluster, the chart's ``<release>-pipeline-env`` ConfigMap (endpoints, deploy target).
         mlflow_secret: In a cluster, the MLflow user monitoring reads the champion as (``<release>-mlflow-reader``).
@@ -79,6 +88,16 @@ def monitoring_pipeline(
         pushgateway_url=pushgateway_url,
     )
     drift.after(checked).set_display_name("drift checks vs @champion").set_caching_options(False)
+    performance = check_performance(
+        tracking_uri=mlflow_tracking_uri,
+        model_name=model_name,
+        prediction_log_uri=prediction_log_uri,
+        labels_uri=labels_uri,
+        as_of=as_of,
+        pushgateway_url=pushgateway_url,
+    )
+    performance.after(checked).set_display_name("performance per cohort (logged predictions + labels)")
+    performance.set_caching_options(False)
     alert = dsl.If(drift.outputs["Output"] == "alert", name="drift-alert")
     wanted = dsl.If(retrain_on_alert == True, name="retrain-on-alert")  # noqa: E712 (a KFP condition, not Python)
     with alert, wanted:
@@ -100,6 +119,6 @@ def monitoring_pipeline(
         )
         retrain.set_display_name("retrain (gate decides)").set_caching_options(False)
     use_cluster_env(s3_secret, cluster_env, mlflow_secret)
-    for task in (checked, drift):
+    for task in (checked, drift, performance):
         use_secret_env(task, pushgateway_secret, PUSHGATEWAY_KEYS)
     return drift.outputs["Output"]

@@ -14,10 +14,16 @@ by default):
 Clients are tritonclient (HTTP and gRPC) in this process; each single-row figure is
 sequential (one client) and with 8 concurrent clients (threads, one client each);
 batches are 1,000 rows. Servers and clients share the machine's cores, as they would
-on one node. Run:
+on one node.
+
+The prediction log (issue 15) is measured apart: the transformer path (gRPC hop), single
+rows over REST and gRPC, with the log off and on (a local folder, 1 s flush): both pairs
+of servers run at once and the client alternates between them in short blocks, so that a
+busy shared machine slows both alike. Run:
 
     .venv/bin/python scripts/bench_serving.py            # full run (a few minutes)
     .venv/bin/python scripts/bench_serving.py --quick    # fewer requests
+    .venv/bin/python scripts/bench_serving.py --log-only # only the prediction-log comparison
 """
 
 from __future__ import annotations
@@ -275,13 +281,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="Fewer requests per measurement.")
     parser.add_argument("--mlserver-venv", type=Path, default=ROOT / ".venv-mlserver")
     parser.add_argument("--json", type=Path, default=None, help="Also write the figures to this file.")
+    parser.add_argument("--log-only", action="store_true", help="Only the prediction log off/on comparison.")
+    parser.add_argument("--log-rounds", type=int, default=10, help="Alternating off/on blocks of that comparison.")
     args = parser.parse_args()
     n, n_each, repeats = (300, 60, 5) if args.quick else (2_000, 250, 30)
 
     from churn.serving.local import LocalService, ServiceConfig, free_port
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    python = mlserver_python(args.mlserver_venv)
+    python = None if args.log_only else mlserver_python(args.mlserver_venv)
     result: dict[str, Any] = {"family": args.family, "train_rows": args.rows, "requests": n}
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         workdir = Path(tmp)
@@ -290,6 +298,15 @@ def main() -> None:
         matrix = np.ascontiguousarray(model.features.transform(records))
         print(f"{len(records):,} test rows, {matrix.shape[1]} features", file=sys.stderr)
 
+        result["prediction_log"] = prediction_log_comparison(
+            model_dir, tracking, records, matrix, workdir, n, n_each, args.log_rounds
+        )
+        if args.log_only:
+            print_log_table(result["prediction_log"], n)
+            if args.json:
+                args.json.write_text(json.dumps(result, indent=2))
+            return
+        assert python is not None
         slices = len(records) // BATCH
         if slices < 1:
             raise SystemExit(f"need at least {BATCH:,} test rows; train on more rows (--rows)")
@@ -354,8 +371,119 @@ def main() -> None:
         finally:
             stop(process)
     print_table(result)
+    print_log_table(result["prediction_log"], n)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
+
+
+def prediction_log_comparison(
+    model_dir: Path,
+    tracking: str,
+    records: list[dict[str, Any]],
+    matrix: np.ndarray,
+    workdir: Path,
+    n: int,
+    n_each: int,
+    rounds: int,
+) -> dict[str, Any]:
+    """Single-row req/s through the transformer (gRPC hop) with the prediction log off and on.
+
+    Both pairs of servers run at once (one logging to a folder, one not) and the client
+    alternates between them in short blocks, so that the load of a shared machine falls on
+    both alike; each figure is the median over the blocks.
+    """
+    from churn.serving.local import LocalService, ServiceConfig
+    from churn.serving.prediction_log import read_prediction_log
+
+    log_root = workdir / "predictions"
+    configs = {
+        mode: ServiceConfig.on_free_ports(
+            str(model_dir),
+            tracking_uri=tracking,
+            log_dir=workdir / f"logs-log-{mode}",
+            extra_env={"CHURN_SERVING__PREDICTION_LOG_URI": str(log_root)} if mode == "on" else {},
+        )
+        for mode in ("off", "on")
+    }
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {
+        mode: {f"{proto}_{kind}": [] for proto in ("http", "grpc") for kind in ("single", "concurrent8")}
+        for mode in configs
+    }
+    blocks = max(2, rounds)
+    with LocalService(configs["off"]).start(timeout=120), LocalService(configs["on"]).start(timeout=120):
+        for proto in ("http", "grpc"):
+            clients = {
+                mode: Client(
+                    proto,
+                    f"{c.host}:{c.transformer_http_port if proto == 'http' else c.transformer_grpc_port}",
+                    matrix_input=None,
+                    records=records,
+                    matrix=matrix,
+                )
+                for mode, c in configs.items()
+            }
+            calls = {mode: client.make(1) for mode, client in clients.items()}
+            for block in range(blocks):
+                print(f"prediction log off/on, {proto}, block {block + 1}/{blocks}...", file=sys.stderr)
+                for mode in ("off", "on") if block % 2 == 0 else ("on", "off"):
+                    runs[mode][f"{proto}_single"].append(latency_run(calls[mode], max(100, n // blocks), warmup=10))
+                    runs[mode][f"{proto}_concurrent8"].append(
+                        concurrent_run(lambda c=clients[mode]: c.make(1), 8, max(20, n_each // blocks))
+                    )
+    return {"runs": runs, "logged_records": len(read_prediction_log(log_root)), **log_costs(workdir / "costs")}
+
+
+def log_costs(folder: Path, per_flush: int = 400) -> dict[str, float]:
+    """In-process costs of the log: one ``record`` (on the request path) and one flush (on the writer thread)."""
+    from churn.serving.prediction_log import PredictionLogger
+
+    logger = PredictionLogger(folder, model_name=NAME, model_version="1", flush_seconds=3600)
+    probability, label = np.array([0.42]), np.array([0], dtype=np.int32)
+    for i in range(per_flush):  # warm-up, and one flush to import what writing needs
+        logger.record(f"warm-{i}", [f"C-{i}"], probability, label)
+    logger.flush()
+    n = 20_000
+    start = time.perf_counter()
+    for i in range(n):
+        logger.record(f"req-{i}", [f"C-{i}"], probability, label)
+    record_us = (time.perf_counter() - start) / n * 1e6
+    logger.flush()
+    flushes = []
+    for _ in range(10):
+        for i in range(per_flush):
+            logger.record(f"req-{i}", [f"C-{i}"], probability, label)
+        start = time.perf_counter()
+        logger.flush()
+        flushes.append(time.perf_counter() - start)
+    return {"record_us": record_us, "flush_ms": float(np.median(flushes) * 1e3), "flush_records": per_flush}
+
+
+def print_log_table(r: dict[str, Any], n: int) -> None:
+    """Median over the blocks, off vs on, and their ratio (aim: within 5%)."""
+    runs = r["runs"]
+    blocks = len(runs["off"]["http_single"])
+    print(
+        f"\nprediction log: transformer path (hop gRPC), single rows, {n:,} requests per setting and path, "
+        f"both settings served at once, {blocks} alternating blocks (medians); {r['logged_records']:,} records logged\n"
+    )
+    head = f"{'request path':<28}{'clients':>8}{'log off req/s':>15}{'log on req/s':>14}{'on/off':>8}"
+    head += f"{'p50 off/on ms':>16}"
+    print(head)
+    print("-" * len(head))
+    for proto, name in (("http", "transformer REST"), ("grpc", "transformer gRPC")):
+        for kind, clients in (("single", 1), ("concurrent8", 8)):
+            off = [m["rps"] for m in runs["off"][f"{proto}_{kind}"]]
+            on = [m["rps"] for m in runs["on"][f"{proto}_{kind}"]]
+            p50 = [float(np.median([m["p50_ms"] for m in runs[mode][f"{proto}_{kind}"]])) for mode in ("off", "on")]
+            ratio = float(np.median(on)) / float(np.median(off))
+            print(
+                f"{name:<28}{clients:>8}{np.median(off):>15,.0f}{np.median(on):>14,.0f}{ratio:>8.3f}"
+                f"{f'{p50[0]:.2f} / {p50[1]:.2f}':>16}"
+            )
+    print(
+        f"\nin-process: one answer queued on the request path {r['record_us']:.1f} us; one flush of "
+        f"{r['flush_records']} answers (one parquet object, fsync, rename) {r['flush_ms']:.1f} ms on the writer thread"
+    )
 
 
 def print_table(r: dict[str, Any]) -> None:

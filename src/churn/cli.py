@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from churn import __version__
-from churn.config import Settings, get_settings, redact
+from churn.config import Settings, environment, get_settings, redact
 from churn.errors import ChurnError
 from churn.io import FileFormat
 
@@ -130,22 +130,56 @@ MONITORED_DAYS = ((1, "none", "clean day"), (2, "price_shock", "drifted day"))
 
 
 def _monitoring_demo(settings: Settings, date: str | None) -> None:
-    """Publish two daily increments with the data pipeline and run the monitoring pipeline on each."""
-    import datetime as dt
-
+    """Publish two daily increments, score and log them, run the monitoring pipeline on each, print the verdicts."""
     from churn.data.generator import parse_date
 
     snapshot = parse_date(date if date is not None else settings.data.date)
+    # The pipeline's tasks (subprocesses) read the expected label delay from the environment.
+    with environment({"CHURN_PERFORMANCE__LABEL_DELAY_DAYS": str(DEMO_LABEL_DELAY_DAYS)}):
+        verdicts = _monitored_days(settings, snapshot)
+    out.print("[bold]monitoring[/bold] (drift checks of daily increments against the champion's reference)")
+    for day, scenario, what, run in verdicts:
+        out.print(f"  {day} {what:<12} scenario {scenario:<12} verdict: {_monitoring_line(run)}", highlight=False)
+    out.print(
+        f"[bold]performance[/bold] (logged predictions joined with the labels that have arrived, as of "
+        f"{verdicts[-1][0]}; labels come {DEMO_LABEL_DELAY_DAYS} day after scoring here, "
+        f"CHURN_PERFORMANCE__LABEL_DELAY_DAYS={settings.performance.label_delay_days} in production)"
+    )
+    for line in _performance_lines(verdicts[-1][3]):
+        out.print(f"  {line}", highlight=False)
+
+
+#: Days after scoring when the main job's demo labels arrive (so the loop closes within the demo).
+DEMO_LABEL_DELAY_DAYS = 1
+
+
+def _monitored_days(settings: Settings, snapshot: Any) -> list[tuple[Any, str, str, LocalRun]]:
+    """Publish, score and log, then monitor each of :data:`MONITORED_DAYS` after ``snapshot``."""
+    import datetime as dt
+
+    from churn.jobs import log_day_predictions
+
     verdicts = []
     for offset, scenario, what in MONITORED_DAYS:
         day = snapshot + dt.timedelta(days=offset)
         # A seed per day: each increment holds new customers, as a real day would.
         data = _run_pipeline("data", settings, date=day.isoformat(), scenario=scenario, seed=int(f"{day:%Y%m%d}"))
-        run = _run_pipeline("monitoring", settings, current_uri=str(data.output))
+        # The day's customers scored and logged (as the batch scoring run does); their labels arrive a day later.
+        log_day_predictions(settings, Path(str(data.output)), label_delay_days=DEMO_LABEL_DELAY_DAYS)
+        run = _run_pipeline("monitoring", settings, current_uri=str(data.output), as_of=day.isoformat())
         verdicts.append((day, scenario, what, run))
-    out.print("[bold]monitoring[/bold] (drift checks of daily increments against the champion's reference)")
-    for day, scenario, what, run in verdicts:
-        out.print(f"  {day} {what:<12} scenario {scenario:<12} verdict: {_monitoring_line(run)}", highlight=False)
+    return verdicts
+
+
+def _performance_lines(run: LocalRun) -> list[str]:
+    """One line per cohort from a monitoring run's performance report."""
+    import json
+
+    report = run.run_dir / "check-performance" / "report" if run.run_dir else None
+    if report is None or not report.is_file():
+        return ["(no performance report)"]
+    found = json.loads(report.read_text())
+    return list(found["lines"]) or [f"no predictions logged ({'; '.join(found['notes'])})"]
 
 
 def _monitoring_line(run: LocalRun) -> str:
@@ -220,6 +254,8 @@ def _run_pipeline(name: str, settings: Settings, *, runner: Runner = "subprocess
         _print_training_summary(settings)
     if name == "monitoring":
         out.print(f"  verdict       {_monitoring_line(result)}", highlight=False)
+        for line in _performance_lines(result):
+            out.print(f"  performance   {line}", highlight=False)
     return result
 
 
@@ -305,8 +341,8 @@ def data_validate(
 
 @data_app.command("scenarios")
 def data_scenarios() -> None:
-    """List the drift scenarios and the columns each one moves."""
-    from churn.data import SCENARIOS
+    """List the drift scenarios and the columns each one moves (a concept drift moves none)."""
+    from churn.data import CONCEPT_SCENARIOS, SCENARIOS
 
     table = Table(show_header=True)
     table.add_column("scenario")
@@ -315,7 +351,35 @@ def data_scenarios() -> None:
     for scenario in SCENARIOS.values():
         moves = "\n".join(f"{column}: {amount}" for column, amount in scenario.shifts.items()) or "-"
         table.add_row(scenario.name, scenario.description, moves)
+    for scenario in CONCEPT_SCENARIOS.values():
+        table.add_row(scenario.name, scenario.description, "no column: who churns changes (concept drift)")
     out.print(table)
+
+
+@data_app.command("labels")
+def data_labels(
+    file: Annotated[Path, typer.Argument(help="A generated export (.csv or .parquet) with its churned outcomes.")],
+    delay: Annotated[
+        int | None,
+        typer.Option(min=0, max=365, help="Days after the snapshot when the labels arrive [default: 30]."),
+    ] = None,
+    destination: Annotated[
+        str | None, typer.Option(help="Folder or s3:// prefix [default: CHURN_PERFORMANCE__LABELS_URI or data/labels].")
+    ] = None,
+) -> None:
+    """Emit the delayed churn labels of an export: labels_YYYYMMDD.csv dated `delay` days after its snapshot."""
+    from churn.data.labels import publish_labels
+    from churn.validation.reader import read_raw_file
+
+    settings = get_settings()
+    parsed = read_raw_file(file)
+    if parsed.frame is None or parsed.violations:
+        reasons = "; ".join(v.message for v in parsed.violations) or "unreadable"
+        err.print(f"error: cannot read {file}: {reasons}")
+        raise typer.Exit(1)
+    days = settings.performance.label_delay_days if delay is None else delay
+    for written in publish_labels(parsed.frame, days, destination or settings.labels_uri):
+        out.print(f"wrote {written} ({len(parsed.frame)} labels, {days} days after scoring)")
 
 
 @features_app.command("build")

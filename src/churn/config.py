@@ -132,6 +132,15 @@ class ServingSettings(BaseModel):
     body_read_timeout_seconds: float = Field(
         30, gt=0, description="Longest wait for the rest of a request body before the servers answer 408."
     )
+    prediction_log_uri: str | None = Field(
+        None, description="Folder or s3:// prefix where the transformer records every answer; unset = no log."
+    )
+    prediction_log_flush_seconds: float = Field(
+        1.0, gt=0, le=3600, description="Longest time an answer waits in memory before the log writes it."
+    )
+    prediction_log_max_queue: int = Field(
+        100_000, ge=1, description="Most answers held in memory for the log; beyond it they are dropped and counted."
+    )
 
 
 class DeploySettings(BaseModel):
@@ -145,6 +154,9 @@ class DeploySettings(BaseModel):
     deployment_mode: str = Field("RawDeployment", description="KServe deployment mode of the InferenceService.")
     service_account: str = Field(
         "", description="Service account of training runs a monitoring run submits (the chart's deployer)."
+    )
+    s3_secret: str = Field(
+        "churn-s3", description="Secret with the S3 credentials the transformer writes its prediction log with."
     )
 
 
@@ -198,6 +210,29 @@ class MonitoringSettings(BaseModel):
         return self
 
 
+class PerformanceSettings(BaseModel):
+    """Performance monitoring: the prediction log joined with the churn labels that have arrived."""
+
+    prediction_log_uri: str | None = Field(
+        None, description="Folder or s3:// prefix of the prediction log; unset = data_dir/predictions."
+    )
+    labels_uri: str | None = Field(
+        None, description="Folder or s3:// prefix of the labels_YYYYMMDD.csv files; unset = data_dir/labels."
+    )
+    label_delay_days: int = Field(
+        30,
+        ge=0,
+        le=365,
+        description="Days after scoring when a customer's churn label arrives (and the generator emits it).",
+    )
+    label_grace_days: int = Field(3, ge=0, le=365, description="Days labels may be late before 'labels overdue'.")
+    window_days: int = Field(90, ge=1, le=3650, description="Cohorts (days) a performance run looks back over.")
+    reference_cohorts: int = Field(
+        7, ge=1, description="Oldest labelled cohorts the CBPE calibrator is fitted on (the reference period)."
+    )
+    push_job: str = Field("churn-performance", description="Pushgateway job name (grouping key) of performance runs.")
+
+
 class Settings(BaseSettings):
     """Top-level settings of churn-mlops."""
 
@@ -210,6 +245,7 @@ class Settings(BaseSettings):
     training: TrainingSettings = TrainingSettings()
     mlflow: MlflowSettings = MlflowSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    performance: PerformanceSettings = PerformanceSettings()
     serving: ServingSettings = ServingSettings()
     deploy: DeploySettings = DeploySettings()
 
@@ -225,6 +261,16 @@ class Settings(BaseSettings):
     @property
     def reports_dir(self) -> Path:
         return self.data_dir / "reports"
+
+    @property
+    def prediction_log_uri(self) -> str:
+        """Where predictions are logged and performance runs read them."""
+        return self.performance.prediction_log_uri or str(self.data_dir / "predictions")
+
+    @property
+    def labels_uri(self) -> str:
+        """Where the delayed churn labels arrive."""
+        return self.performance.labels_uri or str(self.data_dir / "labels")
 
     @property
     def features_dir(self) -> Path:
@@ -249,6 +295,25 @@ class Settings(BaseSettings):
         return (self.data_dir / "mlflow" / "artifacts").resolve().as_uri()
 
 
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of a block, then restore them.
+
+    Child processes started inside the block (a local pipeline's tasks) inherit the
+    values, so this is how a caller hands a ``CHURN_*`` setting to them.
+    """
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def get_settings() -> Settings:
     """Read the settings now (environment and ``.env`` included)."""
     return Settings()
@@ -271,18 +336,3 @@ def redacted(value: Any) -> Any:
     if isinstance(value, list):
         return [redacted(v) for v in value]
     return value
-
-
-@contextmanager
-def temporary_env(values: dict[str, str]) -> Iterator[None]:
-    """Set the environment variables ``values`` inside the block (child processes inherit them); restore after."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value

@@ -10,6 +10,7 @@ URI back. Without a cluster it writes the manifest it would apply, and says so.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,11 @@ class ServingTarget:
     predictor_protocol: str = "grpc-v2"
     max_batch_size: int = 10_000
     deployment_mode: str = "RawDeployment"
+    #: Where the transformer logs its answers (empty: no log), and the S3 it writes them to.
+    prediction_log_uri: str = ""
+    s3_secret: str = "churn-s3"
+    s3_endpoint: str = ""
+    s3_region: str = "us-east-1"
 
     @classmethod
     def from_settings(cls, settings: Settings, *, name: str = "", namespace: str = "") -> ServingTarget:
@@ -47,6 +53,10 @@ class ServingTarget:
             predictor_protocol=settings.serving.predictor_protocol,
             max_batch_size=settings.serving.max_batch_size,
             deployment_mode=settings.deploy.deployment_mode,
+            prediction_log_uri=settings.serving.prediction_log_uri or "",
+            s3_secret=settings.deploy.s3_secret,
+            s3_endpoint=os.environ.get("AWS_ENDPOINT_URL", ""),
+            s3_region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
         )
 
 
@@ -85,6 +95,18 @@ def inference_service(
     }
     if canary_percent is not None:
         predictor["canaryTrafficPercent"] = canary_percent
+    env: list[dict[str, Any]] = [{"name": "STORAGE_URI", "value": storage}, {"name": "HOME", "value": "/tmp"}]
+    log_args = []
+    if target.prediction_log_uri:  # the log's writer (boto3) needs the S3 endpoint and credentials
+        log_args = [f"--prediction_log={target.prediction_log_uri}"]
+        env += [
+            {"name": "AWS_ENDPOINT_URL", "value": target.s3_endpoint},
+            {"name": "AWS_DEFAULT_REGION", "value": target.s3_region},
+        ]
+        env += [
+            {"name": key, "valueFrom": {"secretKeyRef": {"name": target.s3_secret, "key": key}}}
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        ]
     transformer = {
         "name": "kserve-container",
         "image": target.image,
@@ -94,8 +116,9 @@ def inference_service(
             f"--predictor_protocol={target.predictor_protocol}",
             f"--max_batch_size={target.max_batch_size}",
             *args,
+            *log_args,
         ],
-        "env": [{"name": "STORAGE_URI", "value": storage}, {"name": "HOME", "value": "/tmp"}],
+        "env": env,
     }
     return {
         "apiVersion": f"{GROUP}/{VERSION}",

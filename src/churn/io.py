@@ -106,3 +106,23 @@ def write_raw(frames: Iterable[pd.DataFrame], path: str | os.PathLike[str], fmt:
             for frame in frames:
                 writer.write_table(raw_table(frame))
     return Path(path)
+
+
+def s3_client() -> Any:
+    """A boto3 S3 client on ``AWS_ENDPOINT_URL`` or ``MLFLOW_S3_ENDPOINT_URL`` (MinIO), else AWS."""
+    import boto3
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
+    return boto3.client("s3", endpoint_url=endpoint)
+
+
+def list_s3(uri: str, *, client: Any = None, recursive: bool = True) -> tuple[str, str, list[str]]:
+    """The bucket, the prefix (``""`` or ending in ``/``) and the keys under an ``s3://bucket/prefix`` URI.
+
+    Listing failures propagate as boto3 raised them; callers name the URI in their error.
+    """
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+    options = {} if recursive else {"Delimiter": "/"}
+    pages = (client or s3_client()).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, **options)
+    return bucket, prefix, [item["Key"] for page in pages for item in page.get("Contents", [])]

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from churn.config import Settings, temporary_env
+from churn.config import Settings, environment
 from churn.errors import ChurnError
 
 PIPELINES = ("training", "monitoring", "data")
 #: Tasks per pipeline, for progress reporting (monitoring: one more when it triggers retraining).
-TASK_COUNTS = {"training": 11, "monitoring": 3, "data": 3}
+TASK_COUNTS = {"training": 11, "monitoring": 4, "data": 3}
 _TASK_DONE = re.compile(r"Task \S*'([\w-]+)'\S* finished with status \S*?(SUCCESS|FAILURE)")
 COMPILED_DIR = Path("pipelines/compiled")
 #: Where tasks run: subprocesses of this Python, or containers of the component image.
@@ -140,7 +140,7 @@ def _task_environment(settings: Settings) -> Iterator[None]:
     """
     wanted = {"CHURN_DATA_DIR": str(settings.data_dir.resolve())}
     wanted.setdefault("OMP_WAIT_POLICY", os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
-    with temporary_env(wanted):
+    with environment(wanted):
         yield
 
 

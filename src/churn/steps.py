@@ -83,10 +83,9 @@ def load_data(
 
 def _s3() -> Any:
     """A boto3 S3 client on ``AWS_ENDPOINT_URL`` or ``MLFLOW_S3_ENDPOINT_URL`` (MinIO), else AWS."""
-    import boto3
+    from churn.io import s3_client
 
-    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
-    return boto3.client("s3", endpoint_url=endpoint)
+    return s3_client()
 
 
 def _fetch(uri: str, out: Path) -> None:

@@ -158,8 +158,31 @@ def test_invalid_current_data_fails_the_run_and_records_a_failed_monitoring_run(
 def test_a_good_run_pushes_its_metrics(trained: Settings, pushgateway: tuple[str, list[str]]) -> None:
     url, pushes = pushgateway
     assert _monitor(trained, _day(trained, "2026-01-06", "none"), pushgateway_url=url).output == "ok"
-    assert len(pushes) == 1 and pushes[0].startswith("PUT /metrics/job/churn-monitoring")
-    assert "churn_feature_psi" in pushes[0] and "churn_monitoring_failed 0.0" in pushes[0]
+    drift = [p for p in pushes if p.startswith("PUT /metrics/job/churn-monitoring")]
+    performance = [p for p in pushes if p.startswith("PUT /metrics/job/churn-performance")]
+    assert len(drift) == len(performance) == 1 and len(pushes) == 2  # two jobs: neither replaces the other
+    assert "churn_feature_psi" in drift[0] and "churn_monitoring_failed 0.0" in drift[0]
+    assert "churn_performance_check_level" in performance[0]
+
+
+def test_the_performance_step_joins_logged_predictions_with_the_labels_that_have_arrived(trained: Settings) -> None:
+    from churn.jobs import log_day_predictions
+
+    for date in ("2026-01-09", "2026-01-10"):
+        published = Path(_day(trained, date, "none"))
+        logged = log_day_predictions(trained, published, label_delay_days=1)
+        assert logged["rows"] == 1_000 and Path(logged["predictions"][0]).parent.name == f"date={date}"
+    run = _monitor(trained, str(published), as_of="2026-01-10")
+    assert run.run_dir is not None
+    report = json.loads((run.run_dir / "check-performance" / "report").read_text())
+    by_day = {c["cohort"]: c for c in report["cohorts"]}
+    first, second = by_day["2026-01-09"], by_day["2026-01-10"]
+    assert first["labelled"] == 1_000 and first["realized"]["roc_auc"] > 0.7
+    assert abs(first["estimated"]["roc_auc"] - first["realized"]["roc_auc"]) < 0.05
+    assert second["labelled"] == 0 and second["realized"] is None and second["estimated"]["roc_auc"] > 0.7
+    assert second["labels_due"] == "2026-02-09" and report["levels"]["labels"] == "ok"  # the configured 30 days
+    assert len(report["lines"]) == len(report["cohorts"]) and "realized" in report["lines"][-2]
+    assert "# Performance as of 2026-01-10" in (run.run_dir / "check-performance" / "summary").read_text()
 
 
 class _StandInKfpClient:

@@ -61,7 +61,13 @@ class StandInCustomObjects:
 def test_manifest_is_the_charts_inference_service(helm: str) -> None:
     chart = next(
         o
-        for o in render(helm, "--set", f"serving.storageUri={STORAGE}", "--set-string", "serving.modelVersion=4")
+        for o in render(
+            helm,
+            "--set",
+            f"serving.storageUri={STORAGE}",
+            "--set-string",
+            "serving.modelVersion=4",
+        )
         if o["kind"] == "InferenceService"
     )
     ours = inference_service(ServingTarget(namespace="ml"), STORAGE, model_version="4")

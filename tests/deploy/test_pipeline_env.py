@@ -54,6 +54,7 @@ EXTRA_IDENTITY = {
     ("training", "promote-model"): ("gate_secret", GATE_KEYS),
     ("monitoring", "validate-current"): ("pushgateway_secret", PUSHGATEWAY_KEYS),
     ("monitoring", "check-drift"): ("pushgateway_secret", PUSHGATEWAY_KEYS),
+    ("monitoring", "check-performance"): ("pushgateway_secret", PUSHGATEWAY_KEYS),
 }
 
 
@@ -112,6 +113,7 @@ def test_a_deploy_step_reading_the_configmap_builds_the_charts_inference_service
 ) -> None:
     values = ["--set", "imageRegistry=registry.example.com/ml", "--set", "serving.predictorProtocol=v2"]
     values += ["--set", "serving.maxBatchSize=500", "--set", f"serving.storageUri={STORAGE}"]
+    values += ["--set", "performance.predictionLog=true"]
     objects = render(helm, *values, "--set-string", "serving.modelVersion=9", release="prod")
     (env,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "prod-pipeline-env"]
     (chart,) = [o for o in objects if o["kind"] == "InferenceService"]
@@ -121,6 +123,15 @@ def test_a_deploy_step_reading_the_configmap_builds_the_charts_inference_service
     ours = inference_service(target, STORAGE, model_version="9")
     assert ours["metadata"]["namespace"] == "ml"
     assert_same_serving(ours, chart)
+    # The transformer logs every answer to the release's bucket, with the release's S3 credentials.
+    (transformer,) = ours["spec"]["transformer"]["containers"]
+    assert "--prediction_log=s3://mlflow/predictions/" in transformer["args"]
+    variables = {e["name"]: e for e in transformer["env"]}
+    assert variables["AWS_ENDPOINT_URL"]["value"] == "http://prod-minio.ml.svc:9000"
+    secret = variables["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]
+    assert secret == {"name": "prod-s3", "key": "AWS_SECRET_ACCESS_KEY"}
+    assert env["data"]["CHURN_PERFORMANCE__PREDICTION_LOG_URI"] == "s3://mlflow/predictions/"
+    assert env["data"]["CHURN_PERFORMANCE__LABELS_URI"] == "s3://mlflow/labels/"
 
 
 def test_pipelines_compiled_for_another_registry_run_its_images(tmp_path: Path) -> None:

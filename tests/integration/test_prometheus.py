@@ -58,7 +58,7 @@ def run(command: list[str]) -> subprocess.CompletedProcess[str]:
 def test_promtool_checks_the_rules_file(prometheus_bins: dict[str, str]) -> None:
     result = run([prometheus_bins["promtool"], "check", "rules", str(alert_rules_path())])
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 10 rules found" in result.stdout
+    assert "SUCCESS: 13 rules found" in result.stdout
 
 
 def test_promtool_unit_tests_cover_every_alert(prometheus_bins: dict[str, str]) -> None:
@@ -66,7 +66,7 @@ def test_promtool_unit_tests_cover_every_alert(prometheus_bins: dict[str, str]) 
 
     rules = yaml.safe_load(alert_rules_path().read_text())
     alerts = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
-    assert len(alerts) == 10
+    assert len(alerts) == 13
     for group in rules["groups"]:
         for rule in group["rules"]:
             assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]
@@ -237,6 +237,58 @@ def test_a_drifted_run_raises_the_feature_drift_alert(
     )
     assert value(prometheus, "churn_monitoring_failed") == 0.0
     assert not alerts(prometheus, "ChurnMonitoringStale")
+
+
+def test_a_concept_drift_cohort_raises_the_realized_performance_alert_and_the_drift_group_stays(
+    profile: ReferenceProfile, pushgateway: str, prometheus: str
+) -> None:
+    """Realized performance of a concept-drift day (true probabilities of the old concept as the scores)."""
+    import datetime as dt
+
+    import pandas as pd
+
+    from churn.monitoring.performance import evaluate_cohorts
+    from churn.monitoring.publish import push_performance
+
+    push_report(run_on(profile, "none"), pushgateway)
+    frames = []
+    for day, scenario in (("2026-01-06", "none"), ("2026-01-07", "concept_drift")):
+        old = generate_customers(3_000, day, seed=30)  # the same customers, scored by the old rule
+        new = generate_customers(3_000, day, seed=30, scenario=scenario)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "customer_id": new.frame["customer_id"],
+                    "scored_at": pd.Timestamp(day, tz="UTC"),
+                    "churn_probability": old.true_probability,
+                    "churn_label": (old.true_probability >= 0.5).astype("int8"),
+                    "model_version": "1",
+                    "date": dt.date.fromisoformat(day),
+                    "churned": new.frame["churned"],
+                }
+            )
+        )
+    log = pd.concat(frames, ignore_index=True)
+    report = evaluate_cohorts(
+        log.drop(columns="churned"),
+        log[["customer_id", "churned"]],
+        as_of=dt.date(2026, 2, 10),
+        threshold=0.5,
+        reference_roc_auc=0.85,
+        reference_roc_auc_standard_error=0.005,
+        reference_cohorts=1,
+    )
+    assert report.levels == {"realized": "alert", "estimated": "ok", "labels": "ok"}
+    push_performance(report, pushgateway)
+    raised = wait_for(
+        "ChurnRealizedPerformanceDrop pending or firing",
+        lambda: [a for a in alerts(prometheus, "ChurnRealizedPerformanceDrop") if a["state"] in {"pending", "firing"}],
+    )
+    assert raised[0]["labels"]["severity"] == "critical"
+    realized = value(prometheus, 'churn_performance_roc_auc{cohort="2026-01-07", kind="realized"}')
+    assert realized == pytest.approx(report.cohorts[1].realized.roc_auc)  # type: ignore[union-attr]
+    assert not alerts(prometheus, "ChurnEstimatedPerformanceDrop")
+    assert value(prometheus, "churn_monitoring_verdict") == 0.0  # its own job: the drift group is untouched
 
 
 def test_a_pushgateway_with_basic_auth_takes_only_the_publishers_pushes(

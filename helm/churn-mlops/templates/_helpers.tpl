@@ -33,6 +33,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- printf "%s://%s" (ternary "https" "http" .Values.s3.useHttps) (include "churn.s3Endpoint" .) -}}
 {{- end -}}
 
+{{/* Where the transformer logs its answers and the monitoring pipeline reads them; where labels arrive. */}}
+{{- define "churn.predictionLogUri" -}}
+{{- default (printf "s3://%s/predictions/" .Values.s3.bucket) .Values.performance.predictionLogUri -}}
+{{- end -}}
+
+{{- define "churn.labelsUri" -}}
+{{- default (printf "s3://%s/labels/" .Values.s3.bucket) .Values.performance.labelsUri -}}
+{{- end -}}
+
 {{- define "churn.serviceAccount" -}}
 {{- printf "%s-models" (include "churn.fullname" .) -}}
 {{- end -}}

@@ -142,7 +142,8 @@ def iter_customer_blocks(
         raise ChurnError(f"strength must be between 0 and 5, got {strength}")
     snapshot = parse_date(date)
     drift = get_scenario(scenario)
-    return _blocks(rows, snapshot, seed, drift, strength, _intercept(round(churn_rate, 6)), progress)
+    concept = round(min(1.0, strength * drift.concept), 6)
+    return _blocks(rows, snapshot, seed, drift, strength, _intercept(round(churn_rate, 6), concept), progress)
 
 
 def _blocks(
@@ -160,7 +161,7 @@ def _blocks(
         n = min(BLOCK_ROWS, rows - start)
         rng = np.random.default_rng(np.random.SeedSequence(root.entropy, spawn_key=(block,)))
         values = _draw_attributes(rng, n, drift, strength)
-        probability = _sigmoid(intercept + _churn_score(values))
+        probability = _sigmoid(intercept + _score(values, round(min(1.0, strength * drift.concept), 6)))
         churned = (rng.random(n) < probability).astype(np.int8)
         _mask_missing(rng, values)
         yield GeneratedCustomers(_to_frame(values, churned, snapshot, start), probability)
@@ -290,13 +291,8 @@ def _churn_score(v: dict[str, np.ndarray]) -> np.ndarray:
     satisfaction = v["satisfaction_score"]
     tier = v["membership_tier"]
     channel_churn = np.array([_CHANNEL_CHURN.get(c, 0.0) for c in _BASE_CHANNEL_MIX])
-    sessions = v["sessions_last_30d"]
     score = (
-        0.85 * np.log1p(v["days_since_last_purchase"] / 30.0)
-        - 0.30 * np.log1p(v["total_orders"])
-        - 0.40 * np.log1p(sessions)
-        - 1.10 * (v["email_open_rate"] - 0.45)
-        - 0.20 * np.log1p(v["app_usage_minutes_30d"] / 30.0)
+        _behaviour_score(v)
         + 1.20 * (v["cart_abandonment_rate"] - 0.5)
         + 0.30 * tickets
         - 0.40 * (satisfaction - 3.5)
@@ -312,11 +308,39 @@ def _churn_score(v: dict[str, np.ndarray]) -> np.ndarray:
     return np.asarray(score)
 
 
+def _concept_score(v: dict[str, np.ndarray]) -> np.ndarray:
+    """The churn log-odds after the concept drift: engagement now drives customers away.
+
+    The behaviour terms of :func:`_churn_score` change sign, at half their strength (recent buyers, frequent
+    visitors, app users and email readers are the ones a competitor wins over); service
+    quality, tier and the other terms keep their effect.
+    """
+    return np.asarray(_churn_score(v) - 1.5 * _behaviour_score(v))
+
+
+def _behaviour_score(v: dict[str, np.ndarray]) -> np.ndarray:
+    """The purchase and engagement terms of the churn log-odds (what the concept drift turns around)."""
+    return np.asarray(
+        0.85 * np.log1p(v["days_since_last_purchase"] / 30.0)
+        - 0.30 * np.log1p(v["total_orders"])
+        - 0.40 * np.log1p(v["sessions_last_30d"])
+        - 1.10 * (v["email_open_rate"] - 0.45)
+        - 0.20 * np.log1p(v["app_usage_minutes_30d"] / 30.0)
+    )
+
+
+def _score(v: dict[str, np.ndarray], concept: float) -> np.ndarray:
+    """The churn log-odds without intercept, blended towards the drifted concept by ``concept``."""
+    if concept == 0.0:
+        return _churn_score(v)
+    return np.asarray((1.0 - concept) * _churn_score(v) + concept * _concept_score(v))
+
+
 @lru_cache(maxsize=16)
-def _intercept(churn_rate: float) -> float:
+def _intercept(churn_rate: float, concept: float = 0.0) -> float:
     """Intercept that gives ``churn_rate`` on the undrifted population (fixed calibration sample)."""
     rng = np.random.default_rng(_CALIBRATION_SEED)
-    score = _churn_score(_draw_attributes(rng, _CALIBRATION_ROWS, get_scenario("none"), 0.0))
+    score = _score(_draw_attributes(rng, _CALIBRATION_ROWS, get_scenario("none"), 0.0), concept)
     lo, hi = -20.0, 20.0
     for _ in range(60):
         mid = (lo + hi) / 2

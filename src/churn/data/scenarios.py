@@ -1,9 +1,15 @@
 """Named drift scenarios: reproducible ways in which tomorrow's customers differ.
 
-Each scenario states which raw columns it moves and by how much (at ``strength=1``), so
-that the monitoring tests can check that drift detection flags exactly those columns.
-Shifts are applied to the customers' attributes *before* churn is drawn, so the churn
-rate moves as the probability model says it should.
+Each input-drift scenario (:data:`SCENARIOS`) states which raw columns it moves and by
+how much (at ``strength=1``), so that the monitoring tests can check that drift detection
+flags exactly those columns. Shifts are applied to the customers' attributes *before*
+churn is drawn, so the churn rate moves as the probability model says it should.
+
+A concept-drift scenario (:data:`CONCEPT_SCENARIOS`) moves no column at all: the
+customers look exactly as before, but the relationship between their behaviour and churn
+changes (``concept`` blends the generator's churn model towards a different one, at the
+same churn rate). Input-drift checks cannot see it; only performance measured against the
+labels can.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ class Scenario:
         recency_shift_days: Added to days since last purchase (capped at tenure).
         extra_tickets: Mean of extra Poisson support tickets.
         satisfaction_shift: Added to the satisfaction score (clipped to [1, 5]).
+        concept: Weight of the changed churn model at strength 1 (0 = the base model, 1 = only
+            the new one); the intercept is re-fitted so the churn rate stays the same.
 
     """
 
@@ -49,6 +57,7 @@ class Scenario:
     recency_shift_days: float = 0.0
     extra_tickets: float = 0.0
     satisfaction_shift: float = 0.0
+    concept: float = 0.0
 
     @property
     def moved_columns(self) -> tuple[str, ...]:
@@ -114,10 +123,24 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
+#: Scenarios that change what churn depends on, not what customers look like.
+CONCEPT_SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            "concept_drift",
+            "A competitor wins over the engaged: active, app-using, email-reading customers now leave, lapsed ones "
+            "stay; no input column moves and the churn rate stays the same.",
+            concept=1.0,
+        ),
+    )
+}
+
+
 def get_scenario(name: str) -> Scenario:
     """Return the scenario called ``name``, or raise a :class:`ChurnError` naming the known ones."""
     try:
-        return SCENARIOS[name]
+        return SCENARIOS[name] if name in SCENARIOS else CONCEPT_SCENARIOS[name]
     except KeyError:
-        known = ", ".join(SCENARIOS)
+        known = ", ".join([*SCENARIOS, *CONCEPT_SCENARIOS])
         raise ChurnError(f"unknown drift scenario {name!r}; known scenarios: {known}") from None

@@ -3,7 +3,9 @@
 A monitoring run is a batch job, so it pushes instead of being scraped: Prometheus then
 scrapes the Pushgateway (with ``honor_labels: true``) and evaluates the alert rules in
 ``rules/churn-alerts.yaml``. All metrics are gauges with a ``churn_`` prefix, base units
-and at most one label (``feature``, ``check`` or ``source``), so cardinality stays fixed.
+and at most one label (``feature``, ``check`` or ``source``), so cardinality stays fixed;
+the performance run's per-cohort gauges add a ``cohort`` label, bounded by its look-back
+window, and push to a job of their own so the two runs never replace each other's metrics.
 
 A successful run replaces its whole group (``push``), so a feature that is no longer
 checked disappears. A failed run only adds ``churn_monitoring_failed 1`` and the failure
@@ -24,6 +26,8 @@ from churn.monitoring.report import CHECKS, LEVELS, DriftReport
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
+
+    from churn.monitoring.performance import PerformanceReport
 
 DEFAULT_JOB = "churn-monitoring"
 
@@ -109,6 +113,99 @@ def push_report(
     from prometheus_client import push_to_gateway
 
     registry = report_registry(report, timestamp=timestamp)
+    handler = _auth_handler()
+    _send(lambda: push_to_gateway(gateway, job=job, registry=registry, timeout=timeout, handler=handler), gateway)
+
+
+def performance_registry(report: PerformanceReport, *, timestamp: float | None = None) -> CollectorRegistry:
+    """The metrics of one performance run, in a fresh registry.
+
+    Per-cohort series carry a ``cohort`` label (the scoring day); their number is bounded
+    by the run's look-back window (``CHURN_PERFORMANCE__WINDOW_DAYS``). The ``latest``
+    gauges hold the newest cohort's numbers for alerts and single-stat panels.
+    """
+    from prometheus_client import CollectorRegistry, Gauge
+
+    from churn.monitoring.performance import PERFORMANCE_CHECKS
+
+    registry = CollectorRegistry()
+
+    def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(name, doc, labels, registry=registry)
+
+    auc = gauge(
+        "churn_performance_roc_auc", "ROC-AUC of a daily cohort, realized or estimated (CBPE).", ("cohort", "kind")
+    )
+    auc_se = gauge(
+        "churn_performance_roc_auc_standard_error", "Standard error of a cohort's ROC-AUC.", ("cohort", "kind")
+    )
+    realized = gauge(
+        "churn_performance_realized",
+        "Realized metric of a labelled cohort: pr_auc, precision, recall, lift_top_decile, brier, ece, churn_rate.",
+        ("cohort", "metric"),
+    )
+    estimated = gauge(
+        "churn_performance_estimated", "CBPE estimate of a cohort: precision, recall, churn_rate.", ("cohort", "metric")
+    )
+    scored = gauge("churn_performance_scored_rows", "Customers scored in a cohort.", ("cohort",))
+    labelled = gauge("churn_performance_labelled_rows", "Customers of a cohort whose label has arrived.", ("cohort",))
+    cohort_level = gauge("churn_performance_cohort_level", "Level of a cohort: 0 ok, 1 warn, 2 alert.", ("cohort",))
+    latest = gauge(
+        "churn_performance_latest_roc_auc", "ROC-AUC of the newest cohort with one (realized or estimated).", ("kind",)
+    )
+    for c in report.cohorts:
+        day = c.cohort.isoformat()
+        scored.labels(cohort=day).set(c.scored)
+        labelled.labels(cohort=day).set(c.labelled)
+        cohort_level.labels(cohort=day).set(LEVELS.index(c.level))
+        if c.estimated:
+            auc.labels(cohort=day, kind="estimated").set(c.estimated.roc_auc)
+            auc_se.labels(cohort=day, kind="estimated").set(c.estimated.roc_auc_standard_error)
+            for metric in ("precision", "recall", "churn_rate"):
+                estimated.labels(cohort=day, metric=metric).set(getattr(c.estimated, metric))
+            latest.labels(kind="estimated").set(c.estimated.roc_auc)
+        if c.realized:
+            auc.labels(cohort=day, kind="realized").set(c.realized.roc_auc)
+            auc_se.labels(cohort=day, kind="realized").set(c.realized.roc_auc_standard_error)
+            for metric in ("pr_auc", "precision", "recall", "lift_top_decile", "brier", "ece", "churn_rate"):
+                realized.labels(cohort=day, metric=metric).set(getattr(c.realized, metric))
+            latest.labels(kind="realized").set(c.realized.roc_auc)
+    if report.reference_roc_auc is not None:
+        gauge("churn_performance_reference_roc_auc", "The champion's ROC-AUC on its test split.").set(
+            report.reference_roc_auc
+        )
+    checks = gauge("churn_performance_check_level", "Level of a performance check: 0 ok, 1 warn, 2 alert.", ("check",))
+    for check in PERFORMANCE_CHECKS:
+        checks.labels(check=check).set(LEVELS.index(report.levels[check]))
+    gauge("churn_performance_labels_overdue_cohorts", "Cohorts whose labels are later than delay + grace.").set(
+        sum(c.labels_overdue for c in report.cohorts)
+    )
+    gauge("churn_performance_label_delay_days", "Days after scoring when labels are expected.").set(
+        report.label_delay_days
+    )
+    gauge("churn_performance_last_success_timestamp_seconds", "Unix time of the last successful performance run.").set(
+        time.time() if timestamp is None else timestamp
+    )
+    return registry
+
+
+def push_performance(
+    report: PerformanceReport,
+    gateway: str,
+    *,
+    job: str = "churn-performance",
+    timeout: float = 10.0,
+    timestamp: float | None = None,
+) -> None:
+    """Push a performance run's metrics, replacing that job's previous group (the drift job's stays).
+
+    Raises:
+        ChurnError: The Pushgateway cannot be reached or refuses the push.
+
+    """
+    from prometheus_client import push_to_gateway
+
+    registry = performance_registry(report, timestamp=timestamp)
     handler = _auth_handler()
     _send(lambda: push_to_gateway(gateway, job=job, registry=registry, timeout=timeout, handler=handler), gateway)
 

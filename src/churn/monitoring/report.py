@@ -6,7 +6,7 @@ import datetime as dt
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 Level = Literal["ok", "warn", "alert"]
 #: Levels in increasing severity; a level's index is its gauge value (0, 1, 2).
@@ -196,8 +196,16 @@ class DriftReport:
         return "\n".join(lines) + "\n"
 
 
+class Writable(Protocol):
+    """A report :func:`write_report` can write: the drift report, the performance report."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    def markdown(self) -> str: ...
+
+
 def write_report(
-    report: DriftReport, json_path: str | Path, markdown_path: str | Path | None = None
+    report: Writable, json_path: str | Path, markdown_path: str | Path | None = None
 ) -> tuple[Path, Path | None]:
     """Write the JSON report (and the Markdown summary), each atomically.
 

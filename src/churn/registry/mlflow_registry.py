@@ -115,12 +115,12 @@ def _refused(uri: str, user: str) -> str:
 @contextmanager
 def mlflow_identity(username: str | None, password: str | None) -> Iterator[None]:
     """Talk to MLflow as ``username`` inside the block (MLflow reads MLFLOW_TRACKING_USERNAME/_PASSWORD per request)."""
-    from churn.config import temporary_env
+    from churn.config import environment
 
     if not username:
         yield
         return
-    with temporary_env({"MLFLOW_TRACKING_USERNAME": username, "MLFLOW_TRACKING_PASSWORD": password or ""}):
+    with environment({"MLFLOW_TRACKING_USERNAME": username, "MLFLOW_TRACKING_PASSWORD": password or ""}):
         yield
 
 

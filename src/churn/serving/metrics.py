@@ -45,3 +45,10 @@ def observe_all(histogram: Histogram, values: np.ndarray) -> None:
         if count:
             bucket.inc(int(count))
     histogram._sum.inc(float(values.sum()))
+
+
+PREDICTION_LOG_RECORDS = Counter("churn_prediction_log_records", "Predictions written to the prediction log (records).")
+PREDICTION_LOG_DROPPED = Counter(
+    "churn_prediction_log_dropped",
+    "Predictions the prediction log could not keep (queue full or store unreachable; records).",
+)

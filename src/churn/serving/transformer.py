@@ -17,7 +17,7 @@ import contextvars
 import math
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from kserve import InferenceGRPCClient, InferInput, InferOutput, InferRequest, InferResponse, Model
@@ -38,6 +38,9 @@ from churn.serving.contract import (
 from churn.serving.loading import ServedModel
 from churn.serving.metrics import MODEL_INFO, PREDICTIONS, PROBABILITY, VALIDATION_FAILURES, observe_all
 from churn.serving.predictor import FEATURES_INPUT, PROBABILITY_OUTPUT
+
+if TYPE_CHECKING:  # imported by main() only when the log is on: it needs pyarrow (and boto3 for S3)
+    from churn.serving.prediction_log import PredictionLogger
 
 LABEL_OUTPUT = "churn_label"
 ID_OUTPUT = "customer_id"
@@ -119,10 +122,13 @@ class ChurnTransformer(Model):  # type: ignore[misc]
 
     _grpc_client_stub: InferenceGRPCClient | None  # set by KServe's Model.__init__
 
-    def __init__(self, name: str, served: ServedModel, *, max_batch_size: int) -> None:
+    def __init__(
+        self, name: str, served: ServedModel, *, max_batch_size: int, prediction_log: PredictionLogger | None = None
+    ) -> None:
         super().__init__(name)
         self.served = served
         self.max_batch_size = max_batch_size
+        self.prediction_log = prediction_log
 
     def load(self) -> bool:
         model = self.served.model
@@ -195,6 +201,8 @@ class ChurnTransformer(Model):  # type: ignore[misc]
         PREDICTIONS.labels(label="churned").inc(churned)
         PREDICTIONS.labels(label="retained").inc(len(labels) - churned)
         observe_all(PROBABILITY, probabilities)
+        if self.prediction_log is not None:  # a queue append; a background thread writes
+            self.prediction_log.record(pending.request_id, pending.customer_ids, probabilities, labels)
         if pending.v1:
             predictions: list[dict[str, Any]] = [
                 {PROBABILITY_OUTPUT: float(p), LABEL_OUTPUT: int(label)}
@@ -237,8 +245,19 @@ def main(argv: list[str] | None = None) -> None:
     from churn.serving.server import build_parser, serve
 
     parser = build_parser("churn-mlops KServe transformer (raw records -> features -> predictor).")
+    serving = get_settings().serving
+    parser.add_argument("--max_batch_size", type=int, default=serving.max_batch_size, help="Most records per request.")
     parser.add_argument(
-        "--max_batch_size", type=int, default=get_settings().serving.max_batch_size, help="Most records per request."
+        "--prediction_log",
+        default=serving.prediction_log_uri or "",
+        help="Folder or s3:// prefix where every answer is recorded (empty: no log) "
+        "[default: CHURN_SERVING__PREDICTION_LOG_URI].",
+    )
+    parser.add_argument(
+        "--prediction_log_flush_seconds",
+        type=float,
+        default=serving.prediction_log_flush_seconds,
+        help="Longest time an answer waits in memory before it is written (what a kill -9 can lose).",
     )
     # A predictor that hangs (not one that died: that is a 503 at once) holds a request this long,
     # not KServe's 600 s.
@@ -248,7 +267,30 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(
             f"--predictor_protocol must be grpc-v2 or v2 (the predictor speaks V2), not {args.predictor_protocol}"
         )
-    transformer = ChurnTransformer(args.model_name, load_or_exit(args), max_batch_size=args.max_batch_size)
+    if args.prediction_log_flush_seconds <= 0:
+        parser.error("--prediction_log_flush_seconds must be > 0")
+    served = load_or_exit(args)
+    prediction_log = None
+    if args.prediction_log:
+        try:
+            from churn.serving.prediction_log import PredictionLogger
+            from churn.serving.prediction_log import check_writer as check_log_writer
+        except ImportError as exc:
+            parser.error(
+                f"--prediction_log needs the Python package {exc.name!r}, which this environment does not have "
+                "(the serving image leaves out pyarrow and boto3; see the README's Prediction log section)"
+            )
+        check_log_writer(args.prediction_log)
+        prediction_log = PredictionLogger(
+            args.prediction_log,
+            model_name=args.model_name,
+            model_version=served.version,
+            flush_seconds=args.prediction_log_flush_seconds,
+            max_queue=serving.prediction_log_max_queue,
+        ).start()
+    transformer = ChurnTransformer(
+        args.model_name, served, max_batch_size=args.max_batch_size, prediction_log=prediction_log
+    )
     transformer.load()
     serve(transformer, args)
 

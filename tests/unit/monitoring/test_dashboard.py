@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from churn.monitoring import ReferenceProfile, check_drift
-from churn.monitoring.publish import dashboard_path, report_registry
+from churn.monitoring.publish import dashboard_path, performance_registry, report_registry
 
 pytestmark = pytest.mark.unit
 #: Words in an expression that are PromQL, not metric names.
@@ -43,7 +43,30 @@ def known_metrics(profile: ReferenceProfile, reference: Any) -> set[str]:
     frame, probability = reference
     report = check_drift(profile, frame.head(2_000), probability[:2_000])
     names = _sample_names(report_registry(report)) | _sample_names(REGISTRY)
+    names |= _sample_names(performance_registry(_performance_report(frame, probability)))
     return names | {"churn_monitoring_last_failure_timestamp_seconds"}
+
+
+def _performance_report(frame: Any, probability: Any) -> Any:
+    """A performance run over one labelled and one unlabelled cohort of the reference rows."""
+    import datetime as dt
+
+    import pandas as pd
+
+    from churn.monitoring.performance import evaluate_cohorts
+
+    log = pd.DataFrame(
+        {
+            "customer_id": frame["customer_id"].head(2_000),
+            "scored_at": pd.Timestamp("2026-01-06", tz="UTC"),
+            "churn_probability": probability[:2_000],
+            "churn_label": (probability[:2_000] >= 0.5).astype("int8"),
+            "model_version": "1",
+            "date": [dt.date(2026, 1, 6)] * 1_000 + [dt.date(2026, 1, 7)] * 1_000,
+        }
+    )
+    labels = pd.DataFrame({"customer_id": frame["customer_id"].head(1_000), "churned": frame["churned"].head(1_000)})
+    return evaluate_cohorts(log, labels, as_of=dt.date(2026, 1, 8), threshold=0.5, reference_roc_auc=0.8)
 
 
 def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
@@ -99,4 +122,10 @@ def test_every_query_names_metrics_that_exist(dashboard: dict[str, Any], known_m
         "churn_model_info",
         "churn_monitoring_verdict",
         "churn_monitoring_last_success_timestamp_seconds",
+        # performance monitoring (issue 15): realized vs estimated ROC-AUC, calibration, overdue labels
+        "churn_performance_roc_auc",
+        "churn_performance_latest_roc_auc",
+        "churn_performance_realized",
+        "churn_performance_labels_overdue_cohorts",
+        "churn_performance_check_level",
     } <= used

@@ -1,0 +1,97 @@
+"""The prediction log: batches written whole, read back exactly, locally and on a real S3 endpoint."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churn.errors import ChurnError
+from churn.serving.prediction_log import PredictionLogger, read_prediction_log, write_prediction_log
+
+
+def _scored(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    p = rng.random(n)
+    return pd.DataFrame(
+        {"customer_id": [f"C-{i}" for i in range(n)], "churn_probability": p, "churn_label": (p >= 0.5).astype(int)}
+    )
+
+
+def test_a_batch_run_is_logged_by_day_and_reads_back_exactly(tmp_path: Path) -> None:
+    frame = _scored(500)
+    when = dt.datetime(2026, 1, 6, 23, 59, tzinfo=dt.UTC)
+    written = write_prediction_log(
+        frame, tmp_path, run_id="run-1", model_name="churn-model", model_version="3", scored_at=when
+    )
+    assert [Path(w).parent.name for w in written] == ["date=2026-01-06"]
+    back = read_prediction_log(tmp_path)
+    assert back["customer_id"].tolist() == frame["customer_id"].tolist()
+    np.testing.assert_array_equal(back["churn_probability"], frame["churn_probability"])
+    assert back["churn_label"].tolist() == frame["churn_label"].tolist()
+    assert set(back["request_id"]) == {"run-1"} and set(back["model_version"]) == {"3"}
+    assert set(back["source"]) == {"batch"} and set(back["date"]) == {dt.date(2026, 1, 6)}
+    assert read_prediction_log(tmp_path, start=dt.date(2026, 1, 7)).empty
+
+
+def test_a_leftover_temporary_file_is_never_read(tmp_path: Path) -> None:
+    write_prediction_log(_scored(10), tmp_path, run_id="r", model_name="m", model_version="1")
+    day = next(tmp_path.glob("date=*"))
+    (day / ".online-crashed.parquet.1234.tmp.parquet").write_bytes(b"PAR1 half a file")
+    assert len(read_prediction_log(tmp_path)) == 10
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda f: f.drop(columns="churn_label"), "no column 'churn_label'"),
+        (lambda f: f.assign(churn_probability=1.5), "between 0 and 1"),
+        (lambda f: f.assign(churn_label=2), "0 or 1"),
+    ],
+)
+def test_a_bad_scored_frame_is_refused_and_nothing_is_written(tmp_path: Path, change, message: str) -> None:
+    with pytest.raises(ChurnError, match=message):
+        write_prediction_log(change(_scored(5)), tmp_path, run_id="r", model_name="m", model_version="1")
+    assert not list(tmp_path.rglob("*"))
+
+
+def test_the_logger_writes_in_batches_off_the_caller_and_flushes_on_close(tmp_path: Path) -> None:
+    logger = PredictionLogger(tmp_path, model_name="m", model_version="7", flush_seconds=0.2).start()
+    for i in range(50):
+        logger.record(f"req-{i}", [f"C-{i}", f"D-{i}"], np.array([0.1, 0.9]), np.array([0, 1], dtype=np.int32))
+    logger.record("no-ids", None, np.array([0.4]), np.array([0], dtype=np.int32))
+    logger.close()
+    back = read_prediction_log(tmp_path)
+    assert len(back) == 101 and logger.written == 101
+    assert back["customer_id"].isna().sum() == 1
+    assert set(back["model_version"]) == {"7"} and set(back["source"]) == {"online"}
+    assert len(list(tmp_path.glob("date=*/*.parquet"))) < 51  # batched, not one object per request
+
+
+def test_a_store_that_cannot_be_written_drops_and_counts_instead_of_failing(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    logger = PredictionLogger(blocker, model_name="m", model_version="1", flush_seconds=10)
+    logger.record("r", ["C"], np.array([0.5]), np.array([1]))
+    assert logger.flush() == 0 and logger.failed_writes == 1
+
+
+def test_the_log_on_a_real_s3_endpoint(s3_endpoint: str, s3_bucket: str, aws_env: dict[str, str], monkeypatch) -> None:
+    for key, value in aws_env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    root = f"s3://{s3_bucket}/predictions-{os.getpid()}"
+    written = write_prediction_log(_scored(300), root, run_id="r", model_name="m", model_version="2")
+    assert written[0].startswith(f"{root}/date=")
+    logger = PredictionLogger(root, model_name="m", model_version="2", flush_seconds=0.1).start()
+    logger.record("online-1", ["X"], np.array([0.2]), np.array([0]))
+    logger.close()
+    back = read_prediction_log(root)
+    assert len(back) == 301 and set(back["source"]) == {"batch", "online"}
+    today = dt.datetime.now(dt.UTC).date()  # a window lists only its days' partitions
+    assert len(read_prediction_log(root, start=today - dt.timedelta(days=2), end=today)) == 301
+    assert read_prediction_log(root, start=today + dt.timedelta(days=1), end=today + dt.timedelta(days=3)).empty

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -244,3 +245,69 @@ def test_mlflow_runs_with_authentication_and_its_users_beside_the_runs(helm: str
     (server,) = [o for o in off if o["kind"] == "Deployment" and o["metadata"]["name"] == "churn-mlflow"]
     assert not [a for a in server["spec"]["template"]["spec"]["containers"][0]["args"] if "app-name" in a]
     assert not [o for o in off if "mlflow-admin" in o["metadata"]["name"] or "mlflow-users" in o["metadata"]["name"]]
+
+
+def test_an_s3_endpoint_enforcing_the_rendered_policies_gives_each_user_only_its_share(
+    helm: str, tmp_path: Path
+) -> None:
+    """moto's S3 with IAM enforcement on (no MinIO binary here): the chart's two policies, attached to two users."""
+    import socket
+    import time
+
+    import boto3
+    from botocore.exceptions import ClientError
+
+    from churn.serving.local import free_port
+    from servers import BIN, stop
+
+    objects = _render(helm)
+    (config,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "churn-minio-policies"]
+    setup_calls = 10  # the root's calls below; moto authorizes every request after them
+    root = {"aws_access_key_id": "root", "aws_secret_access_key": "root-secret-for-setup"}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, "AWS_DEFAULT_REGION": "us-east-1"}
+    env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(setup_calls)
+    port = free_port()
+    log = (tmp_path / "moto.log").open("wb")
+    process = subprocess.Popen([str(BIN / "moto_server"), "-p", str(port)], env=env, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:  # no HTTP poll: it would count as a call
+            assert time.monotonic() < deadline and process.poll() is None, "moto_server did not start"
+            time.sleep(0.2)
+        endpoint = {"endpoint_url": f"http://127.0.0.1:{port}", "region_name": "us-east-1"}
+        s3, iam = boto3.client("s3", **endpoint, **root), boto3.client("iam", **endpoint, **root)
+        for bucket in ("mlflow", "elsewhere"):  # 4 calls
+            s3.create_bucket(Bucket=bucket)
+            s3.put_object(Bucket=bucket, Key="model/MLmodel", Body=b"flavors: {}")
+        clients = {}
+        for user, policy in (("pipelines", "churn-readwrite.json"), ("storage-initializer", "churn-readonly.json")):
+            iam.create_user(UserName=user)  # 3 calls per user
+            iam.put_user_policy(UserName=user, PolicyName=policy, PolicyDocument=config["data"][policy])
+            key = iam.create_access_key(UserName=user)["AccessKey"]
+            clients[user] = boto3.client(
+                "s3", **endpoint, aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"]
+            )
+
+        def allowed(call: Any) -> bool:
+            try:
+                call()
+            except ClientError as exc:
+                assert exc.response["Error"]["Code"] == "AccessDenied", exc
+                return False
+            return True
+
+        for user, writes in (("storage-initializer", False), ("pipelines", True)):  # the reader first: rw deletes
+            c = clients[user]
+            assert allowed(lambda c=c: c.get_object(Bucket="mlflow", Key="model/MLmodel")), user
+            assert allowed(lambda c=c: c.list_objects_v2(Bucket="mlflow", Prefix="model/")), user
+            assert allowed(lambda c=c, u=user: c.put_object(Bucket="mlflow", Key=f"runs/{u}", Body=b"x")) is writes, (
+                user
+            )
+            assert allowed(lambda c=c: c.delete_object(Bucket="mlflow", Key="model/MLmodel")) is writes, user
+            # Nothing outside the bucket, for either.
+            assert not allowed(lambda c=c: c.get_object(Bucket="elsewhere", Key="model/MLmodel")), user
+            assert not allowed(lambda c=c: c.put_object(Bucket="elsewhere", Key="x", Body=b"x")), user
+            assert not allowed(lambda c=c, u=user: c.create_bucket(Bucket=f"new-{u}")), user
+    finally:
+        stop(process)
+        log.close()

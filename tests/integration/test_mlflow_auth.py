@@ -233,6 +233,15 @@ def test_the_training_pipeline_runs_as_the_pipeline_with_the_gate_as_its_own(
     champion = client.get_model_version_by_alias(model, CHAMPION)
     assert champion.tags.get("gate_decision") == "promoted"
     assert client.get_model_version_by_alias(model, CHALLENGER).version == champion.version
+    # No password of either user is in what the run left behind (task logs, artifacts) or in MLflow.
+    passwords = [auth_server.users["pipeline"][1].encode(), gate_password.encode()]
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()]
+    assert len(files) > 20
+    for path in files:
+        body = path.read_bytes()
+        assert not [p for p in passwords if p in body], f"{path} holds an MLflow password"
+    run_data = client.get_run(champion.run_id).data
+    assert not [p for p in passwords if p.decode() in str(run_data.params) + str(run_data.tags)]
 
     # The same gate as the pipeline's own user: refused, clearly, and @champion stays where it is.
     assert run.run_dir is not None

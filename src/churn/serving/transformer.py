@@ -190,7 +190,7 @@ class ChurnTransformer(Model):  # type: ignore[misc]
     ) -> InferResponse | dict[str, Any]:
         pending = _PENDING.get()
         probabilities = _probabilities(result)
-        labels = (probabilities >= self.served.model.threshold).astype(np.int32)
+        labels = self.served.model.labels(probabilities)
         churned = int(labels.sum())
         PREDICTIONS.labels(label="churned").inc(churned)
         PREDICTIONS.labels(label="retained").inc(len(labels) - churned)

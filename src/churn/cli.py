@@ -493,6 +493,63 @@ def predict_command(
         _print_answers(rows)
 
 
+@app.command("score")
+def score_command(
+    source: Annotated[str, typer.Argument(help="Customer base: a .csv/.parquet file, a folder of parts or s3://...")],
+    out_uri: Annotated[
+        str | None, typer.Option("--out", help="Scored table: folder or s3:// prefix [default: data/scored].")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="models:/NAME@ALIAS, models:/NAME/VERSION or a model directory [default: @champion]."),
+    ] = None,
+    reasons: Annotated[bool, typer.Option(help="Add each customer's top 3 reasons.")] = True,
+    top: Annotated[int, typer.Option(min=0, help="Print this many highest-risk customers with their reasons.")] = 10,
+) -> None:
+    """Score a customer base with the champion and commit the scored table (atomically) where --out says."""
+    from churn.scoring.batch import fetch_model, score_source
+
+    settings = get_settings()
+    model_uri = model or f"models:/{settings.mlflow.model_name}@champion"
+    location = out_uri or settings.scored_uri
+    with err.status(f"scoring {source} with {model_uri}..."):
+        model_dir, version = fetch_model(model_uri, settings.tracking_uri)
+        summary = score_source(
+            source,
+            location,
+            model_dir=model_dir,
+            model_name=settings.mlflow.model_name,
+            model_version=version,
+            reasons=reasons,
+            part_rows=settings.scoring.part_rows,
+        )
+    out.print(
+        f"[bold]scored[/bold] {summary.rows} customers with {model_uri} (version {version}) in {summary.seconds:.1f}s: "
+        f"{summary.churned} labelled churn; table {location} "
+        f"({summary.parts} part(s), run {summary.manifest['run_id']})",
+        highlight=False,
+    )
+    if top:
+        _print_highest_risk(location, top)
+
+
+def _print_highest_risk(location: str, n: int) -> None:
+    """The ``n`` riskiest customers of the committed table, with their reasons."""
+    from churn.scoring.batch import highest_risk, reason_texts
+    from churn.scoring.table import read_table
+
+    riskiest = highest_risk(read_table(location), n)
+    table = Table("customer_id", "churn_probability", "risk_decile", "top reasons", title=f"{n} highest-risk customers")
+    for _, row in riskiest.iterrows():
+        table.add_row(
+            str(row["customer_id"]),
+            f"{row['churn_probability']:.4f}",
+            str(row["risk_decile"]),
+            "\n".join(reason_texts(row)) or "-",
+        )
+    out.print(table)
+
+
 _Release = Annotated[
     str, typer.Option(help="Helm release of the chart: its <release>-s3 Secret and <release>-pipeline-env ConfigMap.")
 ]

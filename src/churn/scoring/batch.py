@@ -319,6 +319,43 @@ def score_base(
     )
 
 
+def fetch_model(model_uri: str, tracking_uri: str) -> tuple[Path, str]:
+    """The local directory and the registry version of ``model_uri`` (a ``models:/`` URI or a model folder)."""
+    from churn.registry import connect_registry, download_model
+    from churn.serving.loading import resolve_version
+
+    if not Path(model_uri).is_dir():
+        connect_registry(tracking_uri)
+    folder = download_model(model_uri)
+    version = resolve_version(model_uri) if model_uri.startswith("models:/") else folder.name
+    return folder, version
+
+
+def highest_risk(table: pd.DataFrame, n: int = 10) -> pd.DataFrame:
+    """The ``n`` customers with the highest churn probability, riskiest first."""
+    return table.nlargest(n, "churn_probability", keep="first")
+
+
+def reason_texts(row: pd.Series) -> list[str]:
+    """The rendered reasons of one scored row (``days_since_last_purchase = 121 → +0.84 log-odds ...``)."""
+    from churn.scoring.reasons import render
+
+    texts = []
+    for i in range(1, TOP_REASONS + 1):
+        name = row.get(f"reason_{i}")
+        if name is None or pd.isna(name):
+            break
+        texts.append(
+            render(
+                str(name),
+                str(row[f"reason_{i}_value"]),
+                float(row[f"reason_{i}_contribution"]),
+                str(row[REASON_UNIT_COLUMN]),
+            )
+        )
+    return texts
+
+
 def score_source(
     source: str,
     location: str,
@@ -330,6 +367,7 @@ def score_source(
     work_dir: Path | None = None,
     validate: bool = True,
     min_rows: int = 1,
+    part_rows: int = PART_ROWS,
 ) -> ScoreSummary:
     """Validate and score a base (file, folder or ``s3://``) into the table at ``location``.
 
@@ -345,7 +383,7 @@ def score_source(
         if validate:
             validate_parts(parts, min_rows=min_rows)
         scorer = Scorer.from_model_dir(model_dir, model_name=model_name, model_version=model_version, reasons=reasons)
-        return score_base((read_part(p) for p in parts), scorer, location)
+        return score_base((read_part(p) for p in parts), scorer, location, part_rows=part_rows)
     finally:
         if temporary:
             shutil.rmtree(folder, ignore_errors=True)

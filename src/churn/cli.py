@@ -346,7 +346,7 @@ def pipeline_compile(
 
 @pipeline_app.command("run")
 def pipeline_run(
-    name: Annotated[str, typer.Argument(help="Pipeline to run: training, monitoring or data.")],
+    name: Annotated[str, typer.Argument(help="Pipeline to run: training, monitoring, data or scoring.")],
     rows: Annotated[int | None, typer.Option(min=1, help="Rows to generate [default: CHURN_DATA__ROWS].")] = None,
     date: Annotated[str | None, typer.Option(help="Snapshot date of generated data [default: today].")] = None,
     source_uri: Annotated[
@@ -369,7 +369,11 @@ def pipeline_run(
         str | None, typer.Option(help="monitoring: Pushgateway [default: CHURN_MONITORING__PUSHGATEWAY_URL].")
     ] = None,
     destination: Annotated[
-        str | None, typer.Option(help="data: folder or s3:// prefix to publish to [default: data/raw].")
+        str | None,
+        typer.Option(help="data: folder or s3:// prefix to publish to [default: data/raw]; scoring: the scored table."),
+    ] = None,
+    latest_only: Annotated[
+        bool | None, typer.Option(help="scoring: score only the newest customers_YYYYMMDD file of --source-uri.")
     ] = None,
     runner: Annotated[
         str,
@@ -397,6 +401,7 @@ def pipeline_run(
         "kfp_host": kfp_host,
         "pushgateway_url": pushgateway_url,
         "destination": destination,
+        "latest_only": latest_only,
     }
     if name == "monitoring":  # its training parameters are those of the retraining run
         given["retrain_rows"], given["retrain_source_uri"] = given.pop("rows"), given.pop("source_uri")
@@ -595,7 +600,7 @@ def schedule_command(
 
 @pipeline_app.command("submit")
 def pipeline_submit(
-    name: Annotated[str, typer.Argument(help="Pipeline to run: training, monitoring or data.")],
+    name: Annotated[str, typer.Argument(help="Pipeline to run: training, monitoring, data or scoring.")],
     host: Annotated[str, typer.Option(help="KFP API endpoint, e.g. http://localhost:8888 (port-forwarded).")],
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE pipeline parameter (repeatable).")

@@ -580,8 +580,11 @@ def schedule_command(
     mlflow_tracking_uri: Annotated[
         str, typer.Option(help="Tracking server of the runs [default: the chart's, from <release>-pipeline-env].")
     ] = "",
+    scored_uri: Annotated[
+        str, typer.Option(help="s3:// prefix where the daily scoring run commits the scored table.")
+    ] = "s3://mlflow/scored/",
 ) -> None:
-    """Upload the pipelines and (re)create the recurring runs: data 02:00, training Sun 03:00, monitoring 06:00."""
+    """Upload the pipelines; (re)create the recurring runs: data 2:00, training Sun 3:00, scoring 4:00, monitoring 6:00."""
     from churn.kfp_runner import COMPILED_DIR
     from churn.schedule import Release, cluster_parameters, schedule_all
 
@@ -591,6 +594,7 @@ def schedule_command(
         increments_uri=increments_uri,
         tracking_uri=mlflow_tracking_uri,
         retrain_on_alert=retrain_on_alert,
+        scored_uri=scored_uri,
     )
     client = _kfp_client(host)
     account = service_account or Release(release).deployer

@@ -584,7 +584,7 @@ def schedule_command(
         str, typer.Option(help="s3:// prefix where the daily scoring run commits the scored table.")
     ] = "s3://mlflow/scored/",
 ) -> None:
-    """Upload the pipelines; (re)create the recurring runs: data 2:00, training Sun 3:00, scoring 4:00, monitoring 6:00."""
+    """Upload the pipelines, (re)create the recurring runs: data 2:00, training Sun 3, scoring 4:00, monitoring 6:00."""
     from churn.kfp_runner import COMPILED_DIR
     from churn.schedule import Release, cluster_parameters, schedule_all
 

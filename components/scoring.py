@@ -51,6 +51,7 @@ def score_base(
         alias=alias,
         reasons=reasons,
         part_rows=settings.scoring.part_rows,
+        method=settings.scoring.reasons_method,
         pushgateway_url=pushgateway_url or settings.monitoring.pushgateway_url or "",
     )
     for name in ("rows", "churned", "seconds"):

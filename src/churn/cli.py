@@ -86,8 +86,12 @@ def run(
         bool,
         typer.Option(help="After training, monitor two daily increments: a clean day and a drifted day."),
     ] = True,
+    score: Annotated[
+        bool,
+        typer.Option(help="Finally, score the newest day with the scoring pipeline and show the riskiest customers."),
+    ] = True,
 ) -> None:
-    """Run the main job end to end on embedded defaults: data -> features -> training -> serving -> monitoring."""
+    """Run the main job end to end on embedded defaults: data, features, training, serving, monitoring, scoring."""
     from churn.jobs import run_main_job
 
     settings = get_settings()
@@ -119,6 +123,15 @@ def run(
         _serving_demo(settings, raw.path)
     if monitor:
         _monitoring_demo(settings, date)
+    if score:
+        _scoring_demo(settings)
+
+
+def _scoring_demo(settings: Settings) -> None:
+    """Score the newest customers_YYYYMMDD file with the scoring pipeline; print the ten riskiest, with reasons."""
+    raw_dir = str(settings.raw_dir.resolve()) + "/"
+    _run_pipeline("scoring", settings, source_uri=raw_dir, latest_only=True)
+    _print_highest_risk(settings.scored_uri, 10)
 
 
 #: The two days the main job monitors: (days after the training snapshot, scenario, what it is).
@@ -527,6 +540,7 @@ def score_command(
             model_version=version,
             reasons=reasons,
             part_rows=settings.scoring.part_rows,
+            method=settings.scoring.reasons_method,
         )
     out.print(
         f"[bold]scored[/bold] {summary.rows} customers with {model_uri} (version {version}) in {summary.seconds:.1f}s: "

@@ -189,6 +189,11 @@ class ScoringSettings(BaseModel):
 
     output_uri: str = Field("", description="Scored table: a folder or s3://bucket/prefix (empty: data_dir/scored).")
     reasons: bool = Field(True, description="Add each customer's top reasons (exact contributions) to the table.")
+    reasons_method: str = Field(
+        "shap",
+        pattern="^(shap|path)$",
+        description="Boosters' reasons, batch and online: shap (TreeSHAP) or path (path attribution, faster).",
+    )
     part_rows: int = Field(250_000, ge=1, description="Largest part file of the scored table.")
     push_job: str = Field("churn-scoring", description="Pushgateway job name of the scoring metrics.")
 

@@ -28,7 +28,7 @@ def _churn(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproce
         env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=420,
     )
 
 
@@ -61,6 +61,11 @@ def test_main_job_runs_end_to_end_on_a_small_data_set(tmp_path: Path) -> None:
         assert (tmp_path / f"data/raw/customers_{day}.csv").is_file()
     reports = sorted((tmp_path / "data/kfp").glob("churn-monitoring-*/check-drift/report"))
     assert [json.loads(r.read_text())["verdict"] for r in reports] == ["ok", "alert"]
+    # Finally the scoring pipeline scores the newest day and the riskiest customers are shown with reasons.
+    assert "scoring pipeline (KFP local runner)" in result.stdout
+    assert "10 highest-risk customers" in result.stdout
+    assert "log-odds (raises risk)" in result.stdout or "probability (raises risk)" in result.stdout
+    assert (tmp_path / "data/scored/_manifest.json").is_file()
     raw = tmp_path / "data/raw/customers_20260105.csv"
     truth = tmp_path / "data/truth/customers_20260105.truth.parquet"
     report = tmp_path / "data/reports/customers_20260105.validation.json"

@@ -31,7 +31,7 @@ import pyarrow as pa
 from churn.data.schema import ID
 from churn.errors import ChurnError
 from churn.features.derive import to_columns
-from churn.scoring.reasons import TOP_REASONS, Explainer, TopReasons, format_values
+from churn.scoring.reasons import SHAP, TOP_REASONS, Explainer, TopReasons, format_values
 from churn.training.models import ChurnModel
 
 RISK_DECILES_FILE = "risk_deciles.json"
@@ -104,8 +104,10 @@ class Scorer:
     scored_at: dt.datetime | None = None
 
     @classmethod
-    def from_model_dir(cls, model_dir: Path, *, model_name: str, model_version: str, reasons: bool = True) -> Scorer:
-        """A scorer for a downloaded model directory (KServe's layout)."""
+    def from_model_dir(
+        cls, model_dir: Path, *, model_name: str, model_version: str, reasons: bool = True, method: str = SHAP
+    ) -> Scorer:
+        """A scorer for a downloaded model directory (KServe's layout); ``method`` of the reasons (see Explainer)."""
         from churn.registry.mlflow_registry import load_model_dir
 
         model = load_model_dir(model_dir)
@@ -114,7 +116,7 @@ class Scorer:
             model_name,
             model_version,
             read_risk_deciles(model_dir),
-            Explainer(model) if reasons else None,
+            Explainer(model, method) if reasons else None,
             dt.datetime.now(dt.UTC).replace(microsecond=0),
         )
 
@@ -368,6 +370,7 @@ def score_source(
     validate: bool = True,
     min_rows: int = 1,
     part_rows: int = PART_ROWS,
+    method: str = SHAP,
 ) -> ScoreSummary:
     """Validate and score a base (file, folder or ``s3://``) into the table at ``location``.
 
@@ -382,7 +385,9 @@ def score_source(
         parts = input_parts(source, folder / "input")
         if validate:
             validate_parts(parts, min_rows=min_rows)
-        scorer = Scorer.from_model_dir(model_dir, model_name=model_name, model_version=model_version, reasons=reasons)
+        scorer = Scorer.from_model_dir(
+            model_dir, model_name=model_name, model_version=model_version, reasons=reasons, method=method
+        )
         return score_base((read_part(p) for p in parts), scorer, location, part_rows=part_rows)
     finally:
         if temporary:

@@ -96,11 +96,14 @@ def score(
     reasons: bool = True,
     part_rows: int = PART_ROWS,
     pushgateway_url: str = "",
+    method: str = "shap",
 ) -> dict[str, Any]:
     """Score the validated base with ``models:/<model_name>@<alias>`` into a committed table in ``table_dir``."""
     try:
         model_dir, version = fetch_model(f"models:/{model_name}@{alias}", tracking_uri)
-        scorer = Scorer.from_model_dir(model_dir, model_name=model_name, model_version=version, reasons=reasons)
+        scorer = Scorer.from_model_dir(
+            model_dir, model_name=model_name, model_version=version, reasons=reasons, method=method
+        )
         summary = score_base((read_part(p) for p in _parts(base_dir)), scorer, str(table_dir), part_rows=part_rows)
     except ChurnError as error:
         _push_failure(pushgateway_url, error)

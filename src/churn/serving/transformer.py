@@ -24,7 +24,7 @@ from kserve import InferenceGRPCClient, InferInput, InferOutput, InferRequest, I
 from kserve.errors import InvalidInput
 from kserve.utils.inference_client_factory import InferenceClientFactory
 
-from churn.scoring.reasons import Explainer, TopReasons, reason_records, reasons_json
+from churn.scoring.reasons import SHAP, Explainer, TopReasons, reason_records, reasons_json
 from churn.serving.contract import (
     RECORDS_INPUT,
     Batch,
@@ -137,16 +137,19 @@ class ChurnTransformer(Model):  # type: ignore[misc]
 
     _grpc_client_stub: InferenceGRPCClient | None  # set by KServe's Model.__init__
 
-    def __init__(self, name: str, served: ServedModel, *, max_batch_size: int) -> None:
+    def __init__(self, name: str, served: ServedModel, *, max_batch_size: int, reasons_method: str = SHAP) -> None:
         super().__init__(name)
         self.served = served
         self.max_batch_size = max_batch_size
+        self.reasons_method = reasons_method
         self._explainer: Explainer | None = None
 
     def load(self) -> bool:
         model = self.served.model
         MODEL_INFO.info({"model_name": self.name, "model_version": self.served.version, "family": model.family})
-        self._explainer = Explainer(model)  # built once (a forest's path tables), used only when asked
+        self._explainer = Explainer(
+            model, self.reasons_method
+        )  # built once (a forest's path tables), used only when asked
         self.ready = True
         return self.ready
 
@@ -304,7 +307,12 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(
             f"--predictor_protocol must be grpc-v2 or v2 (the predictor speaks V2), not {args.predictor_protocol}"
         )
-    transformer = ChurnTransformer(args.model_name, load_or_exit(args), max_batch_size=args.max_batch_size)
+    transformer = ChurnTransformer(
+        args.model_name,
+        load_or_exit(args),
+        max_batch_size=args.max_batch_size,
+        reasons_method=get_settings().scoring.reasons_method,  # the batch scorer's, so both give the same reasons
+    )
     transformer.load()
     serve(transformer, args)
 

@@ -7,9 +7,19 @@ import pandas as pd
 import pytest
 
 from churn.data import generate_customers
+from churn.errors import ChurnError
 from churn.features.derive import FEATURE_INPUTS, to_columns
 from churn.features.pipeline import FeaturePipeline
-from churn.scoring.reasons import LOG_ODDS, PROBABILITY, Explainer, format_value, reason_records, render, top_reasons
+from churn.scoring.reasons import (
+    LOG_ODDS,
+    PATH,
+    PROBABILITY,
+    Explainer,
+    format_value,
+    reason_records,
+    render,
+    top_reasons,
+)
 from churn.training import FAMILIES, ChurnModel, split_frame, train_family
 
 pytestmark = pytest.mark.unit
@@ -127,3 +137,20 @@ def test_a_pipeline_without_training_means_measures_from_zero(models: dict[str, 
     matrix = features.transform(raw)
     found = explainer.contributions(matrix)
     np.testing.assert_allclose(found.values.sum(axis=1) + found.bias, explainer.output(matrix), atol=1e-9)
+
+
+@pytest.mark.parametrize("family", ["xgboost", "lightgbm"])
+def test_path_attribution_of_the_boosters_adds_up_too(
+    family: str, models: dict[str, ChurnModel], parts: dict[str, pd.DataFrame]
+) -> None:
+    model = models[family]
+    matrix = model.features.transform(parts["test"])
+    path = Explainer(model, PATH)
+    found = path.contributions(matrix)
+    tolerance = {"rtol": 1e-6, "atol": 1e-6} if family == "xgboost" else {"rtol": 0, "atol": 1e-6}
+    np.testing.assert_allclose(found.values.sum(axis=1) + found.bias, path.output(matrix), **tolerance)
+    # A different decomposition from TreeSHAP's, of the same margin.
+    shapley = Explainer(model).contributions(matrix)
+    assert np.abs(found.values - shapley.values).max() > 1e-3
+    with pytest.raises(ChurnError, match="unknown reasons method"):
+        Explainer(model, "lime")

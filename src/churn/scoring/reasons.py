@@ -25,6 +25,7 @@ absolute contributions, with their sign.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,7 +156,7 @@ class Explainer:
             values, bias = self.feature_contributions(matrix)
             rolled = values[:, :-1] @ self.rollup
         elif family == "logistic_regression":
-            rolled = (matrix - self._means) @ self._linear
+            rolled = matrix @ self._linear - self._means @ self._linear  # no n x features temporary
             bias = self._bias
         else:
             rolled = _forest_contributions(self.model.estimator, self._tables, matrix)
@@ -264,6 +265,8 @@ def _lightgbm_contributions(estimator: Any, table: np.ndarray, offsets: np.ndarr
     )
     leaves = np.asarray(leaves, dtype=np.int64).reshape(len(matrix), -1) + offsets
     n, trees = leaves.shape
+    if n <= 64:  # a request's few rows: gathering is cheaper than building a sparse matrix
+        return np.asarray(table[leaves].sum(axis=1))
     hits = csr_matrix((np.ones(n * trees), leaves.ravel(), np.arange(0, n * trees + 1, trees)), shape=(n, len(table)))
     return np.asarray(hits @ table)
 
@@ -286,8 +289,17 @@ def format_values(values: np.ndarray) -> np.ndarray:
 
 
 def format_value(value: Any) -> str:
-    """One raw value as :func:`format_values` writes it."""
-    return str(format_values(np.asarray([value]))[0])
+    """One raw value exactly as :func:`format_values` writes it, without Arrow's per-call cost (online)."""
+    if isinstance(value, (float, np.floating)):
+        if math.isnan(value):
+            return MISSING
+        if abs(value) >= 1e9:  # Arrow may switch to exponents earlier than Python: let it write these
+            return str(format_values(np.asarray([value], dtype=np.float64))[0])
+        text = repr(float(np.round(value, 4)))  # Arrow writes the same shortest digits, without ".0"
+        return text[:-2] if text.endswith(".0") else text
+    if isinstance(value, np.datetime64):
+        return MISSING if np.isnat(value) else str(value.astype("datetime64[D]"))
+    return str(value)
 
 
 def render(attribute: str, value: Any, contribution: float, unit: str) -> str:

@@ -154,3 +154,14 @@ def test_path_attribution_of_the_boosters_adds_up_too(
     assert np.abs(found.values - shapley.values).max() > 1e-3
     with pytest.raises(ChurnError, match="unknown reasons method"):
         Explainer(model, "lime")
+
+
+def test_one_value_is_written_as_the_batch_writes_it() -> None:
+    """Online reasons format one value at a time, the scored table a column at a time: the same text."""
+    from churn.scoring.reasons import format_values
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate(
+        [rng.random(20_000) * 10.0 ** rng.integers(-6, 18, 20_000), [0.0, -0.0, 0.00005, 1e15, np.nan, 121.0]]
+    )
+    assert [format_value(v) for v in values] == format_values(values).tolist()

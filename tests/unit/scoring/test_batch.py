@@ -195,3 +195,30 @@ def test_bad_bases_are_clear_errors_and_keep_the_table(logged_model: Any, base: 
     pd.testing.assert_frame_equal(read_table(str(out)), before)
     with pytest.raises(ChurnError, match="no scored table"):
         read_table(str(tmp_path / "never"))
+
+
+def test_churn_score_commits_the_table_and_prints_the_riskiest_with_reasons(
+    logged_model: Any, base: Path, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")} | {"CHURN_DATA_DIR": str(tmp_path)}
+    command = [sys.executable, "-m", "churn", "score", str(base), "--model", str(logged_model.model_dir), "--top", "3"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "scored 1500 customers" in done.stdout and "3 highest-risk customers" in done.stdout
+    assert "log-odds (raises risk)" in done.stdout
+    table = read_table(str(tmp_path / "scored"))
+    riskiest = table.nlargest(3, "churn_probability")
+    assert all(customer in done.stdout for customer in riskiest["customer_id"])
+    refused = subprocess.run(
+        [*command[:4], str(tmp_path / "missing.csv"), *command[5:]],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "does not exist" in refused.stderr

@@ -291,11 +291,12 @@ def format_values(values: np.ndarray) -> np.ndarray:
 def format_value(value: Any) -> str:
     """One raw value exactly as :func:`format_values` writes it, without Arrow's per-call cost (online)."""
     if isinstance(value, (float, np.floating)):
-        if math.isnan(value):
+        number = float(value)
+        if math.isnan(number):
             return MISSING
-        if abs(value) >= 1e9:  # Arrow may switch to exponents earlier than Python: let it write these
-            return str(format_values(np.asarray([value], dtype=np.float64))[0])
-        text = repr(float(np.round(value, 4)))  # Arrow writes the same shortest digits, without ".0"
+        if abs(number) >= 1e9:  # Arrow may switch to exponents earlier than Python: let it write these
+            return str(format_values(np.asarray([number]))[0])
+        text = repr(float(np.round(number, 4)))  # Arrow writes the same shortest digits, without ".0"
         return text[:-2] if text.endswith(".0") else text
     if isinstance(value, np.datetime64):
         return MISSING if np.isnat(value) else str(value.astype("datetime64[D]"))

@@ -147,9 +147,8 @@ class ChurnTransformer(Model):  # type: ignore[misc]
     def load(self) -> bool:
         model = self.served.model
         MODEL_INFO.info({"model_name": self.name, "model_version": self.served.version, "family": model.family})
-        self._explainer = Explainer(
-            model, self.reasons_method
-        )  # built once (a forest's path tables), used only when asked
+        # Built once (a forest's path tables); used only by requests that ask for reasons.
+        self._explainer = Explainer(model, self.reasons_method)
         self.ready = True
         return self.ready
 

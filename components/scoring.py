@@ -8,7 +8,7 @@ from components._image import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def load_base(base: Output[Dataset], source_uri: str = "", latest_only: bool = False) -> str:
-    """Copy the customer base (file, folder of parts or s3://; empty: the raw folder) into a folder of parts."""
+    """Copy the customer base (file, folder of parts or s3://; empty: the raw folder's newest day) into parts."""
     from churn.config import get_settings
     from churn.scoring import steps
 

@@ -27,7 +27,7 @@ def scoring_pipeline(
 
     Args:
         source_uri: The base: a .csv/.parquet file, a folder of parts or an s3:// object or prefix
-            (empty: the raw-data folder).
+            (empty: the newest customers_YYYYMMDD file of the raw-data folder).
         latest_only: For a folder or prefix, score only its newest customers_YYYYMMDD file.
         destination: Where the scored table is committed: a folder or s3://bucket/prefix (empty: data/scored).
         min_rows: Fewest rows a valid base may have.

@@ -32,7 +32,8 @@ def load_base(
     """Copy the customer base to score into ``out_dir`` (one file per part).
 
     Args:
-        source_uri: A file, a folder of parts or an ``s3://`` object or prefix; empty: ``raw_dir``.
+        source_uri: A file, a folder of parts or an ``s3://`` object or prefix; empty: the newest
+            ``customers_YYYYMMDD`` file of ``raw_dir`` (the raw folder holds days, not parts of one base).
         out_dir: Local folder for the parts.
         latest_only: For a folder or prefix, take only its newest ``customers_YYYYMMDD`` file (the
             day's increment the data pipeline published) instead of every part.
@@ -42,6 +43,7 @@ def load_base(
     from churn.steps import latest_increment
 
     source = source_uri or str(raw_dir)
+    latest_only = latest_only or not source_uri
     if latest_only and (source.endswith("/") or not Path(source).is_file()) and not _is_file_uri(source):
         source = latest_increment(source)
     out = Path(out_dir)

@@ -4,10 +4,11 @@ A table at ``LOCATION`` is what ``LOCATION/_manifest.json`` says it is: the mani
 the parts of the last committed run, all under ``LOCATION/run-<id>/``. A run writes its
 parts under a fresh ``run-<id>/`` prefix that no manifest names yet, then replaces the
 manifest in one step (an atomic rename on a filesystem, a single PUT on S3), and only then
-deletes the previous run's parts. So a reader that goes through the manifest
-(:func:`read_table`) sees the previous table or the new one, never a mix or half a part;
-a run that fails at any point before the manifest leaves the previous table as it was
-and removes what it had written.
+deletes the parts of the run before the previous one: the previous run's parts stay, so a
+reader that read the old manifest just before the commit can still read its parts. A
+reader that goes through the manifest (:func:`read_table`) sees the previous table or the
+new one, never a mix or half a part; a run that fails at any point before the manifest
+leaves the previous table as it was and removes what it had written.
 """
 
 from __future__ import annotations
@@ -108,15 +109,16 @@ class TableWriter:
 
     def commit(self, metadata: dict[str, Any]) -> dict[str, Any]:
         """Publish the parts written so far as the table (replacing the previous run's), then clean up."""
+        previous = _manifest_or_none(self.location)
         manifest = {
             "format": FORMAT,
             "run_id": self.run_id,
+            "previous_run_id": None if previous is None else previous.get("run_id"),
             "committed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "rows": self.rows,
             "parts": self.parts,
             **metadata,
         }
-        previous = _manifest_or_none(self.location)
         body = json.dumps(manifest, indent=2, default=str).encode()
         if self.s3:
             bucket, prefix = _split_s3(self.location)
@@ -130,15 +132,15 @@ class TableWriter:
             with atomic_path(root / MANIFEST) as tmp:
                 tmp.write_bytes(body)
         self.committed = True
-        if previous is not None and previous.get("run_id") != self.run_id:
-            _delete_run(self.location, f"run-{previous['run_id']}")
+        retired = None if previous is None else previous.get("previous_run_id")
+        if retired and retired != self.run_id:
+            _delete_run(self.location, f"run-{retired}")
         return manifest
 
     def abort(self) -> None:
         """Remove every part this run wrote; the committed table is untouched."""
-        if self.s3:
-            _delete_run(self.location, self.prefix)
-        else:
+        _delete_run(self.location, self.prefix)  # on a filesystem: parts renamed before a failed manifest write
+        if not self.s3:
             shutil.rmtree(self._staging(), ignore_errors=True)
 
 

@@ -113,8 +113,10 @@ def _check_atomic(location: str, scorer: Scorer, list_run_prefixes: Callable[[],
         pd.testing.assert_frame_equal(seen, before)
     after = read_table(location)
     assert len(after) == 800 and (after["snapshot_date"] == pd.Timestamp("2026-02-02")).all()
-    assert read_manifest(location)["run_id"] != old_manifest["run_id"]
-    assert list_run_prefixes() == {f"run-{read_manifest(location)['run_id']}"}  # the old run's parts are gone
+    current = read_manifest(location)
+    assert current["run_id"] != old_manifest["run_id"] and current["previous_run_id"] == old_manifest["run_id"]
+    # The previous run's parts stay one more run (a reader of the old manifest can finish).
+    assert list_run_prefixes() == {f"run-{current['run_id']}", f"run-{old_manifest['run_id']}"}
 
     # A run that fails half way: a bad partition after two good parts were written.
     broken = second.assign(total_orders="many")
@@ -126,11 +128,16 @@ def _check_atomic(location: str, scorer: Scorer, list_run_prefixes: Callable[[],
     with pytest.raises(ChurnError):
         score_base(failing(), scorer, location, part_rows=200)
     pd.testing.assert_frame_equal(read_table(location), after)
-    assert list_run_prefixes() == {f"run-{read_manifest(location)['run_id']}"}  # nothing of the failed run is left
+    # Nothing of the failed run is left.
+    assert list_run_prefixes() == {f"run-{current['run_id']}", f"run-{old_manifest['run_id']}"}
 
     with pytest.raises(ChurnError, match="no rows"):
         score_base(_parts([second.head(0)]), scorer, location)
     pd.testing.assert_frame_equal(read_table(location), after)
+    third = generate_customers(100, "2026-02-03", seed=6).frame
+    score_base(_parts([third]), scorer, location)
+    newest = read_manifest(location)
+    assert list_run_prefixes() == {f"run-{newest['run_id']}", f"run-{current['run_id']}"}  # the first run retired
 
 
 def test_a_local_table_is_committed_atomically(logged_model: Any, tmp_path: Path) -> None:

@@ -102,3 +102,25 @@ def test_the_explain_endpoint_answers_predictions_with_reasons(
     assert "churn_reasons" not in plain.json()["predictions"][0]
     bad = requests.post(url, json={"instances": [{"customer_id": "C1"}]}, timeout=30)
     assert bad.status_code == 400 and "missing" in bad.text
+
+
+def test_reasons_over_grpc_equal_those_over_rest(served_champion: ServedChampion, churn_service: LocalService) -> None:
+    import subprocess
+    import sys
+
+    records = read_records_file(served_champion.raw_file)[:3]
+    config = churn_service.config
+    spec = {
+        "url": f"{config.host}:{config.transformer_grpc_port}",
+        "model": NAME,
+        "inputs": [{"name": "records", "datatype": "BYTES", "shape": [3], "data": [json.dumps(r) for r in records]}],
+        "outputs": ["churn_probability", "churn_reasons"],
+    }
+    client = Path(__file__).parent / "clients" / "triton_grpc.py"
+    done = subprocess.run(
+        [sys.executable, str(client)], input=json.dumps(spec), capture_output=True, text=True, timeout=120, check=True
+    )
+    grpc = json.loads(done.stdout)["outputs"]
+    rest = _infer(churn_service, records, ["churn_probability", "churn_reasons"])
+    assert list(grpc) == ["churn_probability", "churn_reasons"]
+    assert [json.loads(r) for r in grpc["churn_reasons"]] == [json.loads(r) for r in rest["churn_reasons"]]

@@ -229,3 +229,13 @@ def test_churn_score_commits_the_table_and_prints_the_riskiest_with_reasons(
     )
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert "does not exist" in refused.stderr
+
+
+def test_scoring_partitions_one_by_one_equals_scoring_the_whole(logged_model: Any) -> None:
+    """What an engine's map_partitions needs of Scorer.score_frame: no row's result depends on its partition."""
+    scorer = _scorer(logged_model)
+    raw = generate_customers(900, "2026-02-01", seed=12).frame
+    whole = scorer.score_frame(raw)
+    parts = [raw.iloc[:1], raw.iloc[1:400], raw.iloc[400:]]
+    pieces = pd.concat([scorer.score_frame(part) for part in parts], ignore_index=True)
+    pd.testing.assert_frame_equal(pieces, whole)

@@ -553,20 +553,19 @@ def score_command(
 
 
 def _print_highest_risk(location: str, n: int) -> None:
-    """The ``n`` riskiest customers of the committed table, with their reasons."""
+    """The ``n`` riskiest customers of the committed table, each with its reasons on lines of their own."""
     from churn.scoring.batch import highest_risk, reason_texts
     from churn.scoring.table import read_table
 
-    riskiest = highest_risk(read_table(location), n)
-    table = Table("customer_id", "churn_probability", "risk_decile", "top reasons", title=f"{n} highest-risk customers")
-    for _, row in riskiest.iterrows():
-        table.add_row(
-            str(row["customer_id"]),
-            f"{row['churn_probability']:.4f}",
-            str(row["risk_decile"]),
-            "\n".join(reason_texts(row)) or "-",
+    out.print(f"[bold]{n} highest-risk customers[/bold] ({location})")
+    for _, row in highest_risk(read_table(location), n).iterrows():
+        out.print(
+            f"  {row['customer_id']}  churn probability {row['churn_probability']:.4f}  "
+            f"risk decile {row['risk_decile']}",
+            highlight=False,
         )
-    out.print(table)
+        for text in reason_texts(row):
+            out.print(f"      {text}", highlight=False)
 
 
 _Release = Annotated[

@@ -223,7 +223,11 @@ def _forest_tables(forest: Any, rollup: np.ndarray) -> tuple[list[np.ndarray], f
 
 
 def _forest_contributions(forest: Any, tables: list[np.ndarray], matrix: np.ndarray) -> np.ndarray:
-    leaves = forest.apply(matrix.astype(np.float32))
+    rows = np.ascontiguousarray(matrix, dtype=np.float32)
+    if len(rows) <= 64:  # a request's few rows: the trees one by one, without joblib's per-call threads
+        leaves = np.column_stack([estimator.tree_.apply(rows) for estimator in forest.estimators_])
+    else:
+        leaves = forest.apply(rows)
     total = np.zeros((len(matrix), tables[0].shape[1]))
     for t, table in enumerate(tables):
         total += table[leaves[:, t]]

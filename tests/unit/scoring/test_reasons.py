@@ -165,3 +165,17 @@ def test_one_value_is_written_as_the_batch_writes_it() -> None:
         [rng.random(20_000) * 10.0 ** rng.integers(-6, 18, 20_000), [0.0, -0.0, 0.00005, 1e15, np.nan, 121.0]]
     )
     assert [format_value(v) for v in values] == format_values(values).tolist()
+
+
+@pytest.mark.parametrize("method", ["shap", PATH])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_one_row_alone_gets_the_contributions_it_gets_in_a_batch(
+    family: str, method: str, models: dict[str, ChurnModel], parts: dict[str, pd.DataFrame]
+) -> None:
+    """Requests explain a few rows (the forest and LightGBM's path take a per-row route there), batches many."""
+    model = models[family]
+    explainer = Explainer(model, method)
+    matrix = model.features.transform(parts["test"].head(100))
+    batch = explainer.contributions(matrix).values
+    for i in (0, 41, 99):
+        np.testing.assert_allclose(explainer.contributions(matrix[i : i + 1]).values[0], batch[i], rtol=0, atol=1e-9)

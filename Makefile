@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 BIN := .venv/bin
 
-.PHONY: help setup run test lint format typecheck pytest prometheus bench bench-training bench-serving bench-predlog bench-monitoring bench-images compile images clean
+.PHONY: help setup run test lint format typecheck pytest prometheus bench bench-training bench-serving bench-predlog bench-scoring bench-monitoring bench-images compile images clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -53,6 +53,9 @@ compile: setup ## Compile the Kubeflow pipelines to pipelines/compiled/*.yaml
 
 images: ## Build the component, serving and MLflow images (docker with a daemon, else podman; PUSH=1 pushes them)
 	@bash scripts/build_images.sh
+
+bench-scoring: setup ## Print the batch-scoring benchmark (1M rows, with and without reasons) and the online cost of reasons
+	$(BIN)/python scripts/bench_scoring.py
 
 bench-images: setup ## Print image sizes, build times and the serving image's cold start beside the component image
 	$(BIN)/python scripts/bench_images.py

@@ -90,8 +90,12 @@ def run(
         bool,
         typer.Option(help="After training, monitor two daily increments: a clean day and a drifted day."),
     ] = True,
+    score: Annotated[
+        bool,
+        typer.Option(help="Finally, score the newest day with the scoring pipeline and show the riskiest customers."),
+    ] = True,
 ) -> None:
-    """Run the main job end to end on embedded defaults: data -> features -> training -> serving -> monitoring."""
+    """Run the main job end to end on embedded defaults: data, features, training, serving, monitoring, scoring."""
     from churn.jobs import run_main_job
 
     settings = get_settings()
@@ -123,6 +127,15 @@ def run(
         _serving_demo(settings, raw.path)
     if monitor:
         _monitoring_demo(settings, date)
+    if score:
+        _scoring_demo(settings)
+
+
+def _scoring_demo(settings: Settings) -> None:
+    """Score the newest customers_YYYYMMDD file with the scoring pipeline; print the ten riskiest, with reasons."""
+    raw_dir = str(settings.raw_dir.resolve()) + "/"
+    _run_pipeline("scoring", settings, source_uri=raw_dir, latest_only=True)
+    _print_highest_risk(settings.scored_uri, 10)
 
 
 #: The two days the main job monitors: (days after the training snapshot, scenario, what it is).
@@ -414,7 +427,7 @@ def pipeline_compile(
 
 @pipeline_app.command("run")
 def pipeline_run(
-    name: Annotated[str, typer.Argument(help="Pipeline to run: training, monitoring or data.")],
+    name: Annotated[str, typer.Argument(help="Pipeline to run: training, monitoring, data or scoring.")],
     rows: Annotated[int | None, typer.Option(min=1, help="Rows to generate [default: CHURN_DATA__ROWS].")] = None,
     date: Annotated[str | None, typer.Option(help="Snapshot date of generated data [default: today].")] = None,
     source_uri: Annotated[
@@ -437,7 +450,11 @@ def pipeline_run(
         str | None, typer.Option(help="monitoring: Pushgateway [default: CHURN_MONITORING__PUSHGATEWAY_URL].")
     ] = None,
     destination: Annotated[
-        str | None, typer.Option(help="data: folder or s3:// prefix to publish to [default: data/raw].")
+        str | None,
+        typer.Option(help="data: folder or s3:// prefix to publish to [default: data/raw]; scoring: the scored table."),
+    ] = None,
+    latest_only: Annotated[
+        bool | None, typer.Option(help="scoring: score only the newest customers_YYYYMMDD file of --source-uri.")
     ] = None,
     runner: Annotated[
         str,
@@ -465,6 +482,7 @@ def pipeline_run(
         "kfp_host": kfp_host,
         "pushgateway_url": pushgateway_url,
         "destination": destination,
+        "latest_only": latest_only,
     }
     if name == "monitoring":  # its training parameters are those of the retraining run
         given["retrain_rows"], given["retrain_source_uri"] = given.pop("rows"), given.pop("source_uri")
@@ -561,6 +579,63 @@ def predict_command(
         _print_answers(rows)
 
 
+@app.command("score")
+def score_command(
+    source: Annotated[str, typer.Argument(help="Customer base: a .csv/.parquet file, a folder of parts or s3://...")],
+    out_uri: Annotated[
+        str | None, typer.Option("--out", help="Scored table: folder or s3:// prefix [default: data/scored].")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="models:/NAME@ALIAS, models:/NAME/VERSION or a model directory [default: @champion]."),
+    ] = None,
+    reasons: Annotated[bool, typer.Option(help="Add each customer's top 3 reasons.")] = True,
+    top: Annotated[int, typer.Option(min=0, help="Print this many highest-risk customers with their reasons.")] = 10,
+) -> None:
+    """Score a customer base with the champion and commit the scored table (atomically) where --out says."""
+    from churn.scoring.batch import fetch_model, score_source
+
+    settings = get_settings()
+    model_uri = model or f"models:/{settings.mlflow.model_name}@champion"
+    location = out_uri or settings.scored_uri
+    with err.status(f"scoring {source} with {model_uri}..."):
+        model_dir, version = fetch_model(model_uri, settings.tracking_uri)
+        summary = score_source(
+            source,
+            location,
+            model_dir=model_dir,
+            model_name=settings.mlflow.model_name,
+            model_version=version,
+            reasons=reasons,
+            part_rows=settings.scoring.part_rows,
+            method=settings.scoring.reasons_method,
+        )
+    out.print(
+        f"[bold]scored[/bold] {summary.rows} customers with {model_uri} (version {version}) in {summary.seconds:.1f}s: "
+        f"{summary.churned} labelled churn; table {location} "
+        f"({summary.parts} part(s), run {summary.manifest['run_id']})",
+        highlight=False,
+    )
+    if top:
+        _print_highest_risk(location, top)
+
+
+def _print_highest_risk(location: str, n: int) -> None:
+    """The ``n`` riskiest customers of the committed table, each with its reasons on lines of their own."""
+    from churn.scoring.batch import highest_risk, reason_texts
+    from churn.scoring.table import read_table
+
+    out.print(f"[bold]{n} highest-risk customers[/bold] ({location})")
+    for _, row in highest_risk(read_table(location), n).iterrows():
+        out.print(
+            f"  {row['customer_id']}  churn probability {row['churn_probability']:.4f}  "
+            f"risk decile {row['risk_decile']}",
+            highlight=False,
+        )
+        for text in reason_texts(row):
+            out.print(f"      {text}", highlight=False)
+
+
 _Release = Annotated[
     str, typer.Option(help="Helm release of the chart: its <release>-s3 Secret and <release>-pipeline-env ConfigMap.")
 ]
@@ -586,8 +661,11 @@ def schedule_command(
     mlflow_tracking_uri: Annotated[
         str, typer.Option(help="Tracking server of the runs [default: the chart's, from <release>-pipeline-env].")
     ] = "",
+    scored_uri: Annotated[
+        str, typer.Option(help="s3:// prefix where the daily scoring run commits the scored table.")
+    ] = "s3://mlflow/scored/",
 ) -> None:
-    """Upload the pipelines and (re)create the recurring runs: data 02:00, training Sun 03:00, monitoring 06:00."""
+    """Upload the pipelines, (re)create the recurring runs: data 2:00, training Sun 3, scoring 4:00, monitoring 6:00."""
     from churn.kfp_runner import COMPILED_DIR
     from churn.schedule import Release, cluster_parameters, schedule_all
 
@@ -597,6 +675,7 @@ def schedule_command(
         increments_uri=increments_uri,
         tracking_uri=mlflow_tracking_uri,
         retrain_on_alert=retrain_on_alert,
+        scored_uri=scored_uri,
     )
     client = _kfp_client(host)
     account = service_account or Release(release).deployer
@@ -606,7 +685,7 @@ def schedule_command(
 
 @pipeline_app.command("submit")
 def pipeline_submit(
-    name: Annotated[str, typer.Argument(help="Pipeline to run: training, monitoring or data.")],
+    name: Annotated[str, typer.Argument(help="Pipeline to run: training, monitoring, data or scoring.")],
     host: Annotated[str, typer.Option(help="KFP API endpoint, e.g. http://localhost:8888 (port-forwarded).")],
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE pipeline parameter (repeatable).")

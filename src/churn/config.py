@@ -233,6 +233,20 @@ class PerformanceSettings(BaseModel):
     push_job: str = Field("churn-performance", description="Pushgateway job name (grouping key) of performance runs.")
 
 
+class ScoringSettings(BaseModel):
+    """Batch scoring of the customer base (the scoring pipeline and ``churn score``)."""
+
+    output_uri: str = Field("", description="Scored table: a folder or s3://bucket/prefix (empty: data_dir/scored).")
+    reasons: bool = Field(True, description="Add each customer's top reasons (exact contributions) to the table.")
+    reasons_method: str = Field(
+        "shap",
+        pattern="^(shap|path)$",
+        description="Boosters' reasons, batch and online: shap (TreeSHAP) or path (path attribution, faster).",
+    )
+    part_rows: int = Field(250_000, ge=1, description="Largest part file of the scored table.")
+    push_job: str = Field("churn-scoring", description="Pushgateway job name of the scoring metrics.")
+
+
 class Settings(BaseSettings):
     """Top-level settings of churn-mlops."""
 
@@ -248,6 +262,7 @@ class Settings(BaseSettings):
     performance: PerformanceSettings = PerformanceSettings()
     serving: ServingSettings = ServingSettings()
     deploy: DeploySettings = DeploySettings()
+    scoring: ScoringSettings = ScoringSettings()
 
     @property
     def raw_dir(self) -> Path:
@@ -275,6 +290,11 @@ class Settings(BaseSettings):
     @property
     def features_dir(self) -> Path:
         return self.data_dir / "features"
+
+    @property
+    def scored_uri(self) -> str:
+        """Where batch scoring commits its table: ``scoring.output_uri``, else ``data_dir/scored``."""
+        return self.scoring.output_uri or str((self.data_dir / "scored").resolve())
 
     @property
     def tracking_uri(self) -> str:

@@ -16,9 +16,9 @@ from typing import Any, Literal
 from churn.config import Settings, environment
 from churn.errors import ChurnError
 
-PIPELINES = ("training", "monitoring", "data")
+PIPELINES = ("training", "monitoring", "data", "scoring")
 #: Tasks per pipeline, for progress reporting (monitoring: one more when it triggers retraining).
-TASK_COUNTS = {"training": 11, "monitoring": 4, "data": 3}
+TASK_COUNTS = {"training": 11, "monitoring": 4, "data": 3, "scoring": 4}
 _TASK_DONE = re.compile(r"Task \S*'([\w-]+)'\S* finished with status \S*?(SUCCESS|FAILURE)")
 COMPILED_DIR = Path("pipelines/compiled")
 #: Where tasks run: subprocesses of this Python, or containers of the component image.
@@ -49,6 +49,10 @@ def _pipeline(name: str) -> Any:
         from pipelines.data_pipeline import data_pipeline
 
         return data_pipeline
+    if name == "scoring":
+        from pipelines.scoring_pipeline import scoring_pipeline
+
+        return scoring_pipeline
     raise ChurnError(f"unknown pipeline {name!r}; known: {', '.join(PIPELINES)}")
 
 

@@ -1,6 +1,7 @@
-"""Recurring runs on a KFP backend: upload the compiled pipelines, (re)create the three schedules.
+"""Recurring runs on a KFP backend: upload the compiled pipelines, (re)create the four schedules.
 
-Data daily at 02:00, training weekly on Sunday at 03:00, monitoring daily at 06:00, in
+Data daily at 02:00, training weekly on Sunday at 03:00, scoring daily at 04:00 (after the
+day's data, and after Sunday's training has had an hour), monitoring daily at 06:00, in
 KFP's six-field cron (seconds first), one run at a time and no catch-up after downtime.
 Idempotent: each pipeline is uploaded once and gets a new version only when its compiled
 YAML changed; a schedule of the same name is deleted before it is created again, so
@@ -31,6 +32,9 @@ class Schedule:
 SCHEDULES: tuple[Schedule, ...] = (
     Schedule("churn-data-daily", "data", "0 0 2 * * *", "The day's customer increment, daily at 02:00."),
     Schedule("churn-training-weekly", "training", "0 0 3 * * 0", "Train, gate and deploy, Sundays at 03:00."),
+    Schedule(
+        "churn-scoring-daily", "scoring", "0 0 4 * * *", "Score the day's customers with reasons, daily at 04:00."
+    ),
     Schedule("churn-monitoring-daily", "monitoring", "0 0 6 * * *", "Drift checks of the latest day, daily at 06:00."),
 )
 
@@ -59,13 +63,13 @@ def schedule_all(
     params: dict[str, dict[str, Any]] | None = None,
     service_account: str = "",
 ) -> list[dict[str, str]]:
-    """Create (or replace) the three recurring runs; return what was scheduled.
+    """Create (or replace) the recurring runs of :data:`SCHEDULES`; return what was scheduled.
 
     Args:
         client: A ``kfp.Client`` connected to the KFP API.
         compiled_dir: Folder holding ``<pipeline>_pipeline.yaml`` (``churn pipeline compile``).
         experiment: KFP experiment the recurring runs belong to (created when missing).
-        params: Pipeline parameters per pipeline name ("data", "training", "monitoring").
+        params: Pipeline parameters per pipeline name ("data", "training", "scoring", "monitoring").
         service_account: Service account of the runs (the chart's ``<release>-deployer`` lets
             the training run's deploy step patch the InferenceService).
 
@@ -138,20 +142,23 @@ def cluster_parameters(
     increments_uri: str = "s3://mlflow/increments/",
     tracking_uri: str = "",
     retrain_on_alert: bool = False,
+    scored_uri: str = "s3://mlflow/scored/",
 ) -> dict[str, dict[str, Any]]:
     """Parameters of each pipeline in a cluster where the chart is installed as ``release``.
 
     Every run reads the release's S3 Secret and pipeline-env ConfigMap; the data pipeline
     publishes each day under ``increments_uri`` and monitoring checks the newest file there
     (a task's own disk is gone when it ends); training deploys what its gate promotes; on an
-    alert, monitoring can submit a training run to the in-cluster KFP API.
+    alert, monitoring can submit a training run to the in-cluster KFP API. Scoring scores the
+    newest increment and commits its table under ``scored_uri``.
 
     Raises:
-        ChurnError: ``increments_uri`` is not an ``s3://bucket/prefix``.
+        ChurnError: ``increments_uri`` or ``scored_uri`` is not an ``s3://bucket/prefix``.
 
     """
-    if not increments_uri.startswith("s3://") or not increments_uri.removeprefix("s3://").strip("/"):
-        raise ChurnError(f"increments URI must be s3://bucket/prefix/ (pods share no disk), not {increments_uri!r}")
+    for what, uri in (("increments", increments_uri), ("scored table", scored_uri)):
+        if not uri.startswith("s3://") or not uri.removeprefix("s3://").strip("/"):
+            raise ChurnError(f"{what} URI must be s3://bucket/prefix/ (pods share no disk), not {uri!r}")
     increments = increments_uri.rstrip("/") + "/"
     names = Release(release)
     common: dict[str, Any] = {"s3_secret": s3_secret or names.s3_secret, "cluster_env": names.cluster_env}
@@ -171,6 +178,15 @@ def cluster_parameters(
             **tracking,
             "current_uri": increments,
             **retrain,
+            "mlflow_secret": names.mlflow_secret("reader"),
+            "pushgateway_secret": names.pushgateway_secret,
+        },
+        "scoring": {
+            **common,
+            **tracking,
+            "source_uri": increments,
+            "latest_only": True,
+            "destination": scored_uri.rstrip("/") + "/",
             "mlflow_secret": names.mlflow_secret("reader"),
             "pushgateway_secret": names.pushgateway_secret,
         },

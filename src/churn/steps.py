@@ -318,11 +318,12 @@ def register(
                 metrics = {f"val_{k}": v for k, v in model.info["validation"].items()}
                 metrics |= {f"test_{k}": v for k, v in row["test"].items()}
                 metrics |= {"fit_seconds": row["fit_seconds"]}
-                reference = sample = None
+                reference = sample = deciles = None
                 if family == selection["winner"] and train_path is not None:
                     reference, sample = reference_for(
                         model, train_path, roc_auc=row["test"]["roc_auc"], test_labels=test[LABEL], bins=psi_bins
                     )
+                    deciles = risk_deciles_for(model, train_path)
                 with mlflow.start_run(run_name=family, nested=True) as child:
                     uri = log_candidate(
                         model,
@@ -331,6 +332,7 @@ def register(
                         tags={**tags, "family": family},
                         reference=reference,
                         reference_sample=sample,
+                        risk_deciles=deciles,
                     )
                 if family == selection["winner"]:
                     winner_uri, winner_run = uri, child.info.run_id
@@ -372,6 +374,13 @@ def reference_for(
     profile = fit_reference(train, model.predict_proba(train), roc_auc=roc_auc, roc_auc_standard_error=se, bins=bins)
     sample = train.sample(n=min(sample_rows, len(train)), random_state=0).sort_index()
     return profile, sample.reset_index(drop=True)
+
+
+def risk_deciles_for(model: ChurnModel, train_path: str | Path) -> list[float]:
+    """Risk decile cut points of a model: the deciles of its probabilities on its training split."""
+    from churn.scoring.batch import fit_risk_deciles
+
+    return fit_risk_deciles(model.predict_proba(read_split(train_path)))
 
 
 def promote(

@@ -28,25 +28,6 @@ from churn.validation import validate_file
 
 pytestmark = pytest.mark.components
 ROOT = Path(__file__).resolve().parents[2]
-TRAINING_DAY = "2026-01-05"
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """A data folder with a champion trained on 3,000 rows (its reference logged with it)."""
-    root = tmp_path_factory.mktemp("monitoring")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        patch.delenv("CHURN_DATA_DIR", raising=False)
-        settings = Settings(data_dir=root / "data")
-        run = run_local(
-            "training",
-            settings,
-            log=root / "training.log",
-            **local_parameters(settings, "training", rows=3_000, date=TRAINING_DAY),
-        )
-        assert run.output == "promoted"
-        yield settings
 
 
 def _day(settings: Settings, date: str, scenario: str) -> str:

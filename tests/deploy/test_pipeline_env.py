@@ -48,13 +48,16 @@ def _compiled(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 #: The MLflow user each pipeline's tasks run as (the data pipeline does not talk to MLflow).
-MLFLOW_USER = {"training": "mlflow_secret", "monitoring": "mlflow_secret", "data": None}
+MLFLOW_USER = {"training": "mlflow_secret", "monitoring": "mlflow_secret", "scoring": "mlflow_secret", "data": None}
 #: Tasks that get one more identity: (pipeline, task) -> (parameter naming the Secret, its keys as env).
 EXTRA_IDENTITY = {
     ("training", "promote-model"): ("gate_secret", GATE_KEYS),
     ("monitoring", "validate-current"): ("pushgateway_secret", PUSHGATEWAY_KEYS),
     ("monitoring", "check-drift"): ("pushgateway_secret", PUSHGATEWAY_KEYS),
     ("monitoring", "check-performance"): ("pushgateway_secret", PUSHGATEWAY_KEYS),
+    ("scoring", "validate-base"): ("pushgateway_secret", PUSHGATEWAY_KEYS),
+    ("scoring", "score-base"): ("pushgateway_secret", PUSHGATEWAY_KEYS),
+    ("scoring", "publish-scored"): ("pushgateway_secret", PUSHGATEWAY_KEYS),
 }
 
 

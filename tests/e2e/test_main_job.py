@@ -68,6 +68,11 @@ def test_main_job_runs_end_to_end_on_a_small_data_set(tmp_path: Path) -> None:
     assert "cohort 2026-01-06" in first and "estimated ROC-AUC" in first and "realized" in first, first
     assert "cohort 2026-01-07" in second and "estimated ROC-AUC" in second and "labels due 2026-01-08" in second
     assert len(list((tmp_path / "data/predictions").glob("date=2026-01-0*/*.parquet"))) == 2
+    # Finally the scoring pipeline scores the newest day and the riskiest customers are shown with reasons.
+    assert "scoring pipeline (KFP local runner)" in result.stdout
+    assert "10 highest-risk customers" in result.stdout
+    assert "log-odds (raises risk)" in result.stdout or "probability (raises risk)" in result.stdout
+    assert (tmp_path / "data/scored/_manifest.json").is_file()
     raw = tmp_path / "data/raw/customers_20260105.csv"
     truth = tmp_path / "data/truth/customers_20260105.truth.parquet"
     report = tmp_path / "data/reports/customers_20260105.validation.json"

@@ -52,6 +52,7 @@ def served_champion(tmp_path_factory: pytest.TempPathFactory) -> ServedChampion:
     from churn.io import write_raw
     from churn.registry import CHAMPION, connect, log_candidate, register_challenger
     from churn.registry.mlflow_registry import load_churn_model
+    from churn.scoring.batch import fit_risk_deciles
     from churn.training import split_frame, train_family
 
     root = tmp_path_factory.mktemp("champion")
@@ -60,8 +61,9 @@ def served_champion(tmp_path_factory: pytest.TempPathFactory) -> ServedChampion:
     parts = split_frame(generate_customers(6_000, "2026-01-05", seed=21).frame, seed=3)
     params = {"n_estimators": 200, "max_depth": 3, "learning_rate": 0.1, "early_stopping_rounds": 20}
     trained = train_family("xgboost", parts["train"], parts["validation"], params)
+    deciles = fit_risk_deciles(trained.predict_proba(parts["train"]))  # as the training pipeline logs its winner
     with mlflow.start_run():
-        model_uri = log_candidate(trained, example=parts["test"].head(3), metrics={}, tags={})
+        model_uri = log_candidate(trained, example=parts["test"].head(3), metrics={}, tags={}, risk_deciles=deciles)
     version = register_challenger(model_uri, "churn-model", tags={"family": "xgboost"})
     mlflow.MlflowClient().set_registered_model_alias("churn-model", CHAMPION, version)
     fresh = generate_customers(1_000, "2026-02-02", seed=99).frame

@@ -306,7 +306,8 @@ def _readme_curl_commands() -> list[str]:
 def test_readme_curl_lines_work_verbatim(churn_service: LocalService) -> None:
     """Each curl line of the README, run by a shell from the checkout, against the running transformer."""
     commands = _readme_curl_commands()
-    assert len(commands) == 4
+    assert len(commands) == 6
+    reasons = 0
     address = f"{churn_service.config.host}:{churn_service.config.transformer_http_port}"
     for command in commands:
         done = subprocess.run(
@@ -320,6 +321,11 @@ def test_readme_curl_lines_work_verbatim(churn_service: LocalService) -> None:
                 answers = body["predictions"] if "predictions" in body else answer_rows(body)
                 assert [a["customer_id"] for a in answers] == ["C-1001", "C-1002"]
                 assert answers[1]["churn_probability"] > answers[0]["churn_probability"]  # the lapsed customer
+                if "churn_reasons" in answers[0]:  # V2 gives JSON text per row, explain gives the objects
+                    found = [json.loads(a) if isinstance(a, str) else a for a in (x["churn_reasons"] for x in answers)]
+                    assert all(len(r) == 3 and " → " in r[0]["text"] for r in found)
+                    reasons += 1
+    assert reasons == 2  # the churn_reasons request and the explain request
 
 
 def test_churn_predict_cli(churn_service: LocalService, tmp_path: Path) -> None:

@@ -20,11 +20,51 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from churn.data.schema import CATEGORY_COLUMNS
-from churn.features.derive import NULLABLE_INPUTS, Columns, RawRecords, derive, to_columns
+from churn.errors import ChurnError
+from churn.features.derive import NULLABLE_INPUTS, NUMERIC_INPUTS, Columns, RawRecords, derive, to_columns
 
 #: Up to this many rows, transform imputes and scales the continuous columns as one block.
 _BLOCK_ROWS = 4_096
 RFM_INPUTS = {"recency": "days_since_last_purchase", "frequency": "orders_per_month", "monetary": "spend_per_month"}
+#: The raw attributes each derived feature is computed from (raw numeric inputs are their own source).
+#: Reasons roll a feature's contribution up to these, shared equally when there are several. The snapshot
+#: date is the "as of" date of every derived quantity, not something the customer did: it is no source.
+DERIVED_SOURCES: dict[str, tuple[str, ...]] = {
+    "tenure_days": ("signup_date",),
+    "orders_per_month": ("total_orders",),
+    "spend_per_month": ("total_spend",),
+    "log_total_spend": ("total_spend",),
+    "log_avg_order_value": ("avg_order_value",),
+    "return_rate": ("total_returns",),
+    "days_between_orders": ("total_orders",),
+    "purchase_overdue_ratio": ("days_since_last_purchase",),
+    "engagement_score": (
+        "sessions_last_30d",
+        "pages_per_session",
+        "email_open_rate",
+        "app_usage_minutes_30d",
+        "cart_abandonment_rate",
+    ),
+    "rfm_recency_score": ("days_since_last_purchase",),
+    "rfm_frequency_score": ("total_orders",),
+    "rfm_monetary_score": ("total_spend",),
+    "rfm_score": ("days_since_last_purchase", "total_orders", "total_spend"),
+    "no_purchase_90d": ("days_since_last_purchase",),
+    "many_support_tickets": ("support_tickets_90d",),
+    "low_satisfaction": ("satisfaction_score",),
+    "high_cart_abandonment": ("cart_abandonment_rate",),
+    "purchase_overdue": ("days_since_last_purchase",),
+    "new_customer": ("signup_date",),
+    "inactive_30d": ("sessions_last_30d",),
+    "risk_flag_count": (
+        "days_since_last_purchase",
+        "support_tickets_90d",
+        "satisfaction_score",
+        "cart_abandonment_rate",
+        "signup_date",
+        "sessions_last_30d",
+    ),
+}
 
 
 class FeaturePipeline(TransformerMixin, BaseEstimator):  # type: ignore[misc]
@@ -66,6 +106,8 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         self.n_features_out_ = (
             len(self.continuous_names_) + len(self.binary_names_) + sum(len(c) for c in self.categories_.values())
         )
+        # The average training row of the model matrix: linear reasons are measured from it.
+        self.matrix_means_ = self.transform(X).mean(axis=0)
         return self
 
     def transform(self, X: RawRecords) -> np.ndarray:
@@ -105,6 +147,27 @@ class FeaturePipeline(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         check_is_fitted(self, "medians_")
         one_hot = [f"{name}={value}" for name, vocabulary in self.categories_.items() for value in vocabulary]
         return np.asarray(self.continuous_names_ + self.binary_names_ + one_hot, dtype=object)
+
+    def feature_sources(self) -> list[tuple[str, ...]]:
+        """The raw attributes each model matrix column comes from, in column order.
+
+        Raw numbers are their own source, missing flags the column they flag, one-hot
+        columns their categorical column, and derived features, RFM scores and risk flags
+        the raw attributes listed in :data:`DERIVED_SOURCES`. Reasons roll up to these.
+        """
+        check_is_fitted(self, "medians_")
+        sources: list[tuple[str, ...]] = []
+        for name in self.continuous_names_ + self.binary_names_:
+            if name in DERIVED_SOURCES:
+                sources.append(DERIVED_SOURCES[name])
+            elif name.endswith("_missing") and name.removesuffix("_missing") in NULLABLE_INPUTS:
+                sources.append((name.removesuffix("_missing"),))
+            elif name in NUMERIC_INPUTS:
+                sources.append((name,))
+            else:
+                raise ChurnError(f"feature {name!r} declares no raw source (add it to DERIVED_SOURCES)")
+        sources += [(name,) for name, vocabulary in self.categories_.items() for _ in vocabulary]
+        return sources
 
     def derive_frame(self, X: RawRecords) -> pd.DataFrame:
         """Derived features before imputation, scaling and encoding, for inspection and reports."""

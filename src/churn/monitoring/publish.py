@@ -211,11 +211,17 @@ def push_performance(
 
 
 def push_failure(
-    gateway: str, *, job: str = DEFAULT_JOB, timeout: float = 10.0, timestamp: float | None = None
+    gateway: str,
+    *,
+    job: str = DEFAULT_JOB,
+    timeout: float = 10.0,
+    timestamp: float | None = None,
+    subsystem: str = "monitoring",
 ) -> None:
-    """Record a failed run: ``churn_monitoring_failed 1`` and the failure time.
+    """Record a failed run: ``churn_<subsystem>_failed 1`` and the failure time.
 
-    The last successful run's metrics stay in place (see the module docstring).
+    The last successful run's metrics stay in place (see the module docstring). The batch
+    scoring job records its failures the same way (``subsystem="scoring"``).
 
     Raises:
         ChurnError: The Pushgateway cannot be reached or refuses the push.
@@ -224,10 +230,10 @@ def push_failure(
     from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
 
     registry = CollectorRegistry()
-    Gauge("churn_monitoring_failed", "1 when the last run failed, else 0.", registry=registry).set(1)
+    Gauge(f"churn_{subsystem}_failed", "1 when the last run failed, else 0.", registry=registry).set(1)
     Gauge(
-        "churn_monitoring_last_failure_timestamp_seconds",
-        "Unix time of the last failed monitoring run.",
+        f"churn_{subsystem}_last_failure_timestamp_seconds",
+        f"Unix time of the last failed {subsystem} run.",
         registry=registry,
     ).set(time.time() if timestamp is None else timestamp)
     handler = _auth_handler()

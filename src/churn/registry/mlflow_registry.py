@@ -157,6 +157,7 @@ def _model_files(
     folder: Path,
     reference: ReferenceProfile | None = None,
     reference_sample: pd.DataFrame | None = None,
+    risk_deciles: list[float] | None = None,
 ) -> list[str]:
     pipeline = folder / PIPELINE_FILE
     joblib.dump(model.features, pipeline)
@@ -180,6 +181,10 @@ def _model_files(
     if reference_sample is not None:
         reference_sample.to_parquet(folder / REFERENCE_SAMPLE_FILE, index=False)
         files.append(str(folder / REFERENCE_SAMPLE_FILE))
+    if risk_deciles is not None:
+        from churn.scoring.batch import write_risk_deciles
+
+        files.append(str(write_risk_deciles(risk_deciles, folder, rows=reference.rows if reference else 0)))
     return files
 
 
@@ -191,6 +196,7 @@ def log_candidate(
     tags: dict[str, str],
     reference: ReferenceProfile | None = None,
     reference_sample: pd.DataFrame | None = None,
+    risk_deciles: list[float] | None = None,
 ) -> str:
     """Log one trained model into the active (nested) run; return its model URI.
 
@@ -204,6 +210,8 @@ def log_candidate(
             inside the model directory, so whoever loads the champion can monitor it.
         reference_sample: A few thousand training rows (raw), kept beside it for the
             Evidently report.
+        risk_deciles: Cut points of the risk deciles on the training split (batch scoring's
+            ``risk_decile``), stored beside the reference.
 
     """
     import mlflow
@@ -216,7 +224,7 @@ def log_candidate(
     mlflow.set_tags(tags)
     mlflow.log_dict(json.loads(example.to_json(orient="records", date_format="iso")), "raw_input_example.json")
     with tempfile.TemporaryDirectory() as tmp:
-        extra = _model_files(model, Path(tmp), reference, reference_sample)
+        extra = _model_files(model, Path(tmp), reference, reference_sample, risk_deciles)
         mlflow.log_artifact(extra[0], artifact_path="feature_pipeline")
         flavor = _FLAVORS[model.family]
         common: dict[str, Any] = {

@@ -120,7 +120,7 @@ class _ServiceMiddleware:
 
 
 def _is_inference(path: str) -> bool:
-    return path.endswith(("/infer", ":predict"))
+    return path.endswith(("/infer", ":predict", ":explain"))
 
 
 def _json_by_default(headers: dict[bytes, bytes]) -> bool:

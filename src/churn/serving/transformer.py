@@ -24,6 +24,7 @@ from kserve import InferenceGRPCClient, InferInput, InferOutput, InferRequest, I
 from kserve.errors import InvalidInput
 from kserve.utils.inference_client_factory import InferenceClientFactory
 
+from churn.scoring.reasons import SHAP, Explainer, TopReasons, reason_records, reasons_json
 from churn.serving.contract import (
     RECORDS_INPUT,
     Batch,
@@ -45,6 +46,10 @@ if TYPE_CHECKING:  # imported by main() only when the log is on: it needs pyarro
 LABEL_OUTPUT = "churn_label"
 ID_OUTPUT = "customer_id"
 OUTPUTS = (PROBABILITY_OUTPUT, LABEL_OUTPUT, ID_OUTPUT)
+#: Each customer's top reasons (JSON per row); returned only when a request asks for it, or on ``:explain``.
+REASONS_OUTPUT = "churn_reasons"
+#: Every output a request may ask for by name.
+REQUESTABLE_OUTPUTS = (*OUTPUTS, REASONS_OUTPUT)
 #: Longest pause between two attempts to reconnect to a predictor that went away. gRPC's
 #: default backoff grows by 1.6x per failed attempt up to 120 s, so a predictor back after a
 #: 17 s outage still got 503s for 9 s more, and after a minute's outage for up to 2 minutes.
@@ -63,6 +68,19 @@ class _Pending:
 
 
 _PENDING: contextvars.ContextVar[_Pending] = contextvars.ContextVar("churn_pending_request")
+
+
+@dataclass(frozen=True)
+class _Explain:
+    """What the reasons of a request are computed from; ``wanted`` once it asked for them."""
+
+    matrix: np.ndarray
+    columns: dict[str, np.ndarray]
+    wanted: bool
+
+
+#: Set by every V2/V1 preprocess (two references, no copy); read by postprocess only when reasons are wanted.
+_EXPLAIN: contextvars.ContextVar[_Explain | None] = contextvars.ContextVar("churn_explain", default=None)
 
 
 def decode(payload: InferRequest | dict[str, Any], *, max_rows: int) -> Batch:
@@ -123,16 +141,26 @@ class ChurnTransformer(Model):  # type: ignore[misc]
     _grpc_client_stub: InferenceGRPCClient | None  # set by KServe's Model.__init__
 
     def __init__(
-        self, name: str, served: ServedModel, *, max_batch_size: int, prediction_log: PredictionLogger | None = None
+        self,
+        name: str,
+        served: ServedModel,
+        *,
+        max_batch_size: int,
+        prediction_log: PredictionLogger | None = None,
+        reasons_method: str = SHAP,
     ) -> None:
         super().__init__(name)
         self.served = served
         self.max_batch_size = max_batch_size
         self.prediction_log = prediction_log
+        self.reasons_method = reasons_method
+        self._explainer: Explainer | None = None
 
     def load(self) -> bool:
         model = self.served.model
         MODEL_INFO.info({"model_name": self.name, "model_version": self.served.version, "family": model.family})
+        # Built once (a forest's path tables); used only by requests that ask for reasons.
+        self._explainer = Explainer(model, self.reasons_method)
         self.ready = True
         return self.ready
 
@@ -167,6 +195,7 @@ class ChurnTransformer(Model):  # type: ignore[misc]
             {"name": PROBABILITY_OUTPUT, "datatype": "FP64", "shape": [-1]},
             {"name": LABEL_OUTPUT, "datatype": "INT32", "shape": [-1]},
             {"name": ID_OUTPUT, "datatype": "BYTES", "shape": [-1]},
+            {"name": REASONS_OUTPUT, "datatype": "BYTES", "shape": [-1]},
         ]
 
     def preprocess(self, payload: InferRequest | dict[str, Any], headers: dict[str, str] | None = None) -> InferRequest:
@@ -174,13 +203,14 @@ class ChurnTransformer(Model):  # type: ignore[misc]
             batch = decode(payload, max_rows=self.max_batch_size)
             outputs = None
             if not isinstance(payload, dict):
-                outputs = requested_outputs(payload.request_outputs, OUTPUTS)
+                outputs = requested_outputs(payload.request_outputs, REQUESTABLE_OUTPUTS)
                 if outputs and ID_OUTPUT in outputs and batch.customer_ids is None:
                     raise RequestError("unknown_output", f"output {ID_OUTPUT!r} needs the {ID_OUTPUT!r} input")
         except RequestError as exc:
             VALIDATION_FAILURES.labels(reason=exc.reason).inc()
             raise InvalidInput(exc.message) from None
         matrix = np.ascontiguousarray(self.served.model.features.transform(batch.columns))
+        _EXPLAIN.set(_Explain(matrix, batch.columns, wanted=bool(outputs and REASONS_OUTPUT in outputs)))
         request_id = (None if isinstance(payload, dict) else payload.id) or str(uuid.uuid4())
         _PENDING.set(_Pending(isinstance(payload, dict), request_id, batch.customer_ids, outputs))
         if self._grpc:
@@ -196,7 +226,7 @@ class ChurnTransformer(Model):  # type: ignore[misc]
     ) -> InferResponse | dict[str, Any]:
         pending = _PENDING.get()
         probabilities = _probabilities(result)
-        labels = (probabilities >= self.served.model.threshold).astype(np.int32)
+        labels = self.served.model.labels(probabilities)
         churned = int(labels.sum())
         PREDICTIONS.labels(label="churned").inc(churned)
         PREDICTIONS.labels(label="retained").inc(len(labels) - churned)
@@ -211,6 +241,7 @@ class ChurnTransformer(Model):  # type: ignore[misc]
             if pending.customer_ids is not None:
                 for prediction, customer in zip(predictions, pending.customer_ids, strict=True):
                     prediction[ID_OUTPUT] = customer
+            self._add_reasons_v1(predictions)
             return {"predictions": predictions, "model_name": self.name, "model_version": self.served.version}
         outputs = [
             InferOutput(PROBABILITY_OUTPUT, [len(probabilities)], "FP64", data=probabilities),
@@ -220,6 +251,8 @@ class ChurnTransformer(Model):  # type: ignore[misc]
             ids = np.asarray([c.encode() for c in pending.customer_ids], dtype=np.object_)
             outputs.append(InferOutput(ID_OUTPUT, [len(ids)], "BYTES", data=ids))
         if pending.outputs is not None:
+            if REASONS_OUTPUT in pending.outputs:
+                outputs.append(self._reasons_output())
             by_name = {output.name: output for output in outputs}
             outputs = [by_name[name] for name in pending.outputs]
         return InferResponse(
@@ -229,6 +262,37 @@ class ChurnTransformer(Model):  # type: ignore[misc]
             infer_outputs=outputs,
             parameters={"threshold": f"{self.served.model.threshold:.6f}"},  # V2 gRPC parameters hold no floats
         )
+
+    # --- reasons: only requests that ask for them (output churn_reasons, or :explain) reach these
+
+    async def explain(self, payload: InferRequest, headers: dict[str, str] | None = None) -> InferResponse:
+        """KServe's ``/v1/models/<name>:explain``: the prediction, and postprocess adds each row's reasons."""
+        state = _EXPLAIN.get()
+        if state is not None:
+            _EXPLAIN.set(_Explain(state.matrix, state.columns, wanted=True))
+        response: InferResponse = await self.predict(payload, headers)
+        return response
+
+    def _top_reasons(self) -> tuple[TopReasons, dict[str, np.ndarray]]:
+        state = _EXPLAIN.get()
+        if state is None or self._explainer is None:
+            raise RuntimeError("reasons asked for outside a request (preprocess did not run)")
+        return self._explainer.top(state.matrix), state.columns
+
+    def _reasons_output(self) -> InferOutput:
+        """The ``churn_reasons`` output: per row, a JSON list of its top reasons."""
+        top, columns = self._top_reasons()
+        data = np.asarray(reasons_json(top, columns), dtype=np.object_)
+        return InferOutput(REASONS_OUTPUT, [len(data)], "BYTES", data=data)
+
+    def _add_reasons_v1(self, predictions: list[dict[str, Any]]) -> None:
+        """On ``:explain`` (a V1 request), each prediction gets its reasons as JSON objects."""
+        state = _EXPLAIN.get()
+        if state is None or not state.wanted:
+            return
+        top, columns = self._top_reasons()
+        for prediction, reasons in zip(predictions, reason_records(top, columns), strict=True):
+            prediction[REASONS_OUTPUT] = reasons
 
 
 def _probabilities(result: InferResponse | dict[str, Any]) -> np.ndarray:
@@ -245,7 +309,8 @@ def main(argv: list[str] | None = None) -> None:
     from churn.serving.server import build_parser, serve
 
     parser = build_parser("churn-mlops KServe transformer (raw records -> features -> predictor).")
-    serving = get_settings().serving
+    settings = get_settings()
+    serving = settings.serving
     parser.add_argument("--max_batch_size", type=int, default=serving.max_batch_size, help="Most records per request.")
     parser.add_argument(
         "--prediction_log",
@@ -289,7 +354,11 @@ def main(argv: list[str] | None = None) -> None:
             max_queue=serving.prediction_log_max_queue,
         ).start()
     transformer = ChurnTransformer(
-        args.model_name, served, max_batch_size=args.max_batch_size, prediction_log=prediction_log
+        args.model_name,
+        served,
+        max_batch_size=args.max_batch_size,
+        prediction_log=prediction_log,
+        reasons_method=settings.scoring.reasons_method,  # the batch scorer's, so both give the same reasons
     )
     transformer.load()
     serve(transformer, args)

@@ -41,6 +41,10 @@ class ChurnModel:
         """Churn probability of raw customer records (DataFrame, record or records)."""
         return self.predict_matrix(self.features.transform(raw))
 
+    def labels(self, probabilities: np.ndarray) -> np.ndarray:
+        """The churn label (1 at or above the stored threshold) of each probability: serving and batch alike."""
+        return (probabilities >= self.threshold).astype(np.int32)
+
 
 def predict_matrix(family: str, estimator: Any, matrix: np.ndarray) -> np.ndarray:
     """The fastest correct predict path of each family (no DataFrame, no feature-name checks)."""

@@ -85,19 +85,25 @@ class StandInKfp:
         return run
 
 
-def test_three_schedules_with_kfp_cron_one_at_a_time_no_catch_up() -> None:
+def test_four_schedules_with_kfp_cron_one_at_a_time_no_catch_up() -> None:
     kfp = StandInKfp()
     scheduled = schedule_all(kfp, COMPILED, service_account="churn-deployer", params={"data": {"rows": 1000}})
-    assert [s["name"] for s in scheduled] == ["churn-data-daily", "churn-training-weekly", "churn-monitoring-daily"]
+    assert [s["name"] for s in scheduled] == [
+        "churn-data-daily",
+        "churn-training-weekly",
+        "churn-scoring-daily",
+        "churn-monitoring-daily",
+    ]
     runs = {r.display_name: r for r in kfp.runs.values()}
     assert runs["churn-data-daily"].cron_expression == "0 0 2 * * *"
     assert runs["churn-training-weekly"].cron_expression == "0 0 3 * * 0"  # Sunday
     assert runs["churn-monitoring-daily"].cron_expression == "0 0 6 * * *"
+    assert runs["churn-scoring-daily"].cron_expression == "0 0 4 * * *"  # after the 02:00 data run
     for run in runs.values():
         assert run.max_concurrency == 1 and run.no_catchup is True and run.service_account == "churn-deployer"
         assert run.version_id in {v.pipeline_version_id for vs in kfp.versions.values() for v in vs}
     assert runs["churn-data-daily"].params == {"rows": 1000}
-    assert set(kfp.pipelines) == {"churn-data", "churn-training", "churn-monitoring"}
+    assert set(kfp.pipelines) == {"churn-data", "churn-training", "churn-monitoring", "churn-scoring"}
 
 
 def test_running_again_replaces_and_never_duplicates() -> None:
@@ -127,8 +133,8 @@ def test_missing_compiled_pipelines_are_named(tmp_path: Path) -> None:
 
 
 def test_cluster_runs_read_the_releases_secret_and_configmap_and_share_increments_through_s3() -> None:
-    params = cluster_parameters(release="prod", increments_uri="s3://lake/churn/daily")
-    for pipeline in ("data", "training", "monitoring"):
+    params = cluster_parameters(release="prod", increments_uri="s3://lake/churn/daily", scored_uri="s3://lake/scored")
+    for pipeline in ("data", "training", "monitoring", "scoring"):
         assert params[pipeline]["s3_secret"] == "prod-s3"
         assert params[pipeline]["cluster_env"] == "prod-pipeline-env"
     assert params["data"]["destination"] == params["monitoring"]["current_uri"] == "s3://lake/churn/daily/"
@@ -139,12 +145,16 @@ def test_cluster_runs_read_the_releases_secret_and_configmap_and_share_increment
     assert params["monitoring"]["mlflow_secret"] == "prod-mlflow-reader"
     assert params["monitoring"]["pushgateway_secret"] == "prod-pushgateway"
     assert "mlflow_secret" not in params["data"]
+    assert params["scoring"]["source_uri"] == "s3://lake/churn/daily/" and params["scoring"]["latest_only"] is True
+    assert params["scoring"]["destination"] == "s3://lake/scored/"
     assert "retrain_on_alert" not in params["monitoring"]
     retraining = cluster_parameters(s3_secret="mine", retrain_on_alert=True)["monitoring"]
     assert retraining["s3_secret"] == "mine" and retraining["retrain_mode"] == "kfp" and retraining["retrain_on_alert"]
     for bad in ("data/increments/", "s3://", "/tmp/x"):
         with pytest.raises(ChurnError, match="s3://bucket/prefix"):
             cluster_parameters(increments_uri=bad)
+        with pytest.raises(ChurnError, match="scored table URI"):
+            cluster_parameters(scored_uri=bad)
 
 
 def test_every_cluster_parameter_is_one_the_compiled_pipeline_takes() -> None:

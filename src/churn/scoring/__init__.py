@@ -1,0 +1,1 @@
+"""Batch scoring of the customer base, and the reasons behind every score."""

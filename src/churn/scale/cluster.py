@@ -42,21 +42,21 @@ def dask_client(settings: DaskSettings | None = None, *, name: str = "churn") ->
     s = settings or get_settings().dask
     if s.scheduler_address:
         try:
-            client = Client(s.scheduler_address, timeout=s.connect_timeout_seconds)  # type: ignore[no-untyped-call]
+            client = Client(s.scheduler_address, timeout=s.connect_timeout_seconds)
         except (OSError, TimeoutError) as exc:
             raise ChurnError(f"cannot reach the Dask scheduler at {s.scheduler_address}: {exc}") from None
         try:
             yield client
         finally:
-            client.close()  # type: ignore[no-untyped-call]
+            client.close()
         return
     cluster = _start_cluster(s, name)
     try:
-        client = Client(cluster)  # type: ignore[no-untyped-call]
+        client = Client(cluster)
         try:
             yield client
         finally:
-            client.close()  # type: ignore[no-untyped-call]
+            client.close()
     finally:
         cluster.close()
 
@@ -76,7 +76,7 @@ def _start_cluster(s: DaskSettings, name: str) -> Any:
     from distributed import LocalCluster
 
     try:
-        return LocalCluster(  # type: ignore[no-untyped-call]
+        return LocalCluster(
             n_workers=s.n_workers or os.cpu_count() or 1,
             threads_per_worker=s.threads_per_worker,
             memory_limit=s.memory_limit,

@@ -16,7 +16,7 @@ import pandas as pd
 from churn.data.schema import ID
 from churn.features.build import feature_table
 from churn.features.pipeline import FeaturePipeline
-from churn.scale.frames import meta_of
+from churn.scale.frames import id_hashes, meta_of
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -49,9 +49,7 @@ def features(pipeline: FeaturePipeline, raw: dd.DataFrame) -> dd.DataFrame:
 
 def sample_mask(ids: pd.Series, fraction: float, seed: int) -> np.ndarray:
     """Rows whose ``customer_id`` hashes (with ``seed``) below ``fraction``: the same rows however partitioned."""
-    key = f"{seed:016d}"[-16:]
-    hashes = pd.util.hash_pandas_object(ids.astype(str), index=False, hash_key=key).to_numpy()
-    return np.asarray(hashes < np.uint64(fraction * float(2**64 - 1)), dtype=bool)
+    return np.asarray(id_hashes(ids, seed) < np.uint64(fraction * float(2**64 - 1)), dtype=bool)
 
 
 def _sample_partition(part: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from churn.errors import ChurnError
@@ -55,3 +56,9 @@ def meta_of(frame: dd.DataFrame) -> pd.DataFrame:
 def partition_lengths(frame: dd.DataFrame) -> list[int]:
     """Rows per partition, in order (one small task per partition)."""
     return [int(n) for n in frame.map_partitions(len).compute()]
+
+
+def id_hashes(ids: pd.Series, seed: int) -> np.ndarray:
+    """A seeded 64-bit hash of each id: a row's own random number, the same on every run and partitioning."""
+    key = f"{seed:016d}"[-16:]
+    return np.asarray(pd.util.hash_pandas_object(ids.astype(str), index=False, hash_key=key).to_numpy(), np.uint64)

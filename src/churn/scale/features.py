@@ -16,7 +16,7 @@ import pandas as pd
 from churn.data.schema import ID
 from churn.features.build import feature_table
 from churn.features.pipeline import FeaturePipeline
-from churn.scale.frames import id_hashes, meta_of
+from churn.scale.frames import compute, id_hashes, meta_of
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -62,12 +62,12 @@ def fit_sample(raw: dd.DataFrame, rows: int, *, total: int | None = None, seed: 
     The same seed and data give the same rows on every run and any partitioning; when the
     table has no more than ``rows`` rows, all of them, in order.
     """
-    total = int(raw.shape[0].compute()) if total is None else total
+    total = int(compute(raw.shape[0], what="feature sample")[0]) if total is None else total
     if total <= rows:
-        return pd.DataFrame(raw.compute()).reset_index(drop=True)
+        return pd.DataFrame(compute(raw, what="feature sample")[0]).reset_index(drop=True)
     fraction = rows / total
     sample = raw.map_partitions(_sample_partition, fraction, seed, meta=meta_of(raw))
-    return pd.DataFrame(sample.compute()).reset_index(drop=True)
+    return pd.DataFrame(compute(sample, what="feature sample")[0]).reset_index(drop=True)
 
 
 def fit_pipeline(

@@ -53,9 +53,27 @@ def meta_of(frame: dd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(meta)
 
 
-def partition_lengths(frame: dd.DataFrame) -> list[int]:
-    """Rows per partition, in order (one small task per partition)."""
-    return [int(n) for n in frame.map_partitions(len).compute()]
+def compute(*collections: Any, what: str) -> tuple[Any, ...]:
+    """``dask.compute`` for one stage, with a worker that keeps dying turned into a clear error.
+
+    A worker that dies mid-run has its tasks rerun elsewhere by Dask (the nanny restarts it);
+    only when the same task has killed ``distributed.scheduler.allowed-failures`` workers does
+    the stage fail, and then with a message that says so instead of Dask's traceback.
+
+    Raises:
+        ChurnError: Workers died repeatedly running ``what``.
+
+    """
+    import dask
+    from distributed import KilledWorker
+
+    try:
+        return tuple(dask.compute(*collections))
+    except KilledWorker as exc:
+        raise ChurnError(
+            f"{what} failed: Dask workers died repeatedly while running it ({exc}); they may be short of memory "
+            "(raise CHURN_DASK__MEMORY_LIMIT or add workers); nothing was written"
+        ) from None
 
 
 def id_hashes(ids: pd.Series, seed: int) -> np.ndarray:

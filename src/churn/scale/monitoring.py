@@ -17,6 +17,7 @@ import pandas as pd
 from churn.errors import ChurnError
 from churn.monitoring.reference import ReferenceProfile, category_counts, numeric_values
 from churn.monitoring.stats import bin_counts
+from churn.scale.frames import compute
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -53,7 +54,6 @@ def drift_counts(profile: ReferenceProfile, current: dd.DataFrame) -> DriftCount
         ChurnError: ``current`` lacks a profiled column or has a non-numeric value in a numeric one.
 
     """
-    import dask
     from dask import delayed
 
     absent = [c for c in [*profile.numeric, *profile.categorical] if c not in current.columns]
@@ -66,7 +66,7 @@ def drift_counts(profile: ReferenceProfile, current: dd.DataFrame) -> DriftCount
     numeric = {name: np.zeros(e.size + 2, dtype=np.int64) for name, e in edges.items()}
     seen: dict[str, dict[str, int]] = {name: {} for name in categorical}
     missing = dict.fromkeys(categorical, 0)
-    for n, part_numeric, part_categorical in dask.compute(*tasks):
+    for n, part_numeric, part_categorical in compute(*tasks, what="drift counts"):
         rows += n
         for name, counts in part_numeric.items():
             numeric[name] += counts

@@ -18,7 +18,7 @@ import pandas as pd
 
 from churn.data.schema import ID, LABEL
 from churn.errors import ChurnError
-from churn.scale.frames import id_hashes, meta_of
+from churn.scale.frames import compute, id_hashes, meta_of
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -119,12 +119,11 @@ def dask_split_cuts(
     bucket_bits: int = BUCKET_BITS,
 ) -> Cuts:
     """The same cut points as :func:`split_cuts`, from a Dask DataFrame in two passes over small results."""
-    import dask
     from dask import delayed
 
     _require_label(list(frame.columns))
     parts = frame.to_delayed()
-    histogram = np.sum(dask.compute(*[delayed(_histogram)(p, seed, bucket_bits) for p in parts]), axis=0)
+    histogram = np.sum(compute(*[delayed(_histogram)(p, seed, bucket_bits) for p in parts], what="split"), axis=0)
     counts = {c: int(histogram[i].sum()) for i, c in enumerate(CLASSES)}
     _check_classes(counts)
     targets: dict[int, list[tuple[int, int, int]]] = {}  # class -> (k, bucket, rows below the bucket)
@@ -135,7 +134,7 @@ def dask_split_cuts(
                 bucket = int(np.searchsorted(below, k, side="right")) - 1
                 targets.setdefault(c, []).append((k, bucket, int(below[bucket])))
     wanted = {c: sorted({b for _, b, _ in t}) for c, t in targets.items()}
-    found = dask.compute(*[delayed(_in_buckets)(p, seed, bucket_bits, wanted) for p in parts])
+    found = compute(*[delayed(_in_buckets)(p, seed, bucket_bits, wanted) for p in parts], what="split")
     cuts: Cuts = {}
     for c in CLASSES:
         inside = np.sort(np.concatenate([f[c] for f in found])) if c in wanted else np.empty(0, np.uint64)

@@ -20,7 +20,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from churn.data.schema import ID, RAW_COLUMNS
-from churn.scale.frames import meta_of, read_raw, typed
+from churn.scale.frames import compute, meta_of, read_raw, typed
 from churn.validation.reader import parse_columns
 from churn.validation.report import DataValidationError, ValidationReport, Violation
 from churn.validation.schema import null_rate_check, raw_schema
@@ -149,17 +149,16 @@ def validate_dask(
             row numbers counted from the start of the whole export.
 
     """
-    import dask
     from dask import delayed
 
     lengths_task = raw.map_partitions(len)
     counts_task = raw[ID].value_counts() if ID in raw.columns else None
     if counts_task is None:
-        (lengths,) = dask.compute(lengths_task)
+        (lengths,) = compute(lengths_task, what="validation")
         duplicated: frozenset[str] = frozenset()
         duplicate_rows = 0
     else:
-        lengths, counts = dask.compute(lengths_task, counts_task)
+        lengths, counts = compute(lengths_task, counts_task, what="validation")
         repeated = counts[counts > 1]
         duplicated = frozenset(str(v) for v in repeated.index)
         duplicate_rows = int(repeated.sum())
@@ -170,7 +169,7 @@ def validate_dask(
         delayed(_check_partition)(part, offset, duplicated, max_examples)
         for part, offset in zip(raw.to_delayed(), offsets, strict=True)
     ]
-    partials: list[_Partial] = list(dask.compute(*tasks))
+    partials: list[_Partial] = list(compute(*tasks, what="validation"))
     report = ValidationReport(source=source, columns=[str(c) for c in meta_of(raw).columns])
     report.violations = _merge(partials, max_examples)
     found, nulls = _global_violations(partials, duplicate_rows, min_rows, max_examples)

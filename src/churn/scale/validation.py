@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import pandera.pandas as pa
 
+from churn.config import DaskSettings
 from churn.data.schema import ID, RAW_COLUMNS
 from churn.scale.frames import compute, meta_of, read_raw, typed
 from churn.validation.reader import parse_columns
 from churn.validation.report import DataValidationError, ValidationReport, Violation
 from churn.validation.schema import null_rate_check, raw_schema
-from churn.validation.validate import _column_violation, _violations
+from churn.validation.validate import _column_violation, _violations, _write_report
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -186,3 +187,32 @@ def validate_path(
 ) -> tuple[dd.DataFrame, ValidationReport]:
     """Read a partitioned parquet export with Dask and validate it (see :func:`validate_dask`)."""
     return validate_dask(read_raw(path), source=str(path), min_rows=min_rows, max_examples=max_examples)
+
+
+def validate_and_report_dask(
+    path: str | Path,
+    report_path: str | Path,
+    *,
+    summary_path: str | Path | None = None,
+    min_rows: int = 1,
+    max_examples: int = 5,
+    settings: DaskSettings | None = None,
+) -> ValidationReport:
+    """Validate a partitioned parquet export on a Dask cluster and write the report whatever the outcome.
+
+    The cluster comes from :func:`churn.scale.cluster.dask_client` and is closed before returning.
+
+    Raises:
+        DataValidationError: After the report is written, when any rule failed.
+
+    """
+    from churn.scale.cluster import dask_client
+
+    with dask_client(settings):
+        try:
+            _, report = validate_path(path, min_rows=min_rows, max_examples=max_examples)
+        except DataValidationError as exc:
+            _write_report(exc.report, report_path, summary_path)
+            raise
+    _write_report(report, report_path, summary_path)
+    return report

@@ -25,7 +25,7 @@ from churn.scale.frames import compute, meta_of, read_raw, typed
 from churn.validation.reader import parse_columns
 from churn.validation.report import DataValidationError, ValidationReport, Violation
 from churn.validation.schema import null_rate_check, raw_schema
-from churn.validation.validate import _column_violation, _violations, _write_report
+from churn.validation.validate import _column_violation, _violations, reported
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -209,10 +209,7 @@ def validate_and_report_dask(
     from churn.scale.cluster import dask_client
 
     with dask_client(settings):
-        try:
-            _, report = validate_path(path, min_rows=min_rows, max_examples=max_examples)
-        except DataValidationError as exc:
-            _write_report(exc.report, report_path, summary_path)
-            raise
-    _write_report(report, report_path, summary_path)
+        _, report = reported(
+            lambda: validate_path(path, min_rows=min_rows, max_examples=max_examples), report_path, summary_path
+        )
     return report

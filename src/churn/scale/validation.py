@@ -153,14 +153,16 @@ def validate_dask(
     from dask import delayed
 
     lengths_task = raw.map_partitions(len)
-    counts_task = raw[ID].value_counts() if ID in raw.columns else None
+    counts_task = None
+    if ID in raw.columns:
+        counts = raw[ID].value_counts()
+        counts_task = counts[counts > 1]  # filtered on the workers: only repeated ids reach the driver
     if counts_task is None:
         (lengths,) = compute(lengths_task, what="validation")
         duplicated: frozenset[str] = frozenset()
         duplicate_rows = 0
     else:
-        lengths, counts = compute(lengths_task, counts_task, what="validation")
-        repeated = counts[counts > 1]
+        lengths, repeated = compute(lengths_task, counts_task, what="validation")
         duplicated = frozenset(str(v) for v in repeated.index)
         duplicate_rows = int(repeated.sum())
     offsets = [0]

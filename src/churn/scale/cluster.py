@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 from churn.config import DaskSettings, get_settings
@@ -65,13 +65,21 @@ def _start_cluster(s: DaskSettings, name: str) -> Any:
     if s.kubernetes and in_kubernetes():
         from dask_kubernetes.operator import KubeCluster
 
+        before = set(KubeCluster._instances)
         try:
             return KubeCluster(
                 custom_cluster_spec=make_cluster_spec(s, name=name),
                 namespace=s.namespace,
                 shutdown_on_close=True,
+                quiet=True,
             )
         except Exception as exc:  # the operator client raises many kinds; all mean "no cluster"
+            for failed in set(KubeCluster._instances) - before:
+                # Delete whatever part of it was created, now rather than in Dask's exit hook
+                # (which would print a traceback when, say, there are no credentials).
+                with suppress(Exception):
+                    failed.close(timeout=10)
+                KubeCluster._instances.discard(failed)
             raise ChurnError(f"cannot create a DaskCluster in namespace {s.namespace!r}: {exc}") from None
     from distributed import LocalCluster
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,3 +48,25 @@ def test_an_unknown_engine_is_a_clear_error(tmp_path: Path) -> None:
     done = CliRunner().invoke(app, ["data", "validate", str(tmp_path), "--engine", "spark"])
     assert isinstance(done.exception, ChurnError)
     assert "--engine must be pandas or dask, got 'spark'" in str(done.exception)
+
+
+def test_no_dask_operator_access_is_one_clear_line(tmp_path: Path) -> None:
+    """In a pod without credentials for the Kubernetes API: a one-line error, no traceback, exit 1."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "KUBE", "CHURN_"))}
+    env |= {
+        "HOME": str(tmp_path),
+        "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+        "KUBERNETES_SERVICE_PORT": "1",
+        "CHURN_DASK__KUBERNETES": "true",
+        "CHURN_DASK__NAMESPACE": "ml",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "churn", "data", "validate", str(tmp_path), "--engine", "dask"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "error: cannot create a DaskCluster in namespace 'ml'" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout

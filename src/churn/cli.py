@@ -327,6 +327,13 @@ def data_validate(
         Path | None, typer.Option(help="Write the JSON report here [default: data/reports/<name>.validation.json].")
     ] = None,
     min_rows: Annotated[int | None, typer.Option(min=1, help="Fewest rows a valid file may have.")] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            help="`pandas` (one process) or `dask` (a folder of part-*.parquet on a Dask cluster) "
+            "[default: CHURN_ENGINE]."
+        ),
+    ] = None,
 ) -> None:
     """Validate a raw export against the declared schema; exit 1 listing every violation."""
     from rich.markup import escape
@@ -334,14 +341,20 @@ def data_validate(
     from churn.validation import DataValidationError, validate_and_report
 
     settings = get_settings()
+    engine = engine or settings.engine
+    if engine not in ("pandas", "dask"):
+        raise ChurnError(f"--engine must be pandas or dask, got {engine!r}")
     report_path = report or settings.reports_dir / f"{file.name.split('.')[0]}.validation.json"
+    least, examples = min_rows or settings.validation.min_rows, settings.validation.max_examples
     try:
-        _, result = validate_and_report(
-            file,
-            report_path,
-            min_rows=min_rows or settings.validation.min_rows,
-            max_examples=settings.validation.max_examples,
-        )
+        if engine == "dask":
+            from churn.scale.validation import validate_and_report_dask
+
+            result = validate_and_report_dask(
+                file, report_path, min_rows=least, max_examples=examples, settings=settings.dask
+            )
+        else:
+            _, result = validate_and_report(file, report_path, min_rows=least, max_examples=examples)
     except DataValidationError as exc:
         err.print(f"[red]invalid:[/red] {escape(str(exc))}", highlight=False)
         err.print(f"report: {report_path}")

@@ -160,6 +160,43 @@ class DeploySettings(BaseModel):
     )
 
 
+class DaskSettings(BaseModel):
+    """The Dask engine (``CHURN_ENGINE=dask``): where its cluster comes from and how large it is.
+
+    In this order: an existing scheduler (``scheduler_address``); inside Kubernetes with
+    ``kubernetes`` on, an ephemeral DaskCluster from the Dask operator; otherwise a
+    ``distributed.LocalCluster`` sized to the machine.
+    """
+
+    scheduler_address: str | None = Field(
+        None, description="Existing scheduler, e.g. tcp://dask-scheduler:8786; unset = start a cluster for the run."
+    )
+    connect_timeout_seconds: float = Field(30, gt=0, description="How long to wait for that scheduler.")
+    n_workers: int | None = Field(
+        None, ge=1, le=1024, description="Workers of a started cluster; unset = one per CPU core (local)."
+    )
+    threads_per_worker: int = Field(1, ge=1, le=64, description="Threads per worker process.")
+    memory_limit: str = Field(
+        "auto", min_length=1, description="Memory limit per worker, e.g. 4GiB; 'auto' = machine memory / workers."
+    )
+    kubernetes: bool = Field(
+        False, description="Inside a cluster, create an ephemeral DaskCluster through the Dask operator."
+    )
+    namespace: str = Field("churn-mlops", min_length=1, description="Namespace of the operator's DaskCluster.")
+    image: str = Field(
+        f"ghcr.io/churn-mlops/churn:{__version__}",
+        description="Image of the scheduler and workers (the pipeline image, so both run the same code).",
+    )
+    worker_cpu: str = Field("1", min_length=1, description="CPU request and limit of each Kubernetes worker.")
+    worker_memory: str = Field("4Gi", min_length=1, description="Memory request and limit of each Kubernetes worker.")
+    idle_timeout_seconds: int = Field(
+        600, ge=0, description="The operator deletes an idle DaskCluster after this long (a safety net; 0 = never)."
+    )
+    dashboard_address: str | None = Field(
+        None, description="Dashboard address of a LocalCluster, e.g. :8787; unset = no dashboard."
+    )
+
+
 class MonitoringSettings(BaseModel):
     """Drift and performance checks, and where their metrics go.
 
@@ -253,6 +290,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CHURN_", env_nested_delimiter="__", env_file=".env", extra="ignore")
 
     data_dir: Path = Field(Path("data"), description="Root of raw data, reports and feature tables.")
+    engine: Literal["pandas", "dask"] = Field(
+        "pandas", description="Engine of the data, validation, feature and monitoring stages: one process or Dask."
+    )
+    dask: DaskSettings = DaskSettings()
     data: DataSettings = DataSettings()
     validation: ValidationSettings = ValidationSettings()
     features: FeatureSettings = FeatureSettings()

@@ -32,6 +32,7 @@ ALL_ON = [
     *("--set", "monitoring.grafanaDashboard.enabled=true"),
     *("--set", "mlflow.backendStoreUri=postgresql://mlflow@db:5432/mlflow"),
     *("--set", "networkPolicy.allowedNamespaces={kubeflow,team-a}", "--set", "pipelines.namespace=kubeflow"),
+    *("--set", "dask.enabled=true"),
 ]
 
 
@@ -242,7 +243,7 @@ def test_pipelines_elsewhere_and_prometheus_reach_what_they_need(helm: str) -> N
     for_pipelines = {"churn-s3", "churn-pushgateway", *mlflow_users}
     assert {name for name, spaces in where.items() if sorted(spaces) == ["kubeflow", "ml"]} == for_pipelines
     assert all(spaces == ["ml"] for name, spaces in where.items() if name not in for_pipelines)
-    (binding,) = [o for o in objects if o["kind"] == "RoleBinding"]
+    (binding,) = [o for o in objects if o["kind"] == "RoleBinding" and o["metadata"]["name"] == "churn-deployer"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "churn-deployer", "namespace": "kubeflow"}]
     assert "namespace" not in binding["metadata"]  # the Role and its binding stay with the InferenceService
     closed = {
@@ -260,3 +261,28 @@ def test_without_serving_the_pipeline_owns_the_inference_service_and_helm_test_s
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     assert "http://churn-model-transformer.ml/v2/models/churn-model/infer" in pod["spec"]["containers"][0]["args"][0]
     assert [o for o in objects if o["kind"] == "ServingRuntime"]  # the deploy step's ISVC names this runtime
+
+
+def test_dask_engine_rbac_and_network_policy(helm: str) -> None:
+    assert not [o for o in render(helm) if o["metadata"]["name"] == "churn-dask"]
+    objects = render(helm, "--set", "dask.enabled=true", "--set", "pipelines.namespace=kubeflow")
+    dask = {o["kind"]: o for o in objects if o["metadata"]["name"] == "churn-dask"}
+    assert set(dask) == {"Role", "RoleBinding", "NetworkPolicy"}
+    assert {o["metadata"]["namespace"] for o in dask.values()} == {"kubeflow"}
+    rules = {
+        (g, r): set(rule["verbs"])
+        for rule in dask["Role"]["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+    }
+    assert {"create", "delete", "get"} <= rules[("kubernetes.dask.org", "daskclusters")]
+    assert rules[("", "pods")] == rules[("", "services")] == {"get", "list", "watch"}
+    (subject,) = dask["RoleBinding"]["subjects"]
+    assert (subject["name"], subject["namespace"]) == ("churn-deployer", "kubeflow")
+    policy = dask["NetworkPolicy"]["spec"]
+    assert policy["podSelector"] == {"matchExpressions": [{"key": "dask.org/cluster-name", "operator": "Exists"}]}
+    assert policy["ingress"] == [{"from": [{"podSelector": {}}]}]
+    quiet = render(
+        helm, "--set", "dask.enabled=true", "--set", "networkPolicy.enabled=false", "--set", "rbac.create=false"
+    )
+    assert not [o for o in quiet if o["metadata"]["name"] == "churn-dask"]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import pandera.pandas as pa
@@ -15,6 +16,7 @@ from churn.validation.schema import ROW_RULES, raw_schema
 
 _ROW_RULES = {rule.name: rule for rule in ROW_RULES}
 _IN_RANGE = re.compile(r"in_range\((.*), (.*)\)")
+T = TypeVar("T")
 
 
 def validate_file(
@@ -51,13 +53,27 @@ def validate_and_report(
         DataValidationError: After the report is written, when any rule failed.
 
     """
+    return reported(
+        lambda: validate_file(path, min_rows=min_rows, max_examples=max_examples), report_path, summary_path
+    )
+
+
+def reported(
+    run: Callable[[], tuple[T, ValidationReport]], report_path: str | Path, summary_path: str | Path | None = None
+) -> tuple[T, ValidationReport]:
+    """Run a validation and write its JSON report (and Markdown summary) whatever the outcome; any engine.
+
+    Raises:
+        DataValidationError: After the report is written, when any rule failed.
+
+    """
     try:
-        frame, report = validate_file(path, min_rows=min_rows, max_examples=max_examples)
+        result = run()
     except DataValidationError as exc:
         _write_report(exc.report, report_path, summary_path)
         raise
-    _write_report(report, report_path, summary_path)
-    return frame, report
+    _write_report(result[1], report_path, summary_path)
+    return result
 
 
 def _write_report(report: ValidationReport, report_path: str | Path, summary_path: str | Path | None) -> None:

@@ -1,0 +1,138 @@
+"""Where the Dask engine's cluster comes from, and the DaskCluster manifest for the operator."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import TYPE_CHECKING, Any
+
+from churn.config import DaskSettings, get_settings
+from churn.errors import ChurnError
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+
+def in_kubernetes() -> bool:
+    """Whether this process runs in a Kubernetes pod (the kubelet sets this variable)."""
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+@contextmanager
+def dask_client(settings: DaskSettings | None = None, *, name: str = "churn") -> Iterator[Client]:
+    """A ``distributed.Client`` for one run, closed (with any cluster it started) on every path.
+
+    The cluster comes from, in this order: ``settings.scheduler_address`` (an existing
+    scheduler, left running); an ephemeral DaskCluster from the Dask operator when
+    ``settings.kubernetes`` is on and this process runs in a pod (deleted on close, and
+    by the operator after ``idle_timeout_seconds`` should this process die first);
+    otherwise a ``LocalCluster`` of worker processes, one per core unless ``n_workers`` says.
+
+    Args:
+        settings: The Dask settings; the configured ones when omitted.
+        name: Name of a Kubernetes cluster (a DNS label; the operator adds a suffix).
+
+    Raises:
+        ChurnError: The scheduler cannot be reached, or the cluster cannot be started.
+
+    """
+    from distributed import Client
+
+    s = settings or get_settings().dask
+    if s.scheduler_address:
+        try:
+            client = Client(s.scheduler_address, timeout=s.connect_timeout_seconds)
+        except (OSError, TimeoutError) as exc:
+            raise ChurnError(f"cannot reach the Dask scheduler at {s.scheduler_address}: {exc}") from None
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    cluster = _start_cluster(s, name)
+    try:
+        client = Client(cluster)
+        try:
+            yield client
+        finally:
+            client.close()
+    finally:
+        cluster.close()
+
+
+def _start_cluster(s: DaskSettings, name: str) -> Any:
+    if s.kubernetes and in_kubernetes():
+        from dask_kubernetes.operator import KubeCluster
+
+        before = set(KubeCluster._instances)
+        try:
+            return KubeCluster(
+                custom_cluster_spec=make_cluster_spec(s, name=name),
+                namespace=s.namespace,
+                shutdown_on_close=True,
+                quiet=True,
+            )
+        except Exception as exc:  # the operator client raises many kinds; all mean "no cluster"
+            for failed in set(KubeCluster._instances) - before:
+                # Delete whatever part of it was created, now rather than in Dask's exit hook
+                # (which would print a traceback when, say, there are no credentials).
+                with suppress(Exception):
+                    failed.close(timeout=10)
+                KubeCluster._instances.discard(failed)
+            raise ChurnError(f"cannot create a DaskCluster in namespace {s.namespace!r}: {exc}") from None
+    from distributed import LocalCluster
+
+    try:
+        return LocalCluster(
+            n_workers=s.n_workers or os.cpu_count() or 1,
+            threads_per_worker=s.threads_per_worker,
+            memory_limit=s.memory_limit,
+            processes=True,
+            dashboard_address=s.dashboard_address,
+        )
+    except (OSError, ValueError, TypeError) as exc:
+        raise ChurnError(f"cannot start a local Dask cluster: {exc}") from None
+
+
+def make_cluster_spec(settings: DaskSettings | None = None, *, name: str = "churn") -> dict[str, Any]:
+    """The DaskCluster manifest the Dask operator runs for one pipeline step, built offline.
+
+    Scheduler and workers run the pipeline image (so they have the same code as the
+    step), in an explicit namespace (the operator's client otherwise uses ``default``),
+    with the worker resources from settings and ``idleTimeout`` as a safety net should
+    the step die before it deletes the cluster.
+
+    Args:
+        settings: The Dask settings; the configured ones when omitted.
+        name: Name of the DaskCluster.
+
+    """
+    from dask_kubernetes.operator import make_cluster_spec as operator_spec
+
+    s = settings or get_settings().dask
+    limits = {"cpu": s.worker_cpu, "memory": s.worker_memory}
+    spec: dict[str, Any] = operator_spec(
+        name=name,
+        image=s.image,
+        n_workers=s.n_workers or 2,
+        resources={"requests": dict(limits), "limits": dict(limits)},
+        idle_timeout=s.idle_timeout_seconds,
+    )
+    spec["metadata"]["namespace"] = s.namespace
+    for role in ("scheduler", "worker"):
+        for container in spec["spec"][role]["spec"]["containers"]:
+            if container.get("env") is None:
+                container.pop("env", None)  # the operator writes null, which a PodSpec does not allow
+    worker = spec["spec"]["worker"]["spec"]["containers"][0]
+    # Threads and memory per worker follow the settings, not the operator's defaults (Dask reads "4Gi").
+    worker["args"] = [*worker["args"], "--nthreads", str(s.threads_per_worker), "--memory-limit", s.worker_memory]
+    return spec
+
+
+def cluster_size(client: Client) -> dict[str, str]:
+    """The engine and cluster size as MLflow tags (``engine``, ``dask.workers``, ``dask.threads``)."""
+    info = client.scheduler_info()
+    workers = info.get("workers", {})
+    threads = sum(int(w.get("nthreads", 0)) for w in workers.values())
+    return {"engine": "dask", "dask.workers": str(len(workers)), "dask.threads": str(threads)}

@@ -1,0 +1,166 @@
+"""Where the Dask engine's cluster comes from, and the DaskCluster manifest checked against the operator's CRD."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from distributed import Client, LocalCluster
+
+from churn.config import DaskSettings, Settings
+from churn.errors import ChurnError
+from churn.scale.cluster import cluster_size, dask_client, make_cluster_spec
+
+CRDS = Path(__file__).parents[2] / "vendor" / "crds" / "dask-operator"
+K8S_VERSION = "1.30"
+POD_SPEC = "io.k8s.api.core.v1.PodSpec"
+SERVICE_SPEC = "io.k8s.api.core.v1.ServiceSpec"
+
+
+def _resolve(node: Any, definitions: dict[str, Any]) -> Any:
+    """The operator's schema with its template references inlined and unknown fields rejected.
+
+    Pod and Service specs refer to Kubernetes' own schemas, which are checked by
+    kubernetes-validate instead; here they stay plain objects.
+    """
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if ref is not None:
+            target = ref.rsplit("/", 1)[-1]
+            if target in (POD_SPEC, SERVICE_SPEC):
+                return {"type": "object"}
+            return _resolve(definitions[target], definitions)
+        out = {k: _resolve(v, definitions) for k, v in node.items()}
+        if "properties" in node:
+            out.setdefault("additionalProperties", False)
+        return out
+    if isinstance(node, list):
+        return [_resolve(v, definitions) for v in node]
+    return node
+
+
+def daskcluster_schema() -> dict[str, Any]:
+    crd = yaml.safe_load((CRDS / "daskcluster.yaml").read_text())
+    definitions = yaml.safe_load((CRDS / "templates.yaml").read_text())["definitions"]
+    (version,) = crd["spec"]["versions"]
+    assert (crd["spec"]["group"], version["name"], crd["spec"]["names"]["kind"]) == (
+        "kubernetes.dask.org",
+        "v1",
+        "DaskCluster",
+    )
+    schema = _resolve(version["schema"]["openAPIV3Schema"], definitions)
+    # The CRD describes the resource's spec/status; apiVersion, kind and metadata are Kubernetes' own.
+    schema["properties"] |= {"apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {}}
+    return schema
+
+
+def problems(manifest: dict[str, Any]) -> list[str]:
+    found = [
+        f"{'.'.join(map(str, e.path))}: {e.message}"
+        for e in jsonschema.Draft7Validator(daskcluster_schema()).iter_errors(manifest)
+    ]
+    for role in ("scheduler", "worker"):
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": role}, "spec": manifest["spec"][role]["spec"]}
+        try:
+            kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            found.append(f"{role} pod spec: {exc.message}")
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}}
+    service["spec"] = manifest["spec"]["scheduler"]["service"]
+    try:
+        kubernetes_validate.validate(service, K8S_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        found.append(f"scheduler service: {exc.message}")
+    return found
+
+
+def test_cluster_spec_validates_against_the_operator_crd_and_kubernetes() -> None:
+    settings = DaskSettings(
+        namespace="ml-team",
+        image="registry.example/churn:1.2.3",
+        n_workers=5,
+        threads_per_worker=2,
+        worker_cpu="2",
+        worker_memory="6Gi",
+        idle_timeout_seconds=900,
+    )
+    manifest = make_cluster_spec(settings, name="churn-train")
+    assert problems(manifest) == []
+    assert manifest["metadata"] == {"name": "churn-train", "namespace": "ml-team"}
+    assert manifest["spec"]["idleTimeout"] == 900
+    worker = manifest["spec"]["worker"]
+    assert worker["replicas"] == 5
+    (container,) = worker["spec"]["containers"]
+    assert container["image"] == "registry.example/churn:1.2.3"
+    assert container["resources"] == {
+        "requests": {"cpu": "2", "memory": "6Gi"},
+        "limits": {"cpu": "2", "memory": "6Gi"},
+    }
+    args = container["args"]
+    assert args[args.index("--nthreads") + 1] == "2"
+    assert args[args.index("--memory-limit") + 1] == "6Gi"
+    (scheduler,) = manifest["spec"]["scheduler"]["spec"]["containers"]
+    assert scheduler["image"] == "registry.example/churn:1.2.3"
+
+
+def test_the_crd_check_rejects_what_the_operator_would_reject() -> None:
+    manifest = make_cluster_spec(DaskSettings())
+    typo = copy.deepcopy(manifest)
+    typo["spec"]["idleTimout"] = 5
+    assert any("idleTimout" in p for p in problems(typo))
+    wrong = copy.deepcopy(manifest)
+    wrong["spec"]["idleTimeout"] = "ten minutes"
+    assert any("idleTimeout" in p for p in problems(wrong))
+    bad_pod = copy.deepcopy(manifest)
+    bad_pod["spec"]["worker"]["spec"]["containers"][0]["resources"]["limits"]["gpus"] = {"n": 1}
+    assert any("worker pod spec" in p for p in problems(bad_pod))
+
+
+def test_engine_and_dask_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().engine == "pandas"
+    monkeypatch.setenv("CHURN_ENGINE", "dask")
+    monkeypatch.setenv("CHURN_DASK__SCHEDULER_ADDRESS", "tcp://scheduler:8786")
+    monkeypatch.setenv("CHURN_DASK__N_WORKERS", "3")
+    settings = Settings()
+    assert settings.engine == "dask"
+    assert settings.dask.scheduler_address == "tcp://scheduler:8786"
+    assert settings.dask.n_workers == 3
+    monkeypatch.setenv("CHURN_ENGINE", "spark")
+    with pytest.raises(ValueError, match="engine"):
+        Settings()
+
+
+def test_local_cluster_is_sized_from_settings_and_closed_on_every_path() -> None:
+    settings = DaskSettings(n_workers=2, threads_per_worker=1, memory_limit="1GiB")
+    with pytest.raises(RuntimeError, match="stage failed"), dask_client(settings) as client:
+        cluster = client.cluster
+        assert cluster_size(client) == {"engine": "dask", "dask.workers": "2", "dask.threads": "2"}
+        assert client.submit(sum, [1, 2, 3]).result() == 6
+        raise RuntimeError("stage failed")
+    assert client.status == "closed"
+    assert cluster.status.name == "closed"
+
+
+def test_an_existing_scheduler_is_used_and_left_running() -> None:
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with dask_client(DaskSettings(scheduler_address=cluster.scheduler_address)) as client:
+            assert client.scheduler.address == cluster.scheduler_address
+            assert client.submit(len, "abc").result() == 3
+        assert client.status == "closed"
+        assert cluster.status.name == "running"
+        with Client(cluster) as again:
+            assert again.submit(len, "ab").result() == 2
+
+
+def test_an_unreachable_scheduler_is_a_clear_error() -> None:
+    settings = DaskSettings(scheduler_address="tcp://127.0.0.1:9", connect_timeout_seconds=1)
+    with (
+        pytest.raises(ChurnError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9"),
+        dask_client(settings),
+    ):
+        pass

@@ -33,6 +33,10 @@ class FeatureDrift:
             numeric feature, Cramér's V for a categorical one.
         p_value: Probability of a change at least this large by sampling alone.
         psi: PSI (numeric features only).
+        wasserstein: Wasserstein distance in reference standard deviations (numeric
+            features whose profile has a sketch).
+        ks: Kolmogorov-Smirnov statistic on the sketch's bins (same features).
+        ks_p_value: Its p-value, the significance of the Wasserstein rule.
         chi2: Chi-square statistic (categorical features only).
         dof: Degrees of freedom of the test.
         missing_reference: Share of missing values in the reference.
@@ -49,6 +53,9 @@ class FeatureDrift:
     statistic: float
     p_value: float
     psi: float | None = None
+    wasserstein: float | None = None
+    ks: float | None = None
+    ks_p_value: float | None = None
     chi2: float | None = None
     cramers_v: float | None = None
     dof: int = 0
@@ -183,12 +190,14 @@ class DriftReport:
             )
         lines += [
             "",
-            "| feature | kind | level | PSI / Cramér's V | p-value | missing ref -> now |",
-            "|---|---|---|---|---|---|",
+            "| feature | kind | level | PSI / Cramér's V | p-value | Wasserstein (std) | KS p | missing ref -> now |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for f in sorted(self.features, key=lambda f: (-LEVELS.index(f.level), -f.statistic)):
+            distance = "-" if f.wasserstein is None else f"{f.wasserstein:.4f}"
+            ks_p = "-" if f.ks_p_value is None else f"{f.ks_p_value:.2g}"
             lines.append(
-                f"| {f.feature} | {f.kind} | {f.level} | {f.statistic:.4f} | {f.p_value:.2g} | "
+                f"| {f.feature} | {f.kind} | {f.level} | {f.statistic:.4f} | {f.p_value:.2g} | {distance} | {ks_p} | "
                 f"{f.missing_reference:.1%} -> {f.missing_current:.1%} |"
             )
         if self.notes:

@@ -155,3 +155,90 @@ def roc_auc_standard_error(auc: float, positives: int, negatives: int) -> float:
         positives * negatives
     )
     return math.sqrt(max(variance, 0.0))
+
+
+def bin_moments(values: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Count and sum of the present values per bin of ``edges`` (missing values are left out).
+
+    Returns:
+        Two arrays of ``len(edges) + 1``: the counts and the sums of the values in each bin.
+
+    """
+    present = values[~np.isnan(values)]
+    index = np.searchsorted(edges, present, side="left")
+    counts = np.bincount(index, minlength=edges.size + 1)
+    sums = np.bincount(index, weights=present, minlength=edges.size + 1)
+    return counts, sums
+
+
+def cdf_areas(edges: np.ndarray, proportions: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """Signed area under the CDF per bin, relative to the CDF's limits, from bin shares and bin means.
+
+    For a bin ``(a, b]`` holding share ``p`` of the values with mean ``m``, integration by
+    parts gives ``integral_a^b F(x) dx = (b - a) F(b) - p (m - a)`` exactly, whatever the values
+    inside the bin. The open end bins use ``integral F = p (e0 - m)`` below the first edge and
+    ``-integral (1 - F) = -p (m - e_last)`` above the last one, so values far out in a tail
+    count with their full distance. The difference of two distributions' areas, bin by bin,
+    then gives their Wasserstein distance (see :func:`wasserstein_binned`).
+
+    Args:
+        edges: Inner bin edges (bins ``(-inf, e0], ..., (e_last, inf)``).
+        proportions: Share of the present values per bin (``len(edges) + 1``, sum 1).
+        means: Mean value per bin (any number where the share is 0).
+
+    """
+    p = np.asarray(proportions, dtype=np.float64)
+    m = np.where(p > 0, np.asarray(means, dtype=np.float64), 0.0)
+    if edges.size == 0:  # one bin: the whole line, where the area difference is the difference of means
+        return -p * m
+    cdf = np.cumsum(p)[:-1]  # F at each edge
+    areas = np.empty(p.size)
+    areas[0] = p[0] * (edges[0] - m[0])
+    areas[1:-1] = np.diff(edges) * cdf[1:] - p[1:-1] * (m[1:-1] - edges[:-1])
+    areas[-1] = -p[-1] * (m[-1] - edges[-1])
+    return areas
+
+
+def wasserstein_binned(
+    edges: np.ndarray,
+    reference: np.ndarray,
+    reference_means: np.ndarray,
+    current: np.ndarray,
+    current_means: np.ndarray,
+) -> float:
+    """First Wasserstein distance of two distributions known by their shares and means on common bins.
+
+    ``W1 = integral |F_ref(x) - F_cur(x)| dx``. Per bin, the integral of ``F_ref - F_cur`` is
+    exact (:func:`cdf_areas`); its absolute value equals the bin's share of ``W1`` unless the
+    two CDFs cross inside the bin, where it is a lower bound. With ~100 reference-quantile
+    bins the result is within a few percent of scipy's exact ``wasserstein_distance`` on the
+    rows (tested), in memory that does not grow with the rows.
+
+    Args:
+        edges: Inner bin edges.
+        reference: Reference share of the present values per bin.
+        reference_means: Reference mean value per bin.
+        current: Current share of the present values per bin.
+        current_means: Current mean value per bin.
+
+    """
+    difference = cdf_areas(edges, reference, reference_means) - cdf_areas(edges, current, current_means)
+    return float(np.abs(difference).sum())
+
+
+def ks_binned(reference: np.ndarray, current: np.ndarray) -> float:
+    """Kolmogorov-Smirnov statistic of two distributions over the same bins: the largest CDF gap at an edge.
+
+    Gaps inside a bin are not seen, so it is at most the exact statistic (a conservative test).
+    """
+    return float(np.max(np.abs(np.cumsum(reference) - np.cumsum(current)), initial=0.0))
+
+
+def ks_p_value(statistic: float, reference_rows: int, current_rows: int) -> float:
+    """Asymptotic two-sample Kolmogorov-Smirnov p-value (Kolmogorov's distribution)."""
+    from scipy.stats import kstwobign
+
+    if reference_rows < 1 or current_rows < 1:
+        return 1.0
+    effective = reference_rows * current_rows / (reference_rows + current_rows)
+    return float(kstwobign.sf(statistic * math.sqrt(effective)))

@@ -10,9 +10,9 @@ significance alone would flag every column of a million unchanged rows.
   ``psi_epsilon`` (see :func:`churn.monitoring.stats.psi`). PSI only sees rows moving
   between deciles, so a 25% stretch of a skewed column barely moves it; a scale-aware
   second rule catches that: the Wasserstein distance in units of the reference's standard
-  deviation (Evidently's default for large samples, same 0.1 threshold), significant by a
-  Kolmogorov-Smirnov test, both from the profile's ~100-bin sketch. The feature's level
-  is the worse of the two rules.
+  deviation (Evidently's default for large samples, same 0.1 threshold), with its own
+  p-value, both from the profile's ~100-bin sketch. The feature's level is the worse of
+  the two rules.
 - Categorical features: chi-square test of homogeneity (scipy) with Cramér's V as the
   effect size; missing values are their own category, and categories the reference never
   saw are counted as new categories.
@@ -60,14 +60,13 @@ from churn.monitoring.stats import (
     bin_moments,
     chi_square,
     cramers_v,
-    ks_binned,
-    ks_p_value,
     psi,
     psi_p_value,
     roc_auc,
     roc_auc_standard_error,
     two_sided_p,
     wasserstein_binned,
+    wasserstein_p_value,
 )
 
 
@@ -157,22 +156,15 @@ def _with_distance(
     sums: np.ndarray,
     s: MonitoringSettings,
 ) -> FeatureDrift:
-    """Add the scale-aware rule to a PSI result: normalised Wasserstein distance, significant by KS."""
+    """Add the scale-aware rule to a PSI result: Wasserstein distance in reference std, and its p-value."""
     present = int(counts.sum())
-    reference, current = np.asarray(sketch.proportions), counts / present
+    reference, reference_means = np.asarray(sketch.proportions), np.asarray(sketch.means)
     means = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
-    distance = wasserstein_binned(edges, reference, np.asarray(sketch.means), current, means)
+    distance = wasserstein_binned(edges, reference, reference_means, counts / present, means)
     normalised = distance / max(sketch.std, 1e-3)  # Evidently's floor on the unit
-    ks = ks_binned(reference, current)
-    ks_p = ks_p_value(ks, sketch.rows, present)
-    level = _level(normalised, ks_p, s.wasserstein_warn, s.wasserstein_alert, s.alpha)
-    return replace(
-        result,
-        level=worst([result.level, level]),
-        wasserstein=normalised,
-        ks=ks,
-        ks_p_value=ks_p,
-    )
+    p_value = wasserstein_p_value(distance, edges, reference, reference_means, sketch.rows, present)
+    level = _level(normalised, p_value, s.wasserstein_warn, s.wasserstein_alert, s.alpha)
+    return replace(result, level=worst([result.level, level]), wasserstein=normalised, wasserstein_p_value=p_value)
 
 
 def _binned_drift(

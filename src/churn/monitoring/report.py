@@ -35,8 +35,7 @@ class FeatureDrift:
         psi: PSI (numeric features only).
         wasserstein: Wasserstein distance in reference standard deviations (numeric
             features whose profile has a sketch).
-        ks: Kolmogorov-Smirnov statistic on the sketch's bins (same features).
-        ks_p_value: Its p-value, the significance of the Wasserstein rule.
+        wasserstein_p_value: Probability of a distance at least this large by sampling alone.
         chi2: Chi-square statistic (categorical features only).
         dof: Degrees of freedom of the test.
         missing_reference: Share of missing values in the reference.
@@ -54,8 +53,7 @@ class FeatureDrift:
     p_value: float
     psi: float | None = None
     wasserstein: float | None = None
-    ks: float | None = None
-    ks_p_value: float | None = None
+    wasserstein_p_value: float | None = None
     chi2: float | None = None
     cramers_v: float | None = None
     dof: int = 0
@@ -190,15 +188,15 @@ class DriftReport:
             )
         lines += [
             "",
-            "| feature | kind | level | PSI / Cramér's V | p-value | Wasserstein (std) | KS p | missing ref -> now |",
+            "| feature | kind | level | PSI / Cramér's V | p-value | W (std) | p-value | missing ref -> now |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for f in sorted(self.features, key=lambda f: (-LEVELS.index(f.level), -f.statistic)):
             distance = "-" if f.wasserstein is None else f"{f.wasserstein:.4f}"
-            ks_p = "-" if f.ks_p_value is None else f"{f.ks_p_value:.2g}"
+            distance_p = "-" if f.wasserstein_p_value is None else f"{f.wasserstein_p_value:.2g}"
             lines.append(
-                f"| {f.feature} | {f.kind} | {f.level} | {f.statistic:.4f} | {f.p_value:.2g} | {distance} | {ks_p} | "
-                f"{f.missing_reference:.1%} -> {f.missing_current:.1%} |"
+                f"| {f.feature} | {f.kind} | {f.level} | {f.statistic:.4f} | {f.p_value:.2g} | {distance} | "
+                f"{distance_p} | {f.missing_reference:.1%} -> {f.missing_current:.1%} |"
             )
         if self.notes:
             lines += ["", *(f"- {note}" for note in self.notes)]

@@ -15,6 +15,7 @@ corner of it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -22,7 +23,8 @@ import pandas as pd
 
 from churn.monitoring.reference import NUMERIC_COLUMNS
 
-CONTENDERS = ("churn", "evidently")
+#: Ours (PSI and the Wasserstein rule), PSI alone (the checks before the Wasserstein rule), Evidently.
+CONTENDERS = ("churn", "psi", "evidently")
 #: Rows of the reference frame of each seed (the size of a training split of a small export).
 REFERENCE_ROWS = 20_000
 #: Rows of the current frame of each seed (the issue's 5,000).
@@ -39,11 +41,14 @@ def stretched(frame: pd.DataFrame, factor: float, columns: Sequence[str] = NUMER
 
 
 def detected(contender: str, reference: pd.DataFrame, current: pd.DataFrame, columns: Sequence[str]) -> set[str]:
-    """The numeric ``columns`` that ``contender`` ("churn" or "evidently") calls drifted."""
-    if contender == "churn":
+    """The numeric ``columns`` that ``contender`` (see :data:`CONTENDERS`) calls drifted."""
+    if contender in ("churn", "psi"):
+        from churn.config import MonitoringSettings
         from churn.monitoring import check_drift, fit_reference
 
-        report = check_drift(fit_reference(reference, numeric=columns, categorical=()), current)
+        off = {"wasserstein_warn": math.inf, "wasserstein_alert": math.inf} if contender == "psi" else {}
+        settings = MonitoringSettings(**off)
+        report = check_drift(fit_reference(reference, numeric=columns, categorical=()), current, settings=settings)
         return {f.feature for f in report.features if f.level != "ok"}
     if contender == "evidently":
         from churn.monitoring.evidently_report import evidently_drift, evidently_drifted_columns

@@ -188,7 +188,8 @@ def _run_pipeline(name: str, settings: Settings, *, runner: Runner = "subprocess
     """Run a pipeline locally with a progress bar over its tasks, then print what it produced."""
     from churn.kfp_runner import TASK_COUNTS, local_parameters, run_local
 
-    log = (settings.data_dir / "kfp" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.log").resolve()
+    # The process id keeps two runs started in the same second (two terminals) from sharing a log.
+    log = (settings.data_dir / "kfp" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log").resolve()
     terminal = Console(file=os.fdopen(os.dup(2), "w"), soft_wrap=True)  # survives the log redirection
     bar = Progress(
         TextColumn("[bold]{task.description:<10}"),

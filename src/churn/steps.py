@@ -75,10 +75,12 @@ def load_data(
     out = Path(out)
     if source_uri:
         _fetch(source_uri, out)
+        source = source_uri
     else:
         blocks = iter_customer_blocks(rows, date or None, seed=seed, scenario=scenario, churn_rate=churn_rate)
         write_raw((b.frame for b in blocks), out, "csv")
-    return {"path": str(out), "fingerprint": file_fingerprint(out), "bytes": out.stat().st_size}
+        source = f"generated ({rows} rows, seed {seed}, scenario {scenario})"
+    return {"path": str(out), "source": source, "fingerprint": file_fingerprint(out), "bytes": out.stat().st_size}
 
 
 def _s3() -> Any:
@@ -106,12 +108,21 @@ def _fetch(uri: str, out: Path) -> None:
 
 
 def validate(
-    raw: str | Path, report: str | Path, *, summary: str | Path | None = None, min_rows: int = 100
+    raw: str | Path,
+    report: str | Path,
+    *,
+    summary: str | Path | None = None,
+    min_rows: int = 100,
+    source: str | None = None,
 ) -> dict[str, Any]:
-    """Validate the raw export, write the JSON report (and a Markdown summary); raise after writing when invalid."""
+    """Validate the raw export, write the JSON report (and a Markdown summary); raise after writing when invalid.
+
+    ``source`` is what the report names as the data: the user's file or URI, not the
+    pipeline's copy of it at ``raw``.
+    """
     from churn.validation import validate_and_report
 
-    _, result = validate_and_report(raw, report, summary_path=summary, min_rows=min_rows)
+    _, result = validate_and_report(raw, report, summary_path=summary, min_rows=min_rows, source=source)
     return result.to_dict()
 
 
@@ -545,16 +556,18 @@ def validate_current(
     summary: str | Path | None = None,
     min_rows: int = 100,
     pushgateway_url: str | None = None,
+    source: str | None = None,
 ) -> dict[str, Any]:
     """Validate the increment to monitor; when it is invalid or empty, record a failed monitoring run.
 
     The failure is pushed (``churn_monitoring_failed 1``) when a Pushgateway is given,
-    then the validation error is raised: bad data never passes silently.
+    then the validation error is raised: bad data never passes silently. ``source`` names
+    the increment in the report (the file or URI it was loaded from).
     """
     from churn.validation import DataValidationError
 
     try:
-        return validate(raw, report, summary=summary, min_rows=min_rows)
+        return validate(raw, report, summary=summary, min_rows=min_rows, source=source)
     except DataValidationError as error:
         if pushgateway_url:
             from churn.config import get_settings

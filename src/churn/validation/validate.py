@@ -18,7 +18,7 @@ _IN_RANGE = re.compile(r"in_range\((.*), (.*)\)")
 
 
 def validate_file(
-    path: str | Path, *, min_rows: int = 1, max_examples: int = 5
+    path: str | Path, *, min_rows: int = 1, max_examples: int = 5, source: str | None = None
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Read and validate a raw customer file.
 
@@ -26,6 +26,8 @@ def validate_file(
         path: CSV or parquet file.
         min_rows: Fewest data rows a valid file may have.
         max_examples: Example rows listed per violation.
+        source: What the report names as the data (default ``path``): the user's file or
+            URI when ``path`` is a pipeline's internal copy of it.
 
     Returns:
         The typed frame and a report with ``valid == True``.
@@ -34,7 +36,7 @@ def validate_file(
         DataValidationError: Any rule failed; ``error.report`` lists every violation.
 
     """
-    return _validate(read_raw_file(path, max_examples), str(path), min_rows, max_examples)
+    return _validate(read_raw_file(path, max_examples), source or str(path), min_rows, max_examples)
 
 
 def validate_and_report(
@@ -44,6 +46,7 @@ def validate_and_report(
     summary_path: str | Path | None = None,
     min_rows: int = 1,
     max_examples: int = 5,
+    source: str | None = None,
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Like :func:`validate_file`, and write the JSON report (and a Markdown summary) whatever the outcome.
 
@@ -52,7 +55,7 @@ def validate_and_report(
 
     """
     try:
-        frame, report = validate_file(path, min_rows=min_rows, max_examples=max_examples)
+        frame, report = validate_file(path, min_rows=min_rows, max_examples=max_examples, source=source)
     except DataValidationError as exc:
         _write_report(exc.report, report_path, summary_path)
         raise

@@ -77,7 +77,13 @@ def run(
     rows: Annotated[
         int | None, typer.Option(min=1, help="Rows of the initial load [default: CHURN_DATA__ROWS or 100000].")
     ] = None,
-    date: Annotated[str | None, typer.Option(help="Snapshot date YYYY-MM-DD [default: today].")] = None,
+    date: Annotated[
+        str | None,
+        typer.Option(
+            help="Snapshot date YYYY-MM-DD [default: today; with monitoring, two days ago, so that the monitored "
+            "days, which follow it, are not in the future]."
+        ),
+    ] = None,
     train: Annotated[bool, typer.Option(help="Also run the training pipeline on the generated data.")] = True,
     serve: Annotated[
         bool, typer.Option(help="After training, start the service, score a few records over V2, stop it.")
@@ -88,9 +94,14 @@ def run(
     ] = True,
 ) -> None:
     """Run the main job end to end on embedded defaults: data -> features -> training -> serving -> monitoring."""
+    import datetime as dt
+
     from churn.jobs import run_main_job
 
     settings = get_settings()
+    if date is None and settings.data.date is None and train and monitor:
+        # Validation refuses snapshots in the future; the monitored days come after this one.
+        date = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=len(MONITORED_DAYS))).isoformat()
     with _progress() as bar:
         tasks: dict[str, TaskID] = {}
 

@@ -29,7 +29,7 @@ class Violation:
     examples: list[dict[str, Any]] = field(default_factory=list)
 
     def describe(self) -> str:
-        where = f"column {self.column!r}" if self.column else "file"
+        where = "file" if self.column is None else f"column {self.column!r}"
         text = f"{where}: {self.message}"
         if self.failed_rows:
             text += f" ({self.failed_rows} row{'s' if self.failed_rows != 1 else ''})"

@@ -15,6 +15,7 @@ from churn.validation.schema import ROW_RULES, raw_schema
 
 _ROW_RULES = {rule.name: rule for rule in ROW_RULES}
 _IN_RANGE = re.compile(r"in_range\((.*), (.*)\)")
+_NOT_AFTER = re.compile(r"not_after\((.*)\)")
 
 
 def validate_file(
@@ -148,7 +149,9 @@ def _column_violation(column: str | None, check: str, group: pd.DataFrame, max_e
         message = f"values outside the allowed categories: {', '.join(unknown)}"
     if message is None and (match := _IN_RANGE.fullmatch(check)):
         message = f"values outside [{match.group(1)}, {match.group(2)}]"
-    rows = group.dropna(subset=["index"])
+    if message is None and (match := _NOT_AFTER.fullmatch(check)):
+        message = f"dates after {match.group(1)}: a snapshot cannot lie in the future"
+    rows = group.dropna(subset=["index"]).sort_values("index")
     examples = [
         {"row": int(r["index"]), "value": _plain(r["failure_case"])} for _, r in rows.head(max_examples).iterrows()
     ]

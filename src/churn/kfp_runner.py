@@ -259,13 +259,16 @@ def _failure(name: str, error: RuntimeError, run_dir: Path | None, log: Path | N
 
 def _violation_line(violation: dict[str, Any]) -> str:
     """``column 'age' [in_range(18, 100)]: values outside [18, 100] (3 rows)``."""
+    from churn.validation.report import Violation
+
     column = violation.get("column")
-    where = f"column {column!r}" if column else "file"
-    text = f"{where} [{violation.get('rule', '?')}]: {violation.get('message', '')}"
-    rows = int(violation.get("failed_rows") or 0)
-    if rows:
-        text += f" ({rows} row{'s' if rows != 1 else ''})"
-    return text
+    found = Violation(
+        str(violation.get("rule", "?")),
+        str(violation.get("message", "")),
+        None if column is None else str(column),
+        int(violation.get("failed_rows") or 0),
+    )
+    return found.describe(rule=True, examples=False)
 
 
 def _run_container(client: Any, image: str, command: list[str], volumes: dict[str, Any], **run_args: Any) -> int:

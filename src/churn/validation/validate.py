@@ -132,7 +132,7 @@ def _violations(
             share = nulls / max(len(frame), 1)
             found.append(Violation(check, f"{share:.1%} of values are missing, more than allowed", column, nulls))
         elif check.startswith("min_rows"):
-            found.append(Violation(check, f"only {len(frame)} data rows", None))
+            found.append(Violation(check, f"only {len(frame)} data row{'' if len(frame) == 1 else 's'}", None))
         else:
             found.append(_column_violation(column, check, group, max_examples))
     return found

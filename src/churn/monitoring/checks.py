@@ -135,13 +135,24 @@ def _numeric_drift(
     sketch = ref.sketch
     fine = np.asarray(sketch.edges if sketch else (), dtype=np.float64)
     fine_counts, fine_sums = np.zeros(fine.size + 1, dtype=np.int64), np.zeros(fine.size + 1)
+    # The PSI's decile edges are among the sketch's percentile edges (both are reference
+    # quantiles at data values), so the PSI counts follow from the sketch's: one pass, not two.
+    derived = sketch is not None and bool(np.isin(edges, fine).all())
+    missing = 0
     for part in chunks(len(series), s.chunk_rows):
         values = numeric_values(series.iloc[part], name)
-        counts += bin_counts(values, edges)
         if sketch is not None:
             more_counts, more_sums = bin_moments(values, fine)
             fine_counts += more_counts
             fine_sums += more_sums
+            missing += values.size - int(more_counts.sum())
+        if not derived:
+            counts += bin_counts(values, edges)
+    if derived:
+        # Fine bin j is (fine[j-1], fine[j]]: it lies inside the coarse bin its upper edge falls in.
+        coarse = np.searchsorted(edges, np.append(fine, np.inf), side="left")
+        counts[:-1] = np.bincount(coarse, weights=fine_counts, minlength=edges.size + 1).astype(np.int64)
+        counts[-1] = missing
     result = _binned_drift(name, ref, counts, reference_rows, s)
     if sketch is None or fine_counts.sum() == 0:
         return result

@@ -648,6 +648,9 @@ def monitoring_metrics(report: dict[str, Any]) -> dict[str, float]:
         "warned_features": float(len(report["warned"])),
         "current_rows": float(report["current_rows"]),
         "max_feature_psi": max((float(f["psi"]) for f in features if f.get("psi") is not None), default=0.0),
+        "max_feature_wasserstein": max(
+            (float(f["wasserstein"]) for f in features if f.get("wasserstein") is not None), default=0.0
+        ),
     }
     optional = {
         "churn_rate_delta": ("churn_rate", "delta"),

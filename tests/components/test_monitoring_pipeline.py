@@ -114,6 +114,7 @@ def test_clean_day_is_ok_and_drifted_day_alerts_with_artifacts(trained: Settings
     outputs = json.loads((task / "executor_output.json").read_text())
     metrics = outputs["artifacts"]["metrics"]["artifacts"][0]["metadata"]
     assert metrics["verdict_level"] == 2 and metrics["drifted_features"] >= 2
+    assert metrics["max_feature_wasserstein"] >= 0.1  # the scale-aware rule sees the price shock too
     assert not (drifted.run_dir / "trigger-retraining").exists()  # retrain_on_alert is off by default
 
 

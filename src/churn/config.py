@@ -164,7 +164,8 @@ class MonitoringSettings(BaseModel):
         0.01,
         gt=0,
         lt=0.5,
-        description="Significance level of the PSI, Kolmogorov-Smirnov, chi-square, churn-rate and ROC-AUC tests.",
+        description="Significance level of the PSI, chi-square, churn-rate and ROC-AUC tests; the Wasserstein "
+        "tests share it across the numeric features (alpha / their number each).",
     )
     cramers_v_warn: float = Field(0.1, gt=0, le=1, description="Cramér's V from which a category is 'warn'.")
     cramers_v_alert: float = Field(0.2, gt=0, le=1, description="Cramér's V from which a category is 'alert'.")

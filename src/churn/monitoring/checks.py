@@ -11,7 +11,8 @@ significance alone would flag every column of a million unchanged rows.
   between deciles, so a 25% stretch of a skewed column barely moves it; a scale-aware
   second rule catches that: the Wasserstein distance in units of the reference's standard
   deviation (Evidently's default for large samples, same 0.1 threshold), with its own
-  p-value, both from the profile's ~100-bin sketch. The feature's level is the worse of
+  p-value (significant below ``alpha`` shared among the numeric features), both from the
+  profile's ~100-bin sketch. The feature's level is the worse of
   the two rules.
 - Categorical features: chi-square test of homogeneity (scipy) with Cramér's V as the
   effect size; missing values are their own category, and categories the reference never
@@ -104,7 +105,13 @@ def check_drift(
     rows = len(current)
     p = None if probabilities is None else check_probabilities(probabilities, rows, "current")
 
-    features = [_numeric_drift(name, ref, current[name], profile.rows, s) for name, ref in profile.numeric.items()] + [
+    # The distance is the most sensitive test and runs on every numeric feature: its p-values
+    # share alpha among them (Bonferroni), so unchanged data raises no more false alarms than one test would.
+    distance_alpha = s.alpha / max(len(profile.numeric), 1)
+    features = [
+        _numeric_drift(name, ref, current[name], profile.rows, s, distance_alpha)
+        for name, ref in profile.numeric.items()
+    ] + [
         _categorical_drift(name, ref.categories, np.asarray(ref.proportions), current[name], profile.rows, s)
         for name, ref in profile.categorical.items()
     ]
@@ -128,7 +135,7 @@ def check_drift(
 
 
 def _numeric_drift(
-    name: str, ref: NumericProfile, series: pd.Series, reference_rows: int, s: MonitoringSettings
+    name: str, ref: NumericProfile, series: pd.Series, reference_rows: int, s: MonitoringSettings, alpha: float
 ) -> FeatureDrift:
     edges = np.asarray(ref.edges, dtype=np.float64)
     counts = np.zeros(edges.size + 2, dtype=np.int64)
@@ -156,7 +163,7 @@ def _numeric_drift(
     result = _binned_drift(name, ref, counts, reference_rows, s)
     if sketch is None or fine_counts.sum() == 0:
         return result
-    return _with_distance(result, sketch, fine, fine_counts, fine_sums, s)
+    return _with_distance(result, sketch, fine, fine_counts, fine_sums, s, alpha)
 
 
 def _with_distance(
@@ -166,6 +173,7 @@ def _with_distance(
     counts: np.ndarray,
     sums: np.ndarray,
     s: MonitoringSettings,
+    alpha: float,
 ) -> FeatureDrift:
     """Add the scale-aware rule to a PSI result: Wasserstein distance in reference std, and its p-value."""
     present = int(counts.sum())
@@ -174,7 +182,7 @@ def _with_distance(
     distance = wasserstein_binned(edges, reference, reference_means, counts / present, means)
     normalised = distance / max(sketch.std, 1e-3)  # Evidently's floor on the unit
     p_value = wasserstein_p_value(distance, edges, reference, reference_means, sketch.rows, present)
-    level = _level(normalised, p_value, s.wasserstein_warn, s.wasserstein_alert, s.alpha)
+    level = _level(normalised, p_value, s.wasserstein_warn, s.wasserstein_alert, alpha)
     return replace(result, level=worst([result.level, level]), wasserstein=normalised, wasserstein_p_value=p_value)
 
 

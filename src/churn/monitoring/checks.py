@@ -11,8 +11,8 @@ significance alone would flag every column of a million unchanged rows.
   between deciles, so a 25% stretch of a skewed column barely moves it; a scale-aware
   second rule catches that: the Wasserstein distance in units of the reference's standard
   deviation (Evidently's default for large samples, same 0.1 threshold), with its own
-  p-value (significant below ``alpha`` shared among the numeric features), both from the
-  profile's ~100-bin sketch. The feature's level is the worse of
+  p-value (significant below ``wasserstein_alpha`` shared among the numeric features),
+  both from the profile's ~100-bin sketch. The feature's level is the worse of
   the two rules.
 - Categorical features: chi-square test of homogeneity (scipy) with Cramér's V as the
   effect size; missing values are their own category, and categories the reference never
@@ -106,8 +106,8 @@ def check_drift(
     p = None if probabilities is None else check_probabilities(probabilities, rows, "current")
 
     # The distance is the most sensitive test and runs on every numeric feature: its p-values
-    # share alpha among them (Bonferroni), so unchanged data raises no more false alarms than one test would.
-    distance_alpha = s.alpha / max(len(profile.numeric), 1)
+    # share their level among them (Bonferroni), so all of them together rarely raise a false alarm.
+    distance_alpha = s.wasserstein_alpha / max(len(profile.numeric), 1)
     features = [
         _numeric_drift(name, ref, current[name], profile.rows, s, distance_alpha)
         for name, ref in profile.numeric.items()

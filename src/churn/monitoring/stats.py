@@ -234,7 +234,7 @@ def wasserstein_p_value(
     means: np.ndarray,
     reference_rows: int,
     current_rows: int,
-    draws: int = 4_000,
+    draws: int = 20_000,
 ) -> float:
     """P-value of a Wasserstein distance under "same population", from the reference sketch alone.
 
@@ -279,10 +279,15 @@ def _bridge_integrals(
     inner = np.where(p[1:-1] > 0, inner, e[1:])
     left, right = inner - e[:-1], e[1:] - inner
     rng = np.random.default_rng(0)
-    steps = np.diff(levels, prepend=0.0).clip(min=0.0)
-    walk = np.cumsum(rng.standard_normal((draws, levels.size)) * np.sqrt(steps), axis=1)
-    end = walk[:, -1:] + rng.standard_normal((draws, 1)) * math.sqrt(max(1.0 - levels[-1], 0.0))
-    bridge = np.abs(walk - levels * end)
-    null = np.sort(bridge[:, :-1] @ left + bridge[:, 1:] @ right)
+    steps = np.sqrt(np.diff(levels, prepend=0.0).clip(min=0.0))
+    tail = math.sqrt(max(1.0 - levels[-1], 0.0))
+    parts = []
+    for start in range(0, draws, 2_000):  # in blocks: a few MB at a time, whatever ``draws`` is
+        size = min(2_000, draws - start)
+        walk = np.cumsum(rng.standard_normal((size, levels.size)) * steps, axis=1)
+        end = walk[:, -1:] + rng.standard_normal((size, 1)) * tail
+        bridge = np.abs(walk - levels * end)
+        parts.append(bridge[:, :-1] @ left + bridge[:, 1:] @ right)
+    null = np.sort(np.concatenate(parts))
     null.flags.writeable = False  # shared by every caller of the cache
     return null

@@ -7,7 +7,7 @@ per-column drift flag, normalised Wasserstein >= 0.1 at these sizes), on the sam
 then the false alarms of each in 20 unchanged seeds (factor 1). See
 :mod:`churn.monitoring.sensitivity` for how the frames are made.
 
-    .venv/bin/python scripts/bench_drift_sensitivity.py            # 20 seeds, 5,000 rows (~6 min)
+    .venv/bin/python scripts/bench_drift_sensitivity.py            # 20 seeds, 5,000 rows (~20 min)
     .venv/bin/python scripts/bench_drift_sensitivity.py --quick    # 5 seeds, needs 5 of 5
 """
 

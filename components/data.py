@@ -28,7 +28,7 @@ def validate_data(raw: Input[Dataset], report: Output[Artifact], summary: Output
     """Validate the raw export against the schema; fail the run (after writing the report) when invalid."""
     from churn import steps
 
-    steps.validate(raw.path, report.path, summary=summary.path, min_rows=min_rows)
+    steps.validate(raw.path, report.path, summary=summary.path, min_rows=min_rows, source=raw.metadata.get("source"))
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

@@ -30,7 +30,10 @@ def validate_current(
     from churn.config import get_settings
 
     gateway = pushgateway_url or get_settings().monitoring.pushgateway_url
-    steps.validate_current(current.path, report.path, summary=summary.path, min_rows=min_rows, pushgateway_url=gateway)
+    source = current.metadata.get("source")  # the user's file, not this task's copy of it
+    steps.validate_current(
+        current.path, report.path, summary=summary.path, min_rows=min_rows, pushgateway_url=gateway, source=source
+    )
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

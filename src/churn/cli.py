@@ -81,7 +81,13 @@ def run(
     rows: Annotated[
         int | None, typer.Option(min=1, help="Rows of the initial load [default: CHURN_DATA__ROWS or 100000].")
     ] = None,
-    date: Annotated[str | None, typer.Option(help="Snapshot date YYYY-MM-DD [default: today].")] = None,
+    date: Annotated[
+        str | None,
+        typer.Option(
+            help="Snapshot date YYYY-MM-DD [default: today; with monitoring, two days ago, so that the monitored "
+            "days, which follow it, are not in the future]."
+        ),
+    ] = None,
     train: Annotated[bool, typer.Option(help="Also run the training pipeline on the generated data.")] = True,
     serve: Annotated[
         bool, typer.Option(help="After training, start the service, score a few records over V2, stop it.")
@@ -96,9 +102,14 @@ def run(
     ] = True,
 ) -> None:
     """Run the main job end to end on embedded defaults: data, features, training, serving, monitoring, scoring."""
+    import datetime as dt
+
     from churn.jobs import run_main_job
 
     settings = get_settings()
+    if date is None and settings.data.date is None and train and monitor:
+        # Validation refuses snapshots in the future; the monitored days come after this one.
+        date = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=len(MONITORED_DAYS))).isoformat()
     with _progress() as bar:
         tasks: dict[str, TaskID] = {}
 
@@ -239,7 +250,8 @@ def _run_pipeline(name: str, settings: Settings, *, runner: Runner = "subprocess
     """Run a pipeline locally with a progress bar over its tasks, then print what it produced."""
     from churn.kfp_runner import TASK_COUNTS, local_parameters, run_local
 
-    log = (settings.data_dir / "kfp" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.log").resolve()
+    # The process id keeps two runs started in the same second (two terminals) from sharing a log.
+    log = (settings.data_dir / "kfp" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log").resolve()
     terminal = Console(file=os.fdopen(os.dup(2), "w"), soft_wrap=True)  # survives the log redirection
     bar = Progress(
         TextColumn("[bold]{task.description:<10}"),

@@ -20,6 +20,9 @@ PIPELINES = ("training", "monitoring", "data", "scoring")
 #: Tasks per pipeline, for progress reporting (monitoring: one more when it triggers retraining).
 TASK_COUNTS = {"training": 11, "monitoring": 4, "data": 3, "scoring": 4}
 _TASK_DONE = re.compile(r"Task \S*'([\w-]+)'\S* finished with status \S*?(SUCCESS|FAILURE)")
+#: The colour codes KFP's local runner writes into its messages and logs, whatever the output is.
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_FAILED_TASK = re.compile(r"Inner task failed: '([\w-]+)'|Task '([\w-]+)' finished with status FAILURE")
 COMPILED_DIR = Path("pipelines/compiled")
 #: Where tasks run: subprocesses of this Python, or containers of the component image.
 Runner = Literal["subprocess", "docker"]
@@ -71,6 +74,23 @@ def compile_pipeline(name: str, out_dir: Path = COMPILED_DIR) -> Path:
     with atomic_path(path) as tmp:
         compiler.Compiler().compile(_pipeline(name), str(tmp))
     return path
+
+
+class PipelineRunError(ChurnError):
+    """A local pipeline run failed; the message names the task and, for a validation task, the violations.
+
+    Attributes:
+        task: The task that failed (None when KFP did not say).
+        run_dir: The run's folder of task outputs.
+        violations: The failed task's validation violations (empty when it was not a validation).
+
+    """
+
+    def __init__(self, message: str, task: str | None, run_dir: Path | None, violations: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.task = task
+        self.run_dir = run_dir
+        self.violations = violations
 
 
 @dataclass(frozen=True)
@@ -160,6 +180,91 @@ def _follow(log: Path, on_task: Callable[[str, str], None], stop: threading.Even
                 return
             else:
                 time.sleep(0.2)
+
+
+@contextmanager
+def _own_run_folder(found: list[str]) -> Iterator[None]:
+    """Record the folder name KFP gives this run (``<pipeline>-<timestamp>``) in ``found``.
+
+    The local runner names the run's folder but does not return the name. Comparing the
+    folders before and after the run picks another run's folder when two runs share the
+    pipeline root (two terminals in one checkout), so the name is taken where it is made.
+    """
+    from kfp.local import executor_input_utils
+
+    original = executor_input_utils.get_local_pipeline_resource_name
+
+    def record(pipeline_name: str) -> str:
+        name = str(original(pipeline_name))
+        found.append(name)
+        return name
+
+    executor_input_utils.get_local_pipeline_resource_name = record
+    try:
+        yield
+    finally:
+        executor_input_utils.get_local_pipeline_resource_name = original
+
+
+def plain(text: str) -> str:
+    """``text`` without terminal colour codes."""
+    return _ANSI.sub("", text)
+
+
+def _strip_colours(log: Path) -> None:
+    """Rewrite a finished run's log without colour codes (it is a file, not a terminal)."""
+    from churn.io import atomic_path
+
+    text = log.read_text(encoding="utf-8", errors="replace")
+    if _ANSI.search(text):
+        with atomic_path(log) as tmp:
+            tmp.write_text(plain(text), encoding="utf-8")
+
+
+def failed_validation(run_dir: Path | None, task: str | None) -> dict[str, Any] | None:
+    """The validation report a failed task wrote (its ``report`` output, ``valid: false``), if any."""
+    import json
+
+    if run_dir is None or task is None:
+        return None
+    try:
+        found = json.loads((run_dir / task / "report").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) and found.get("valid") is False else None
+
+
+def _failure(name: str, error: RuntimeError, run_dir: Path | None, log: Path | None) -> PipelineRunError:
+    text = plain(str(error))
+    match = _FAILED_TASK.search(text)
+    task = (match.group(1) or match.group(2)) if match else None
+    report = failed_validation(run_dir, task)
+    violations = [v for v in (report or {}).get("violations", []) if isinstance(v, dict)]
+    lines = [f"{name} pipeline failed: task {task!r} failed" if task else f"{name} pipeline failed: {text}"]
+    if report is not None:
+        lines.append(
+            f"{report.get('source', 'the data')}: {len(violations)} violation(s) in {report.get('rows', 0)} rows"
+        )
+        lines += [f"  - {_violation_line(v)}" for v in violations]
+    if run_dir is not None:
+        lines.append(f"task outputs: {run_dir}")
+    if log is not None:
+        lines.append(f"task logs: {log}")
+    return PipelineRunError("\n".join(lines), task, run_dir, violations)
+
+
+def _violation_line(violation: dict[str, Any]) -> str:
+    """``column 'age' [in_range(18, 100)]: values outside [18, 100] (3 rows)``."""
+    from churn.validation.report import Violation
+
+    column = violation.get("column")
+    found = Violation(
+        str(violation.get("rule", "?")),
+        str(violation.get("message", "")),
+        None if column is None else str(column),
+        int(violation.get("failed_rows") or 0),
+    )
+    return found.describe(rule=True, examples=False)
 
 
 def _run_container(client: Any, image: str, command: list[str], volumes: dict[str, Any], **run_args: Any) -> int:
@@ -265,7 +370,8 @@ def run_local(
         **parameters: Pipeline parameters.
 
     Raises:
-        ChurnError: A task failed; the message names it and where its log is.
+        PipelineRunError: A task failed; the message names it, lists the violations when it
+            was a validation, and says where the outputs and the log are.
 
     """
     import kfp.local
@@ -282,7 +388,6 @@ def run_local(
     kfp.local.init(runner=task_runner, pipeline_root=str(root), raise_on_error=True)
     start = time.perf_counter()
     pipeline = _pipeline(name)
-    before = set(root.glob(f"{pipeline.name}-*/"))
     if tracking_uri.startswith(("http://", "https://")):
         # Fail before any task runs when the tracking server is unreachable (the register
         # task would fail too, but only after every model has trained).
@@ -297,21 +402,23 @@ def run_local(
         if on_task:
             follower = threading.Thread(target=_follow, args=(log, on_task, stop), daemon=True)
             follower.start()
+    folders: list[str] = []
     try:
         with ExitStack() as stack:
             stack.enter_context(_task_environment(settings))
+            stack.enter_context(_own_run_folder(folders))
             if runner == "docker":
                 stack.enter_context(_containers_kept_until_read())
             if log:
                 stack.enter_context(_output_to(log))
             task = pipeline(**parameters)
     except RuntimeError as exc:
-        where = f"; task logs: {log}" if log else ""
-        raise ChurnError(f"{name} pipeline failed: {exc}{where}") from None
+        raise _failure(name, exc, root / folders[0] if folders else None, log) from None
     finally:
         stop.set()
         if follower:
             follower.join(timeout=5)
+        if log:
+            _strip_colours(log)
     output = getattr(task, "output", None)
-    added = sorted(set(root.glob(f"{pipeline.name}-*/")) - before)
-    return LocalRun(name, output, root, time.perf_counter() - start, added[-1] if added else None)
+    return LocalRun(name, output, root, time.perf_counter() - start, root / folders[0] if folders else None)

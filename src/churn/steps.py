@@ -75,10 +75,12 @@ def load_data(
     out = Path(out)
     if source_uri:
         _fetch(source_uri, out)
+        source = source_uri
     else:
         blocks = iter_customer_blocks(rows, date or None, seed=seed, scenario=scenario, churn_rate=churn_rate)
         write_raw((b.frame for b in blocks), out, "csv")
-    return {"path": str(out), "fingerprint": file_fingerprint(out), "bytes": out.stat().st_size}
+        source = f"generated ({rows} rows, seed {seed}, scenario {scenario})"
+    return {"path": str(out), "source": source, "fingerprint": file_fingerprint(out), "bytes": out.stat().st_size}
 
 
 def _s3() -> Any:
@@ -105,12 +107,21 @@ def _fetch(uri: str, out: Path) -> None:
 
 
 def validate(
-    raw: str | Path, report: str | Path, *, summary: str | Path | None = None, min_rows: int = 100
+    raw: str | Path,
+    report: str | Path,
+    *,
+    summary: str | Path | None = None,
+    min_rows: int = 100,
+    source: str | None = None,
 ) -> dict[str, Any]:
-    """Validate the raw export, write the JSON report (and a Markdown summary); raise after writing when invalid."""
+    """Validate the raw export, write the JSON report (and a Markdown summary); raise after writing when invalid.
+
+    ``source`` is what the report names as the data: the user's file or URI, not the
+    pipeline's copy of it at ``raw``.
+    """
     from churn.validation import validate_and_report
 
-    _, result = validate_and_report(raw, report, summary_path=summary, min_rows=min_rows)
+    _, result = validate_and_report(raw, report, summary_path=summary, min_rows=min_rows, source=source)
     return result.to_dict()
 
 
@@ -562,16 +573,18 @@ def validate_current(
     summary: str | Path | None = None,
     min_rows: int = 100,
     pushgateway_url: str | None = None,
+    source: str | None = None,
 ) -> dict[str, Any]:
     """Validate the increment to monitor; when it is invalid or empty, record a failed monitoring run.
 
     The failure is pushed (``churn_monitoring_failed 1``) when a Pushgateway is given,
-    then the validation error is raised: bad data never passes silently.
+    then the validation error is raised: bad data never passes silently. ``source`` names
+    the increment in the report (the file or URI it was loaded from).
     """
     from churn.validation import DataValidationError
 
     try:
-        return validate(raw, report, summary=summary, min_rows=min_rows)
+        return validate(raw, report, summary=summary, min_rows=min_rows, source=source)
     except DataValidationError as error:
         if pushgateway_url:
             from churn.config import get_settings
@@ -652,6 +665,9 @@ def monitoring_metrics(report: dict[str, Any]) -> dict[str, float]:
         "warned_features": float(len(report["warned"])),
         "current_rows": float(report["current_rows"]),
         "max_feature_psi": max((float(f["psi"]) for f in features if f.get("psi") is not None), default=0.0),
+        "max_feature_wasserstein": max(
+            (float(f["wasserstein"]) for f in features if f.get("wasserstein") is not None), default=0.0
+        ),
     }
     optional = {
         "churn_rate_delta": ("churn_rate", "delta"),

@@ -7,6 +7,9 @@ short pipelines against it. The retraining loop test runs a second training pipe
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -92,6 +95,7 @@ def test_clean_day_is_ok_and_drifted_day_alerts_with_artifacts(trained: Settings
     outputs = json.loads((task / "executor_output.json").read_text())
     metrics = outputs["artifacts"]["metrics"]["artifacts"][0]["metadata"]
     assert metrics["verdict_level"] == 2 and metrics["drifted_features"] >= 2
+    assert metrics["max_feature_wasserstein"] >= 0.1  # the scale-aware rule sees the price shock too
     assert not (drifted.run_dir / "trigger-retraining").exists()  # retrain_on_alert is off by default
 
 
@@ -235,3 +239,63 @@ def test_drift_alert_triggers_retraining_and_the_gate_decides(trained: Settings)
     assert client.get_model_version_by_alias("churn-model", "challenger").version == new
     assert load_reference(f"models:/churn-model/{new}").rows == 2_100
     assert len(pd.read_csv(trained.raw_dir / "customers_20260109.csv")) == 1_000
+
+
+def _cli(settings: Settings, *args: str) -> subprocess.Popen[str]:
+    """``churn ...`` in a child process on the module's data folder, as a user runs it in a terminal."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "CHURN_"))}
+    env["CHURN_DATA_DIR"] = str(settings.data_dir)
+    return subprocess.Popen(
+        [sys.executable, "-m", "churn", *args],
+        cwd=settings.data_dir.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _field(output: str, name: str) -> str:
+    (line,) = [line for line in output.splitlines() if line.strip().startswith(name)]
+    return line.strip().removeprefix(name).strip()
+
+
+def test_two_runs_at_once_in_one_checkout_each_report_their_own_outputs(trained: Settings) -> None:
+    """Two terminals, one data folder: each run prints its own verdict, outputs folder and log."""
+    days = {"ok": _day(trained, "2026-01-10", "none"), "alert": _day(trained, "2026-01-11", "price_shock")}
+    runs = {
+        verdict: _cli(trained, "pipeline", "run", "monitoring", "--current-uri", day) for verdict, day in days.items()
+    }
+    printed = {}
+    for verdict, process in runs.items():
+        out, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err
+        assert "\x1b[" not in out + err  # not a terminal: no colour codes
+        printed[verdict] = out
+    folders = {verdict: Path(_field(out, "task outputs")) for verdict, out in printed.items()}
+    logs = {verdict: Path(_field(out, "task logs")) for verdict, out in printed.items()}
+    assert folders["ok"] != folders["alert"] and logs["ok"] != logs["alert"]
+    for verdict, out in printed.items():
+        assert _field(out, "verdict").split()[0] == verdict
+        report = json.loads((folders[verdict] / "check-drift" / "report").read_text())
+        assert report["verdict"] == verdict
+        loaded = json.loads((folders[verdict] / "load-current" / "executor_output.json").read_text())
+        assert loaded["parameterValues"]["Output"] == days[verdict]  # this run's own increment
+        assert "\x1b[" not in logs[verdict].read_text()
+
+
+def test_a_failed_validation_prints_the_violations_and_names_the_users_file(trained: Settings, tmp_path: Path) -> None:
+    frame = pd.read_csv(_day(trained, "2026-01-12", "none"))
+    frame.loc[:2, "age"] = 500
+    bad = tmp_path / "my_export.csv"
+    frame.to_csv(bad, index=False)
+    process = _cli(trained, "pipeline", "run", "monitoring", "--current-uri", str(bad))
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 1
+    assert "task 'validate-current' failed" in err
+    assert f"{bad}: 1 violation(s) in 1000 rows" in err
+    assert "column 'age' [in_range(18, 100)]: values outside [18, 100] (3 rows)" in err
+    assert "\x1b[" not in out + err and "Traceback" not in err
+    folder = Path(_field(err, "task outputs:"))
+    report = json.loads((folder / "validate-current" / "report").read_text())
+    assert report["source"] == str(bad)  # the user's file, not the pipeline's copy

@@ -73,12 +73,16 @@ def test_invalid_data_stops_at_validation_then_a_rerun_trains_and_promotes(
     lines[5] = lines[5].replace('"DE"', '"Atlantis"').replace('"FR"', '"Atlantis"').replace('"GB"', '"Atlantis"')
     bad.write_text("\n".join([lines[0], *(line.replace(",0.", ",-0.", 1) for line in lines[1:])]) + "\n")
 
-    with pytest.raises(ChurnError, match="validate-data"):
+    with pytest.raises(ChurnError, match="validate-data") as failed:
         run_local("training", settings, log=tmp_path / "bad.log", **local_parameters(settings, source_uri=str(bad)))
     reports = list((settings.data_dir / "kfp").glob("churn-training-*/validate-data/report"))
     assert len(reports) == 1
     report = json.loads(reports[0].read_text())
     assert report["valid"] is False and report["violations"]
+    assert report["source"] == str(bad)  # the user's file, not the task's copy of it
+    # The error lists the violations (what the CLI prints), without KFP's colour codes.
+    assert f"{bad}: {len(report['violations'])} violation(s)" in str(failed.value)
+    assert "column 'country' [isin(" in str(failed.value) and "\x1b[" not in str(failed.value)
     assert not list((settings.data_dir / "kfp").glob("churn-training-*/train-model*"))
     assert not (settings.data_dir / "mlflow" / "mlflow.db").exists() or _versions(settings) == []
 

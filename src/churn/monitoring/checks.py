@@ -7,7 +7,13 @@ significance alone would flag every column of a million unchanged rows.
 
 - Numeric features: PSI on the reference's quantile bins; missing values form their own
   bin, so a jump in the missing rate is drift too. Empty bins are floored at
-  ``psi_epsilon`` (see :func:`churn.monitoring.stats.psi`).
+  ``psi_epsilon`` (see :func:`churn.monitoring.stats.psi`). PSI only sees rows moving
+  between deciles, so a 25% stretch of a skewed column barely moves it; a scale-aware
+  second rule catches that: the Wasserstein distance in units of the reference's standard
+  deviation (Evidently's default for large samples, same 0.1 threshold), with its own
+  p-value (significant below ``wasserstein_alpha`` shared among the numeric features),
+  both from the profile's ~100-bin sketch. The feature's level is the worse of
+  the two rules.
 - Categorical features: chi-square test of homogeneity (scipy) with Cramér's V as the
   effect size; missing values are their own category, and categories the reference never
   saw are counted as new categories.
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
@@ -33,6 +40,7 @@ from churn.monitoring.reference import (
     MISSING,
     NumericProfile,
     ReferenceProfile,
+    ValueSketch,
     category_counts,
     check_probabilities,
     chunks,
@@ -46,9 +54,11 @@ from churn.monitoring.report import (
     Level,
     PerformanceCheck,
     PredictionDrift,
+    worst,
 )
 from churn.monitoring.stats import (
     bin_counts,
+    bin_moments,
     chi_square,
     cramers_v,
     psi,
@@ -56,6 +66,8 @@ from churn.monitoring.stats import (
     roc_auc,
     roc_auc_standard_error,
     two_sided_p,
+    wasserstein_binned,
+    wasserstein_p_value,
 )
 
 
@@ -93,7 +105,13 @@ def check_drift(
     rows = len(current)
     p = None if probabilities is None else check_probabilities(probabilities, rows, "current")
 
-    features = [_numeric_drift(name, ref, current[name], profile.rows, s) for name, ref in profile.numeric.items()] + [
+    # The distance is the most sensitive test and runs on every numeric feature: its p-values
+    # share their level among them (Bonferroni), so all of them together rarely raise a false alarm.
+    distance_alpha = s.wasserstein_alpha / max(len(profile.numeric), 1)
+    features = [
+        _numeric_drift(name, ref, current[name], profile.rows, s, distance_alpha)
+        for name, ref in profile.numeric.items()
+    ] + [
         _categorical_drift(name, ref.categories, np.asarray(ref.proportions), current[name], profile.rows, s)
         for name, ref in profile.categorical.items()
     ]
@@ -117,13 +135,55 @@ def check_drift(
 
 
 def _numeric_drift(
-    name: str, ref: NumericProfile, series: pd.Series, reference_rows: int, s: MonitoringSettings
+    name: str, ref: NumericProfile, series: pd.Series, reference_rows: int, s: MonitoringSettings, alpha: float
 ) -> FeatureDrift:
     edges = np.asarray(ref.edges, dtype=np.float64)
     counts = np.zeros(edges.size + 2, dtype=np.int64)
+    sketch = ref.sketch
+    fine = np.asarray(sketch.edges if sketch else (), dtype=np.float64)
+    fine_counts, fine_sums = np.zeros(fine.size + 1, dtype=np.int64), np.zeros(fine.size + 1)
+    # The PSI's decile edges are among the sketch's percentile edges (both are reference
+    # quantiles at data values), so the PSI counts follow from the sketch's: one pass, not two.
+    derived = sketch is not None and bool(np.isin(edges, fine).all())
+    missing = 0
     for part in chunks(len(series), s.chunk_rows):
-        counts += bin_counts(numeric_values(series.iloc[part], name), edges)
-    return _binned_drift(name, ref, counts, reference_rows, s)
+        values = numeric_values(series.iloc[part], name)
+        if sketch is not None:
+            more_counts, more_sums = bin_moments(values, fine)
+            fine_counts += more_counts
+            fine_sums += more_sums
+            missing += values.size - int(more_counts.sum())
+        if not derived:
+            counts += bin_counts(values, edges)
+    if derived:
+        # Fine bin j is (fine[j-1], fine[j]]: it lies inside the coarse bin its upper edge falls in.
+        coarse = np.searchsorted(edges, np.append(fine, np.inf), side="left")
+        counts[:-1] = np.bincount(coarse, weights=fine_counts, minlength=edges.size + 1).astype(np.int64)
+        counts[-1] = missing
+    result = _binned_drift(name, ref, counts, reference_rows, s)
+    if sketch is None or fine_counts.sum() == 0:
+        return result
+    return _with_distance(result, sketch, fine, fine_counts, fine_sums, s, alpha)
+
+
+def _with_distance(
+    result: FeatureDrift,
+    sketch: ValueSketch,
+    edges: np.ndarray,
+    counts: np.ndarray,
+    sums: np.ndarray,
+    s: MonitoringSettings,
+    alpha: float,
+) -> FeatureDrift:
+    """Add the scale-aware rule to a PSI result: Wasserstein distance in reference std, and its p-value."""
+    present = int(counts.sum())
+    reference, reference_means = np.asarray(sketch.proportions), np.asarray(sketch.means)
+    means = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
+    distance = wasserstein_binned(edges, reference, reference_means, counts / present, means)
+    normalised = distance / max(sketch.std, 1e-3)  # Evidently's floor on the unit
+    p_value = wasserstein_p_value(distance, edges, reference, reference_means, sketch.rows, present)
+    level = _level(normalised, p_value, s.wasserstein_warn, s.wasserstein_alert, alpha)
+    return replace(result, level=worst([result.level, level]), wasserstein=normalised, wasserstein_p_value=p_value)
 
 
 def _binned_drift(

@@ -50,11 +50,18 @@ def report_registry(report: DriftReport, *, timestamp: float | None = None) -> C
     psi = gauge("churn_feature_psi", "PSI of a numeric feature against the reference (unitless).", ("feature",))
     chi2 = gauge("churn_feature_chi2_statistic", "Chi-square statistic of a categorical feature.", ("feature",))
     cramers_v = gauge("churn_feature_cramers_v", "Cramér's V of a categorical feature (0 to 1).", ("feature",))
+    wasserstein = gauge(
+        "churn_feature_wasserstein",
+        "Wasserstein distance of a numeric feature from the reference, in reference standard deviations.",
+        ("feature",),
+    )
     p_value = gauge("churn_feature_drift_p_value", "P-value of a feature's drift test.", ("feature",))
     level = gauge("churn_feature_drift_level", "Drift level of a feature: 0 ok, 1 warn, 2 alert.", ("feature",))
     for f in report.features:
         if f.psi is not None:
             psi.labels(feature=f.feature).set(f.psi)
+        if f.wasserstein is not None:
+            wasserstein.labels(feature=f.feature).set(f.wasserstein)
         if f.chi2 is not None and f.cramers_v is not None:
             chi2.labels(feature=f.feature).set(f.chi2)
             cramers_v.labels(feature=f.feature).set(f.cramers_v)

@@ -1,7 +1,9 @@
 """The reference profile: what "normal" looked like when the champion was trained.
 
 A few kilobytes of JSON instead of the training frame: the PSI bin edges and bin
-proportions of every numeric feature, the category frequencies of every categorical
+proportions of every numeric feature, a finer sketch of its distribution (about 100
+quantile bins with their shares and means, for the Wasserstein and Kolmogorov-Smirnov
+checks), the category frequencies of every categorical
 feature, the churn rate, and (optionally) the distribution of the model's predicted
 probabilities and its test ROC-AUC. It is fitted once at training time and logged to
 MLflow with the model, so monitoring never needs the training data again.
@@ -20,13 +22,34 @@ import pandas as pd
 
 from churn.data.schema import CATEGORY_COLUMNS, LABEL, RAW_COLUMNS, Kind
 from churn.errors import ChurnError
-from churn.monitoring.stats import bin_counts, quantile_edges
+from churn.monitoring.stats import bin_counts, bin_moments, quantile_edges
 
 FORMAT_VERSION = 1
 #: Name of the bin (or category) that counts missing values.
 MISSING = "<missing>"
 #: Numeric raw columns (the feature code's ``NUMERIC_INPUTS``, read from the schema without importing it).
 NUMERIC_COLUMNS: tuple[str, ...] = tuple(c.name for c in RAW_COLUMNS if c.kind in (Kind.INT, Kind.FLOAT))
+
+
+@dataclass(frozen=True)
+class ValueSketch:
+    """A fine summary of one numeric column's present values: enough for scale-aware distances.
+
+    Attributes:
+        edges: Inner edges at (about 100) reference quantiles, fenced by one edge just below
+            the minimum and one at the maximum; bins as in :class:`NumericProfile`.
+        proportions: Share of the present values per bin (``len(edges) + 1`` numbers, sum 1).
+        means: Mean value per bin.
+        std: Standard deviation of the present values (the Wasserstein distance's unit).
+        rows: Present (non-missing) values behind it.
+
+    """
+
+    edges: tuple[float, ...]
+    proportions: tuple[float, ...]
+    means: tuple[float, ...]
+    std: float
+    rows: int
 
 
 @dataclass(frozen=True)
@@ -37,11 +60,14 @@ class NumericProfile:
         edges: Inner edges; bins are ``(-inf, e0], (e0, e1], ..., (e_last, inf)``.
         proportions: Share of reference rows per bin, then the share of missing values
             (``len(edges) + 2`` numbers).
+        sketch: The finer summary for the Wasserstein check (None in profiles fitted
+            before it existed: that check is then skipped).
 
     """
 
     edges: tuple[float, ...]
     proportions: tuple[float, ...]
+    sketch: ValueSketch | None = None
 
     @property
     def bin_labels(self) -> list[str]:
@@ -153,6 +179,7 @@ def fit_reference(
     roc_auc: float | None = None,
     roc_auc_standard_error: float | None = None,
     bins: int = 10,
+    sketch_bins: int = 100,
     numeric: Sequence[str] = NUMERIC_COLUMNS,
     categorical: Sequence[str] = CATEGORY_COLUMNS,
     label: str = LABEL,
@@ -165,6 +192,7 @@ def fit_reference(
         roc_auc: The model's test ROC-AUC, the yardstick of the performance check.
         roc_auc_standard_error: Its standard error (from the test split's class counts).
         bins: Quantile bins per numeric column (ties merge bins).
+        sketch_bins: Quantile bins of each numeric column's finer sketch (0 = none).
         numeric: Numeric columns to profile.
         categorical: Categorical columns to profile.
         label: Label column; its mean is the reference churn rate (skipped if absent).
@@ -178,7 +206,7 @@ def fit_reference(
     profiles: dict[str, NumericProfile] = {}
     for name in numeric:
         values = numeric_values(frame[name], name)
-        profiles[name] = _fit_numeric(values, bins)
+        profiles[name] = _fit_numeric(values, bins, sketch_bins)
     categories: dict[str, CategoricalProfile] = {}
     for name in categorical:
         known, counts = category_counts(frame[name])
@@ -262,18 +290,61 @@ def chunks(rows: int, size: int) -> Iterator[slice]:
         yield slice(start, min(start + size, rows))
 
 
-def _fit_numeric(values: np.ndarray, bins: int) -> NumericProfile:
+def _fit_numeric(values: np.ndarray, bins: int, sketch_bins: int = 0) -> NumericProfile:
     edges = quantile_edges(values, bins)
     counts = bin_counts(values, edges)
-    return NumericProfile(_floats(edges), _floats(counts / values.size))
+    return NumericProfile(_floats(edges), _floats(counts / values.size), fit_sketch(values, sketch_bins))
+
+
+def fit_sketch(values: np.ndarray, bins: int) -> ValueSketch | None:
+    """The :class:`ValueSketch` of ``values`` on ``bins`` quantile bins (None for no bins or no present value)."""
+    present = values[~np.isnan(values)]
+    if bins <= 0 or present.size == 0:
+        return None
+    # Two more edges fence the reference's range in, so a current value below its minimum or
+    # above its maximum lands in a bin of its own: seen by KS too, even for a constant column.
+    low, high = float(present.min()), float(present.max())
+    edges = np.concatenate([[np.nextafter(low, -np.inf)], quantile_edges(present, bins), [high]])
+    counts, sums = bin_moments(present, edges)
+    means = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
+    # Eight significant digits keep the JSON small and change no distance measurably.
+    return ValueSketch(
+        _floats(edges), _short(counts / present.size), _short(means), float(f"{present.std():.8g}"), present.size
+    )
+
+
+def _short(values: np.ndarray) -> tuple[float, ...]:
+    return tuple(float(f"{v:.8g}") for v in values)
 
 
 def _numeric_dict(profile: NumericProfile) -> dict[str, Any]:
-    return {"edges": list(profile.edges), "proportions": list(profile.proportions)}
+    data: dict[str, Any] = {"edges": list(profile.edges), "proportions": list(profile.proportions)}
+    if profile.sketch is not None:
+        s = profile.sketch
+        data["sketch"] = {
+            "edges": list(s.edges),
+            "proportions": list(s.proportions),
+            "means": list(s.means),
+            "std": s.std,
+            "rows": s.rows,
+        }
+    return data
 
 
 def _numeric_profile(data: Mapping[str, Any]) -> NumericProfile:
-    profile = NumericProfile(_floats(data["edges"]), _floats(data["proportions"]))
+    sketch = None
+    if data.get("sketch") is not None:
+        raw = data["sketch"]
+        sketch = ValueSketch(
+            _floats(raw["edges"]),
+            _floats(raw["proportions"]),
+            _floats(raw["means"]),
+            float(raw["std"]),
+            int(raw["rows"]),
+        )
+        if not len(sketch.proportions) == len(sketch.means) == len(sketch.edges) + 1:
+            raise ValueError("a value sketch needs len(edges) + 1 proportions and means")
+    profile = NumericProfile(_floats(data["edges"]), _floats(data["proportions"]), sketch)
     if len(profile.proportions) != len(profile.edges) + 2:
         raise ValueError("a numeric profile needs len(edges) + 2 proportions")
     return profile

@@ -33,6 +33,9 @@ class FeatureDrift:
             numeric feature, Cramér's V for a categorical one.
         p_value: Probability of a change at least this large by sampling alone.
         psi: PSI (numeric features only).
+        wasserstein: Wasserstein distance in reference standard deviations (numeric
+            features whose profile has a sketch).
+        wasserstein_p_value: Probability of a distance at least this large by sampling alone.
         chi2: Chi-square statistic (categorical features only).
         dof: Degrees of freedom of the test.
         missing_reference: Share of missing values in the reference.
@@ -49,6 +52,8 @@ class FeatureDrift:
     statistic: float
     p_value: float
     psi: float | None = None
+    wasserstein: float | None = None
+    wasserstein_p_value: float | None = None
     chi2: float | None = None
     cramers_v: float | None = None
     dof: int = 0
@@ -183,13 +188,15 @@ class DriftReport:
             )
         lines += [
             "",
-            "| feature | kind | level | PSI / Cramér's V | p-value | missing ref -> now |",
-            "|---|---|---|---|---|---|",
+            "| feature | kind | level | PSI / Cramér's V | p-value | W (std) | p-value | missing ref -> now |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for f in sorted(self.features, key=lambda f: (-LEVELS.index(f.level), -f.statistic)):
+            distance = "-" if f.wasserstein is None else f"{f.wasserstein:.4f}"
+            distance_p = "-" if f.wasserstein_p_value is None else f"{f.wasserstein_p_value:.2g}"
             lines.append(
-                f"| {f.feature} | {f.kind} | {f.level} | {f.statistic:.4f} | {f.p_value:.2g} | "
-                f"{f.missing_reference:.1%} -> {f.missing_current:.1%} |"
+                f"| {f.feature} | {f.kind} | {f.level} | {f.statistic:.4f} | {f.p_value:.2g} | {distance} | "
+                f"{distance_p} | {f.missing_reference:.1%} -> {f.missing_current:.1%} |"
             )
         if self.notes:
             lines += ["", *(f"- {note}" for note in self.notes)]

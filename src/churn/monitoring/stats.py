@@ -8,6 +8,7 @@ and ``bincount``), so a million rows cost milliseconds per column.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -155,3 +156,143 @@ def roc_auc_standard_error(auc: float, positives: int, negatives: int) -> float:
         positives * negatives
     )
     return math.sqrt(max(variance, 0.0))
+
+
+def bin_moments(values: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Count and sum of the present values per bin of ``edges`` (missing values are left out).
+
+    Returns:
+        Two arrays of ``len(edges) + 1``: the counts and the sums of the values in each bin.
+
+    """
+    present = values[~np.isnan(values)]
+    index = np.searchsorted(edges, present, side="left")
+    counts = np.bincount(index, minlength=edges.size + 1)
+    sums = np.bincount(index, weights=present, minlength=edges.size + 1)
+    return counts, sums
+
+
+def cdf_areas(edges: np.ndarray, proportions: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """Signed area under the CDF per bin, relative to the CDF's limits, from bin shares and bin means.
+
+    For a bin ``(a, b]`` holding share ``p`` of the values with mean ``m``, integration by
+    parts gives ``integral_a^b F(x) dx = (b - a) F(b) - p (m - a)`` exactly, whatever the values
+    inside the bin. The open end bins use ``integral F = p (e0 - m)`` below the first edge and
+    ``-integral (1 - F) = -p (m - e_last)`` above the last one, so values far out in a tail
+    count with their full distance. The difference of two distributions' areas, bin by bin,
+    then gives their Wasserstein distance (see :func:`wasserstein_binned`).
+
+    Args:
+        edges: Inner bin edges (bins ``(-inf, e0], ..., (e_last, inf)``).
+        proportions: Share of the present values per bin (``len(edges) + 1``, sum 1).
+        means: Mean value per bin (any number where the share is 0).
+
+    """
+    p = np.asarray(proportions, dtype=np.float64)
+    m = np.where(p > 0, np.asarray(means, dtype=np.float64), 0.0)
+    if edges.size == 0:  # one bin: the whole line, where the area difference is the difference of means
+        return -p * m
+    cdf = np.cumsum(p)[:-1]  # F at each edge
+    areas = np.empty(p.size)
+    areas[0] = p[0] * (edges[0] - m[0])
+    areas[1:-1] = np.diff(edges) * cdf[1:] - p[1:-1] * (m[1:-1] - edges[:-1])
+    areas[-1] = -p[-1] * (m[-1] - edges[-1])
+    return areas
+
+
+def wasserstein_binned(
+    edges: np.ndarray,
+    reference: np.ndarray,
+    reference_means: np.ndarray,
+    current: np.ndarray,
+    current_means: np.ndarray,
+) -> float:
+    """First Wasserstein distance of two distributions known by their shares and means on common bins.
+
+    ``W1 = integral |F_ref(x) - F_cur(x)| dx``. Per bin, the integral of ``F_ref - F_cur`` is
+    exact (:func:`cdf_areas`); its absolute value equals the bin's share of ``W1`` unless the
+    two CDFs cross inside the bin, where it is a lower bound. With ~100 reference-quantile
+    bins the result is within a few percent of scipy's exact ``wasserstein_distance`` on the
+    rows (tested), in memory that does not grow with the rows.
+
+    Args:
+        edges: Inner bin edges.
+        reference: Reference share of the present values per bin.
+        reference_means: Reference mean value per bin.
+        current: Current share of the present values per bin.
+        current_means: Current mean value per bin.
+
+    """
+    difference = cdf_areas(edges, reference, reference_means) - cdf_areas(edges, current, current_means)
+    return float(np.abs(difference).sum())
+
+
+def wasserstein_p_value(
+    distance: float,
+    edges: np.ndarray,
+    proportions: np.ndarray,
+    means: np.ndarray,
+    reference_rows: int,
+    current_rows: int,
+    draws: int = 20_000,
+) -> float:
+    """P-value of a Wasserstein distance under "same population", from the reference sketch alone.
+
+    When both samples come from the reference distribution ``F``,
+    ``W1 * sqrt(n m / (n + m))`` tends to ``integral |B(F(x))| dx`` with ``B`` a Brownian
+    bridge (del Barrio, Giné & Matrán, 1999). That integral is simulated on the sketch's
+    edges (``draws`` bridges, a fixed seed, so a run is reproducible), with ``F`` taken to
+    jump at each bin's mean (exact for a count or a score, close for fine bins of a
+    continuous column, and right in a long tail's last bin, where a straight line would
+    overstate the noise). Unlike a KS test it weighs a change by how far the values moved,
+    so a stretched tail is as significant as it is large.
+
+    Args:
+        distance: The observed ``W1`` (in the data's units).
+        edges: The sketch's inner edges.
+        proportions: Reference share per bin.
+        means: Reference mean per bin.
+        reference_rows: Present reference values.
+        current_rows: Present current values.
+        draws: Simulated bridges (the smallest p-value is ``1 / (draws + 1)``).
+
+    """
+    if reference_rows < 1 or current_rows < 1 or edges.size < 2:
+        return 1.0 if distance <= 0 else 0.0
+    sketch = (tuple(edges.tolist()), tuple(np.asarray(proportions).tolist()), tuple(np.asarray(means).tolist()))
+    scaled = distance * math.sqrt(reference_rows * current_rows / (reference_rows + current_rows))
+    # A first 2,000 draws settle most columns; only a distance beyond all of them needs the rest
+    # (the same stream continued, so the decision is the one all ``draws`` would give).
+    for size in sorted({min(draws, 2_000), draws}):
+        null = _bridge_integrals(*sketch, size)
+        beyond = null.size - int(np.searchsorted(null, scaled, side="left"))
+        if beyond:
+            break
+    return float((1 + beyond) / (null.size + 1))
+
+
+@functools.lru_cache(maxsize=256)
+def _bridge_integrals(
+    edges: tuple[float, ...], proportions: tuple[float, ...], means: tuple[float, ...], draws: int
+) -> np.ndarray:
+    """``draws`` simulated ``integral |B(F(x))| dx`` over the sketch, sorted (cached: one profile, many runs)."""
+    e, p = np.asarray(edges), np.asarray(proportions)
+    levels = np.clip(np.cumsum(p)[:-1], 0.0, 1.0)  # F at each edge
+    # Within a bin, F is taken to jump at the bin's mean: the bridge's value at the lower edge
+    # counts up to the mean, the one at the upper edge after it (exact for a point mass).
+    inner = np.clip(np.asarray(means)[1:-1], e[:-1], e[1:])
+    inner = np.where(p[1:-1] > 0, inner, e[1:])
+    left, right = inner - e[:-1], e[1:] - inner
+    rng = np.random.default_rng(0)
+    steps = np.sqrt(np.diff(levels, prepend=0.0).clip(min=0.0))
+    tail = math.sqrt(max(1.0 - levels[-1], 0.0))
+    parts = []
+    for start in range(0, draws, 2_000):  # in blocks: a few MB at a time, whatever ``draws`` is
+        size = min(2_000, draws - start)
+        walk = np.cumsum(rng.standard_normal((size, levels.size)) * steps, axis=1)
+        end = walk[:, -1:] + rng.standard_normal((size, 1)) * tail
+        bridge = np.abs(walk - levels * end)
+        parts.append(bridge[:, :-1] @ left + bridge[:, 1:] @ right)
+    null = np.sort(np.concatenate(parts))
+    null.flags.writeable = False  # shared by every caller of the cache
+    return null

@@ -78,8 +78,11 @@ def _read_csv(path: Path) -> ParsedFile:
         return ParsedFile(None, [Violation("empty_file", f"{path.name} is empty")])
     if data.startswith(_PARQUET_MAGIC):
         return ParsedFile(None, [Violation("not_csv", f"{path.name} is a parquet file, not CSV; name it *.parquet")])
-    if b"\x00" in data[:65536]:
-        return ParsedFile(None, [Violation("not_csv", f"{path.name} is binary (contains NUL bytes), not CSV text")])
+    nul = data.find(b"\x00")  # the whole file: a NUL is the same defect at byte 10 or at byte 10 million
+    if nul >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        message = f"{path.name} is binary, not CSV text: it contains NUL bytes (the first on line {line})"
+        return ParsedFile(None, [Violation("not_csv", message)])
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -97,30 +100,84 @@ def _read_csv(path: Path) -> ParsedFile:
             if sep in header[0]:
                 message = f"{path.name} is {name}-separated; expected comma-separated values"
                 return ParsedFile(None, [Violation("not_csv", message)])
-    duplicates = sorted({c for c in header if header.count(c) > 1})
+    duplicates = sorted({c for c in header if c.strip() and header.count(c) > 1})
     if duplicates:
         return ParsedFile(None, [Violation("duplicate_column", f"header repeats {', '.join(duplicates)}")])
+    violations, names = _unnamed_columns(header)
     warnings = []
     if "\n" not in text.rstrip("\r\n"):  # header only: no data rows (min_rows reports it)
-        return ParsedFile(pd.DataFrame({c: pd.Series([], dtype=object) for c in header}))
+        frame = pd.DataFrame({c: pd.Series([], dtype=object) for c in names})
+        return ParsedFile(frame.drop(columns=[n for n in names if n not in header]), violations)
     if not text.endswith("\n"):
         warnings.append("the last line has no line terminator: the file may have been cut off")
     # Fast path: let Arrow convert every declared column. When some cell does not convert,
     # read everything as text instead so that parse_columns can report each bad cell.
-    declared = {c: RAW_ARROW_SCHEMA.field(c).type for c in header if c in COLUMNS_BY_NAME}
+    declared = {c: RAW_ARROW_SCHEMA.field(c).type for c in names if c in COLUMNS_BY_NAME}
+    typed = True
     try:
-        table = _arrow_csv(data, {c: declared.get(c, pa.string()) for c in header})
+        table = _arrow_csv(data, names, {c: declared.get(c, pa.string()) for c in names})
     except pa.ArrowInvalid:
+        typed = False
         try:
-            table = _arrow_csv(data, dict.fromkeys(header, pa.string()))
+            table = _arrow_csv(data, names, dict.fromkeys(names, pa.string()))
         except pa.ArrowInvalid as exc:
-            return ParsedFile(None, [Violation("malformed_csv", _describe_csv_error(path, text, str(exc)))], warnings)
-    return ParsedFile(table.to_pandas(date_as_object=False), warnings=warnings)
+            violations.append(Violation("malformed_csv", _describe_csv_error(path, text, str(exc))))
+            return ParsedFile(None, violations, warnings)
+    frame = table.to_pandas(date_as_object=False)
+    if not typed:  # a header line repeated among the rows can only be there when the typed read failed
+        frame, repeated = _drop_repeated_headers(frame, header, text)
+        violations += repeated
+    unnamed = [n for n in names if n not in header]
+    return ParsedFile(frame.drop(columns=unnamed), violations, warnings)
 
 
-def _arrow_csv(data: bytes, types: dict[str, pa.DataType]) -> pa.Table:
+def _unnamed_columns(header: list[str]) -> tuple[list[Violation], list[str]]:
+    """Name the header's empty fields ``<unnamed column N>`` and report each.
+
+    A trailing comma on the header line (or an extra separator inside it) adds a column
+    without a name. It is reported by its position, and the column is left out of the frame
+    so that the rest of the file is still checked.
+    """
+    violations, names = [], []
+    for position, name in enumerate(header, start=1):
+        if name.strip():
+            names.append(name)
+            continue
+        placeholder = f"<unnamed column {position}>"
+        hint = " (a trailing comma at the end of the header line?)" if position == len(header) else ""
+        message = f"the header has no name for column {position} of {len(header)}{hint}"
+        violations.append(Violation("unnamed_column", message, placeholder))
+        names.append(placeholder)
+    return violations, names
+
+
+def _drop_repeated_headers(frame: pd.DataFrame, header: list[str], text: str) -> tuple[pd.DataFrame, list[Violation]]:
+    """Take rows that repeat the header out of the frame, and report them as one violation.
+
+    Files joined with ``cat`` carry each part's header line into the middle of the data;
+    reported cell by cell it would be one "not a number" per column.
+    """
+    named = [c for c in header if c.strip()]
+    if not named or len(frame) == 0:
+        return frame, []
+    repeated = np.ones(len(frame), dtype=bool)
+    for name in named:
+        repeated &= (frame[name].astype(object) == name).to_numpy()
+    if not repeated.any():
+        return frame, []
+    header_line = text.split("\n", 1)[0].rstrip("\r")
+    lines = [i + 1 for i, line in enumerate(text.split("\n")) if i and line.rstrip("\r") == header_line]
+    rows = [int(r) for r in np.flatnonzero(repeated)]
+    where = f"line {', '.join(map(str, lines))}" if len(lines) == len(rows) else f"data row {', '.join(map(str, rows))}"
+    message = f"the header line is repeated at {where} (files concatenated with their headers?)"
+    violation = Violation("repeated_header", message, None, len(rows))
+    return frame.loc[~repeated].reset_index(drop=True), [violation]
+
+
+def _arrow_csv(data: bytes, names: list[str], types: dict[str, pa.DataType]) -> pa.Table:
+    read = pa_csv.ReadOptions(column_names=names, skip_rows=1)
     options = pa_csv.ConvertOptions(column_types=types, strings_can_be_null=True)
-    return pa_csv.read_csv(pa.BufferReader(data), convert_options=options)
+    return pa_csv.read_csv(pa.BufferReader(data), read_options=read, convert_options=options)
 
 
 def _describe_csv_error(path: Path, text: str, message: str) -> str:

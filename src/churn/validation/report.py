@@ -28,12 +28,13 @@ class Violation:
     failed_rows: int = 0
     examples: list[dict[str, Any]] = field(default_factory=list)
 
-    def describe(self) -> str:
-        where = f"column {self.column!r}" if self.column else "file"
-        text = f"{where}: {self.message}"
+    def describe(self, *, rule: bool = False, examples: bool = True) -> str:
+        """One line: where, (the rule,) what, how many rows (and a few examples)."""
+        where = "file" if self.column is None else f"column {self.column!r}"
+        text = f"{where} [{self.rule}]: {self.message}" if rule else f"{where}: {self.message}"
         if self.failed_rows:
             text += f" ({self.failed_rows} row{'s' if self.failed_rows != 1 else ''})"
-        if self.examples:
+        if examples and self.examples:
             shown = ", ".join(
                 f"row {e['row']}: {e['value']!r}" if "row" in e else repr(e["value"]) for e in self.examples
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -99,15 +100,33 @@ def _column(spec: RawColumn) -> pa.Column:
     )
 
 
-def raw_schema(min_rows: int = 1) -> pa.DataFrameSchema:
+#: Days a snapshot may lie ahead of today (UTC): an export made just after midnight east of UTC.
+FUTURE_TOLERANCE_DAYS = 1
+
+
+def latest_snapshot(today: dt.date | None = None) -> dt.date:
+    """The latest snapshot date a valid file may carry: today (UTC) plus :data:`FUTURE_TOLERANCE_DAYS`."""
+    return (today or dt.datetime.now(dt.UTC).date()) + dt.timedelta(days=FUTURE_TOLERANCE_DAYS)
+
+
+def not_after_check(latest: dt.date) -> pa.Check:
+    """Dates on or before ``latest`` (a snapshot cannot be taken in the future)."""
+    bound = pd.Timestamp(latest)
+    return pa.Check(lambda s: s <= bound, name=f"not_after({latest.isoformat()})")
+
+
+def raw_schema(min_rows: int = 1, *, today: dt.date | None = None) -> pa.DataFrameSchema:
     """The pandera schema of a raw customer file.
 
     Args:
         min_rows: Fewest rows a valid file may have.
+        today: The date snapshots are checked against (default: today, UTC).
 
     """
+    columns = {spec.name: _column(spec) for spec in RAW_COLUMNS}
+    columns["snapshot_date"].checks.append(not_after_check(latest_snapshot(today)))
     return pa.DataFrameSchema(
-        {spec.name: _column(spec) for spec in RAW_COLUMNS},
+        columns,
         checks=[
             pa.Check(lambda df: len(df) >= min_rows, name=f"min_rows({min_rows})"),
             *(_row_check(rule) for rule in ROW_RULES),

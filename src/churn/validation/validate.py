@@ -17,10 +17,11 @@ from churn.validation.schema import ROW_RULES, raw_schema
 _ROW_RULES = {rule.name: rule for rule in ROW_RULES}
 _IN_RANGE = re.compile(r"in_range\((.*), (.*)\)")
 T = TypeVar("T")
+_NOT_AFTER = re.compile(r"not_after\((.*)\)")
 
 
 def validate_file(
-    path: str | Path, *, min_rows: int = 1, max_examples: int = 5
+    path: str | Path, *, min_rows: int = 1, max_examples: int = 5, source: str | None = None
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Read and validate a raw customer file.
 
@@ -28,6 +29,8 @@ def validate_file(
         path: CSV or parquet file.
         min_rows: Fewest data rows a valid file may have.
         max_examples: Example rows listed per violation.
+        source: What the report names as the data (default ``path``): the user's file or
+            URI when ``path`` is a pipeline's internal copy of it.
 
     Returns:
         The typed frame and a report with ``valid == True``.
@@ -36,7 +39,7 @@ def validate_file(
         DataValidationError: Any rule failed; ``error.report`` lists every violation.
 
     """
-    return _validate(read_raw_file(path, max_examples), str(path), min_rows, max_examples)
+    return _validate(read_raw_file(path, max_examples), source or str(path), min_rows, max_examples)
 
 
 def validate_and_report(
@@ -46,6 +49,7 @@ def validate_and_report(
     summary_path: str | Path | None = None,
     min_rows: int = 1,
     max_examples: int = 5,
+    source: str | None = None,
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Like :func:`validate_file`, and write the JSON report (and a Markdown summary) whatever the outcome.
 
@@ -54,7 +58,9 @@ def validate_and_report(
 
     """
     return reported(
-        lambda: validate_file(path, min_rows=min_rows, max_examples=max_examples), report_path, summary_path
+        lambda: validate_file(path, min_rows=min_rows, max_examples=max_examples, source=source),
+        report_path,
+        summary_path,
     )
 
 
@@ -144,7 +150,7 @@ def _violations(
             share = nulls / max(len(frame), 1)
             found.append(Violation(check, f"{share:.1%} of values are missing, more than allowed", column, nulls))
         elif check.startswith("min_rows"):
-            found.append(Violation(check, f"only {len(frame)} data rows", None))
+            found.append(Violation(check, f"only {len(frame)} data row{'' if len(frame) == 1 else 's'}", None))
         else:
             found.append(_column_violation(column, check, group, max_examples))
     return found
@@ -161,7 +167,9 @@ def _column_violation(column: str | None, check: str, group: pd.DataFrame, max_e
         message = f"values outside the allowed categories: {', '.join(unknown)}"
     if message is None and (match := _IN_RANGE.fullmatch(check)):
         message = f"values outside [{match.group(1)}, {match.group(2)}]"
-    rows = group.dropna(subset=["index"])
+    if message is None and (match := _NOT_AFTER.fullmatch(check)):
+        message = f"dates after {match.group(1)}: a snapshot cannot lie in the future"
+    rows = group.dropna(subset=["index"]).sort_values("index")
     examples = [
         {"row": int(r["index"]), "value": _plain(r["failure_case"])} for _, r in rows.head(max_examples).iterrows()
     ]

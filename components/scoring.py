@@ -62,8 +62,13 @@ def score_base(
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def publish_scored(scored: Input[Dataset], destination: str = "", pushgateway_url: str = "") -> str:
-    """Commit the scored table where readers look (folder or s3://; empty: data/scored) and push the metrics."""
+def publish_scored(
+    scored: Input[Dataset], destination: str = "", pushgateway_url: str = "", log_predictions: bool = True
+) -> str:
+    """Commit the scored table (folder or s3://; empty: data/scored), log its predictions, push the metrics.
+
+    The predictions go to CHURN_PERFORMANCE__PREDICTION_LOG_URI (default data/predictions).
+    """
     from churn.config import get_settings
     from churn.scoring import steps
 
@@ -74,5 +79,6 @@ def publish_scored(scored: Input[Dataset], destination: str = "", pushgateway_ur
         pushgateway_url=pushgateway_url or settings.monitoring.pushgateway_url or "",
         job=settings.scoring.push_job,
         timeout=settings.monitoring.push_timeout_seconds,
+        prediction_log=settings.prediction_log_uri if log_predictions else "",
     )
     return str(result["destination"])

@@ -27,6 +27,7 @@ def scoring_pipeline(
     mlflow_tracking_uri: str = "",
     model_name: str = "churn-model",
     reasons: bool = True,
+    log_predictions: bool = True,
     pushgateway_url: str = "",
     s3_secret: str = S3_SECRET,
     cluster_env: str = CLUSTER_ENV,
@@ -44,6 +45,8 @@ def scoring_pipeline(
         mlflow_tracking_uri: MLflow tracking URI (empty: CHURN_MLFLOW__TRACKING_URI or the local default).
         model_name: Registered model whose @champion scores.
         reasons: Add each customer's top 3 reasons.
+        log_predictions: Record every score in the prediction log (CHURN_PERFORMANCE__PREDICTION_LOG_URI), which
+            performance monitoring joins with the labels that arrive later.
         pushgateway_url: Prometheus Pushgateway (empty: CHURN_MONITORING__PUSHGATEWAY_URL; unset: no push).
         s3_secret: In a cluster, the Secret with the S3 credentials (the chart's ``<release>-s3``).
         cluster_env: In a cluster, the chart's ``<release>-pipeline-env`` ConfigMap (endpoints).
@@ -67,7 +70,10 @@ def scoring_pipeline(
     )
     scored.after(checked).set_display_name("score with @champion").set_caching_options(False)
     published = publish_scored(
-        scored=scored.outputs["scored"], destination=destination, pushgateway_url=pushgateway_url
+        scored=scored.outputs["scored"],
+        destination=destination,
+        pushgateway_url=pushgateway_url,
+        log_predictions=log_predictions,
     )
     published.set_display_name("write scored table").set_caching_options(False)
     use_cluster_env(s3_secret, cluster_env, mlflow_secret)

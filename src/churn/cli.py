@@ -145,7 +145,8 @@ def run(
 def _scoring_demo(settings: Settings) -> None:
     """Score the newest customers_YYYYMMDD file with the scoring pipeline; print the ten riskiest, with reasons."""
     raw_dir = str(settings.raw_dir.resolve()) + "/"
-    _run_pipeline("scoring", settings, source_uri=raw_dir, latest_only=True)
+    # The monitoring days above already logged this day's predictions (as this run would): not twice.
+    _run_pipeline("scoring", settings, source_uri=raw_dir, latest_only=True, log_predictions=False)
     _print_highest_risk(settings.scored_uri, 10)
 
 

@@ -24,6 +24,7 @@ from churn.registry import connect_registry
 from churn.scoring.batch import BASE_COLUMNS, reason_columns
 from churn.scoring.table import read_manifest, read_table
 from churn.serving.local import free_port
+from churn.serving.prediction_log import read_prediction_log
 from servers import stop, wait_http
 
 pytestmark = pytest.mark.components
@@ -93,6 +94,18 @@ def test_the_scoring_pipeline_scores_a_base_of_parts_and_pushes_its_metrics(
     assert metrics['churn_scoring_failed{job="churn-scoring"}'] == 0
     assert metrics['churn_scoring_last_success_timestamp_seconds{job="churn-scoring"}'] > 1.7e9
     assert metrics['churn_scoring_duration_seconds{job="churn-scoring"}'] > 0
+    # Every score is in the prediction log too, for performance monitoring to join with late labels.
+    logged = read_prediction_log(trained.prediction_log_uri)
+    logged = logged[logged["request_id"] == read_manifest(trained.scored_uri)["run_id"]]
+    assert len(logged) == 1_000 and set(logged["customer_id"]) == set(table["customer_id"])
+    assert set(logged["model_version"]) == {str(champion.version)} and set(logged["source"]) == {"batch"}
+    # The same rows (the two generated parts may reuse customer ids, so compare them whole).
+    columns = ["customer_id", "churn_probability", "churn_label"]
+    pd.testing.assert_frame_equal(
+        logged[columns].sort_values(columns).reset_index(drop=True),
+        table[columns].sort_values(columns).reset_index(drop=True),
+        check_dtype=False,
+    )
 
 
 def test_a_failed_run_keeps_the_previous_table_and_is_pushed_as_failed(

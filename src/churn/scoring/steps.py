@@ -129,8 +129,14 @@ def publish(
     pushgateway_url: str = "",
     job: str = "churn-scoring",
     timeout: float = 10,
+    prediction_log: str = "",
 ) -> dict[str, Any]:
-    """Commit the scored table at ``destination`` (folder or ``s3://``), then push the run's metrics."""
+    """Commit the scored table at ``destination`` (folder or ``s3://``), log its predictions, push the run's metrics.
+
+    With ``prediction_log`` (a folder or ``s3://`` prefix), every scored row is recorded there
+    too (run id, customer, time, model and version, probability, label), after the commit:
+    the performance monitoring joins them with the labels that arrive later.
+    """
     import json
 
     import pyarrow.parquet as pq
@@ -149,6 +155,19 @@ def publish(
     except ChurnError as error:
         _push_failure(pushgateway_url, error)
         raise
+    if prediction_log:
+        import pandas as pd
+
+        from churn.serving.prediction_log import write_prediction_log
+
+        for part in manifest["parts"]:
+            write_prediction_log(
+                pd.read_parquet(Path(table_dir) / part, columns=["customer_id", "churn_probability", "churn_label"]),
+                prediction_log,
+                run_id=committed["run_id"],
+                model_name=str(manifest["model_name"]),
+                model_version=str(manifest["model_version"]),
+            )
     seconds = float(stats["seconds"]) + time.perf_counter() - start
     if pushgateway_url:
         from churn.scoring.publish import push_scoring

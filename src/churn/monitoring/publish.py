@@ -117,11 +117,7 @@ def push_report(
             names the URL. Write the report before pushing, so nothing is lost.
 
     """
-    from prometheus_client import push_to_gateway
-
-    registry = report_registry(report, timestamp=timestamp)
-    handler = _auth_handler()
-    _send(lambda: push_to_gateway(gateway, job=job, registry=registry, timeout=timeout, handler=handler), gateway)
+    push_registry(gateway, report_registry(report, timestamp=timestamp), job=job, timeout=timeout)
 
 
 def performance_registry(report: PerformanceReport, *, timestamp: float | None = None) -> CollectorRegistry:
@@ -210,11 +206,7 @@ def push_performance(
         ChurnError: The Pushgateway cannot be reached or refuses the push.
 
     """
-    from prometheus_client import push_to_gateway
-
-    registry = performance_registry(report, timestamp=timestamp)
-    handler = _auth_handler()
-    _send(lambda: push_to_gateway(gateway, job=job, registry=registry, timeout=timeout, handler=handler), gateway)
+    push_registry(gateway, performance_registry(report, timestamp=timestamp), job=job, timeout=timeout)
 
 
 def push_failure(
@@ -234,7 +226,7 @@ def push_failure(
         ChurnError: The Pushgateway cannot be reached or refuses the push.
 
     """
-    from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
+    from prometheus_client import CollectorRegistry, Gauge
 
     registry = CollectorRegistry()
     Gauge(f"churn_{subsystem}_failed", "1 when the last run failed, else 0.", registry=registry).set(1)
@@ -243,8 +235,27 @@ def push_failure(
         f"Unix time of the last failed {subsystem} run.",
         registry=registry,
     ).set(time.time() if timestamp is None else timestamp)
+    push_registry(gateway, registry, job=job, timeout=timeout, replace=False)
+
+
+def push_registry(
+    gateway: str, registry: CollectorRegistry, *, job: str, timeout: float = 10.0, replace: bool = True
+) -> None:
+    """Push ``registry`` as ``job`` (with the Pushgateway user when one is configured).
+
+    ``replace`` swaps the job's whole group (a run's results); otherwise only these metrics
+    are added or updated (a failure, which keeps the last success's metrics).
+
+    Raises:
+        ChurnError: The Pushgateway cannot be reached or refuses the push; the message names
+            the URL and the settings, never the password.
+
+    """
+    from prometheus_client import push_to_gateway, pushadd_to_gateway
+
+    push = push_to_gateway if replace else pushadd_to_gateway
     handler = _auth_handler()
-    _send(lambda: pushadd_to_gateway(gateway, job=job, registry=registry, timeout=timeout, handler=handler), gateway)
+    _send(lambda: push(gateway, job=job, registry=registry, timeout=timeout, handler=handler), gateway)
 
 
 def _auth_handler() -> Callable[..., Callable[[], None]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from churn.monitoring.publish import _auth_handler, _send, push_failure
+from churn.monitoring.publish import push_failure, push_registry
 from churn.scoring.batch import PROBABILITY_BUCKETS
 
 if TYPE_CHECKING:
@@ -91,11 +91,7 @@ def push_scoring(
         ChurnError: The Pushgateway cannot be reached or refuses the push.
 
     """
-    from prometheus_client import push_to_gateway
-
-    registry = scoring_registry(stats, timestamp=timestamp)
-    handler = _auth_handler()
-    _send(lambda: push_to_gateway(gateway, job=job, registry=registry, timeout=timeout, handler=handler), gateway)
+    push_registry(gateway, scoring_registry(stats, timestamp=timestamp), job=job, timeout=timeout)
 
 
 def push_scoring_failure(gateway: str, *, job: str = DEFAULT_JOB, timeout: float = 10.0) -> None:

@@ -14,6 +14,8 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 MODEL_FILE = "churn_model.joblib"
 INFO_FILE = "info.json"
 SELECTION_FILE = "selection.json"
+ENGINES = ("pandas", "dask")
 
 
 def file_fingerprint(path: str | Path) -> str:
@@ -64,15 +67,32 @@ def load_data(
     seed: int = 42,
     scenario: str = "none",
     churn_rate: float = 0.25,
+    engine: str = "pandas",
 ) -> dict[str, Any]:
     """Generate a day's customers into ``out`` (CSV), or copy an existing export from ``source_uri``.
 
     ``source_uri`` may be a local path or ``s3://bucket/key`` (read with boto3, which
-    honours ``AWS_*`` and ``AWS_ENDPOINT_URL``/``MLFLOW_S3_ENDPOINT_URL``).
+    honours ``AWS_*`` and ``AWS_ENDPOINT_URL``/``MLFLOW_S3_ENDPOINT_URL``). On the
+    ``dask`` engine ``out`` is a folder of ``part-*.parquet`` (generated in bounded memory, or
+    copied from a parquet folder, file or ``s3://`` prefix).
     """
     from churn.data import iter_customer_blocks
 
     out = Path(out)
+    check_engine(engine)
+    if engine == "dask":
+        from churn.scale import steps as dask_steps
+        from churn.scale.generate import write_partitioned
+
+        if source_uri:
+            dask_steps.ingest(source_uri, out)
+            source = source_uri
+        else:
+            blocks = iter_customer_blocks(rows, date or None, seed=seed, scenario=scenario, churn_rate=churn_rate)
+            write_partitioned((b.frame for b in blocks), out)
+            source = f"generated ({rows} rows, seed {seed}, scenario {scenario})"
+        size = sum(f.stat().st_size for f in out.iterdir())
+        return {"path": str(out), "source": source, "fingerprint": dask_steps.folder_fingerprint(out), "bytes": size}
     if source_uri:
         _fetch(source_uri, out)
         source = source_uri
@@ -81,6 +101,12 @@ def load_data(
         write_raw((b.frame for b in blocks), out, "csv")
         source = f"generated ({rows} rows, seed {seed}, scenario {scenario})"
     return {"path": str(out), "source": source, "fingerprint": file_fingerprint(out), "bytes": out.stat().st_size}
+
+
+def check_engine(engine: str) -> None:
+    """Refuse an engine other than ``pandas`` or ``dask``, naming it."""
+    if engine not in ENGINES:
+        raise ChurnError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
 
 
 def _s3() -> Any:
@@ -117,10 +143,15 @@ def validate(
     """Validate the raw export, write the JSON report (and a Markdown summary); raise after writing when invalid.
 
     ``source`` is what the report names as the data: the user's file or URI, not the
-    pipeline's copy of it at ``raw``.
+    pipeline's copy of it at ``raw``. A folder of parquet parts is validated on the Dask engine.
     """
     from churn.validation import validate_and_report
 
+    if Path(raw).is_dir():
+        from churn.scale.validation import validate_and_report_dask
+
+        report_ = validate_and_report_dask(raw, report, summary_path=summary, min_rows=min_rows, source=source)
+        return report_.to_dict()
     _, result = validate_and_report(raw, report, summary_path=summary, min_rows=min_rows, source=source)
     return result.to_dict()
 
@@ -142,8 +173,14 @@ def split(
     """Split a validated raw export 70/15/15 (stratified, seeded) into parquet files.
 
     The export was validated by the previous step; it is only parsed here (the schema
-    checks are not paid twice), and a file that no longer parses still fails clearly.
+    checks are not paid twice), and a file that no longer parses still fails clearly. A folder
+    of parquet parts is split on the Dask engine into folders (see :func:`churn.scale.steps.split`).
     """
+    if Path(raw).is_dir():
+        from churn.scale import steps as dask_steps
+
+        with dask_steps.engine_client(name="churn-split"):
+            return dask_steps.split(raw, outputs, seed=seed, validation_size=validation_size, test_size=test_size)
     from churn.training.split import SPLITS, split_frame
     from churn.validation import DataValidationError, ValidationReport
     from churn.validation.reader import read_raw_file
@@ -176,9 +213,21 @@ def train(
     n_jobs: int = 2,
     seed: int = 42,
 ) -> dict[str, Any]:
-    """Train one family; save the model and its info (metrics, timings) into ``model_dir``."""
+    """Train one family; save the model and its info (metrics, timings) into ``model_dir``.
+
+    Split folders (the Dask engine's) train on a Dask cluster: see :func:`churn.scale.steps.train`.
+    """
     from churn.training.models import train_family
 
+    if Path(train_path).is_dir():
+        from churn.scale import steps as dask_steps
+
+        with dask_steps.engine_client(name=f"churn-train-{family.replace('_', '-')}") as client:
+            model = dask_steps.train(
+                family, client, train_path, validation_path, params=params, n_jobs=n_jobs, seed=seed
+            )
+        save_model(model, model_dir)
+        return model.info
     model = train_family(family, read_split(train_path), read_split(validation_path), params, n_jobs=n_jobs, seed=seed)
     save_model(model, model_dir)
     return model.info
@@ -209,6 +258,25 @@ def load_model(folder: str | Path) -> ChurnModel:
     return model
 
 
+@contextmanager
+def scoring_on_test(test_path: str | Path) -> Iterator[tuple[np.ndarray, Callable[[ChurnModel], np.ndarray]]]:
+    """The test split's labels and a function giving a model's probabilities on its rows.
+
+    A split folder (the Dask engine's) larger than one process should hold is scored partition
+    by partition on a Dask cluster that lives as long as the ``with`` block; a file, or a folder
+    within :data:`churn.scale.steps.SINGLE_NODE_SAMPLE_ROWS` rows, is read into memory (the same
+    probabilities, without a cluster's start-up).
+    """
+    if Path(test_path).is_dir() and not _fits_in_process(test_path):
+        from churn.scale import steps as dask_steps
+
+        with dask_steps.engine_client(name="churn-evaluate"):
+            yield dask_steps.scorer(test_path)
+        return
+    test = read_split(test_path)
+    yield test[LABEL].to_numpy(dtype=np.int64), lambda model: model.predict_proba(test)
+
+
 def select(model_dirs: dict[str, str | Path], test_path: str | Path, winner_dir: str | Path) -> dict[str, Any]:
     """Evaluate every candidate on the test split and keep the one with the best validation ROC-AUC.
 
@@ -219,27 +287,26 @@ def select(model_dirs: dict[str, str | Path], test_path: str | Path, winner_dir:
     """
     from churn.training.evaluate import classification_metrics, curves
 
-    test = read_split(test_path)
-    y = test[LABEL].to_numpy(dtype=np.int64)
-    rows = []
-    probabilities = {}
-    for family, folder in model_dirs.items():
-        model = load_model(folder)
-        start = time.perf_counter()
-        p = model.predict_proba(test)
-        seconds = time.perf_counter() - start
-        rows.append(
-            {
-                "family": family,
-                "val_roc_auc": model.info["validation"]["roc_auc"],
-                "val_pr_auc": model.info["validation"]["pr_auc"],
-                "threshold": model.threshold,
-                "test": classification_metrics(y, p, model.threshold),
-                "fit_seconds": model.info["fit_seconds"],
-                "predict_seconds": seconds,
-            }
-        )
-        probabilities[family] = p
+    with scoring_on_test(test_path) as (y, score):
+        rows = []
+        probabilities = {}
+        for family, folder in model_dirs.items():
+            model = load_model(folder)
+            start = time.perf_counter()
+            p = score(model)
+            seconds = time.perf_counter() - start
+            rows.append(
+                {
+                    "family": family,
+                    "val_roc_auc": model.info["validation"]["roc_auc"],
+                    "val_pr_auc": model.info["validation"]["pr_auc"],
+                    "threshold": model.threshold,
+                    "test": classification_metrics(y, p, model.threshold),
+                    "fit_seconds": model.info["fit_seconds"],
+                    "predict_seconds": seconds,
+                }
+            )
+            probabilities[family] = p
     best = max(rows, key=lambda r: r["val_roc_auc"])
     winner = Path(winner_dir)
     if winner.exists():
@@ -313,13 +380,13 @@ def register(
         experiment_id = connect(
             tracking_uri, experiment=experiment, artifact_location=artifact_location, timeout=timeout, retries=retries
         )
-        test = read_split(test_path)
-        example = test.drop(columns=[LABEL]).head(5)
+        example, test_labels = example_and_test_labels(test_path)
         tags = {"data_fingerprint": fingerprint, "git_commit": git_commit(), "kfp_run_id": kfp_run_id}
         by_family = {row["family"]: row for row in selection["candidates"]}
         run_name = f"training {kfp_run_id or time.strftime('%Y%m%d-%H%M%S')}"
         with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as parent:
-            mlflow.set_tags({**tags, "winner": selection["winner"]})
+            winner_info = load_model(model_dirs[selection["winner"]]).info
+            mlflow.set_tags({**tags, "winner": selection["winner"], **engine_tags(winner_info)})
             mlflow.log_text(comparison_markdown(selection), "comparison.md")
             mlflow.log_metrics({f"winner_test_{k}": v for k, v in selection["winner_test"].items()})
             winner_uri = winner_run = ""
@@ -331,16 +398,17 @@ def register(
                 metrics |= {"fit_seconds": row["fit_seconds"]}
                 reference = sample = deciles = None
                 if family == selection["winner"] and train_path is not None:
+                    train = reference_rows(train_path)
                     reference, sample = reference_for(
-                        model, train_path, roc_auc=row["test"]["roc_auc"], test_labels=test[LABEL], bins=psi_bins
+                        model, train, roc_auc=row["test"]["roc_auc"], test_labels=test_labels, bins=psi_bins
                     )
-                    deciles = risk_deciles_for(model, train_path)
+                    deciles = risk_deciles_for(model, train)
                 with mlflow.start_run(run_name=family, nested=True) as child:
                     uri = log_candidate(
                         model,
                         example=example,
                         metrics=metrics,
-                        tags={**tags, "family": family},
+                        tags={**tags, "family": family, **engine_tags(model.info)},
                         reference=reference,
                         reference_sample=sample,
                         risk_deciles=deciles,
@@ -361,9 +429,46 @@ def register(
     return {"parent_run_id": parent.info.run_id, "winner_run_id": winner_run, "version": version}
 
 
+def engine_tags(info: dict[str, Any]) -> dict[str, str]:
+    """The engine a model was trained on, and its Dask cluster's size, as MLflow tags."""
+    return {"engine": str(info.get("engine", "pandas")), **{str(k): str(v) for k, v in info.get("cluster", {}).items()}}
+
+
+def _fits_in_process(path: str | Path) -> bool:
+    from churn.scale.steps import fits_in_process
+
+    return fits_in_process(path)
+
+
+def example_and_test_labels(test_path: str | Path) -> tuple[pd.DataFrame, pd.Series]:
+    """Five input rows (the model's logged example) and the label column of the test split, file or folder."""
+    if Path(test_path).is_dir():
+        from churn.scale import steps as dask_steps
+
+        return dask_steps.head(test_path, 5).drop(columns=[LABEL]), dask_steps.label_column(test_path)
+    test = read_split(test_path)
+    return test.drop(columns=[LABEL]).head(5), test[LABEL]
+
+
+def reference_rows(train_path: str | Path) -> pd.DataFrame:
+    """The training rows a reference is fitted on: the whole split file, or a seeded bounded sample of a folder.
+
+    On the Dask engine the profile's bin edges, category shares and the deciles come from
+    :data:`churn.scale.steps.SINGLE_NODE_SAMPLE_ROWS` rows: quantiles of 500K rows are within a
+    fraction of a percentile of the whole split's, and the driver stays bounded at any size. A
+    folder within that many rows is read whole, in order: the very rows the sample would hold.
+    """
+    if Path(train_path).is_dir() and not _fits_in_process(train_path):
+        from churn.scale import steps as dask_steps
+
+        with dask_steps.engine_client(name="churn-reference"):
+            return dask_steps.sample(train_path)
+    return read_split(train_path)
+
+
 def reference_for(
     model: ChurnModel,
-    train_path: str | Path,
+    train: pd.DataFrame,
     *,
     roc_auc: float,
     test_labels: pd.Series,
@@ -381,17 +486,16 @@ def reference_for(
 
     positives = int(test_labels.sum())
     se = roc_auc_standard_error(roc_auc, positives, len(test_labels) - positives)
-    train = read_split(train_path)
     profile = fit_reference(train, model.predict_proba(train), roc_auc=roc_auc, roc_auc_standard_error=se, bins=bins)
     sample = train.sample(n=min(sample_rows, len(train)), random_state=0).sort_index()
     return profile, sample.reset_index(drop=True)
 
 
-def risk_deciles_for(model: ChurnModel, train_path: str | Path) -> list[float]:
-    """Risk decile cut points of a model: the deciles of its probabilities on its training split."""
+def risk_deciles_for(model: ChurnModel, train: pd.DataFrame) -> list[float]:
+    """Risk decile cut points of a model: the deciles of its probabilities on its training rows."""
     from churn.scoring.batch import fit_risk_deciles
 
-    return fit_risk_deciles(model.predict_proba(read_split(train_path)))
+    return fit_risk_deciles(model.predict_proba(train))
 
 
 def promote(

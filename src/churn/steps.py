@@ -170,18 +170,19 @@ def split(
     validation_size: float = 0.15,
     test_size: float = 0.15,
 ) -> dict[str, int]:
-    """Split a validated raw export 70/15/15 (stratified, seeded) into parquet files.
+    """Split a validated raw export 70/15/15 into parquet files, by a seeded hash of ``customer_id`` per class.
 
     The export was validated by the previous step; it is only parsed here (the schema
     checks are not paid twice), and a file that no longer parses still fails clearly. A folder
-    of parquet parts is split on the Dask engine into folders (see :func:`churn.scale.steps.split`).
+    of parquet parts is split on the Dask engine into folders (see :func:`churn.scale.steps.split`):
+    both engines put every customer in the same split (see :mod:`churn.scale.split`).
     """
     if Path(raw).is_dir():
         from churn.scale import steps as dask_steps
 
         with dask_steps.engine_client(name="churn-split"):
             return dask_steps.split(raw, outputs, seed=seed, validation_size=validation_size, test_size=test_size)
-    from churn.training.split import SPLITS, split_frame
+    from churn.scale.split import SPLITS, hash_split_frame
     from churn.validation import DataValidationError, ValidationReport
     from churn.validation.reader import read_raw_file
 
@@ -189,7 +190,7 @@ def split(
     if parsed.frame is None or parsed.violations:
         raise DataValidationError(ValidationReport(source=str(raw), violations=parsed.violations))
     frame = parsed.frame
-    parts = split_frame(frame, seed=seed, validation_size=validation_size, test_size=test_size)
+    parts = hash_split_frame(frame, seed=seed, validation_size=validation_size, test_size=test_size)
     for name in SPLITS:
         write_raw([parts[name]], outputs[name], "parquet")
     return {f"{name}_rows": len(parts[name]) for name in SPLITS}

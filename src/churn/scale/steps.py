@@ -65,17 +65,29 @@ def folder_fingerprint(folder: str | Path) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
-def _write_part(part: pd.DataFrame, path: str) -> int:
-    write_raw([part.reset_index(drop=True)], path, "parquet")
+def _write_part(part: pd.DataFrame, path: str, raw: bool) -> int:
+    if raw:
+        write_raw([part.reset_index(drop=True)], path, "parquet")
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pandas(part, preserve_index=False), path)
     return len(part)
 
 
-def write_parts(frame: dd.DataFrame, folder: str | Path, *, what: str) -> int:
-    """Write each partition as ``folder/part-NNNNN.parquet`` on the workers, atomically; the row count."""
+def write_parts(frame: dd.DataFrame, folder: str | Path, *, what: str, raw: bool = True) -> int:
+    """Write each partition as ``folder/part-NNNNN.parquet`` on the workers, atomically; the row count.
+
+    Raw rows are written with the raw export's schema (the pandas engine's split files have it);
+    other tables (features) with the types they have.
+    """
     from dask import delayed
 
     with atomic_folder(folder) as tmp:
-        tasks = [delayed(_write_part)(p, str(tmp / f"part-{i:05d}.parquet")) for i, p in enumerate(frame.to_delayed())]
+        tasks = [
+            delayed(_write_part)(p, str(tmp / f"part-{i:05d}.parquet"), raw) for i, p in enumerate(frame.to_delayed())
+        ]
         rows = int(sum(compute(*tasks, what=what)))
     return rows
 

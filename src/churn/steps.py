@@ -24,7 +24,7 @@ import pandas as pd
 
 from churn.data.schema import LABEL
 from churn.errors import ChurnError
-from churn.io import atomic_path, write_json, write_raw
+from churn.io import atomic_folder, atomic_path, write_json, write_raw
 
 # Each task is a fresh interpreter that runs one step: heavy libraries (scikit-learn,
 # pandera, MLflow) are imported by the steps that use them, not by every task.
@@ -588,7 +588,10 @@ def gate_markdown(decision: dict[str, Any]) -> str:
 # --- daily data and monitoring pipelines -------------------------------------------------
 
 
-_INCREMENT = re.compile(r"customers_(\d{8})\.(csv|parquet)$")
+#: A daily increment: one file, or (the Dask engine's) a folder or prefix of parquet parts.
+_INCREMENT = re.compile(r"customers_(\d{8})(\.(csv|parquet)|/)$")
+#: Written last into a published folder of parts on S3: a prefix without it is still being written.
+COMPLETE_MARKER = "_SUCCESS"
 
 
 def latest_increment(location: str | Path) -> str:
@@ -603,29 +606,56 @@ def latest_increment(location: str | Path) -> str:
         bucket, _, prefix = where.removeprefix("s3://").partition("/")
         prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
         try:
-            pages = _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
-            names = [item["Key"].removeprefix(prefix) for page in pages for item in page.get("Contents", [])]
+            client = _s3()
+            pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
+            names = []
+            for page in pages:
+                names += [item["Key"].removeprefix(prefix) for item in page.get("Contents", [])]
+                names += [p["Prefix"].removeprefix(prefix) for p in page.get("CommonPrefixes", [])]
+            # A folder of parts counts once its marker is there (the publisher writes it last).
+            folders = [n for n in names if n.endswith("/")]
+            for name in folders:
+                listed = client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}{name}{COMPLETE_MARKER}", MaxKeys=1)
+                if not listed.get("KeyCount"):
+                    names.remove(name)
         except Exception as exc:
             raise ChurnError(f"cannot list {where}: {exc}") from exc
         base = f"s3://{bucket}/{prefix}"
     else:
         folder = Path(where.removeprefix("file://"))
-        names = [p.name for p in folder.glob("customers_*.*")] if folder.is_dir() else []
+        found = list(folder.glob("customers_*")) if folder.is_dir() else []
+        names = [p.name + "/" if p.is_dir() else p.name for p in found]
         base = f"{folder}/"
     dated: list[tuple[str, str]] = [(m.group(1), str(n)) for n in names if (m := _INCREMENT.fullmatch(n))]
     if not dated:
-        raise ChurnError(f"no daily increment (customers_YYYYMMDD.csv) in {where}: run the data pipeline first")
+        raise ChurnError(
+            f"no daily increment (customers_YYYYMMDD.csv, or a customers_YYYYMMDD/ folder of parts) in {where}: "
+            "run the data pipeline first"
+        )
     return base + max(dated)[1]
 
 
-def load_current(out: str | Path, *, source_uri: str = "", raw_dir: str | Path = "data/raw") -> dict[str, Any]:
-    """Copy the increment to check into ``out`` as CSV.
+def load_current(
+    out: str | Path, *, source_uri: str = "", raw_dir: str | Path = "data/raw", engine: str = "pandas"
+) -> dict[str, Any]:
+    """Copy the increment to check into ``out``: as CSV, or as a folder of parquet parts checked on Dask.
 
-    ``source_uri`` is a file (path or ``s3://``) or a folder or ``s3://`` prefix ending in ``/``
-    (its latest increment); empty: the latest increment in ``raw_dir``.
+    ``source_uri`` is a file or folder of parts (path or ``s3://``) or a folder or ``s3://``
+    prefix ending in ``/`` (its latest increment); empty: the latest increment in ``raw_dir``.
+    A folder increment is loaded as a folder whatever the engine (it may not fit in memory);
+    on the Dask engine a parquet file is too. A CSV file is one process's work on either engine.
     """
+    from churn.scale import steps as dask_steps
+
+    check_engine(engine)
     out = Path(out)
     uri = latest_increment(source_uri or raw_dir) if not source_uri or source_uri.endswith("/") else source_uri
+    if _is_folder_increment(uri):
+        dask_steps.ingest(uri, out)
+        return {"source": uri.rstrip("/"), "fingerprint": dask_steps.folder_fingerprint(out), "bytes": _bytes(out)}
+    if engine == "dask" and uri.lower().endswith((".parquet", ".pq")):
+        dask_steps.ingest(uri, out)
+        return {"source": uri, "fingerprint": dask_steps.folder_fingerprint(out), "bytes": _bytes(out)}
     if uri.lower().endswith((".parquet", ".pq")):
         fetched = out.with_name(out.name + ".parquet")
         _fetch(uri, fetched)
@@ -636,6 +666,16 @@ def load_current(out: str | Path, *, source_uri: str = "", raw_dir: str | Path =
     else:
         _fetch(uri, out)
     return {"source": uri, "fingerprint": file_fingerprint(out), "bytes": out.stat().st_size}
+
+
+def _is_folder_increment(uri: str) -> bool:
+    if uri.startswith("s3://"):
+        return uri.endswith("/") or re.fullmatch(r"customers_\d{8}", uri.rsplit("/", 1)[-1]) is not None
+    return Path(uri.removeprefix("file://")).is_dir()
+
+
+def _bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.iterdir())
 
 
 def publish_increment(raw: str | Path, *, date: str = "", destination: str = "", raw_dir: str | Path = "") -> str:
@@ -654,6 +694,8 @@ def publish_increment(raw: str | Path, *, date: str = "", destination: str = "",
     from churn.data.generator import parse_date
     from churn.jobs import raw_file_name
 
+    if Path(raw).is_dir():
+        return _publish_folder(Path(raw), f"customers_{parse_date(date or None):%Y%m%d}", destination or str(raw_dir))
     name = raw_file_name(parse_date(date or None), "csv")
     target = destination or str(raw_dir)
     if target.startswith("s3://"):
@@ -669,6 +711,27 @@ def publish_increment(raw: str | Path, *, date: str = "", destination: str = "",
     with atomic_path(path) as tmp:
         shutil.copyfile(raw, tmp)
     return str(path.resolve())
+
+
+def _publish_folder(raw: Path, name: str, target: str) -> str:
+    """Publish a folder of parts as ``<target>/<name>/``: whole (local rename) or marked complete last (S3)."""
+    parts = sorted(raw.glob("part-*.parquet"))
+    if target.startswith("s3://"):
+        bucket, _, prefix = target.removeprefix("s3://").partition("/")
+        base = f"{prefix.strip('/')}/{name}/".lstrip("/")
+        try:
+            client = _s3()
+            for part in parts:
+                client.upload_file(str(part), bucket, base + part.name)
+            client.put_object(Bucket=bucket, Key=base + COMPLETE_MARKER, Body=b"")
+        except Exception as exc:
+            raise ChurnError(f"cannot write s3://{bucket}/{base}: {exc}") from exc
+        return f"s3://{bucket}/{base}"
+    folder = Path(target.removeprefix("file://")) / name
+    with atomic_folder(folder) as tmp:
+        for part in parts:
+            shutil.copyfile(part, tmp / part.name)
+    return str(folder.resolve()) + "/"
 
 
 def validate_current(
@@ -727,34 +790,63 @@ def monitor(
 
     """
     from churn.config import get_settings
-    from churn.monitoring import run_monitoring
     from churn.registry import connect_registry, download_model
     from churn.registry.mlflow_registry import load_model_dir, reference_from_dir, reference_sample_from_dir
     from churn.validation.reader import read_raw_file
 
     settings = get_settings().monitoring
+    url = pushgateway_url or None
     connect_registry(tracking_uri, timeout=timeout, retries=retries)
     folder = download_model(model_uri)
     model = load_model_dir(folder)
     profile = reference_from_dir(folder)
     sample = reference_sample_from_dir(folder)
-    parsed = read_raw_file(raw)
-    if parsed.frame is None or parsed.violations:
-        reasons = "; ".join(v.message for v in parsed.violations) or "unreadable"
-        raise ChurnError(f"monitoring failed: the current data cannot be read: {reasons}")
-    current = parsed.frame
-    probabilities = model.predict_proba(current) if len(current) else None
+    if not Path(raw).is_dir():
+        parsed = read_raw_file(raw)
+        if parsed.frame is None or parsed.violations:
+            reasons = "; ".join(v.message for v in parsed.violations) or "unreadable"
+            raise ChurnError(f"monitoring failed: the current data cannot be read: {reasons}")
+        return _run_monitoring(model, profile, sample, parsed.frame, None, json_path, markdown_path, html_path, url)
+
+    from churn.scale import steps as dask_steps
+    from churn.scale.frames import read_raw, typed
+    from churn.scale.monitoring import check_drift_dask
+
+    # A folder of parts (the Dask engine's): the checks count every row per partition, and
+    # Evidently's report draws from a bounded seeded sample of them.
+    with dask_steps.engine_client(name="churn-monitor"):
+        current = typed(read_raw(raw))
+        shown = dask_steps.sample(raw, 20_000)
+        check = lambda: check_drift_dask(profile, current, model, settings=settings)[0]  # noqa: E731
+        return _run_monitoring(model, profile, sample, shown, check, json_path, markdown_path, html_path, url)
+
+
+def _run_monitoring(
+    model: ChurnModel,
+    profile: ReferenceProfile,
+    sample: pd.DataFrame | None,
+    current: pd.DataFrame,
+    check: Callable[[], Any] | None,
+    json_path: str | Path,
+    markdown_path: str | Path | None,
+    html_path: str | Path | None,
+    pushgateway_url: str | None,
+) -> dict[str, Any]:
+    from churn.config import get_settings
+    from churn.monitoring import run_monitoring
+
     run = run_monitoring(
         profile,
         current,
-        probabilities,
+        model.predict_proba(current) if len(current) else None,
         json_path=json_path,
         markdown_path=markdown_path,
         html_path=html_path if sample is not None else None,
         reference_frame=sample,
         reference_probabilities=None if sample is None else model.predict_proba(sample),
-        settings=settings,
-        pushgateway_url=pushgateway_url or None,
+        settings=get_settings().monitoring,
+        pushgateway_url=pushgateway_url,
+        check=check,
     )
     return run.report.to_dict()
 

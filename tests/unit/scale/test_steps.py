@@ -125,3 +125,27 @@ def test_an_unknown_engine_is_refused_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(ChurnError, match="engine must be one of pandas, dask, got 'spark'"):
         steps.load_data(tmp_path / "raw", rows=10, engine="spark")
     assert not (tmp_path / "raw").exists()
+
+
+def test_a_folder_increment_on_s3_counts_once_marked_complete(
+    raw: pd.DataFrame, write_partitions: Writer, tmp_path: Path, s3_env: str, s3_bucket: str
+) -> None:
+    folder = write_partitions(raw, tmp_path / "day", 2)
+    s3 = boto3.client("s3", endpoint_url=s3_env)
+    where = f"s3://{s3_bucket}/increments-{tmp_path.name}/"
+    published = steps.publish_increment(folder, date="2026-06-30", destination=where)
+    assert published == f"{where}customers_20260630/"
+    # An older CSV day beside it; and a newer folder still being written (no marker yet) is not picked.
+    s3.put_object(Bucket=s3_bucket, Key=f"increments-{tmp_path.name}/customers_20260629.csv", Body=b"x")
+    s3.upload_file(
+        str(folder / "part-00000.parquet"),
+        s3_bucket,
+        f"increments-{tmp_path.name}/customers_20260701/part-00000.parquet",
+    )
+    assert steps.latest_increment(where) == published
+    info = steps.load_current(tmp_path / "current", source_uri=where)
+    assert info["source"] == published.rstrip("/")
+    assert info["fingerprint"] == dask_steps.folder_fingerprint(folder)
+    # Locally the folder is published whole, and found as the latest day.
+    local = steps.publish_increment(folder, date="2026-06-30", destination=str(tmp_path / "raw"))
+    assert Path(local).is_dir() and steps.latest_increment(tmp_path / "raw") == local

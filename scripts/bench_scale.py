@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATE = "2026-01-05"
 FAMILIES = ("logistic_regression", "random_forest", "xgboost", "lightgbm")
 LIMIT_GIB = 6.0
-DEFAULT_RUNS = ("pandas:1000000", "dask:1000000", "dask:10000000", "pandas:10000000")
+DEFAULT_RUNS = ("dask:1000000", "pandas:1000000", "dask:10000000", "pandas:10000000")
 
 
 @dataclass
@@ -217,7 +217,11 @@ def run(engine: str, rows: int, work: Path, cap_gib: float, families: tuple[str,
     for name, extra in plan:
         stage = run_stage(name, {**args, **extra}, env, log, timeout)
         stages.append(stage)
-        print(f"  {engine:6} {rows:>10,} {stage.name:<26} {stage.seconds:8.1f}s {stage.error}", flush=True)
+        print(
+            f"  {engine:6} {rows:>10,} {stage.name:<26} {stage.seconds:8.1f}s  driver {_gib(stage.driver_peak)} GiB"
+            f"  worker {_gib(stage.worker_peak)} GiB  {stage.error}",
+            flush=True,
+        )
         if stage.error:
             break
     shutil.rmtree(folder, ignore_errors=True)
@@ -297,6 +301,8 @@ def main() -> None:
             parser.error(f"--runs takes ENGINE:ROWS with ENGINE pandas or dask, not {item!r}")
         timeout = options.stage_timeout_min * 60
         results[item] = run(engine, int(rows), work, options.memory_cap_gib, tuple(options.families), timeout)
+        if item != runs[-1]:
+            print_tables(results)  # so far: a long run stopped later still leaves its tables
     print_tables(results)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
     if options.work is None:

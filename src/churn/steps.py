@@ -81,6 +81,7 @@ def load_data(
     out = Path(out)
     check_engine(engine)
     if engine == "dask":
+        from churn.scale import dataset
         from churn.scale import steps as dask_steps
         from churn.scale.generate import write_partitioned
 
@@ -88,11 +89,13 @@ def load_data(
             dask_steps.ingest(source_uri, out)
             source = source_uri
         else:
+            # Generated on this process in bounded memory, then moved into place or uploaded for remote workers.
+            local = out.with_name(f".{out.name}.generated")
             blocks = iter_customer_blocks(rows, date or None, seed=seed, scenario=scenario, churn_rate=churn_rate)
-            write_partitioned((b.frame for b in blocks), out)
+            dataset.publish_local(write_partitioned((b.frame for b in blocks), local), out)
             source = f"generated ({rows} rows, seed {seed}, scenario {scenario})"
-        size = sum(f.stat().st_size for f in out.iterdir())
-        return {"path": str(out), "source": source, "fingerprint": dask_steps.folder_fingerprint(out), "bytes": size}
+        fingerprint, size = dataset.fingerprint(out)
+        return {"path": str(out), "source": source, "fingerprint": fingerprint, "bytes": size}
     if source_uri:
         _fetch(source_uri, out)
         source = source_uri
@@ -200,6 +203,11 @@ def read_split(path: str | Path) -> pd.DataFrame:
     """Read a split written by :func:`split` (dates as ``datetime64``, as the feature code prefers)."""
     import pyarrow.parquet as pq
 
+    if Path(path).is_dir():  # the Dask engine's dataset: its folder of parts, or the S3 prefix it points at
+        from churn.scale.dataset import arrow_dataset
+
+        folder: pd.DataFrame = arrow_dataset(path).to_table().to_pandas(date_as_object=False)
+        return folder
     frame: pd.DataFrame = pq.read_table(path).to_pandas(date_as_object=False)
     return frame
 
@@ -645,17 +653,17 @@ def load_current(
     A folder increment is loaded as a folder whatever the engine (it may not fit in memory);
     on the Dask engine a parquet file is too. A CSV file is one process's work on either engine.
     """
+    from churn.scale import dataset
     from churn.scale import steps as dask_steps
 
     check_engine(engine)
     out = Path(out)
     uri = latest_increment(source_uri or raw_dir) if not source_uri or source_uri.endswith("/") else source_uri
-    if _is_folder_increment(uri):
+    folder = _is_folder_increment(uri)
+    if folder or (engine == "dask" and uri.lower().endswith((".parquet", ".pq"))):
         dask_steps.ingest(uri, out)
-        return {"source": uri.rstrip("/"), "fingerprint": dask_steps.folder_fingerprint(out), "bytes": _bytes(out)}
-    if engine == "dask" and uri.lower().endswith((".parquet", ".pq")):
-        dask_steps.ingest(uri, out)
-        return {"source": uri, "fingerprint": dask_steps.folder_fingerprint(out), "bytes": _bytes(out)}
+        fingerprint, size = dataset.fingerprint(out)
+        return {"source": uri.rstrip("/") if folder else uri, "fingerprint": fingerprint, "bytes": size}
     if uri.lower().endswith((".parquet", ".pq")):
         fetched = out.with_name(out.name + ".parquet")
         _fetch(uri, fetched)
@@ -672,10 +680,6 @@ def _is_folder_increment(uri: str) -> bool:
     if uri.startswith("s3://"):
         return uri.endswith("/") or re.fullmatch(r"customers_\d{8}", uri.rsplit("/", 1)[-1]) is not None
     return Path(uri.removeprefix("file://")).is_dir()
-
-
-def _bytes(folder: Path) -> int:
-    return sum(f.stat().st_size for f in folder.iterdir())
 
 
 def publish_increment(raw: str | Path, *, date: str = "", destination: str = "", raw_dir: str | Path = "") -> str:
@@ -714,23 +718,24 @@ def publish_increment(raw: str | Path, *, date: str = "", destination: str = "",
 
 
 def _publish_folder(raw: Path, name: str, target: str) -> str:
-    """Publish a folder of parts as ``<target>/<name>/``: whole (local rename) or marked complete last (S3)."""
-    parts = sorted(raw.glob("part-*.parquet"))
+    """Publish a dataset's parts as ``<target>/<name>/``: whole (local rename) or marked complete last (S3)."""
+    from churn.scale.dataset import copy_part, part_uris
+
+    parts = part_uris(raw)
     if target.startswith("s3://"):
         bucket, _, prefix = target.removeprefix("s3://").partition("/")
         base = f"{prefix.strip('/')}/{name}/".lstrip("/")
         try:
-            client = _s3()
             for part in parts:
-                client.upload_file(str(part), bucket, base + part.name)
-            client.put_object(Bucket=bucket, Key=base + COMPLETE_MARKER, Body=b"")
+                copy_part(part, f"s3://{bucket}/{base}{part.rsplit('/', 1)[-1]}")
+            _s3().put_object(Bucket=bucket, Key=base + COMPLETE_MARKER, Body=b"")
         except Exception as exc:
             raise ChurnError(f"cannot write s3://{bucket}/{base}: {exc}") from exc
         return f"s3://{bucket}/{base}"
     folder = Path(target.removeprefix("file://")) / name
     with atomic_folder(folder) as tmp:
         for part in parts:
-            shutil.copyfile(part, tmp / part.name)
+            copy_part(part, str(tmp / part.rsplit("/", 1)[-1]))
     return str(folder.resolve()) + "/"
 
 

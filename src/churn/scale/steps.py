@@ -9,8 +9,6 @@ and monitoring do not change.
 
 from __future__ import annotations
 
-import hashlib
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,7 +20,7 @@ import pandas as pd
 
 from churn.data.schema import LABEL
 from churn.errors import ChurnError
-from churn.io import atomic_folder, write_raw
+from churn.scale import dataset
 from churn.scale.frames import compute, read_raw
 
 if TYPE_CHECKING:
@@ -37,7 +35,6 @@ if TYPE_CHECKING:
 #: 500K seeded rows give coefficients and splits whose sampling error is far below the
 #: differences the gate acts on; the boosters, which win on this data, train on every row.
 SINGLE_NODE_SAMPLE_ROWS = 500_000
-PART_GLOB = "part-*.parquet"
 
 
 @contextmanager
@@ -54,81 +51,70 @@ def is_partitioned(path: str | Path) -> bool:
     return Path(path).is_dir()
 
 
-def folder_fingerprint(folder: str | Path) -> str:
-    """``sha256:<hex>`` over the part files' names and bytes, in name order: one data version per export."""
-    digest = hashlib.sha256()
-    for part in sorted(Path(folder).glob(PART_GLOB)):
-        digest.update(part.name.encode())
-        with part.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return f"sha256:{digest.hexdigest()}"
+def _write_part(part: pd.DataFrame, destination: str, raw: bool) -> int:
+    import pyarrow as pa
 
+    from churn.io import raw_table
 
-def _write_part(part: pd.DataFrame, path: str, raw: bool) -> int:
-    if raw:
-        write_raw([part.reset_index(drop=True)], path, "parquet")
-    else:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        pq.write_table(pa.Table.from_pandas(part, preserve_index=False), path)
+    table = raw_table(part.reset_index(drop=True)) if raw else pa.Table.from_pandas(part, preserve_index=False)
+    dataset.write_table(table, destination)
     return len(part)
 
 
 def write_parts(frame: dd.DataFrame, folder: str | Path, *, what: str, raw: bool = True) -> int:
-    """Write each partition as ``folder/part-NNNNN.parquet`` on the workers, atomically; the row count.
+    """Write each partition as ``part-NNNNN.parquet`` from the workers, as the dataset at ``folder``; the row count.
 
-    Raw rows are written with the raw export's schema (the pandas engine's split files have it);
-    other tables (features) with the types they have.
+    The parts go into ``folder`` itself, or under a new S3 work prefix it points at (see
+    :mod:`churn.scale.dataset`). Raw rows are written with the raw export's schema (the pandas
+    engine's split files have it); other tables (features) with the types they have.
     """
     from dask import delayed
 
-    with atomic_folder(folder) as tmp:
+    with dataset.writing(folder) as target:
         tasks = [
-            delayed(_write_part)(p, str(tmp / f"part-{i:05d}.parquet"), raw) for i, p in enumerate(frame.to_delayed())
+            delayed(_write_part)(p, f"{target}part-{i:05d}.parquet", raw) for i, p in enumerate(frame.to_delayed())
         ]
         rows = int(sum(compute(*tasks, what=what)))
     return rows
 
 
 def ingest(source: str, out: str | Path) -> None:
-    """Copy a parquet export (a folder of parts, one ``.parquet`` file, or an ``s3://`` prefix) into ``out``.
+    """Copy a parquet export (a folder of parts, one ``.parquet`` file, or an ``s3://`` prefix) as the dataset ``out``.
 
     Raises:
         ChurnError: The source is missing, empty, or not parquet (the Dask engine reads parquet).
 
     """
-    with atomic_folder(out) as tmp:
-        if source.startswith("s3://"):
-            from churn.io import list_s3, s3_client
+    if source.startswith("s3://"):
+        from churn.io import list_s3
 
-            client = s3_client()
-            try:
-                bucket, _, keys = list_s3(source.rstrip("/") + "/", client=client)
-                keys = sorted(k for k in keys if k.endswith(".parquet"))
-                if not keys:
-                    raise ChurnError(f"{source} holds no .parquet objects")
-                for i, key in enumerate(keys):
-                    client.download_file(bucket, key, str(tmp / f"part-{i:05d}.parquet"))
-            except ChurnError:
-                raise
-            except Exception as exc:  # boto3 raises many kinds; each means "cannot read it"
-                raise ChurnError(f"cannot read {source}: {exc}") from None
-            return
+        try:
+            bucket, _, keys = list_s3(source.rstrip("/") + "/")
+        except Exception as exc:  # boto3 raises many kinds; each means "cannot read it"
+            raise ChurnError(f"cannot read {source}: {exc}") from None
+        files = [f"s3://{bucket}/{k}" for k in sorted(keys) if k.endswith(".parquet")]
+        if not files:
+            raise ChurnError(f"{source} holds no .parquet objects")
+    else:
         path = Path(source.removeprefix("file://"))
         if path.is_dir():
-            files = sorted(path.glob("*.parquet"))
+            files = [str(f) for f in sorted(path.glob("*.parquet"))]
         elif path.is_file() and path.suffix == ".parquet":
-            files = [path]
+            files = [str(path)]
         elif path.is_file():
             raise ChurnError(f"{source}: the dask engine reads parquet (a folder of part-*.parquet or one .parquet)")
         else:
             raise ChurnError(f"data source {source} does not exist")
         if not files:
             raise ChurnError(f"{source} holds no .parquet files")
-        for i, file in enumerate(files):
-            shutil.copyfile(file, tmp / f"part-{i:05d}.parquet")
+    try:
+        with dataset.writing(out) as target:
+            for i, file in enumerate(files):
+                dataset.copy_part(file, f"{target}part-{i:05d}.parquet")
+    except (ChurnError, OSError):
+        raise
+    except Exception as exc:  # boto3 raises many kinds; each means "cannot copy it"
+        raise ChurnError(f"cannot copy {source}: {exc}") from None
 
 
 def split(
@@ -215,10 +201,8 @@ def scorer(test_path: str | Path) -> tuple[np.ndarray, Callable[[ChurnModel], np
 
 
 def row_count(path: str | Path) -> int:
-    """Rows of a partitioned dataset, from the parts' parquet footers (no data is read)."""
-    import pyarrow.parquet as pq
-
-    return sum(pq.read_metadata(part).num_rows for part in Path(path).glob(PART_GLOB))
+    """Rows of a dataset, from the parts' parquet footers (no data is read)."""
+    return int(dataset.arrow_dataset(path).count_rows())
 
 
 def fits_in_process(path: str | Path, rows: int = SINGLE_NODE_SAMPLE_ROWS) -> bool:
@@ -227,19 +211,15 @@ def fits_in_process(path: str | Path, rows: int = SINGLE_NODE_SAMPLE_ROWS) -> bo
 
 
 def head(path: str | Path, rows: int) -> pd.DataFrame:
-    """The first ``rows`` rows of a partitioned dataset (read from its first part only)."""
-    import pyarrow.parquet as pq
-
-    first = sorted(Path(path).glob(PART_GLOB))[0]
-    frame: pd.DataFrame = pq.read_table(first).slice(0, rows).to_pandas(date_as_object=False)
+    """The first ``rows`` rows of a dataset."""
+    frame: pd.DataFrame = dataset.arrow_dataset(path).head(rows).to_pandas(date_as_object=False)
     return frame
 
 
 def label_column(path: str | Path) -> pd.Series:
-    """The label column of a partitioned dataset, read alone."""
-    import pyarrow.parquet as pq
-
-    return pd.Series(pq.read_table(str(path), columns=[LABEL]).column(LABEL).to_numpy(), name=LABEL)
+    """The label column of a dataset, read alone."""
+    column = dataset.arrow_dataset(path).to_table(columns=[LABEL]).column(LABEL)
+    return pd.Series(column.to_numpy(), name=LABEL)
 
 
 def sample(path: str | Path, rows: int = SINGLE_NODE_SAMPLE_ROWS, *, seed: int = 0) -> pd.DataFrame:

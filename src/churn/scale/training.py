@@ -153,6 +153,11 @@ def train_dask(
     # The pandas path's estimator, hyperparameters and all, trained the distributed way.
     estimator = build_estimator(family, params, n_jobs=n_jobs, seed=seed, pos_weight=pos_weight)
     start = time.perf_counter()
+    # Materialized on the workers here, in a synchronous context: the estimators run their own
+    # graph building asynchronously, where parts read from S3 through arrow's filesystem fail
+    # ("Attempting to use an asynchronous Client in a synchronous context", measured). They
+    # persist the same collections themselves, so this costs no extra memory.
+    x_train, y_train, x_val, y_val = client.persist([x_train, y_train, x_val, y_val])
     if family == "xgboost":
         from xgboost.dask import DaskXGBClassifier
 

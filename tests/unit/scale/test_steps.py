@@ -14,6 +14,7 @@ from distributed import Client
 from churn import steps
 from churn.errors import ChurnError
 from churn.io import write_raw
+from churn.scale import dataset
 from churn.scale import steps as dask_steps
 from churn.scale.frames import read_raw, typed
 from churn.scale.split import SPLITS, hash_split_frame
@@ -26,6 +27,10 @@ def _typed(raw: pd.DataFrame) -> pd.DataFrame:
     frame = parse_columns(raw.reset_index(drop=True)).frame
     assert frame is not None
     return frame
+
+
+def _fingerprint(path: Path) -> str:
+    return dataset.fingerprint(path)[0]
 
 
 def test_split_writes_the_hash_split_as_part_folders(
@@ -87,7 +92,7 @@ def test_ingest_copies_parquet_folders_files_and_s3_prefixes(
 ) -> None:
     folder = write_partitions(raw, tmp_path / "export", 3)
     dask_steps.ingest(str(folder), tmp_path / "copy")
-    assert dask_steps.folder_fingerprint(tmp_path / "copy") == dask_steps.folder_fingerprint(folder)
+    assert _fingerprint(tmp_path / "copy") == _fingerprint(folder)
     dask_steps.ingest(str(folder / "part-00001.parquet"), tmp_path / "one")
     assert [p.name for p in (tmp_path / "one").iterdir()] == ["part-00000.parquet"]
 
@@ -95,7 +100,7 @@ def test_ingest_copies_parquet_folders_files_and_s3_prefixes(
     for part in sorted(folder.iterdir()):
         s3.upload_file(str(part), s3_bucket, f"exports/customers_20260630/{part.name}")
     dask_steps.ingest(f"s3://{s3_bucket}/exports/customers_20260630", tmp_path / "from-s3")
-    assert dask_steps.folder_fingerprint(tmp_path / "from-s3") == dask_steps.folder_fingerprint(folder)
+    assert _fingerprint(tmp_path / "from-s3") == _fingerprint(folder)
 
 
 @pytest.mark.parametrize(
@@ -145,7 +150,49 @@ def test_a_folder_increment_on_s3_counts_once_marked_complete(
     assert steps.latest_increment(where) == published
     info = steps.load_current(tmp_path / "current", source_uri=where)
     assert info["source"] == published.rstrip("/")
-    assert info["fingerprint"] == dask_steps.folder_fingerprint(folder)
+    assert info["fingerprint"] == _fingerprint(folder)
     # Locally the folder is published whole, and found as the latest day.
     local = steps.publish_increment(folder, date="2026-06-30", destination=str(tmp_path / "raw"))
     assert Path(local).is_dir() and steps.latest_increment(tmp_path / "raw") == local
+
+
+@pytest.mark.slow
+def test_with_a_work_uri_tasks_pass_only_pointers_and_workers_use_s3(
+    tmp_path: Path, s3_env: str, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers that cannot see a task's folder (a DaskCluster in Kubernetes) read and write the parts on S3."""
+    work = f"s3://{s3_bucket}/dask-work-{tmp_path.name}"
+    monkeypatch.setenv("CHURN_DASK__WORK_URI", work)
+    monkeypatch.setenv("CHURN_DASK__N_WORKERS", "1")
+    monkeypatch.setenv("CHURN_DASK__MEMORY_LIMIT", "1GiB")
+    raw = tmp_path / "raw"
+    info = steps.load_data(raw, rows=4_000, date="2026-06-30", engine="dask")
+    assert info["fingerprint"].startswith("sha256:") and info["bytes"] > 0
+    steps.validate(raw, tmp_path / "report.json", min_rows=100)
+    outputs = {name: tmp_path / name for name in SPLITS}
+    counts = steps.split(raw, outputs, seed=3)
+    for folder in (raw, *outputs.values()):
+        # Each task's artifact is only a pointer to a new prefix under the work URI.
+        assert [p.name for p in folder.iterdir()] == [dataset.POINTER], folder
+        assert dataset.location(folder).startswith(work + "/")
+    assert len({dataset.location(f) for f in (raw, *outputs.values())}) == 4
+    assert dask_steps.row_count(outputs["test"]) == counts["test_rows"] == len(steps.read_split(outputs["test"]))
+    # The same rows as the pandas engine's split of the same export.
+    whole = steps.read_split(raw)
+    expected = hash_split_frame(_typed(whole), seed=3)
+    assert set(steps.read_split(outputs["train"])["customer_id"]) == set(expected["train"]["customer_id"])
+    model_info = steps.train(
+        "xgboost",
+        outputs["train"],
+        outputs["validation"],
+        tmp_path / "model",
+        params={"n_estimators": 30, "max_depth": 3},
+        n_jobs=1,
+    )
+    assert model_info["engine"] == "dask" and model_info["train_rows"] == counts["train_rows"]
+    example, labels = steps.example_and_test_labels(outputs["test"])
+    assert len(example) == 5 and len(labels) == counts["test_rows"]
+    # The data pipeline's publish step copies the parts from the work prefix to the raw folder.
+    published = steps.publish_increment(raw, date="2026-06-30", destination=str(tmp_path / "published"))
+    assert sorted(p.name for p in Path(published).iterdir()) == ["part-00000.parquet"]
+    assert _fingerprint(Path(published)).startswith("sha256:")

@@ -117,6 +117,21 @@ def ingest(source: str, out: str | Path) -> None:
         raise ChurnError(f"cannot copy {source}: {exc}") from None
 
 
+def _split_part(part: pd.DataFrame, cuts: Any, seed: int, index: int, targets: dict[str, str]) -> list[int]:
+    """Type one raw partition once and write its rows of each split: the rows per split."""
+    from churn.scale.frames import typed_partition
+    from churn.scale.split import SPLITS, assign
+
+    rows = typed_partition(part)
+    which = assign(rows, cuts, seed)
+    counts = []
+    for k, name in enumerate(SPLITS):
+        mine = pd.DataFrame(rows.loc[which == k])
+        _write_part(mine, f"{targets[name]}part-{index:05d}.parquet", raw=True)
+        counts.append(len(mine))
+    return counts
+
+
 def split(
     raw: str | Path,
     outputs: dict[str, str | Path],
@@ -125,12 +140,28 @@ def split(
     validation_size: float = 0.15,
     test_size: float = 0.15,
 ) -> dict[str, int]:
-    """Split a validated partitioned export by a seeded hash of ``customer_id`` into typed parquet folders."""
-    from churn.scale.frames import typed
-    from churn.scale.split import hash_split
+    """Split a validated partitioned export by a seeded hash of ``customer_id`` into typed parquet datasets.
 
-    parts = hash_split(typed(read_raw(raw)), seed=seed, validation_size=validation_size, test_size=test_size)
-    return {f"{name}_rows": write_parts(parts[name], outputs[name], what=f"{name} split") for name in parts}
+    The cut points come from the id and label columns alone; then one pass types each raw
+    partition once and writes its rows of all three splits (the same rows as
+    :func:`churn.scale.split.hash_split`).
+    """
+    from contextlib import ExitStack
+
+    from dask import delayed
+
+    from churn.data.schema import ID
+    from churn.scale.frames import typed
+    from churn.scale.split import SPLITS, dask_split_cuts
+
+    frame = read_raw(raw)
+    keys = typed(frame[[ID, LABEL]]) if ID in frame.columns and LABEL in frame.columns else frame
+    cuts = dask_split_cuts(keys, seed=seed, validation_size=validation_size, test_size=test_size)
+    with ExitStack() as stack:
+        targets = {name: stack.enter_context(dataset.writing(outputs[name])) for name in SPLITS}
+        tasks = [delayed(_split_part)(p, cuts, seed, i, targets) for i, p in enumerate(frame.to_delayed())]
+        counts = np.sum(compute(*tasks, what="split"), axis=0)
+    return {f"{name}_rows": int(counts[k]) for k, name in enumerate(SPLITS)}
 
 
 def _sample(frame: dd.DataFrame, rows: int, seed: int) -> pd.DataFrame:

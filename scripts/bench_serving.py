@@ -435,7 +435,7 @@ def prediction_log_comparison(
 
 def log_costs(folder: Path, per_flush: int = 400) -> dict[str, float]:
     """In-process costs of the log: one ``record`` (on the request path) and one flush (on the writer thread)."""
-    from churn.serving.prediction_log import PredictionLogger
+    from churn.serving.prediction_logger import PredictionLogger
 
     logger = PredictionLogger(folder, model_name=NAME, model_version="1", flush_seconds=3600)
     probability, label = np.array([0.42]), np.array([0], dtype=np.int32)

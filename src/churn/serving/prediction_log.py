@@ -3,75 +3,55 @@
 Each record is one scored customer: ``request_id`` (the V2 request id, or the batch run's
 id), ``customer_id`` (null when the caller sent none), ``scored_at`` (UTC), ``model_name``,
 ``model_version``, ``churn_probability``, ``churn_label`` and ``source`` (``online`` or
-``batch``). Records go to a local folder or an ``s3://`` prefix, one parquet object per
-flushed batch, partitioned by the UTC day they were scored::
+``batch``). Records go to a local folder or an ``s3://`` prefix, partitioned by the UTC day
+they were scored, one object per written batch::
 
-    <root>/date=2026-01-06/online-20260106T101500.123Z-<uuid>.parquet
+    <root>/date=2026-01-06/batch-20260106T101500.123Z-<uuid>.parquet      (batch scoring, here)
+    <root>/date=2026-01-06/online-20260106T101500.123Z-<uuid>.jsonl.gz    (the transformer)
+    <root>/date=2026-01-06/compacted.parquet                               (churn predictions compact)
 
-Every object is written whole or not at all: locally to a hidden temporary file that is
-flushed to disk and renamed into place; on S3 with one ``PUT`` (S3 never shows a partial
-object). Readers skip hidden files, so a temporary file left by a crash is never read.
-
-Online, :class:`PredictionLogger` keeps the writing off the request path: the transformer
-only appends the answer to a bounded in-memory queue (microseconds); a background thread
-drains it every ``flush_seconds`` into one object. What a crash can lose is therefore
-bounded: a ``kill -9`` loses the records of at most the last flush interval (plus the one
-write in flight); a full queue (the store is down or slower than the traffic) drops
-records and counts them in ``churn_prediction_log_dropped_total`` rather than slowing or
-failing predictions. A normal shutdown (SIGTERM) flushes what is queued.
+The transformer writes gzipped JSON lines with the standard library
+(:mod:`churn.serving.prediction_logger`: the serving image has no pyarrow or boto3); this
+module writes parquet and reads both kinds into one schema (:data:`SCHEMA`). Every object is
+written whole or not at all: locally to a hidden temporary file that is flushed to disk and
+renamed into place; on S3 with one ``PUT`` (S3 never shows a partial object). Readers skip
+hidden files, so a temporary file left by a crash is never read.
 """
 
 from __future__ import annotations
 
-import atexit
 import datetime as dt
+import gzip
 import io
 import logging
-import queue
-import threading
-import time
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from churn.errors import ChurnError
 from churn.io import atomic_path, list_s3, s3_client
+from churn.serving.prediction_logger import COLUMNS, JSONL_SUFFIX, SOURCES, Scored, object_name
 
 log = logging.getLogger(__name__)
 
-#: Columns of every prediction-log object, in this order.
-SCHEMA = pa.schema(
-    [
-        pa.field("request_id", pa.string()),
-        pa.field("customer_id", pa.string()),
-        pa.field("scored_at", pa.timestamp("ms", tz="UTC")),
-        pa.field("model_name", pa.string()),
-        pa.field("model_version", pa.string()),
-        pa.field("churn_probability", pa.float64()),
-        pa.field("churn_label", pa.int8()),
-        pa.field("source", pa.string()),
-    ]
-)
-COLUMNS = tuple(SCHEMA.names)
-SOURCES = ("online", "batch")
-
-
-@dataclass(frozen=True)
-class Scored:
-    """One answered request as the transformer saw it (what the queue holds)."""
-
-    request_id: str
-    customer_ids: Sequence[str] | None
-    probabilities: np.ndarray
-    labels: np.ndarray
-    scored_at: float  # unix seconds
+_TYPES = {
+    "request_id": pa.string(),
+    "customer_id": pa.string(),
+    "scored_at": pa.timestamp("ms", tz="UTC"),
+    "model_name": pa.string(),
+    "model_version": pa.string(),
+    "churn_probability": pa.float64(),
+    "churn_label": pa.int8(),
+    "source": pa.string(),
+}
+#: Columns of every prediction-log object, in this order (both writers, parquet and JSON lines).
+SCHEMA = pa.schema([pa.field(name, _TYPES[name]) for name in COLUMNS])
 
 
 def _table(items: Sequence[Scored], model_name: str, model_version: str, source: str) -> pa.Table:
@@ -105,8 +85,7 @@ def _write_objects(table: pa.Table, root: str, source: str, client: Any = None) 
     written = []
     for day in sorted(set(days)):
         part = table.filter(pa.array(days == day)) if len(set(days)) > 1 else table
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%f")[:-3] + "Z"
-        name = f"date={day}/{source}-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
+        name = object_name(day, source, ".parquet")
         if root.startswith("s3://"):
             bucket, _, prefix = root.removeprefix("s3://").partition("/")
             key = f"{prefix.strip('/')}/{name}".lstrip("/")
@@ -183,10 +162,7 @@ def read_prediction_log(root: str | Path, *, start: dt.date | None = None, end: 
     where = str(root)
     frames = []
     for day, source, handle in _objects(where, start, end):
-        try:
-            table = pq.read_table(handle)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise ChurnError(f"prediction log object {source} is not a readable parquet file: {exc}") from None
+        table = read_log_object(handle, source)
         frame: pd.DataFrame = table.to_pandas()
         frame["date"] = day
         frames.append(frame)
@@ -195,6 +171,33 @@ def read_prediction_log(root: str | Path, *, start: dt.date | None = None, end: 
         empty["date"] = pd.Series(dtype=object)
         return empty
     return pd.concat(frames, ignore_index=True)
+
+
+def read_log_object(handle: Any, name: str) -> pa.Table:
+    """One log object (a path, or a buffer of its bytes) as a table of :data:`SCHEMA`, by its name's suffix.
+
+    Raises:
+        ChurnError: The object is not readable as its suffix says, or its columns are not the log's.
+
+    """
+    try:
+        if name.endswith(JSONL_SUFFIX):
+            data = handle.to_pybytes() if isinstance(handle, pa.Buffer) else Path(handle).read_bytes()
+            options = pa_json.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="error")
+            table = pa_json.read_json(io.BytesIO(gzip.decompress(data)), parse_options=options)
+        else:
+            table = pq.read_table(pa.BufferReader(handle) if isinstance(handle, pa.Buffer) else handle)
+    except (pa.ArrowInvalid, OSError, EOFError) as exc:
+        kind = "gzipped JSON-lines" if name.endswith(JSONL_SUFFIX) else "parquet"
+        raise ChurnError(f"prediction log object {name} is not a readable {kind} file: {exc}") from None
+    if tuple(table.column_names) != COLUMNS:
+        raise ChurnError(f"prediction log object {name} has columns {table.column_names}, not {list(COLUMNS)}")
+    return table.cast(SCHEMA)
+
+
+def is_log_object(name: str) -> bool:
+    """Whether a file name is a log object a reader takes (not hidden, a known suffix)."""
+    return not name.startswith(".") and name.endswith((".parquet", JSONL_SUFFIX))
 
 
 def _objects(where: str, start: dt.date | None, end: dt.date | None) -> Any:
@@ -221,15 +224,15 @@ def _objects(where: str, start: dt.date | None, end: dt.date | None) -> Any:
         for key in sorted(keys):
             part, _, name = key.removeprefix(prefix).partition("/")
             day = wanted(part.removeprefix("date=")) if part.startswith("date=") else None
-            if day is None or name.startswith(".") or not name.endswith(".parquet"):
+            if day is None or not is_log_object(name):
                 continue
             body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-            yield day, f"s3://{bucket}/{key}", pa.BufferReader(body)
+            yield day, f"s3://{bucket}/{key}", pa.py_buffer(body)
         return
     folder = Path(where.removeprefix("file://"))
-    for path in sorted(folder.glob("date=*/*.parquet")):
+    for path in sorted(folder.glob("date=*/*")):
         day = wanted(path.parent.name.removeprefix("date="))
-        if day is not None and not path.name.startswith("."):
+        if day is not None and is_log_object(path.name):
             yield day, str(path), str(path)
 
 
@@ -237,106 +240,3 @@ def _root_prefix(uri: str) -> str:
     """The key prefix of an ``s3://bucket/prefix`` URI ("" or ending in "/")."""
     prefix = uri.removeprefix("s3://").partition("/")[2].strip("/")
     return prefix + "/" if prefix else ""
-
-
-def check_writer(root: str) -> None:
-    """Import what writing to ``root`` needs now (boto3 for ``s3://``), so a missing package fails at start."""
-    if root.startswith("s3://"):
-        import boto3  # noqa: F401
-
-
-class PredictionLogger:
-    """A bounded queue of answers and a background thread that writes them in batches.
-
-    Args:
-        root: Folder or ``s3://`` prefix of the log.
-        model_name: Name of the served model.
-        model_version: Its version.
-        flush_seconds: Longest time an answer waits in memory before it is written.
-        max_queue: Most answers held in memory; beyond it, answers are dropped and counted.
-        source: ``online`` for the transformer.
-
-    """
-
-    def __init__(
-        self,
-        root: str | Path,
-        *,
-        model_name: str,
-        model_version: str,
-        flush_seconds: float = 1.0,
-        max_queue: int = 100_000,
-        source: str = "online",
-    ) -> None:
-        if flush_seconds <= 0:
-            raise ChurnError(f"prediction log: flush interval must be > 0 seconds, got {flush_seconds}")
-        self.root = str(root)
-        self.model_name = model_name
-        self.model_version = model_version
-        self.flush_seconds = flush_seconds
-        self.source = source
-        self._queue: queue.Queue[Scored] = queue.Queue(maxsize=max_queue)
-        self._stop = threading.Event()
-        self._client = s3_client() if self.root.startswith("s3://") else None
-        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
-        self.written = 0
-        self.failed_writes = 0
-
-    def start(self) -> PredictionLogger:
-        """Start the writer thread; a normal interpreter exit flushes what is queued."""
-        import churn.serving.metrics  # noqa: F401  (imported here, not on the writer thread's first flush)
-
-        self._thread.start()
-        atexit.register(self.close)
-        return self
-
-    def record(
-        self, request_id: str, customer_ids: Sequence[str] | None, probabilities: np.ndarray, labels: np.ndarray
-    ) -> None:
-        """Queue one answered request (never blocks; drops and counts when the queue is full)."""
-        try:
-            self._queue.put_nowait(Scored(request_id, customer_ids, probabilities, labels, time.time()))
-        except queue.Full:
-            from churn.serving.metrics import PREDICTION_LOG_DROPPED
-
-            PREDICTION_LOG_DROPPED.inc(len(probabilities))
-
-    def _drain(self) -> list[Scored]:
-        items = []
-        while True:
-            try:
-                items.append(self._queue.get_nowait())
-            except queue.Empty:
-                return items
-
-    def flush(self) -> int:
-        """Write everything queued now; return the number of records written."""
-        from churn.serving.metrics import PREDICTION_LOG_DROPPED, PREDICTION_LOG_RECORDS
-
-        items = self._drain()
-        if not items:
-            return 0
-        table = _table(items, self.model_name, self.model_version, self.source)
-        try:
-            _write_objects(table, self.root, self.source, self._client)
-        except ChurnError as error:  # the store is down: count and carry on, never fail predictions
-            self.failed_writes += 1
-            PREDICTION_LOG_DROPPED.inc(table.num_rows)
-            log.warning("%s (%d records dropped)", error, table.num_rows)
-            return 0
-        self.written += table.num_rows
-        PREDICTION_LOG_RECORDS.inc(table.num_rows)
-        return int(table.num_rows)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.flush_seconds):
-            self.flush()
-        self.flush()
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Stop the thread after one last flush."""
-        if self._thread.is_alive():
-            self._stop.set()
-            self._thread.join(timeout)
-        else:
-            self.flush()

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from churn.errors import ChurnError
-from churn.serving.prediction_log import PredictionLogger, read_prediction_log, write_prediction_log
+from churn.serving.prediction_log import read_prediction_log, write_prediction_log
+from churn.serving.prediction_logger import PredictionLogger
 
 
 def _scored(n: int, seed: int = 0) -> pd.DataFrame:
@@ -69,7 +70,7 @@ def test_the_logger_writes_in_batches_off_the_caller_and_flushes_on_close(tmp_pa
     assert len(back) == 101 and logger.written == 101
     assert back["customer_id"].isna().sum() == 1
     assert set(back["model_version"]) == {"7"} and set(back["source"]) == {"online"}
-    assert len(list(tmp_path.glob("date=*/*.parquet"))) < 51  # batched, not one object per request
+    assert len(list(tmp_path.glob("date=*/*.jsonl.gz"))) < 51  # batched, not one object per request
 
 
 def test_a_store_that_cannot_be_written_drops_and_counts_instead_of_failing(tmp_path: Path) -> None:
@@ -95,3 +96,45 @@ def test_the_log_on_a_real_s3_endpoint(s3_endpoint: str, s3_bucket: str, aws_env
     today = dt.datetime.now(dt.UTC).date()  # a window lists only its days' partitions
     assert len(read_prediction_log(root, start=today - dt.timedelta(days=2), end=today)) == 301
     assert read_prediction_log(root, start=today + dt.timedelta(days=1), end=today + dt.timedelta(days=3)).empty
+
+
+def test_the_transformers_writer_needs_neither_pyarrow_nor_boto3(tmp_path: Path) -> None:
+    """The serving image has neither: the transformer and its log writer import and write without them."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "for name in ('pyarrow', 'boto3', 'botocore'): sys.modules[name] = None\n"
+        "import numpy as np, churn.serving.transformer\n"
+        "from churn.serving.prediction_logger import PredictionLogger\n"
+        f"logger = PredictionLogger({str(tmp_path)!r}, model_name='m', model_version='3').start()\n"
+        "logger.record('r-1', ['C-1', None], np.array([0.125, 0.5]), np.array([0, 1]))\n"
+        "logger.close()\n"
+        "assert logger.written == 2, logger.written\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (written,) = tmp_path.glob("date=*/online-*.jsonl.gz")
+    back = read_prediction_log(tmp_path)
+    assert back["customer_id"].tolist() == ["C-1", None] and back["churn_probability"].tolist() == [0.125, 0.5]
+    assert back["scored_at"].dt.tz is not None and str(back["date"][0]) == written.parent.name.removeprefix("date=")
+
+
+def test_a_log_object_that_is_not_what_its_name_says_is_named_in_the_error(tmp_path: Path) -> None:
+    day = tmp_path / "date=2026-01-06"
+    day.mkdir()
+    (day / "online-x.jsonl.gz").write_bytes(b"not gzip")
+    with pytest.raises(ChurnError, match=r"online-x.jsonl.gz is not a readable gzipped JSON-lines file"):
+        read_prediction_log(tmp_path)
+
+
+def test_s3_credentials_missing_fail_the_transformer_at_start(monkeypatch) -> None:
+    from churn.serving.prediction_logger import check_writer
+
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    with pytest.raises(ChurnError, match="AWS_ACCESS_KEY_ID"):
+        check_writer("s3://bucket/predictions/")
+    check_writer(str(Path("/nonexistent")))  # a folder is checked when written

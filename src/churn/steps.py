@@ -609,16 +609,18 @@ def monitor(
     pushgateway_url: str | None = None,
     timeout: int = 10,
     retries: int = 2,
+    source: str | None = None,
 ) -> dict[str, Any]:
     """Check a daily increment against the reference of a registered model (the champion).
 
     Loads the model and its reference profile from MLflow, scores the increment, runs the
     drift and performance checks, writes the JSON, Markdown and Evidently HTML reports
     and pushes the metrics (see :func:`churn.monitoring.run_monitoring` for the failure
-    rules).
+    rules). ``source`` names the increment in the report (the file or URI it was loaded
+    from; ``raw`` when omitted).
 
     Returns:
-        The report as a dict (``verdict``, ``flagged``, ...).
+        The report as a dict (``source``, ``verdict``, ``flagged``, ...).
 
     """
     from churn.config import get_settings
@@ -650,6 +652,7 @@ def monitor(
         reference_probabilities=None if sample is None else model.predict_proba(sample),
         settings=settings,
         pushgateway_url=pushgateway_url or None,
+        source=source or str(raw),
     )
     return run.report.to_dict()
 

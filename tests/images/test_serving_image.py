@@ -302,7 +302,9 @@ def test_the_images_transformer_logs_every_answer_where_the_chart_says_and_monit
         ids = []
         for i in range(0, len(rows), 5):
             ids.append(f"{tag}-request-{i}")
-            body = json.dumps({"id": ids[-1], "inputs": column_tensors(rows[i : i + 5])}).encode()
+            batch = [json.dumps(r) for r in rows[i : i + 5]]  # the records input: one JSON object per customer
+            inputs = [{"name": "records", "datatype": "BYTES", "shape": [len(batch)], "data": batch}]
+            body = json.dumps({"id": ids[-1], "inputs": inputs}).encode()
             request = urllib.request.Request(f"{url}/infer", data=body, headers={"Content-Type": "application/json"})
             with urllib.request.urlopen(request, timeout=30) as response:
                 assert response.status == 200

@@ -57,6 +57,7 @@ def run_monitoring(
     reference_probabilities: np.ndarray | Sequence[float] | None = None,
     settings: MonitoringSettings | None = None,
     pushgateway_url: str | None = None,
+    source: str = "",
 ) -> MonitoringRun:
     """Check ``current`` against ``profile``, write the reports and push the metrics.
 
@@ -71,6 +72,7 @@ def run_monitoring(
         reference_probabilities: Their predicted probabilities (optional, for the HTML).
         settings: Thresholds and Pushgateway settings; the configured defaults when omitted.
         pushgateway_url: Overrides ``settings.pushgateway_url``; None there too = no push.
+        source: The user's name for ``current`` (its file or URI), kept in the report.
 
     Returns:
         The report and the paths written.
@@ -86,6 +88,7 @@ def run_monitoring(
         raise ChurnError("an Evidently HTML report needs the reference rows (reference_frame)")
     try:
         report = check_drift(profile, current, probabilities, settings=s)
+        report.source = source
     except ChurnError as error:
         if gateway:
             _record_failure(gateway, s, error)

@@ -20,17 +20,21 @@ hidden files, so a temporary file left by a crash is never read.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import gzip
 import io
 import logging
+import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
@@ -156,16 +160,17 @@ def write_prediction_log(
 def read_prediction_log(root: str | Path, *, start: dt.date | None = None, end: dt.date | None = None) -> pd.DataFrame:
     """All records of the days ``start``..``end`` (inclusive; open when None), with a ``date`` column.
 
-    Hidden files (a crash's leftover temporary file) are skipped; an unreadable object is a
-    :class:`ChurnError` naming it (the writers never leave one).
+    Hidden files (a crash's leftover temporary file) are skipped; so are the objects a day's
+    ``compacted.parquet`` already holds (a compaction that stopped before deleting them leaves
+    no duplicates). An unreadable object is a :class:`ChurnError` naming it (the writers never
+    leave one).
     """
-    where = str(root)
     frames = []
-    for day, source, handle in _objects(where, start, end):
-        table = read_log_object(handle, source)
-        frame: pd.DataFrame = table.to_pandas()
-        frame["date"] = day
-        frames.append(frame)
+    for day, objects in _days(str(root), start, end):
+        for table in _day_tables(objects):
+            frame: pd.DataFrame = table.to_pandas()
+            frame["date"] = day
+            frames.append(frame)
     if not frames:
         empty: pd.DataFrame = SCHEMA.empty_table().to_pandas()
         empty["date"] = pd.Series(dtype=object)
@@ -173,7 +178,31 @@ def read_prediction_log(root: str | Path, *, start: dt.date | None = None, end: 
     return pd.concat(frames, ignore_index=True)
 
 
-def read_log_object(handle: Any, name: str) -> pa.Table:
+def _day_tables(objects: dict[str, tuple[str, Any]]) -> list[pa.Table]:
+    """The tables of one day's objects (name -> (where, handle)): the compacted one, then those it does not hold."""
+    tables: list[pa.Table] = []
+    covered: set[str] = set()
+    if COMPACTED in objects:
+        where, handle = objects[COMPACTED]
+        compacted, covered = _read_compacted(handle, where)
+        tables.append(compacted)
+    for name, (where, handle) in sorted(objects.items()):
+        if name != COMPACTED and name not in covered:
+            tables.append(read_log_object(handle, where))
+    return tables
+
+
+def _read_compacted(handle: Any, where: str) -> tuple[pa.Table, set[str]]:
+    """A compacted object's records and the names of the objects it holds (its parquet metadata)."""
+    table = read_log_object(handle, where, keep_metadata=True)
+    packed = (table.schema.metadata or {}).get(_COVERS_KEY)
+    if packed is None:
+        raise ChurnError(f"prediction log object {where} does not say which objects it holds (not compacted here?)")
+    names = zlib.decompress(base64.b64decode(packed)).decode().split("\n")
+    return table.replace_schema_metadata(None), {n for n in names if n}
+
+
+def read_log_object(handle: Any, name: str, *, keep_metadata: bool = False) -> pa.Table:
     """One log object (a path, or a buffer of its bytes) as a table of :data:`SCHEMA`, by its name's suffix.
 
     Raises:
@@ -192,12 +221,20 @@ def read_log_object(handle: Any, name: str) -> pa.Table:
         raise ChurnError(f"prediction log object {name} is not a readable {kind} file: {exc}") from None
     if tuple(table.column_names) != COLUMNS:
         raise ChurnError(f"prediction log object {name} has columns {table.column_names}, not {list(COLUMNS)}")
-    return table.cast(SCHEMA)
+    return table.cast(SCHEMA.with_metadata(table.schema.metadata) if keep_metadata else SCHEMA)
 
 
 def is_log_object(name: str) -> bool:
     """Whether a file name is a log object a reader takes (not hidden, a known suffix)."""
     return not name.startswith(".") and name.endswith((".parquet", JSONL_SUFFIX))
+
+
+def _days(where: str, start: dt.date | None, end: dt.date | None) -> Any:
+    """Each day partition in the window, oldest first: ``(day, {name: (where, handle)})``."""
+    found: dict[dt.date, dict[str, tuple[str, Any]]] = {}
+    for day, name, source, handle in _objects(where, start, end):
+        found.setdefault(day, {})[name] = (source, handle)
+    return sorted(found.items())
 
 
 def _objects(where: str, start: dt.date | None, end: dt.date | None) -> Any:
@@ -227,16 +264,130 @@ def _objects(where: str, start: dt.date | None, end: dt.date | None) -> Any:
             if day is None or not is_log_object(name):
                 continue
             body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-            yield day, f"s3://{bucket}/{key}", pa.py_buffer(body)
+            yield day, name, f"s3://{bucket}/{key}", pa.py_buffer(body)
         return
     folder = Path(where.removeprefix("file://"))
     for path in sorted(folder.glob("date=*/*")):
         day = wanted(path.parent.name.removeprefix("date="))
         if day is not None and is_log_object(path.name):
-            yield day, str(path), str(path)
+            yield day, path.name, str(path), str(path)
 
 
 def _root_prefix(uri: str) -> str:
     """The key prefix of an ``s3://bucket/prefix`` URI ("" or ending in "/")."""
     prefix = uri.removeprefix("s3://").partition("/")[2].strip("/")
     return prefix + "/" if prefix else ""
+
+
+#: A day's compacted object: every record of the day's small objects, in one parquet file.
+COMPACTED = "compacted.parquet"
+#: Parquet metadata key of a compacted object: the names of the objects it holds (zlib, base64).
+_COVERS_KEY = b"churn.prediction_log.covers"
+
+
+@dataclass(frozen=True)
+class CompactedDay:
+    """What compacting one day did."""
+
+    day: dt.date
+    records: int
+    merged: int
+    deleted: int
+
+    def line(self) -> str:
+        if not self.merged and not self.deleted:
+            return f"{self.day}: already compact ({self.records} records)"
+        merged = f"{self.merged} objects merged into {COMPACTED} ({self.records} records)"
+        return f"{self.day}: {merged}, {self.deleted} deleted"
+
+
+def compact_prediction_log(
+    root: str | Path, *, start: dt.date | None = None, end: dt.date | None = None
+) -> list[CompactedDay]:
+    """Fold each day's many small objects into one ``compacted.parquet`` per day partition.
+
+    Safe for readers at every step: the compacted object is written whole (atomic rename;
+    one S3 PUT) and names in its metadata the objects it holds, which readers then skip;
+    only after that are those objects deleted. A compaction that stops half way therefore
+    leaves neither duplicates nor gaps, and running it again finishes the work (it is
+    idempotent: a compact day is left alone). Run one compaction at a time per log; the
+    writers may go on writing (their new objects are merged the next time).
+
+    Args:
+        root: The log's folder or ``s3://bucket/prefix``.
+        start: First day to compact (open when None).
+        end: Last day to compact (open when None; the CLI stops before today, which writers still fill).
+
+    Returns:
+        One entry per day partition found.
+
+    Raises:
+        ChurnError: An object cannot be read, or the store cannot be written or cleaned.
+
+    """
+    where = str(root)
+    done = []
+    for day, objects in _days(where, start, end):
+        covered: set[str] = set()
+        tables = []
+        if COMPACTED in objects:
+            compacted, covered = _read_compacted(objects[COMPACTED][1], objects[COMPACTED][0])
+            tables.append(compacted)
+        fresh = sorted(n for n in objects if n != COMPACTED and n not in covered)
+        stale = sorted(n for n in objects if n != COMPACTED and n in covered)
+        tables += [read_log_object(objects[n][1], objects[n][0]) for n in fresh]
+        table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+        if fresh:
+            order = pc.sort_indices(table, sort_keys=[("scored_at", "ascending")])
+            covers = "\n".join(sorted(covered | set(fresh))).encode()
+            metadata = {_COVERS_KEY: base64.b64encode(zlib.compress(covers, 9))}
+            _put_compacted(where, day, table.take(order).replace_schema_metadata(metadata))
+        _delete(where, day, [*fresh, *stale])
+        done.append(CompactedDay(day, table.num_rows, len(fresh), len(fresh) + len(stale)))
+    return done
+
+
+def _put_compacted(where: str, day: dt.date, table: pa.Table) -> None:
+    if where.startswith("s3://"):
+        bucket, key = _s3_key(where, day, COMPACTED)
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        try:
+            s3_client().put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
+        except Exception as exc:
+            raise ChurnError(f"cannot write s3://{bucket}/{key}: {exc}") from exc
+        return
+    path = Path(where.removeprefix("file://")) / f"date={day}" / COMPACTED
+    try:
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp)
+    except OSError as exc:
+        raise ChurnError(f"cannot write {path}: {exc}") from exc
+
+
+def _delete(where: str, day: dt.date, names: list[str]) -> None:
+    if not names:
+        return
+    if where.startswith("s3://"):
+        client = s3_client()
+        for first in range(0, len(names), 1000):  # DeleteObjects takes at most 1,000 keys
+            keys = [_s3_key(where, day, n) for n in names[first : first + 1000]]
+            try:
+                answer = client.delete_objects(Bucket=keys[0][0], Delete={"Objects": [{"Key": k} for _, k in keys]})
+            except Exception as exc:
+                raise ChurnError(f"cannot delete compacted objects under {where}/date={day}/: {exc}") from exc
+            if answer.get("Errors"):
+                error = answer["Errors"][0]
+                raise ChurnError(f"cannot delete s3://{keys[0][0]}/{error['Key']}: {error.get('Message', error)}")
+        return
+    folder = Path(where.removeprefix("file://")) / f"date={day}"
+    for name in names:
+        try:
+            (folder / name).unlink(missing_ok=True)
+        except OSError as exc:
+            raise ChurnError(f"cannot delete {folder / name}: {exc}") from exc
+
+
+def _s3_key(where: str, day: dt.date, name: str) -> tuple[str, str]:
+    bucket = where.removeprefix("s3://").partition("/")[0]
+    return bucket, f"{_root_prefix(where.rstrip('/'))}date={day}/{name}"

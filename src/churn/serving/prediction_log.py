@@ -209,6 +209,8 @@ def read_log_object(handle: Any, name: str, *, keep_metadata: bool = False) -> p
         ChurnError: The object is not readable as its suffix says, or its columns are not the log's.
 
     """
+    if isinstance(handle, _S3Object):
+        handle = handle.fetch()
     try:
         if name.endswith(JSONL_SUFFIX):
             data = handle.to_pybytes() if isinstance(handle, pa.Buffer) else Path(handle).read_bytes()
@@ -263,14 +265,28 @@ def _objects(where: str, start: dt.date | None, end: dt.date | None) -> Any:
             day = wanted(part.removeprefix("date=")) if part.startswith("date=") else None
             if day is None or not is_log_object(name):
                 continue
-            body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-            yield day, name, f"s3://{bucket}/{key}", pa.py_buffer(body)
+            yield day, name, f"s3://{bucket}/{key}", _S3Object(client, bucket, key)
         return
     folder = Path(where.removeprefix("file://"))
     for path in sorted(folder.glob("date=*/*")):
         day = wanted(path.parent.name.removeprefix("date="))
         if day is not None and is_log_object(path.name):
             yield day, path.name, str(path), str(path)
+
+
+@dataclass(frozen=True)
+class _S3Object:
+    """An S3 object to fetch when it is read (listing a day does not download it)."""
+
+    client: Any
+    bucket: str
+    key: str
+
+    def fetch(self) -> pa.Buffer:
+        try:
+            return pa.py_buffer(self.client.get_object(Bucket=self.bucket, Key=self.key)["Body"].read())
+        except Exception as exc:
+            raise ChurnError(f"cannot read s3://{self.bucket}/{self.key}: {exc}") from exc
 
 
 def _root_prefix(uri: str) -> str:
@@ -290,13 +306,13 @@ class CompactedDay:
     """What compacting one day did."""
 
     day: dt.date
-    records: int
+    records: int | None  # None: compact already, not read
     merged: int
     deleted: int
 
     def line(self) -> str:
         if not self.merged and not self.deleted:
-            return f"{self.day}: already compact ({self.records} records)"
+            return f"{self.day}: already compact"
         merged = f"{self.merged} objects merged into {COMPACTED} ({self.records} records)"
         return f"{self.day}: {merged}, {self.deleted} deleted"
 
@@ -328,6 +344,9 @@ def compact_prediction_log(
     where = str(root)
     done = []
     for day, objects in _days(where, start, end):
+        if set(objects) == {COMPACTED}:  # compact already: not even read
+            done.append(CompactedDay(day, None, 0, 0))
+            continue
         covered: set[str] = set()
         tables = []
         if COMPACTED in objects:

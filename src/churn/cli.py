@@ -485,6 +485,13 @@ def pipeline_run(
     latest_only: Annotated[
         bool | None, typer.Option(help="scoring: score only the newest customers_YYYYMMDD file of --source-uri.")
     ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            help="`pandas` (one process per task) or `dask` (partitioned parquet on a Dask cluster per task) "
+            "[default: CHURN_ENGINE]."
+        ),
+    ] = None,
     runner: Annotated[
         str,
         typer.Option(
@@ -512,7 +519,12 @@ def pipeline_run(
         "pushgateway_url": pushgateway_url,
         "destination": destination,
         "latest_only": latest_only,
+        "engine": engine,
     }
+    if engine is not None:
+        from churn.steps import check_engine
+
+        check_engine(engine)
     if name == "monitoring":  # its training parameters are those of the retraining run
         given["retrain_rows"], given["retrain_source_uri"] = given.pop("rows"), given.pop("source_uri")
     if runner not in ("subprocess", "docker"):

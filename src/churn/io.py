@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +37,26 @@ _ARROW_TYPES = {
 }
 #: Arrow schema of the raw export, so CSV and parquet files carry the same types.
 RAW_ARROW_SCHEMA = pa.schema([pa.field(c.name, _ARROW_TYPES[c.kind]) for c in schema.RAW_COLUMNS])
+
+
+@contextmanager
+def atomic_folder(folder: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary sibling folder to fill; on success it replaces ``folder`` whole, on failure it is removed.
+
+    A reader sees the old folder or the complete new one, never a part of it.
+    """
+    target = Path(folder)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        tmp.replace(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_json(obj: Any, path: str | os.PathLike[str]) -> Path:

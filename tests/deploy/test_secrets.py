@@ -368,9 +368,12 @@ def _check_the_prediction_log_user(
     # What monitoring (the read/write user) reads back is what the transformer logged.
     keys = pipelines.list_objects_v2(Bucket="mlflow", Prefix="predictions/")["Contents"]
     assert len(keys) == 1 and keys[0]["Key"].endswith(".jsonl.gz")
+    import boto3
+
     creds = pipelines._request_signer._credentials
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", creds.access_key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", creds.secret_key)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # boto3 keeps the credentials its first client found
     back = read_prediction_log("s3://mlflow/predictions/")
     assert back["customer_id"].tolist() == ["C-1", "C-2"] and back["churn_label"].tolist() == [0, 1]
     assert back["churn_probability"].tolist() == [0.25, 0.75] and set(back["model_version"]) == {"4"}

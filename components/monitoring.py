@@ -69,6 +69,7 @@ def check_drift(
         pushgateway_url=pushgateway_url or settings.monitoring.pushgateway_url,
         timeout=settings.mlflow.timeout_seconds,
         retries=settings.mlflow.max_retries,
+        source=current.metadata.get("source"),  # the user's file, not this task's copy of it
     )
     for name, value in steps.monitoring_metrics(result).items():
         metrics.log_metric(name, value)
@@ -118,6 +119,7 @@ def check_performance(
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def trigger_retraining(
     verdict: str,
+    performance: Input[Artifact],
     mode: str = "local",
     kfp_host: str = "",
     rows: int = 100_000,
@@ -133,10 +135,18 @@ def trigger_retraining(
     cluster_env: str = "",
     engine: str = "pandas",
 ) -> str:
-    """Start a training run (locally, or through the KFP API); its promotion gate decides about @champion."""
+    """On a drift or realized-performance alert, start a training run (here or via the KFP API); the gate decides."""
+    import json
+    from pathlib import Path
+
     from churn.config import get_settings
-    from churn.retraining import trigger_training
+    from churn.retraining import retraining_reason, trigger_training
     from churn.schedule import Release
+
+    reason = retraining_reason(verdict, json.loads(Path(performance.path).read_text()).get("levels"))
+    if not reason:
+        print(f"drift verdict {verdict}, no realized-performance alert: no retraining")
+        return "no retraining: no alert"
 
     release = Release(get_settings().deploy.release)
     parameters = {
@@ -156,7 +166,7 @@ def trigger_retraining(
         "mlflow_secret": release.mlflow_secret("pipeline"),
         "gate_secret": release.mlflow_secret("gate"),
     }
-    print(f"verdict {verdict}: retraining ({mode})")
+    print(f"{reason}: retraining ({mode})")
     return trigger_training(parameters, mode=mode, kfp_host=kfp_host)
 
 

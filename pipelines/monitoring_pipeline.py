@@ -54,7 +54,7 @@ def monitoring_pipeline(
         mlflow_tracking_uri: MLflow tracking URI (empty: CHURN_MLFLOW__TRACKING_URI or the local default).
         model_name: Registered model whose @champion is monitored.
         pushgateway_url: Prometheus Pushgateway (empty: CHURN_MONITORING__PUSHGATEWAY_URL; unset: no push).
-        retrain_on_alert: Start a training run when the verdict is "alert".
+        retrain_on_alert: Start a training run when the drift verdict or the realized performance is "alert".
         retrain_mode: "local" (run it in-process with the local runner) or "kfp" (submit to the KFP API).
         kfp_host: KFP API endpoint for retrain_mode "kfp" (empty: the in-cluster default).
         retrain_rows: Rows the retraining run generates when no retrain_source_uri is given.
@@ -105,11 +105,12 @@ def monitoring_pipeline(
     )
     performance.after(checked).set_display_name("performance per cohort (logged predictions + labels)")
     performance.set_caching_options(False)
-    alert = dsl.If(drift.outputs["Output"] == "alert", name="drift-alert")
-    wanted = dsl.If(retrain_on_alert == True, name="retrain-on-alert")  # noqa: E712 (a KFP condition, not Python)
-    with alert, wanted:
+    # Retraining decides itself whether an alert calls for it (a drift alert or a realized-performance
+    # alert, churn.retraining.retraining_reason): a KFP condition compares one output with a constant.
+    with dsl.If(retrain_on_alert == True, name="retrain-on-alert"):  # noqa: E712 (a KFP condition, not Python)
         retrain = trigger_retraining(
             verdict=drift.outputs["Output"],
+            performance=performance.outputs["report"],
             mode=retrain_mode,
             kfp_host=kfp_host,
             rows=retrain_rows,

@@ -282,7 +282,7 @@ def main() -> None:
     parser.add_argument("--mlserver-venv", type=Path, default=ROOT / ".venv-mlserver")
     parser.add_argument("--json", type=Path, default=None, help="Also write the figures to this file.")
     parser.add_argument("--log-only", action="store_true", help="Only the prediction log off/on comparison.")
-    parser.add_argument("--log-rounds", type=int, default=10, help="Alternating off/on blocks of that comparison.")
+    parser.add_argument("--log-rounds", type=int, default=40, help="Alternating off/on blocks of that comparison.")
     args = parser.parse_args()
     n, n_each, repeats = (300, 60, 5) if args.quick else (2_000, 250, 30)
 
@@ -389,8 +389,9 @@ def prediction_log_comparison(
     """Single-row req/s through the transformer (gRPC hop) with the prediction log off and on.
 
     Both pairs of servers run at once (one logging to a folder, one not) and the client
-    alternates between them in short blocks, so that the load of a shared machine falls on
-    both alike; each figure is the median over the blocks.
+    alternates between them in short blocks (off-on, then on-off, ...), so that the load of a
+    shared machine falls on both alike. Each block gives one on/off ratio of two neighbouring
+    measurements; the table reports the median of those ratios and their spread.
     """
     from churn.serving.local import LocalService, ServiceConfig
     from churn.serving.prediction_log import read_prediction_log
@@ -426,16 +427,16 @@ def prediction_log_comparison(
             for block in range(blocks):
                 print(f"prediction log off/on, {proto}, block {block + 1}/{blocks}...", file=sys.stderr)
                 for mode in ("off", "on") if block % 2 == 0 else ("on", "off"):
-                    runs[mode][f"{proto}_single"].append(latency_run(calls[mode], max(100, n // blocks), warmup=10))
+                    runs[mode][f"{proto}_single"].append(latency_run(calls[mode], max(50, n // blocks), warmup=10))
                     runs[mode][f"{proto}_concurrent8"].append(
-                        concurrent_run(lambda c=clients[mode]: c.make(1), 8, max(20, n_each // blocks))
+                        concurrent_run(lambda c=clients[mode]: c.make(1), 8, max(10, n_each // blocks))
                     )
     return {"runs": runs, "logged_records": len(read_prediction_log(log_root)), **log_costs(workdir / "costs")}
 
 
 def log_costs(folder: Path, per_flush: int = 400) -> dict[str, float]:
     """In-process costs of the log: one ``record`` (on the request path) and one flush (on the writer thread)."""
-    from churn.serving.prediction_log import PredictionLogger
+    from churn.serving.prediction_logger import PredictionLogger
 
     logger = PredictionLogger(folder, model_name=NAME, model_version="1", flush_seconds=3600)
     probability, label = np.array([0.42]), np.array([0], dtype=np.int32)
@@ -458,15 +459,32 @@ def log_costs(folder: Path, per_flush: int = 400) -> dict[str, float]:
     return {"record_us": record_us, "flush_ms": float(np.median(flushes) * 1e3), "flush_records": per_flush}
 
 
+def ratio_summary(on: list[float], off: list[float], seed: int = 0) -> dict[str, float]:
+    """The on/off ratios of neighbouring blocks: median, quartiles and a bootstrap 95% interval of the median."""
+    ratios = np.asarray(on) / np.asarray(off)
+    rng = np.random.default_rng(seed)
+    medians = np.median(rng.choice(ratios, size=(2_000, len(ratios)), replace=True), axis=1)
+    low, high = np.percentile(medians, [2.5, 97.5])
+    q1, q3 = np.percentile(ratios, [25, 75])
+    return {
+        "median": float(np.median(ratios)),
+        "q1": float(q1),
+        "q3": float(q3),
+        "ci_low": float(low),
+        "ci_high": float(high),
+    }
+
+
 def print_log_table(r: dict[str, Any], n: int) -> None:
-    """Median over the blocks, off vs on, and their ratio (aim: within 5%)."""
+    """Per path: req/s off and on (medians), and the median of the blocks' on/off ratios with its spread."""
     runs = r["runs"]
     blocks = len(runs["off"]["http_single"])
     print(
-        f"\nprediction log: transformer path (hop gRPC), single rows, {n:,} requests per setting and path, "
-        f"both settings served at once, {blocks} alternating blocks (medians); {r['logged_records']:,} records logged\n"
+        f"\nprediction log: transformer path (hop gRPC), single rows, both settings served at once, {blocks} "
+        f"alternating off/on blocks; ratio = median of the {blocks} blocks' on/off req/s, IQR = its quartiles, "
+        f"95% CI = bootstrap interval of that median; {r['logged_records']:,} records logged\n"
     )
-    head = f"{'request path':<28}{'clients':>8}{'log off req/s':>15}{'log on req/s':>14}{'on/off':>8}"
+    head = f"{'request path':<20}{'clients':>8}{'off req/s':>11}{'on req/s':>10}{'ratio':>8}{'IQR':>15}{'95% CI':>15}"
     head += f"{'p50 off/on ms':>16}"
     print(head)
     print("-" * len(head))
@@ -475,14 +493,17 @@ def print_log_table(r: dict[str, Any], n: int) -> None:
             off = [m["rps"] for m in runs["off"][f"{proto}_{kind}"]]
             on = [m["rps"] for m in runs["on"][f"{proto}_{kind}"]]
             p50 = [float(np.median([m["p50_ms"] for m in runs[mode][f"{proto}_{kind}"]])) for mode in ("off", "on")]
-            ratio = float(np.median(on)) / float(np.median(off))
+            q = ratio_summary(on, off)
+            spread = f"{q['q1']:.2f}-{q['q3']:.2f}"
+            interval = f"{q['ci_low']:.3f}-{q['ci_high']:.3f}"
             print(
-                f"{name:<28}{clients:>8}{np.median(off):>15,.0f}{np.median(on):>14,.0f}{ratio:>8.3f}"
-                f"{f'{p50[0]:.2f} / {p50[1]:.2f}':>16}"
+                f"{name:<20}{clients:>8}{np.median(off):>11,.0f}{np.median(on):>10,.0f}{q['median']:>8.3f}"
+                f"{spread:>15}{interval:>15}{f'{p50[0]:.2f} / {p50[1]:.2f}':>16}"
             )
     print(
         f"\nin-process: one answer queued on the request path {r['record_us']:.1f} us; one flush of "
-        f"{r['flush_records']} answers (one parquet object, fsync, rename) {r['flush_ms']:.1f} ms on the writer thread"
+        f"{r['flush_records']} answers (one gzipped JSON-lines object, fsync, rename) {r['flush_ms']:.1f} ms "
+        "on the writer thread"
     )
 
 

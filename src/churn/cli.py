@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import sys
@@ -41,6 +42,8 @@ mlflow_auth_app = typer.Typer(
     help="MLflow users and permissions, for a server run with --app-name churn-auth.", no_args_is_help=True
 )
 app.add_typer(pipeline_app, name="pipeline")
+predictions_app = typer.Typer(help="The prediction log (every answer the model gave).", no_args_is_help=True)
+app.add_typer(predictions_app, name="predictions")
 app.add_typer(mlflow_auth_app, name="mlflow-auth")
 
 out = Console(soft_wrap=True)
@@ -697,6 +700,40 @@ def _print_highest_risk(location: str, n: int) -> None:
         )
         for text in reason_texts(row):
             out.print(f"      {text}", highlight=False)
+
+
+def _day_option(text: str | None, name: str) -> dt.date | None:
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a date YYYY-MM-DD", param_hint=name) from None
+
+
+@predictions_app.command("compact")
+def predictions_compact_command(
+    root: Annotated[
+        str | None,
+        typer.Option(help="The log: folder or s3:// prefix [default: CHURN_PERFORMANCE__PREDICTION_LOG_URI]."),
+    ] = None,
+    start: Annotated[str | None, typer.Option(help="First day to compact, YYYY-MM-DD [default: the oldest].")] = None,
+    end: Annotated[
+        str | None,
+        typer.Option(help="Last day to compact, YYYY-MM-DD [default: yesterday (UTC); today's log is still written]."),
+    ] = None,
+) -> None:
+    """Merge each day's small prediction-log objects into one parquet object per day (atomic, idempotent)."""
+    from churn.serving.prediction_log import compact_prediction_log
+
+    first, last = _day_option(start, "--start"), _day_option(end, "--end")
+    last = last or dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    where = root or get_settings().prediction_log_uri
+    with err.status(f"compacting {where}..."):
+        days = compact_prediction_log(where, start=first, end=last)
+    out.print(f"[bold]prediction log[/bold] {where}: {len(days)} day(s) through {last}", highlight=False)
+    for day in days:
+        out.print(f"  {day.line()}", highlight=False)
 
 
 _Release = Annotated[

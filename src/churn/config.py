@@ -156,7 +156,9 @@ class DeploySettings(BaseModel):
         "", description="Service account of training runs a monitoring run submits (the chart's deployer)."
     )
     s3_secret: str = Field(
-        "churn-s3", description="Secret with the S3 credentials the transformer writes its prediction log with."
+        "churn-s3",
+        description="Secret with the S3 credentials the transformer writes its prediction log with "
+        "(in a cluster the chart's ConfigMap names its write-only <release>-s3-predlog).",
     )
 
 

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +22,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from churn.atomic import atomic_path as atomic_path
 from churn.data import schema
 
 FileFormat = Literal["csv", "parquet"]
@@ -37,30 +37,6 @@ _ARROW_TYPES = {
 }
 #: Arrow schema of the raw export, so CSV and parquet files carry the same types.
 RAW_ARROW_SCHEMA = pa.schema([pa.field(c.name, _ARROW_TYPES[c.kind]) for c in schema.RAW_COLUMNS])
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces ``path`` atomically.
-
-    Args:
-        path: Final destination. Its parent folder is created if missing.
-
-    Yields:
-        A temporary path in the same folder (same filesystem, so the rename is atomic).
-
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Hidden, unique, and ending in the target's suffix (some writers insist on it, e.g. KFP's ".yaml").
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp{target.suffix}")
-    try:
-        yield tmp
-        with tmp.open("rb+") as handle:
-            os.fsync(handle.fileno())
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @contextmanager

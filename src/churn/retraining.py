@@ -1,8 +1,10 @@
-"""Drift-triggered retraining: start a training run, locally or on a Kubeflow Pipelines backend.
+"""Alert-triggered retraining: start a training run, locally or on a Kubeflow Pipelines backend.
 
-The monitoring pipeline calls :func:`trigger_training` when its verdict is "alert" and
-retraining is switched on. Either way the new model only registers as ``@challenger``;
-the training pipeline's promotion gate still decides whether it becomes ``@champion``.
+The monitoring pipeline calls :func:`trigger_training` when retraining is switched on and
+:func:`retraining_reason` finds an alert: the drift checks' verdict, or the realized
+performance (the champion's ROC-AUC on cohorts whose labels have arrived). Either way the
+new model only registers as ``@challenger``; the training pipeline's promotion gate still
+decides whether it becomes ``@champion``.
 
 - ``local``: the training pipeline runs here, under KFP's local runner, through the same
   function ``churn pipeline run training`` uses (:func:`churn.kfp_runner.run_local`).
@@ -29,6 +31,21 @@ from churn.config import Settings, get_settings
 from churn.errors import ChurnError
 
 MODES = ("local", "kfp")
+
+
+def retraining_reason(drift_verdict: str, performance_levels: dict[str, str] | None = None) -> str:
+    """Why a monitoring run retrains ("" = it does not): a drift alert, a realized-performance alert, or both.
+
+    Only the realized level counts among the performance checks: the estimate (CBPE) follows
+    the inputs, which the drift checks already judge, and overdue labels are a data problem
+    that a new model would not fix.
+    """
+    reasons = []
+    if drift_verdict == "alert":
+        reasons.append("drift alert")
+    if (performance_levels or {}).get("realized") == "alert":
+        reasons.append("realized performance alert")
+    return " and ".join(reasons)
 
 
 def trigger_training(

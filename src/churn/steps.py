@@ -782,16 +782,18 @@ def monitor(
     pushgateway_url: str | None = None,
     timeout: int = 10,
     retries: int = 2,
+    source: str | None = None,
 ) -> dict[str, Any]:
     """Check a daily increment against the reference of a registered model (the champion).
 
     Loads the model and its reference profile from MLflow, scores the increment, runs the
     drift and performance checks, writes the JSON, Markdown and Evidently HTML reports
     and pushes the metrics (see :func:`churn.monitoring.run_monitoring` for the failure
-    rules).
+    rules). ``source`` names the increment in the report (the file or URI it was loaded
+    from; ``raw`` when omitted).
 
     Returns:
-        The report as a dict (``verdict``, ``flagged``, ...).
+        The report as a dict (``source``, ``verdict``, ``flagged``, ...).
 
     """
     from churn.config import get_settings
@@ -811,7 +813,10 @@ def monitor(
         if parsed.frame is None or parsed.violations:
             reasons = "; ".join(v.message for v in parsed.violations) or "unreadable"
             raise ChurnError(f"monitoring failed: the current data cannot be read: {reasons}")
-        return _run_monitoring(model, profile, sample, parsed.frame, None, json_path, markdown_path, html_path, url)
+        frame = parsed.frame
+        return _run_monitoring(
+            model, profile, sample, frame, None, json_path, markdown_path, html_path, url, source or str(raw)
+        )
 
     from churn.scale import steps as dask_steps
     from churn.scale.frames import read_raw, typed
@@ -823,7 +828,9 @@ def monitor(
         current = typed(read_raw(raw))
         shown = dask_steps.sample(raw, 20_000)
         check = lambda: check_drift_dask(profile, current, model, settings=settings)[0]  # noqa: E731
-        return _run_monitoring(model, profile, sample, shown, check, json_path, markdown_path, html_path, url)
+        return _run_monitoring(
+            model, profile, sample, shown, check, json_path, markdown_path, html_path, url, source or str(raw)
+        )
 
 
 def _run_monitoring(
@@ -836,6 +843,7 @@ def _run_monitoring(
     markdown_path: str | Path | None,
     html_path: str | Path | None,
     pushgateway_url: str | None,
+    source: str,
 ) -> dict[str, Any]:
     from churn.config import get_settings
     from churn.monitoring import run_monitoring
@@ -852,6 +860,7 @@ def _run_monitoring(
         settings=get_settings().monitoring,
         pushgateway_url=pushgateway_url,
         check=check,
+        source=source,
     )
     return run.report.to_dict()
 

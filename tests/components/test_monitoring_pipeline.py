@@ -84,12 +84,14 @@ def test_data_pipeline_publishes_a_valid_daily_increment(trained: Settings) -> N
 def test_clean_day_is_ok_and_drifted_day_alerts_with_artifacts(trained: Settings) -> None:
     clean = _monitor(trained, _day(trained, "2026-01-06", "none"))
     assert clean.output == "ok"
-    drifted = _monitor(trained, _day(trained, "2026-01-07", "price_shock"))
+    day = _day(trained, "2026-01-07", "price_shock")
+    drifted = _monitor(trained, day)
     assert drifted.output == "alert"
     assert drifted.run_dir is not None
     task = drifted.run_dir / "check-drift"
     report = json.loads((task / "report").read_text())
     assert report["verdict"] == "alert"
+    assert report["source"] == day  # the user's file, not the pipeline's copy of it
     assert {"discount_usage_rate", "cart_abandonment_rate"} <= set(report["flagged"])
     assert "# Drift check: ALERT" in (task / "summary").read_text()
     assert "<html" in (task / "evidently").read_text(encoding="utf-8")[:2000].lower()
@@ -269,6 +271,39 @@ def test_drift_alert_triggers_retraining_and_the_gate_decides(trained: Settings)
     assert client.get_model_version_by_alias("churn-model", "challenger").version == new
     assert load_reference(f"models:/churn-model/{new}").rows == 2_100
     assert len(pd.read_csv(trained.raw_dir / "customers_20260109.csv")) == 1_000
+
+
+def test_a_realized_performance_alert_triggers_retraining_without_any_drift(trained: Settings) -> None:
+    """Today's increment is clean (no drift alert); the labels of an earlier, concept-drifted day show the drop.
+
+    (The concept-drifted day itself would also alert the drift run: its increment carries its
+    labels, so the drift run's own ROC-AUC check sees the drop.)
+    """
+    from churn.jobs import log_day_predictions
+
+    connect_registry(trained.tracking_uri)
+    client = MlflowClient()
+    before = {v.version for v in client.search_model_versions("name='churn-model'")}
+    log_day_predictions(trained, Path(_day(trained, "2026-01-12", "concept_drift")), label_delay_days=1)
+    today = _day(trained, "2026-01-13", "none")
+    run = _monitor(trained, today, as_of="2026-01-13", retrain_on_alert=True, retrain_rows=3_000, date="2026-01-13")
+    # No drift alert (a small reference may "warn"): only the realized performance can retrain.
+    assert run.output != "alert" and run.run_dir is not None
+    performance = json.loads((run.run_dir / "check-performance" / "report").read_text())
+    assert performance["levels"]["realized"] == "alert"
+    executed = json.loads((run.run_dir / "trigger-retraining" / "executor_output.json").read_text())
+    assert executed["parameterValues"]["Output"].startswith("local training run: ")
+    assert len({v.version for v in client.search_model_versions("name='churn-model'")} - before) == 1
+
+
+def test_no_alert_no_retraining_even_when_switched_on() -> None:
+    from churn.retraining import retraining_reason
+
+    assert retraining_reason("ok", {"realized": "ok", "estimated": "alert", "labels": "alert"}) == ""
+    assert retraining_reason("warn", {"realized": "warn"}) == ""
+    assert retraining_reason("alert", None) == "drift alert"
+    assert retraining_reason("ok", {"realized": "alert"}) == "realized performance alert"
+    assert retraining_reason("alert", {"realized": "alert"}) == "drift alert and realized performance alert"
 
 
 def _cli(settings: Settings, *args: str) -> subprocess.Popen[str]:

@@ -67,6 +67,9 @@ def test_manifest_is_the_charts_inference_service(helm: str) -> None:
             f"serving.storageUri={STORAGE}",
             "--set-string",
             "serving.modelVersion=4",
+            # ServingTarget() has no log (the settings give it one: test_pipeline_env covers the log's args).
+            "--set",
+            "performance.predictionLog=false",
         )
         if o["kind"] == "InferenceService"
     )

@@ -116,7 +116,6 @@ def test_a_deploy_step_reading_the_configmap_builds_the_charts_inference_service
 ) -> None:
     values = ["--set", "imageRegistry=registry.example.com/ml", "--set", "serving.predictorProtocol=v2"]
     values += ["--set", "serving.maxBatchSize=500", "--set", f"serving.storageUri={STORAGE}"]
-    values += ["--set", "performance.predictionLog=true"]
     objects = render(helm, *values, "--set-string", "serving.modelVersion=9", release="prod")
     (env,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "prod-pipeline-env"]
     (chart,) = [o for o in objects if o["kind"] == "InferenceService"]
@@ -126,15 +125,34 @@ def test_a_deploy_step_reading_the_configmap_builds_the_charts_inference_service
     ours = inference_service(target, STORAGE, model_version="9")
     assert ours["metadata"]["namespace"] == "ml"
     assert_same_serving(ours, chart)
-    # The transformer logs every answer to the release's bucket, with the release's S3 credentials.
+    # By default the transformer logs every answer to the release's bucket, as the write-only log user.
     (transformer,) = ours["spec"]["transformer"]["containers"]
     assert "--prediction_log=s3://mlflow/predictions/" in transformer["args"]
     variables = {e["name"]: e for e in transformer["env"]}
     assert variables["AWS_ENDPOINT_URL"]["value"] == "http://prod-minio.ml.svc:9000"
     secret = variables["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]
-    assert secret == {"name": "prod-s3", "key": "AWS_SECRET_ACCESS_KEY"}
+    assert secret == {"name": "prod-s3-predlog", "key": "AWS_SECRET_ACCESS_KEY"}
     assert env["data"]["CHURN_PERFORMANCE__PREDICTION_LOG_URI"] == "s3://mlflow/predictions/"
     assert env["data"]["CHURN_PERFORMANCE__LABELS_URI"] == "s3://mlflow/labels/"
+
+
+def test_the_prediction_log_can_be_turned_off_or_written_with_a_given_secret(helm: str) -> None:
+    def transformer_and_env(*values: str) -> tuple[dict[str, Any], dict[str, str]]:
+        objects = render(helm, *values, release="prod")
+        (isvc,) = [o for o in objects if o["kind"] == "InferenceService"]
+        (env,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "prod-pipeline-env"]
+        return isvc["spec"]["transformer"]["containers"][0], env["data"]
+
+    off, env = transformer_and_env("--set", "performance.predictionLog=false")
+    assert not [a for a in off["args"] if a.startswith("--prediction_log")]
+    assert not [e for e in off["env"] if e["name"].startswith("AWS_")]
+    assert env["CHURN_SERVING__PREDICTION_LOG_URI"] == ""
+    given, env = transformer_and_env("--set", "performance.predictionLogExistingSecret=log-writer")
+    keys = {e["valueFrom"]["secretKeyRef"]["name"] for e in given["env"] if "valueFrom" in e}
+    assert keys == {"log-writer"} and env["CHURN_DEPLOY__S3_SECRET"] == "log-writer"
+    # An external S3 (no MinIO here): the read/write Secret, since the chart cannot create users there.
+    external, _ = transformer_and_env("--set", "minio.enabled=false", "--set", "s3.endpoint=s3.example.com")
+    assert {e["valueFrom"]["secretKeyRef"]["name"] for e in external["env"] if "valueFrom" in e} == {"prod-s3"}
 
 
 def test_pipelines_compiled_for_another_registry_run_its_images(tmp_path: Path) -> None:

@@ -66,6 +66,7 @@ def test_a_default_install_has_no_known_credential(helm: str) -> None:
         "churn-s3/AWS_ACCESS_KEY_ID",
         "churn-s3/AWS_SECRET_ACCESS_KEY",
         "churn-s3-reader/AWS_SECRET_ACCESS_KEY",
+        "churn-s3-predlog/AWS_SECRET_ACCESS_KEY",
         "churn-minio-root/MINIO_ROOT_PASSWORD",
         "churn-mlflow-admin/MLFLOW_AUTH_ADMIN_PASSWORD",
         "churn-mlflow-admin/MLFLOW_FLASK_SERVER_SECRET_KEY",
@@ -126,21 +127,32 @@ def test_the_minio_policies_are_valid_and_least_privilege(helm: str) -> None:
     objects = _render(helm, CHART, "--set", "s3.bucket=models")
     (config,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "churn-minio-policies"]
     policies = {name: json.loads(text) for name, text in config["data"].items()}
-    assert set(policies) == {"churn-readwrite.json", "churn-readonly.json"}
+    assert set(policies) == {"churn-readwrite.json", "churn-readonly.json", "churn-predlog.json"}
     actions: dict[str, set[str]] = {}
     for name, policy in policies.items():
         IAMPolicyDocumentValidator(json.dumps(policy)).validate()  # raises on a malformed policy
         for statement in policy["Statement"]:
             assert statement["Effect"] == "Allow" and "*" not in json.dumps(statement["Action"])
-            assert set(statement["Resource"]) <= {"arn:aws:s3:::models", "arn:aws:s3:::models/*"}, name
+            allowed = {"arn:aws:s3:::models", "arn:aws:s3:::models/*", "arn:aws:s3:::models/predictions/*"}
+            assert set(statement["Resource"]) <= allowed, name
             actions.setdefault(name, set()).update(statement["Action"])
     reads = {"s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation"}
     assert actions["churn-readonly.json"] == reads
     assert reads | {"s3:PutObject", "s3:DeleteObject"} <= actions["churn-readwrite.json"]
-    # The bucket Job creates both users with their policies, as MinIO's root, which nothing else reads.
+    # The prediction log's user: writes under the log's prefix, nothing else (not even reads).
+    assert policies["churn-predlog.json"]["Statement"] == [
+        {"Action": ["s3:PutObject"], "Effect": "Allow", "Resource": ["arn:aws:s3:::models/predictions/*"]}
+    ]
+    elsewhere = _render(helm, CHART, "--set", "performance.predictionLogUri=s3://lake/serving/log")
+    (config,) = [o for o in elsewhere if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "churn-minio-policies"]
+    assert json.loads(config["data"]["churn-predlog.json"])["Statement"][0]["Resource"] == [
+        "arn:aws:s3:::lake/serving/log/*"
+    ]
+    # The bucket Job creates the users with their policies, as MinIO's root, which nothing else reads.
     (job,) = [o for o in objects if o["kind"] == "Job" and o["metadata"]["name"] == "churn-create-bucket"]
     script = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
-    for line in ("policy attach s3 churn-readwrite", "policy attach s3 churn-readonly", "admin user add s3"):
+    attach = ("policy attach s3 churn-readwrite", "policy attach s3 churn-readonly", "policy attach s3 churn-predlog")
+    for line in (*attach, "admin user add s3"):
         assert line in script
     root_readers = [
         o["metadata"]["name"]
@@ -248,9 +260,13 @@ def test_mlflow_runs_with_authentication_and_its_users_beside_the_runs(helm: str
 
 
 def test_an_s3_endpoint_enforcing_the_rendered_policies_gives_each_user_only_its_share(
-    helm: str, tmp_path: Path
+    helm: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """moto's S3 with IAM enforcement on (no MinIO binary here): the chart's two policies, attached to two users."""
+    """moto's S3 with IAM enforcement on (no MinIO binary here): the chart's three policies, attached to three users.
+
+    moto checks each request's SigV4 signature too, so the prediction log user's writes also
+    prove that the serving image's own signer (churn.s3put, no boto3) signs as S3 expects.
+    """
     import socket
     import time
 
@@ -262,7 +278,7 @@ def test_an_s3_endpoint_enforcing_the_rendered_policies_gives_each_user_only_its
 
     objects = _render(helm)
     (config,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "churn-minio-policies"]
-    setup_calls = 10  # the root's calls below; moto authorizes every request after them
+    setup_calls = 13  # the root's calls below; moto authorizes every request after them
     root = {"aws_access_key_id": "root", "aws_secret_access_key": "root-secret-for-setup"}
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, "AWS_DEFAULT_REGION": "us-east-1"}
     env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(setup_calls)
@@ -280,10 +296,15 @@ def test_an_s3_endpoint_enforcing_the_rendered_policies_gives_each_user_only_its
             s3.create_bucket(Bucket=bucket)
             s3.put_object(Bucket=bucket, Key="model/MLmodel", Body=b"flavors: {}")
         clients = {}
-        for user, policy in (("pipelines", "churn-readwrite.json"), ("storage-initializer", "churn-readonly.json")):
+        keys = {}
+        for user, policy in (
+            ("pipelines", "churn-readwrite.json"),
+            ("storage-initializer", "churn-readonly.json"),
+            ("prediction-log", "churn-predlog.json"),
+        ):
             iam.create_user(UserName=user)  # 3 calls per user
             iam.put_user_policy(UserName=user, PolicyName=policy, PolicyDocument=config["data"][policy])
-            key = iam.create_access_key(UserName=user)["AccessKey"]
+            key = keys[user] = iam.create_access_key(UserName=user)["AccessKey"]
             clients[user] = boto3.client(
                 "s3", **endpoint, aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"]
             )
@@ -308,6 +329,63 @@ def test_an_s3_endpoint_enforcing_the_rendered_policies_gives_each_user_only_its
             assert not allowed(lambda c=c: c.get_object(Bucket="elsewhere", Key="model/MLmodel")), user
             assert not allowed(lambda c=c: c.put_object(Bucket="elsewhere", Key="x", Body=b"x")), user
             assert not allowed(lambda c=c, u=user: c.create_bucket(Bucket=f"new-{u}")), user
+        _check_the_prediction_log_user(
+            f"http://127.0.0.1:{port}", keys["prediction-log"], clients["pipelines"], allowed, monkeypatch
+        )
     finally:
         stop(process)
         log.close()
+
+
+def _check_the_prediction_log_user(
+    endpoint: str, key: dict[str, str], pipelines: Any, allowed: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The transformer's writer, as the write-only user: it logs under the prefix and can do nothing else."""
+    import numpy as np
+
+    from churn.errors import ChurnError
+    from churn.s3put import S3Target, put_object
+    from churn.serving.prediction_log import read_prediction_log
+    from churn.serving.prediction_logger import PredictionLogger
+
+    log_env = {"AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": "us-east-1"}
+    log_env |= {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+    for name, value in log_env.items():
+        monkeypatch.setenv(name, value)
+    logger = PredictionLogger("s3://mlflow/predictions/", model_name="churn-model", model_version="4").start()
+    logger.record("req-1", ["C-1", "C-2"], np.array([0.25, 0.75]), np.array([0, 1]))
+    logger.close()
+    assert logger.written == 2 and logger.failed_writes == 0
+    target = S3Target.from_env()
+    with pytest.raises(ChurnError, match=r"s3://mlflow/models/x: HTTP 403 AccessDenied"):
+        put_object(target, "mlflow", "models/x", b"x")
+    wrong = S3Target(target.endpoint, target.region, target.access_key, "not-the-secret")
+    with pytest.raises(ChurnError, match="SignatureDoesNotMatch"):
+        put_object(wrong, "mlflow", "predictions/date=2026-01-01/x.jsonl.gz", b"x")
+    log_user = boto3_client(endpoint, key)
+    assert not allowed(lambda: log_user.get_object(Bucket="mlflow", Key="model/MLmodel"))
+    assert not allowed(lambda: log_user.list_objects_v2(Bucket="mlflow", Prefix="predictions/"))
+    # What monitoring (the read/write user) reads back is what the transformer logged.
+    keys = pipelines.list_objects_v2(Bucket="mlflow", Prefix="predictions/")["Contents"]
+    assert len(keys) == 1 and keys[0]["Key"].endswith(".jsonl.gz")
+    import boto3
+
+    creds = pipelines._request_signer._credentials
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", creds.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", creds.secret_key)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # boto3 keeps the credentials its first client found
+    back = read_prediction_log("s3://mlflow/predictions/")
+    assert back["customer_id"].tolist() == ["C-1", "C-2"] and back["churn_label"].tolist() == [0, 1]
+    assert back["churn_probability"].tolist() == [0.25, 0.75] and set(back["model_version"]) == {"4"}
+
+
+def boto3_client(endpoint: str, key: dict[str, str]) -> Any:
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=key["AccessKeyId"],
+        aws_secret_access_key=key["SecretAccessKey"],
+    )

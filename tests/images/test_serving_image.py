@@ -45,12 +45,12 @@ RELEASE = "churn"
 ROWS = 200
 
 
-def _render_chart() -> list[dict[str, Any]]:
+def _render_chart(*values: str) -> list[dict[str, Any]]:
     helm = ROOT / ".tools" / "k8s" / "helm"
     if not helm.exists():
         subprocess.run(["bash", "scripts/install_helm.sh"], cwd=ROOT, check=True, capture_output=True)
     done = subprocess.run(
-        [str(helm), "template", RELEASE, str(ROOT / "helm" / "churn-mlops"), "--namespace", "ml"],
+        [str(helm), "template", RELEASE, str(ROOT / "helm" / "churn-mlops"), "--namespace", "ml", *values],
         capture_output=True,
         text=True,
         check=True,
@@ -91,11 +91,22 @@ def _security_flags(container: dict[str, Any]) -> list[str]:
     return flags
 
 
-def _run_flags(container: dict[str, Any], image: str, extra_args: list[str]) -> list[str]:
-    """`podman run` arguments for a rendered container: its image, command, args, env and limits."""
+#: What the rendered Secret references resolve to when a test gives no real ones (the S3 endpoint
+#: the chart names is not reachable here: the log's writes fail, are counted and never fail a request).
+DUMMY_SECRETS = {"AWS_ACCESS_KEY_ID": "test-key", "AWS_SECRET_ACCESS_KEY": "test-secret"}
+
+
+def _run_flags(
+    container: dict[str, Any], image: str, extra_args: list[str], secrets: dict[str, str] = DUMMY_SECRETS
+) -> list[str]:
+    """`podman run` arguments for a rendered container: its image, command, args, env and limits.
+
+    An env var read from a Secret (``valueFrom.secretKeyRef``) gets ``secrets[<key>]``.
+    """
     flags = _security_flags(container)
     for item in container.get("env", []):
-        flags += ["--env", f"{item['name']}={item['value']}"]
+        value = item["value"] if "value" in item else secrets[item["valueFrom"]["secretKeyRef"]["key"]]
+        flags += ["--env", f"{item['name']}={value}"]
     limits = container.get("resources", {}).get("limits", {})
     if "memory" in limits:
         flags += ["--memory", limits["memory"].replace("Gi", "g").replace("Mi", "m")]
@@ -243,3 +254,95 @@ def test_each_family_serves_in_the_image_with_in_process_probabilities(
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 400
     assert "age" in json.loads(refused.value.read())["error"]
+
+
+def test_the_images_transformer_logs_every_answer_where_the_chart_says_and_monitoring_reads_it_back(
+    engine: Engine,
+    images: Images,
+    champions: dict[str, Champion],
+    fresh_rows: pd.DataFrame,
+    s3_endpoint: str,
+    s3_bucket: str,
+    aws_env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The chart's default (the log on, to S3 as its user) in the stock image, then the same to a folder.
+
+    The containers share the host's network so that the transformer reaches the S3 endpoint
+    (moto on loopback) at the address the chart renders from ``s3.endpoint``; each server gets
+    free ports. A SIGTERM (``podman stop``) flushes what is queued.
+    """
+    from churn.serving.prediction_log import read_prediction_log
+
+    champion = champions["logistic_regression"]
+    prefix = f"s3://{s3_bucket}/image-predictions-{free_port()}/"
+    host_port = s3_endpoint.removeprefix("http://")
+    objects = _render_chart("--set", f"s3.endpoint={host_port}", "--set", f"performance.predictionLogUri={prefix}")
+    isvc = next(o for o in objects if o["kind"] == "InferenceService")
+    runtime = next(o for o in objects if o["kind"] == "ServingRuntime")
+    (transformer,) = isvc["spec"]["transformer"]["containers"]
+    (predictor,) = runtime["spec"]["containers"]
+    assert f"--prediction_log={prefix}" in transformer["args"]  # on by default, where the chart's settings say
+    name, model = f"churn-test-log-{free_port()}", isvc["metadata"]["name"]
+    mount = ["--volume", f"{champion.model_dir}:/mnt/models:ro"]
+    ports = {k: free_port() for k in ("p_http", "p_grpc", "t_http", "t_grpc")}
+    rows = records(fresh_rows.head(20))
+    started: list[str] = []
+
+    def serve_and_send(tag: str, rendered: dict[str, Any], extra: list[str], volume: list[str]) -> list[str]:
+        added = [f"--model_name={model}", f"--predictor_host=127.0.0.1:{ports['p_grpc']}"]
+        added += [f"--http_port={ports['t_http']}", f"--grpc_port={ports['t_grpc']}", *extra]
+        flags = _run_flags(rendered, images.serving, added, secrets=aws_env)
+        container = f"{name}-{tag}"
+        engine.run("run", "-d", "--name", container, "--network", "host", *mount, *volume, *flags)
+        started.append(container)
+        url = f"http://127.0.0.1:{ports['t_http']}/v2/models/{model}"
+        engine.wait_ready(container, f"{url}/ready", 90)
+        ids = []
+        for i in range(0, len(rows), 5):
+            ids.append(f"{tag}-request-{i}")
+            batch = [json.dumps(r) for r in rows[i : i + 5]]  # the records input: one JSON object per customer
+            inputs = [{"name": "records", "datatype": "BYTES", "shape": [len(batch)], "data": batch}]
+            body = json.dumps({"id": ids[-1], "inputs": inputs}).encode()
+            request = urllib.request.Request(f"{url}/infer", data=body, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as response:
+                assert response.status == 200
+        engine.run("stop", "-t", "20", container)  # SIGTERM: the queued answers are flushed
+        logs = engine.logs(container)
+        assert "Traceback" not in logs and "dropped" not in logs, logs
+        return ids
+
+    try:
+        args = [a.replace("{{.Name}}", model) for a in predictor["args"]]
+        args += [f"--http_port={ports['p_http']}", f"--grpc_port={ports['p_grpc']}"]
+        engine.run(
+            "run", "-d", "--name", f"{name}-predictor", "--network", "host", *mount,
+            *_run_flags({**predictor, "args": args}, images.serving, []),
+        )  # fmt: skip
+        started.append(f"{name}-predictor")
+        engine.wait_ready(f"{name}-predictor", f"http://127.0.0.1:{ports['p_http']}/v2/models/{model}/ready", 90)
+        customers = [r["customer_id"] for r in rows]
+        expected = champion.model.predict_proba(fresh_rows.head(20))
+
+        sent = serve_and_send("s3", transformer, [], [])
+        for key, value in {**aws_env, "AWS_ENDPOINT_URL": s3_endpoint}.items():
+            monkeypatch.setenv(key, value)
+        logged = read_prediction_log(prefix)
+        assert sorted(set(logged["request_id"])) == sorted(sent) and logged["customer_id"].tolist() == customers
+        np.testing.assert_allclose(logged["churn_probability"], expected, rtol=1e-12)
+        assert set(logged["source"]) == {"online"} and set(logged["model_name"]) == {model}
+
+        folder = tmp_path / "log"
+        folder.mkdir(mode=0o777)
+        folder.chmod(0o777)  # written by the container's uid 10001
+        local = {**transformer, "args": [a for a in transformer["args"] if not a.startswith("--prediction_log")]}
+        sent = serve_and_send("folder", local, ["--prediction_log=/log"], ["--volume", f"{folder}:/log"])
+        logged = read_prediction_log(folder)
+        assert sorted(set(logged["request_id"])) == sorted(sent) and logged["customer_id"].tolist() == customers
+        assert [p.suffixes[-2:] for p in folder.glob("date=*/*")] == [[".jsonl", ".gz"]] * len(
+            list(folder.glob("date=*/*"))
+        )
+    finally:
+        for container in started:
+            engine.run("rm", "-f", "-t", "2", container, check=False)

@@ -38,6 +38,35 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- default (printf "s3://%s/predictions/" .Values.s3.bucket) .Values.performance.predictionLogUri -}}
 {{- end -}}
 
+{{/*
+The S3 user the transformer writes the prediction log as: the given Secret; else with the
+in-cluster MinIO a generated write-only user (churn-predlog: PutObject on the log's prefix,
+nothing else; the bucket Job creates it); else the read/write Secret.
+*/}}
+{{- define "churn.predictionLogSecret" -}}
+{{- if .Values.performance.predictionLogExistingSecret -}}
+{{- .Values.performance.predictionLogExistingSecret -}}
+{{- else if .Values.minio.enabled -}}
+{{- printf "%s-s3-predlog" (include "churn.fullname" .) -}}
+{{- else -}}
+{{- include "churn.s3Secret" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Whether the chart creates the log's write-only MinIO user (its Secret, policy and the Job's lines). */}}
+{{- define "churn.predictionLogUser" -}}
+{{- if and .Values.performance.predictionLog .Values.minio.enabled (not .Values.performance.predictionLogExistingSecret) -}}true{{- end -}}
+{{- end -}}
+
+{{/* The write-only policy of the log's user: s3:PutObject under the log's prefix, in the log's bucket. */}}
+{{- define "churn.predictionLogPolicy" -}}
+{{- $path := trimPrefix "s3://" (include "churn.predictionLogUri" .) -}}
+{{- $bucket := first (splitList "/" $path) -}}
+{{- $prefix := trimSuffix "/" (trimPrefix $bucket (trimPrefix (printf "%s/" $bucket) $path)) -}}
+{{- $resource := ternary (printf "arn:aws:s3:::%s/%s/*" $bucket $prefix) (printf "arn:aws:s3:::%s/*" $bucket) (ne $prefix "") -}}
+{{- dict "Version" "2012-10-17" "Statement" (list (dict "Effect" "Allow" "Action" (list "s3:PutObject") "Resource" (list $resource))) | toJson -}}
+{{- end -}}
+
 {{- define "churn.labelsUri" -}}
 {{- default (printf "s3://%s/labels/" .Values.s3.bucket) .Values.performance.labelsUri -}}
 {{- end -}}

@@ -105,6 +105,8 @@ class DriftReport:
 
     The verdict is the worst level of any check. ``flagged`` lists the features at
     "alert", ``warned`` those at "warn"; ``notes`` says which checks were skipped and why.
+    ``source`` names the checked rows as the user gave them (their file or URI, not a
+    pipeline task's copy), as the validation report does; empty when they came as a frame.
     """
 
     reference_rows: int
@@ -116,6 +118,7 @@ class DriftReport:
     thresholds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     checked_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    source: str = ""
 
     @property
     def levels(self) -> dict[str, Level]:
@@ -151,6 +154,7 @@ class DriftReport:
         body = asdict(self)
         result: dict[str, Any] = _finite(
             {
+                "source": self.source,
                 "verdict": self.verdict,
                 "levels": self.levels,
                 "flagged": self.flagged,

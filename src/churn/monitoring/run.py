@@ -58,6 +58,7 @@ def run_monitoring(
     settings: MonitoringSettings | None = None,
     pushgateway_url: str | None = None,
     check: Callable[[], DriftReport] | None = None,
+    source: str = "",
 ) -> MonitoringRun:
     """Check ``current`` against ``profile``, write the reports and push the metrics.
 
@@ -74,6 +75,7 @@ def run_monitoring(
         pushgateway_url: Overrides ``settings.pushgateway_url``; None there too = no push.
         check: Computes the report instead of ``check_drift`` on ``current`` (the Dask engine
             counts a whole partitioned table; ``current`` is then a sample of it for Evidently).
+        source: The user's name for ``current`` (its file or URI), kept in the report.
 
     Returns:
         The report and the paths written.
@@ -89,6 +91,7 @@ def run_monitoring(
         raise ChurnError("an Evidently HTML report needs the reference rows (reference_frame)")
     try:
         report = check() if check is not None else check_drift(profile, current, probabilities, settings=s)
+        report.source = source
     except ChurnError as error:
         if gateway:
             _record_failure(gateway, s, error)

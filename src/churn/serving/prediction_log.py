@@ -3,34 +3,29 @@
 Each record is one scored customer: ``request_id`` (the V2 request id, or the batch run's
 id), ``customer_id`` (null when the caller sent none), ``scored_at`` (UTC), ``model_name``,
 ``model_version``, ``churn_probability``, ``churn_label`` and ``source`` (``online`` or
-``batch``). Records go to a local folder or an ``s3://`` prefix, one parquet object per
-flushed batch, partitioned by the UTC day they were scored::
+``batch``). Records go to a local folder or an ``s3://`` prefix, partitioned by the UTC day
+they were scored, one object per written batch::
 
-    <root>/date=2026-01-06/online-20260106T101500.123Z-<uuid>.parquet
+    <root>/date=2026-01-06/batch-20260106T101500.123Z-<uuid>.parquet      (batch scoring, here)
+    <root>/date=2026-01-06/online-20260106T101500.123Z-<uuid>.jsonl.gz    (the transformer)
+    <root>/date=2026-01-06/compacted.parquet                               (churn predictions compact)
 
-Every object is written whole or not at all: locally to a hidden temporary file that is
-flushed to disk and renamed into place; on S3 with one ``PUT`` (S3 never shows a partial
-object). Readers skip hidden files, so a temporary file left by a crash is never read.
-
-Online, :class:`PredictionLogger` keeps the writing off the request path: the transformer
-only appends the answer to a bounded in-memory queue (microseconds); a background thread
-drains it every ``flush_seconds`` into one object. What a crash can lose is therefore
-bounded: a ``kill -9`` loses the records of at most the last flush interval (plus the one
-write in flight); a full queue (the store is down or slower than the traffic) drops
-records and counts them in ``churn_prediction_log_dropped_total`` rather than slowing or
-failing predictions. A normal shutdown (SIGTERM) flushes what is queued.
+The transformer writes gzipped JSON lines with the standard library
+(:mod:`churn.serving.prediction_logger`: the serving image has no pyarrow or boto3); this
+module writes parquet and reads both kinds into one schema (:data:`SCHEMA`). Every object is
+written whole or not at all: locally to a hidden temporary file that is flushed to disk and
+renamed into place; on S3 with one ``PUT`` (S3 never shows a partial object). Readers skip
+hidden files, so a temporary file left by a crash is never read.
 """
 
 from __future__ import annotations
 
-import atexit
+import base64
 import datetime as dt
+import gzip
 import io
 import logging
-import queue
-import threading
-import time
-import uuid
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,39 +34,28 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from churn.errors import ChurnError
 from churn.io import atomic_path, list_s3, s3_client
+from churn.serving.prediction_logger import COLUMNS, JSONL_SUFFIX, SOURCES, Scored, object_name
 
 log = logging.getLogger(__name__)
 
-#: Columns of every prediction-log object, in this order.
-SCHEMA = pa.schema(
-    [
-        pa.field("request_id", pa.string()),
-        pa.field("customer_id", pa.string()),
-        pa.field("scored_at", pa.timestamp("ms", tz="UTC")),
-        pa.field("model_name", pa.string()),
-        pa.field("model_version", pa.string()),
-        pa.field("churn_probability", pa.float64()),
-        pa.field("churn_label", pa.int8()),
-        pa.field("source", pa.string()),
-    ]
-)
-COLUMNS = tuple(SCHEMA.names)
-SOURCES = ("online", "batch")
-
-
-@dataclass(frozen=True)
-class Scored:
-    """One answered request as the transformer saw it (what the queue holds)."""
-
-    request_id: str
-    customer_ids: Sequence[str] | None
-    probabilities: np.ndarray
-    labels: np.ndarray
-    scored_at: float  # unix seconds
+_TYPES = {
+    "request_id": pa.string(),
+    "customer_id": pa.string(),
+    "scored_at": pa.timestamp("ms", tz="UTC"),
+    "model_name": pa.string(),
+    "model_version": pa.string(),
+    "churn_probability": pa.float64(),
+    "churn_label": pa.int8(),
+    "source": pa.string(),
+}
+#: Columns of every prediction-log object, in this order (both writers, parquet and JSON lines).
+SCHEMA = pa.schema([pa.field(name, _TYPES[name]) for name in COLUMNS])
 
 
 def _table(items: Sequence[Scored], model_name: str, model_version: str, source: str) -> pa.Table:
@@ -105,8 +89,7 @@ def _write_objects(table: pa.Table, root: str, source: str, client: Any = None) 
     written = []
     for day in sorted(set(days)):
         part = table.filter(pa.array(days == day)) if len(set(days)) > 1 else table
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%f")[:-3] + "Z"
-        name = f"date={day}/{source}-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
+        name = object_name(day, source, ".parquet")
         if root.startswith("s3://"):
             bucket, _, prefix = root.removeprefix("s3://").partition("/")
             key = f"{prefix.strip('/')}/{name}".lstrip("/")
@@ -177,24 +160,83 @@ def write_prediction_log(
 def read_prediction_log(root: str | Path, *, start: dt.date | None = None, end: dt.date | None = None) -> pd.DataFrame:
     """All records of the days ``start``..``end`` (inclusive; open when None), with a ``date`` column.
 
-    Hidden files (a crash's leftover temporary file) are skipped; an unreadable object is a
-    :class:`ChurnError` naming it (the writers never leave one).
+    Hidden files (a crash's leftover temporary file) are skipped; so are the objects a day's
+    ``compacted.parquet`` already holds (a compaction that stopped before deleting them leaves
+    no duplicates). An unreadable object is a :class:`ChurnError` naming it (the writers never
+    leave one).
     """
-    where = str(root)
     frames = []
-    for day, source, handle in _objects(where, start, end):
-        try:
-            table = pq.read_table(handle)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise ChurnError(f"prediction log object {source} is not a readable parquet file: {exc}") from None
-        frame: pd.DataFrame = table.to_pandas()
-        frame["date"] = day
-        frames.append(frame)
+    for day, objects in _days(str(root), start, end):
+        for table in _day_tables(objects):
+            frame: pd.DataFrame = table.to_pandas()
+            frame["date"] = day
+            frames.append(frame)
     if not frames:
         empty: pd.DataFrame = SCHEMA.empty_table().to_pandas()
         empty["date"] = pd.Series(dtype=object)
         return empty
     return pd.concat(frames, ignore_index=True)
+
+
+def _day_tables(objects: dict[str, tuple[str, Any]]) -> list[pa.Table]:
+    """The tables of one day's objects (name -> (where, handle)): the compacted one, then those it does not hold."""
+    tables: list[pa.Table] = []
+    covered: set[str] = set()
+    if COMPACTED in objects:
+        where, handle = objects[COMPACTED]
+        compacted, covered = _read_compacted(handle, where)
+        tables.append(compacted)
+    for name, (where, handle) in sorted(objects.items()):
+        if name != COMPACTED and name not in covered:
+            tables.append(read_log_object(handle, where))
+    return tables
+
+
+def _read_compacted(handle: Any, where: str) -> tuple[pa.Table, set[str]]:
+    """A compacted object's records and the names of the objects it holds (its parquet metadata)."""
+    table = read_log_object(handle, where, keep_metadata=True)
+    packed = (table.schema.metadata or {}).get(_COVERS_KEY)
+    if packed is None:
+        raise ChurnError(f"prediction log object {where} does not say which objects it holds (not compacted here?)")
+    names = zlib.decompress(base64.b64decode(packed)).decode().split("\n")
+    return table.replace_schema_metadata(None), {n for n in names if n}
+
+
+def read_log_object(handle: Any, name: str, *, keep_metadata: bool = False) -> pa.Table:
+    """One log object (a path, or a buffer of its bytes) as a table of :data:`SCHEMA`, by its name's suffix.
+
+    Raises:
+        ChurnError: The object is not readable as its suffix says, or its columns are not the log's.
+
+    """
+    if isinstance(handle, _S3Object):
+        handle = handle.fetch()
+    try:
+        if name.endswith(JSONL_SUFFIX):
+            data = handle.to_pybytes() if isinstance(handle, pa.Buffer) else Path(handle).read_bytes()
+            options = pa_json.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="error")
+            table = pa_json.read_json(io.BytesIO(gzip.decompress(data)), parse_options=options)
+        else:
+            table = pq.read_table(pa.BufferReader(handle) if isinstance(handle, pa.Buffer) else handle)
+    except (pa.ArrowInvalid, OSError, EOFError) as exc:
+        kind = "gzipped JSON-lines" if name.endswith(JSONL_SUFFIX) else "parquet"
+        raise ChurnError(f"prediction log object {name} is not a readable {kind} file: {exc}") from None
+    if tuple(table.column_names) != COLUMNS:
+        raise ChurnError(f"prediction log object {name} has columns {table.column_names}, not {list(COLUMNS)}")
+    return table.cast(SCHEMA.with_metadata(table.schema.metadata) if keep_metadata else SCHEMA)
+
+
+def is_log_object(name: str) -> bool:
+    """Whether a file name is a log object a reader takes (not hidden, a known suffix)."""
+    return not name.startswith(".") and name.endswith((".parquet", JSONL_SUFFIX))
+
+
+def _days(where: str, start: dt.date | None, end: dt.date | None) -> Any:
+    """Each day partition in the window, oldest first: ``(day, {name: (where, handle)})``."""
+    found: dict[dt.date, dict[str, tuple[str, Any]]] = {}
+    for day, name, source, handle in _objects(where, start, end):
+        found.setdefault(day, {})[name] = (source, handle)
+    return sorted(found.items())
 
 
 def _objects(where: str, start: dt.date | None, end: dt.date | None) -> Any:
@@ -221,16 +263,30 @@ def _objects(where: str, start: dt.date | None, end: dt.date | None) -> Any:
         for key in sorted(keys):
             part, _, name = key.removeprefix(prefix).partition("/")
             day = wanted(part.removeprefix("date=")) if part.startswith("date=") else None
-            if day is None or name.startswith(".") or not name.endswith(".parquet"):
+            if day is None or not is_log_object(name):
                 continue
-            body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-            yield day, f"s3://{bucket}/{key}", pa.BufferReader(body)
+            yield day, name, f"s3://{bucket}/{key}", _S3Object(client, bucket, key)
         return
     folder = Path(where.removeprefix("file://"))
-    for path in sorted(folder.glob("date=*/*.parquet")):
+    for path in sorted(folder.glob("date=*/*")):
         day = wanted(path.parent.name.removeprefix("date="))
-        if day is not None and not path.name.startswith("."):
-            yield day, str(path), str(path)
+        if day is not None and is_log_object(path.name):
+            yield day, path.name, str(path), str(path)
+
+
+@dataclass(frozen=True)
+class _S3Object:
+    """An S3 object to fetch when it is read (listing a day does not download it)."""
+
+    client: Any
+    bucket: str
+    key: str
+
+    def fetch(self) -> pa.Buffer:
+        try:
+            return pa.py_buffer(self.client.get_object(Bucket=self.bucket, Key=self.key)["Body"].read())
+        except Exception as exc:
+            raise ChurnError(f"cannot read s3://{self.bucket}/{self.key}: {exc}") from exc
 
 
 def _root_prefix(uri: str) -> str:
@@ -239,104 +295,118 @@ def _root_prefix(uri: str) -> str:
     return prefix + "/" if prefix else ""
 
 
-def check_writer(root: str) -> None:
-    """Import what writing to ``root`` needs now (boto3 for ``s3://``), so a missing package fails at start."""
-    if root.startswith("s3://"):
-        import boto3  # noqa: F401
+#: A day's compacted object: every record of the day's small objects, in one parquet file.
+COMPACTED = "compacted.parquet"
+#: Parquet metadata key of a compacted object: the names of the objects it holds (zlib, base64).
+_COVERS_KEY = b"churn.prediction_log.covers"
 
 
-class PredictionLogger:
-    """A bounded queue of answers and a background thread that writes them in batches.
+@dataclass(frozen=True)
+class CompactedDay:
+    """What compacting one day did."""
+
+    day: dt.date
+    records: int | None  # None: compact already, not read
+    merged: int
+    deleted: int
+
+    def line(self) -> str:
+        if not self.merged and not self.deleted:
+            return f"{self.day}: already compact"
+        merged = f"{self.merged} objects merged into {COMPACTED} ({self.records} records)"
+        return f"{self.day}: {merged}, {self.deleted} deleted"
+
+
+def compact_prediction_log(
+    root: str | Path, *, start: dt.date | None = None, end: dt.date | None = None
+) -> list[CompactedDay]:
+    """Fold each day's many small objects into one ``compacted.parquet`` per day partition.
+
+    Safe for readers at every step: the compacted object is written whole (atomic rename;
+    one S3 PUT) and names in its metadata the objects it holds, which readers then skip;
+    only after that are those objects deleted. A compaction that stops half way therefore
+    leaves neither duplicates nor gaps, and running it again finishes the work (it is
+    idempotent: a compact day is left alone). Run one compaction at a time per log; the
+    writers may go on writing (their new objects are merged the next time).
 
     Args:
-        root: Folder or ``s3://`` prefix of the log.
-        model_name: Name of the served model.
-        model_version: Its version.
-        flush_seconds: Longest time an answer waits in memory before it is written.
-        max_queue: Most answers held in memory; beyond it, answers are dropped and counted.
-        source: ``online`` for the transformer.
+        root: The log's folder or ``s3://bucket/prefix``.
+        start: First day to compact (open when None).
+        end: Last day to compact (open when None; the CLI stops before today, which writers still fill).
+
+    Returns:
+        One entry per day partition found.
+
+    Raises:
+        ChurnError: An object cannot be read, or the store cannot be written or cleaned.
 
     """
+    where = str(root)
+    done = []
+    for day, objects in _days(where, start, end):
+        if set(objects) == {COMPACTED}:  # compact already: not even read
+            done.append(CompactedDay(day, None, 0, 0))
+            continue
+        covered: set[str] = set()
+        tables = []
+        if COMPACTED in objects:
+            compacted, covered = _read_compacted(objects[COMPACTED][1], objects[COMPACTED][0])
+            tables.append(compacted)
+        fresh = sorted(n for n in objects if n != COMPACTED and n not in covered)
+        stale = sorted(n for n in objects if n != COMPACTED and n in covered)
+        tables += [read_log_object(objects[n][1], objects[n][0]) for n in fresh]
+        table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+        if fresh:
+            order = pc.sort_indices(table, sort_keys=[("scored_at", "ascending")])
+            covers = "\n".join(sorted(covered | set(fresh))).encode()
+            metadata = {_COVERS_KEY: base64.b64encode(zlib.compress(covers, 9))}
+            _put_compacted(where, day, table.take(order).replace_schema_metadata(metadata))
+        _delete(where, day, [*fresh, *stale])
+        done.append(CompactedDay(day, table.num_rows, len(fresh), len(fresh) + len(stale)))
+    return done
 
-    def __init__(
-        self,
-        root: str | Path,
-        *,
-        model_name: str,
-        model_version: str,
-        flush_seconds: float = 1.0,
-        max_queue: int = 100_000,
-        source: str = "online",
-    ) -> None:
-        if flush_seconds <= 0:
-            raise ChurnError(f"prediction log: flush interval must be > 0 seconds, got {flush_seconds}")
-        self.root = str(root)
-        self.model_name = model_name
-        self.model_version = model_version
-        self.flush_seconds = flush_seconds
-        self.source = source
-        self._queue: queue.Queue[Scored] = queue.Queue(maxsize=max_queue)
-        self._stop = threading.Event()
-        self._client = s3_client() if self.root.startswith("s3://") else None
-        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
-        self.written = 0
-        self.failed_writes = 0
 
-    def start(self) -> PredictionLogger:
-        """Start the writer thread; a normal interpreter exit flushes what is queued."""
-        import churn.serving.metrics  # noqa: F401  (imported here, not on the writer thread's first flush)
-
-        self._thread.start()
-        atexit.register(self.close)
-        return self
-
-    def record(
-        self, request_id: str, customer_ids: Sequence[str] | None, probabilities: np.ndarray, labels: np.ndarray
-    ) -> None:
-        """Queue one answered request (never blocks; drops and counts when the queue is full)."""
+def _put_compacted(where: str, day: dt.date, table: pa.Table) -> None:
+    if where.startswith("s3://"):
+        bucket, key = _s3_key(where, day, COMPACTED)
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
         try:
-            self._queue.put_nowait(Scored(request_id, customer_ids, probabilities, labels, time.time()))
-        except queue.Full:
-            from churn.serving.metrics import PREDICTION_LOG_DROPPED
+            s3_client().put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
+        except Exception as exc:
+            raise ChurnError(f"cannot write s3://{bucket}/{key}: {exc}") from exc
+        return
+    path = Path(where.removeprefix("file://")) / f"date={day}" / COMPACTED
+    try:
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp)
+    except OSError as exc:
+        raise ChurnError(f"cannot write {path}: {exc}") from exc
 
-            PREDICTION_LOG_DROPPED.inc(len(probabilities))
 
-    def _drain(self) -> list[Scored]:
-        items = []
-        while True:
+def _delete(where: str, day: dt.date, names: list[str]) -> None:
+    if not names:
+        return
+    if where.startswith("s3://"):
+        client = s3_client()
+        for first in range(0, len(names), 1000):  # DeleteObjects takes at most 1,000 keys
+            keys = [_s3_key(where, day, n) for n in names[first : first + 1000]]
             try:
-                items.append(self._queue.get_nowait())
-            except queue.Empty:
-                return items
-
-    def flush(self) -> int:
-        """Write everything queued now; return the number of records written."""
-        from churn.serving.metrics import PREDICTION_LOG_DROPPED, PREDICTION_LOG_RECORDS
-
-        items = self._drain()
-        if not items:
-            return 0
-        table = _table(items, self.model_name, self.model_version, self.source)
+                answer = client.delete_objects(Bucket=keys[0][0], Delete={"Objects": [{"Key": k} for _, k in keys]})
+            except Exception as exc:
+                raise ChurnError(f"cannot delete compacted objects under {where}/date={day}/: {exc}") from exc
+            if answer.get("Errors"):
+                error = answer["Errors"][0]
+                raise ChurnError(f"cannot delete s3://{keys[0][0]}/{error['Key']}: {error.get('Message', error)}")
+        return
+    folder = Path(where.removeprefix("file://")) / f"date={day}"
+    for name in names:
         try:
-            _write_objects(table, self.root, self.source, self._client)
-        except ChurnError as error:  # the store is down: count and carry on, never fail predictions
-            self.failed_writes += 1
-            PREDICTION_LOG_DROPPED.inc(table.num_rows)
-            log.warning("%s (%d records dropped)", error, table.num_rows)
-            return 0
-        self.written += table.num_rows
-        PREDICTION_LOG_RECORDS.inc(table.num_rows)
-        return int(table.num_rows)
+            (folder / name).unlink(missing_ok=True)
+        except OSError as exc:
+            raise ChurnError(f"cannot delete {folder / name}: {exc}") from exc
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.flush_seconds):
-            self.flush()
-        self.flush()
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Stop the thread after one last flush."""
-        if self._thread.is_alive():
-            self._stop.set()
-            self._thread.join(timeout)
-        else:
-            self.flush()
+def _s3_key(where: str, day: dt.date, name: str) -> tuple[str, str]:
+    bucket = where.removeprefix("s3://").partition("/")[0]
+    return bucket, f"{_root_prefix(where.rstrip('/'))}date={day}/{name}"

@@ -40,8 +40,8 @@ from churn.serving.loading import ServedModel
 from churn.serving.metrics import MODEL_INFO, PREDICTIONS, PROBABILITY, VALIDATION_FAILURES, observe_all
 from churn.serving.predictor import FEATURES_INPUT, PROBABILITY_OUTPUT
 
-if TYPE_CHECKING:  # imported by main() only when the log is on: it needs pyarrow (and boto3 for S3)
-    from churn.serving.prediction_log import PredictionLogger
+if TYPE_CHECKING:  # imported by main() only when the log is on
+    from churn.serving.prediction_logger import PredictionLogger
 
 LABEL_OUTPUT = "churn_label"
 ID_OUTPUT = "customer_id"
@@ -337,15 +337,14 @@ def main(argv: list[str] | None = None) -> None:
     served = load_or_exit(args)
     prediction_log = None
     if args.prediction_log:
+        from churn.errors import ChurnError
+        from churn.serving.prediction_logger import PredictionLogger
+        from churn.serving.prediction_logger import check_writer as check_log_writer
+
         try:
-            from churn.serving.prediction_log import PredictionLogger
-            from churn.serving.prediction_log import check_writer as check_log_writer
-        except ImportError as exc:
-            parser.error(
-                f"--prediction_log needs the Python package {exc.name!r}, which this environment does not have "
-                "(the serving image leaves out pyarrow and boto3; see the README's Prediction log section)"
-            )
-        check_log_writer(args.prediction_log)
+            check_log_writer(args.prediction_log)
+        except ChurnError as error:
+            parser.error(f"--prediction_log {args.prediction_log}: {error}")
         prediction_log = PredictionLogger(
             args.prediction_log,
             model_name=args.model_name,

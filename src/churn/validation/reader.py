@@ -11,6 +11,7 @@ the remaining rules can still run on the rest of the file.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,8 @@ class ParsedFile:
     warnings: list[str] = field(default_factory=list)
     #: Column -> rows whose value did not parse (now missing in ``frame``).
     unparsed: dict[str, set[int]] = field(default_factory=dict)
+    #: The file's own (1-based) line number of each row of ``frame``; None when not a text file.
+    lines: np.ndarray | None = None
 
 
 def read_raw_file(path: str | Path, max_examples: int = 5) -> ParsedFile:
@@ -61,6 +64,7 @@ def read_raw_file(path: str | Path, max_examples: int = 5) -> ParsedFile:
     typed = parse_columns(parsed.frame, max_examples)
     typed.violations[:0] = parsed.violations
     typed.warnings[:0] = parsed.warnings
+    typed.lines = parsed.lines
     return typed
 
 
@@ -124,11 +128,45 @@ def _read_csv(path: Path) -> ParsedFile:
             violations.append(Violation("malformed_csv", _describe_csv_error(path, text, str(exc))))
             return ParsedFile(None, violations, warnings)
     frame = table.to_pandas(date_as_object=False)
+    lines = _record_lines(data)
+    if lines is not None and len(lines) != len(frame):
+        lines = None
     if not typed:  # a header line repeated among the rows can only be there when the typed read failed
-        frame, repeated = _drop_repeated_headers(frame, header, text)
+        frame, repeated, kept = _drop_repeated_headers(frame, header, text, lines)
         violations += repeated
+        lines = lines[kept] if lines is not None else None
     unnamed = [n for n in names if n not in header]
-    return ParsedFile(frame.drop(columns=unnamed), violations, warnings)
+    return ParsedFile(frame.drop(columns=unnamed), violations, warnings, lines=lines)
+
+
+def _record_lines(data: bytes) -> np.ndarray | None:
+    """The 1-based line on which each data record starts (blank lines skipped, as the CSV reader does).
+
+    Vectorized when no quoted field spans lines (the usual case); else counted by Python's
+    csv module. None when the file cannot be split into records here.
+    """
+    raw = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(raw == ord("\n"))
+    starts = np.concatenate([[0], newlines + 1])
+    ends = np.concatenate([newlines, [len(raw)]])
+    quotes_per_line = np.bincount(np.searchsorted(newlines, np.flatnonzero(raw == ord('"'))), minlength=len(starts))
+    if (quotes_per_line % 2).any():  # a quoted field holds a line break
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        reader = csv.reader(io.StringIO(text))
+        found, end, header = [], 0, True
+        for record in reader:
+            start, end = end + 1, reader.line_num
+            if record and not header:
+                found.append(start)
+            header = header and not record
+        return np.asarray(found, dtype=np.int64)
+    length = ends - starts
+    length -= (length > 0) & (raw[np.maximum(ends - 1, 0)] == ord("\r"))
+    lines = np.flatnonzero(length > 0) + 1
+    return lines[1:]  # the header line is not a record
 
 
 def _unnamed_columns(header: list[str]) -> tuple[list[Violation], list[str]]:
@@ -151,27 +189,30 @@ def _unnamed_columns(header: list[str]) -> tuple[list[Violation], list[str]]:
     return violations, names
 
 
-def _drop_repeated_headers(frame: pd.DataFrame, header: list[str], text: str) -> tuple[pd.DataFrame, list[Violation]]:
-    """Take rows that repeat the header out of the frame, and report them as one violation.
+def _drop_repeated_headers(
+    frame: pd.DataFrame, header: list[str], text: str, lines: np.ndarray | None = None
+) -> tuple[pd.DataFrame, list[Violation], np.ndarray]:
+    """Take rows that repeat the header out of the frame, and report them as one violation (and the rows kept).
 
     Files joined with ``cat`` carry each part's header line into the middle of the data;
     reported cell by cell it would be one "not a number" per column.
     """
     named = [c for c in header if c.strip()]
     if not named or len(frame) == 0:
-        return frame, []
+        return frame, [], np.ones(len(frame), dtype=bool)
     repeated = np.ones(len(frame), dtype=bool)
     for name in named:
         repeated &= (frame[name].astype(object) == name).to_numpy()
     if not repeated.any():
-        return frame, []
-    header_line = text.split("\n", 1)[0].rstrip("\r")
-    lines = [i + 1 for i, line in enumerate(text.split("\n")) if i and line.rstrip("\r") == header_line]
+        return frame, [], ~repeated
     rows = [int(r) for r in np.flatnonzero(repeated)]
-    where = f"line {', '.join(map(str, lines))}" if len(lines) == len(rows) else f"data row {', '.join(map(str, rows))}"
+    if lines is not None:
+        where = f"line {', '.join(str(int(lines[r])) for r in rows)}"
+    else:
+        where = f"data row {', '.join(map(str, rows))}"
     message = f"the header line is repeated at {where} (files concatenated with their headers?)"
     violation = Violation("repeated_header", message, None, len(rows))
-    return frame.loc[~repeated].reset_index(drop=True), [violation]
+    return frame.loc[~repeated].reset_index(drop=True), [violation], ~repeated
 
 
 def _arrow_csv(data: bytes, names: list[str], types: dict[str, pa.DataType]) -> pa.Table:

@@ -18,7 +18,8 @@ class Violation:
         message: What is wrong, in words.
         column: The column concerned; ``None`` for file- or table-level rules.
         failed_rows: How many rows break the rule (0 for file-level rules).
-        examples: A few offending rows: ``{"row": <0-based data row>, "value": ...}``.
+        examples: A few offending rows: ``{"row": <0-based data row>, "value": ...}``, plus
+            ``"line"`` (the file's own 1-based line) when read from a text file.
 
     """
 
@@ -36,7 +37,12 @@ class Violation:
             text += f" ({self.failed_rows} row{'s' if self.failed_rows != 1 else ''})"
         if examples and self.examples:
             shown = ", ".join(
-                f"row {e['row']}: {e['value']!r}" if "row" in e else repr(e["value"]) for e in self.examples
+                f"line {e['line']}: {e['value']!r}"
+                if "line" in e
+                else f"row {e['row']}: {e['value']!r}"
+                if "row" in e
+                else repr(e["value"])
+                for e in self.examples
             )
             text += f"; e.g. {shown}"
         return text

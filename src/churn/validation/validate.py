@@ -112,6 +112,11 @@ def _validate(
         raw_schema(min_rows).validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
         report.violations.extend(_violations(exc.failure_cases, frame, parsed.unparsed, max_examples))
+    if parsed.lines is not None:  # a text file: each example also names its line in the file
+        for violation in report.violations:
+            for example in violation.examples:
+                if "row" in example and 0 <= example["row"] < len(parsed.lines):
+                    example["line"] = int(parsed.lines[example["row"]])
     if report.violations:
         raise DataValidationError(report)
     return frame, report

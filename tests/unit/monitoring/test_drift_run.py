@@ -26,9 +26,16 @@ def drifted() -> tuple[pd.DataFrame, np.ndarray]:
 def test_a_run_writes_the_reports_and_pushes_nothing_by_default(
     profile: ReferenceProfile, drifted: tuple[pd.DataFrame, np.ndarray], tmp_path: Path
 ) -> None:
-    run = run_monitoring(profile, *drifted, json_path=tmp_path / "drift.json", markdown_path=tmp_path / "drift.md")
+    run = run_monitoring(
+        profile,
+        *drifted,
+        json_path=tmp_path / "drift.json",
+        markdown_path=tmp_path / "drift.md",
+        source="s3://lake/customers_20260106.csv",
+    )
     assert run.report.verdict == "alert" and run.pushed_to is None and run.html_path is None
-    assert json.loads(run.json_path.read_text())["verdict"] == "alert"
+    written = json.loads(run.json_path.read_text())
+    assert written["verdict"] == "alert" and written["source"] == "s3://lake/customers_20260106.csv"
     assert run.markdown_path is not None and "ALERT" in run.markdown_path.read_text()
 
 

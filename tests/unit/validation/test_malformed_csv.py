@@ -116,7 +116,34 @@ def test_a_repeated_header_with_other_quoting_is_still_one_violation(csv_bytes: 
     lines = _lines(csv_bytes)
     lines.insert(10, lines[0].replace(b'"', b""))  # the other file was written without quotes
     (found,) = _check(b"\n".join(lines), tmp_path).violations
-    assert found.rule == "repeated_header" and "data row 9" in found.message
+    assert found.rule == "repeated_header" and "line 11 " in found.message
+
+
+@pytest.mark.parametrize("shape", ["plain", "blank-lines", "multi-line-cell"])
+def test_examples_after_a_repeated_header_name_the_files_own_lines(
+    csv_bytes: bytes, tmp_path: Path, shape: str
+) -> None:
+    """Rows after a removed header line (or a blank line, or a cell spanning two lines) keep their line numbers."""
+    lines = _lines(csv_bytes)
+    age = [c.strip(b'"') for c in lines[0].split(b",")].index(b"age")
+    for index in (300, 600):  # lines 301 and 601: a bad age on each
+        cells = lines[index].split(b",")
+        cells[age] = b"-7"
+        lines[index] = b",".join(cells)
+    lines.insert(100, lines[0])  # the header again at line 101: the bad rows move to lines 302 and 602
+    if shape == "blank-lines":
+        lines[50:50] = [b"", b""]  # two more lines before them
+    if shape == "multi-line-cell":
+        city = lines[20].split(b",")  # a quoted cell holding a line break: one record, two lines
+        city[0] = city[0][:-1] + b'\nsecond"' if city[0].endswith(b'"') else b'"' + city[0] + b'\nsecond"'
+        lines[20] = b",".join(city)
+    report = _check(b"\n".join(lines), tmp_path)
+    shift = {"plain": 0, "blank-lines": 2, "multi-line-cell": 1}[shape]
+    found = next(v for v in report.violations if v.column == "age")
+    assert [e["line"] for e in found.examples] == [302 + shift, 602 + shift]
+    assert f"line {302 + shift}: -7" in found.describe()
+    (header,) = [v for v in report.violations if v.rule == "repeated_header"]
+    assert f"line {101 + shift} " in header.message
 
 
 # --------------------------------------------------------------------------- NUL bytes

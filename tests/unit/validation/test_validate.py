@@ -152,7 +152,7 @@ def test_validate_frame_rejects_bad_value(frame: pd.DataFrame, column: str, valu
 
     found = violation(info.value.report, rule, column)
     assert found.failed_rows == 1
-    assert found.examples == [{"row": 3, "value": value}]
+    assert found.examples == [{"row": 3, "value": value}]  # a frame has no lines: no "line"
     assert str(info.value).startswith("batch-7:")
 
 
@@ -188,14 +188,14 @@ def test_out_of_range_examples_name_row_and_value(cells: pd.DataFrame, tmp_path:
     error = rejected(write_cells(cells, set_cells("total_spend", "-5.0", [3]), tmp_path / "c.csv"))
 
     found = violation(error.report, "in_range", "total_spend")
-    assert found.examples == [{"row": 3, "value": -5.0}]
+    assert found.examples == [{"row": 3, "line": 5, "value": -5.0}]
     assert "[0, 10000000]" in found.message
 
 
 def test_null_in_required_column_is_shown_as_missing(cells: pd.DataFrame, tmp_path: Path) -> None:
     error = rejected(write_cells(cells, set_cells("country", "", [3]), tmp_path / "c.csv"))
 
-    assert violation(error.report, "not_nullable", "country").examples == [{"row": 3, "value": None}]
+    assert violation(error.report, "not_nullable", "country").examples == [{"row": 3, "line": 5, "value": None}]
 
 
 def test_cross_column_rule_lists_the_row(cells: pd.DataFrame, tmp_path: Path) -> None:
@@ -223,7 +223,7 @@ def test_text_where_a_value_belongs_is_a_dtype_violation(
 
     found = violation(error.report, "dtype", column)
     assert found.failed_rows == 1
-    assert found.examples == [{"row": 3, "value": text}]
+    assert found.examples == [{"row": 3, "line": 5, "value": text}]
     assert reason in found.message
     # The unparsed cell is not reported a second time as a missing value.
     assert [v.rule for v in error.report.violations] == ["dtype"]
@@ -234,7 +234,7 @@ def test_unknown_category_names_the_value(cells: pd.DataFrame, tmp_path: Path) -
 
     found = violation(error.report, "isin", "country")
     assert "Atlantis" in found.message
-    assert found.examples == [{"row": 3, "value": "Atlantis"}]
+    assert found.examples == [{"row": 3, "line": 5, "value": "Atlantis"}]
     assert "Atlantis" in str(error)
 
 

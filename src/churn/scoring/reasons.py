@@ -198,6 +198,35 @@ def top_reasons(contributions: Contributions, k: int = TOP_REASONS) -> TopReason
     return TopReasons(attribute, contribution, contributions.unit, contributions.attributes)
 
 
+def agreement(reference: TopReasons, other: TopReasons) -> dict[str, float]:
+    """How often two methods give a row the same reasons (share of rows, 0..1).
+
+    ``top1``: the same strongest attribute; ``top_set``: the same attributes in the top k, in any
+    order; ``ordered``: the same attributes in the same order with the same signs; ``overlap``:
+    the mean share of the reference's top k that the other also names. What a user gives up by
+    picking :data:`PATH` for speed, measured against TreeSHAP (``make bench-scoring``).
+
+    Raises:
+        ChurnError: The two are not of the same rows, or not over the same attributes.
+
+    """
+    if reference.attribute.shape != other.attribute.shape or reference.attributes != other.attributes:
+        raise ChurnError("reasons compared must cover the same rows, k and attributes")
+    rows = len(reference.attribute)
+    if rows == 0:
+        raise ChurnError("no rows to compare reasons on")
+    a, b = reference.attribute, other.attribute
+    same_order = (a == b) & (np.sign(reference.contribution) == np.sign(other.contribution))
+    shared = (a[:, :, None] == b[:, None, :]).any(axis=2).sum(axis=1)
+    k = a.shape[1]
+    return {
+        "top1": float(np.mean(a[:, 0] == b[:, 0])),
+        "top_set": float(np.mean(shared == k)),
+        "ordered": float(np.mean(same_order.all(axis=1))),
+        "overlap": float(np.mean(shared / k)),
+    }
+
+
 def _forest_tables(forest: Any, rollup: np.ndarray) -> tuple[list[np.ndarray], float]:
     """Per tree, per node: the path contributions (rolled up to attributes) of reaching that node.
 

@@ -15,6 +15,7 @@ from churn.scoring.reasons import (
     PATH,
     PROBABILITY,
     Explainer,
+    agreement,
     format_value,
     reason_records,
     render,
@@ -105,6 +106,35 @@ def test_top_reasons_are_the_largest_by_absolute_value_with_sign() -> None:
     top = top_reasons(Contributions(values, 0.0, LOG_ODDS, ("a", "b", "c", "d", "e")))
     assert top.names().tolist() == [["b", "e", "c"], ["d", "c", "e"]]
     np.testing.assert_array_equal(top.contribution, [[-0.9, 0.5, 0.3], [0.7, -0.2, -0.1]])
+
+
+def test_agreement_counts_rows_whose_reasons_match() -> None:
+    from churn.scoring.reasons import Contributions
+
+    names = ("a", "b", "c", "d", "e")
+    reference = top_reasons(Contributions(np.asarray([[0.9, 0.5, 0.3, 0, 0]] * 4), 0.0, LOG_ODDS, names))
+    other = top_reasons(
+        Contributions(
+            np.asarray(
+                [
+                    [0.9, 0.5, 0.3, 0, 0],  # same reasons, same order
+                    [0.4, 0.5, 0.3, 0, 0],  # same set, another first
+                    [0.9, 0.5, 0, 0.3, 0],  # same first, one other attribute
+                    [0, 0, 0.3, 0.6, 0.9],  # one shared
+                ]
+            ),
+            0.0,
+            LOG_ODDS,
+            names,
+        )
+    )
+    assert agreement(reference, reference) == {"top1": 1.0, "top_set": 1.0, "ordered": 1.0, "overlap": 1.0}
+    found = agreement(reference, other)
+    assert found == {"top1": 0.5, "top_set": 0.5, "ordered": 0.25, "overlap": pytest.approx((3 + 3 + 2 + 1) / 12)}
+    flipped = top_reasons(Contributions(np.asarray([[-0.9, 0.5, 0.3, 0, 0]] * 4), 0.0, LOG_ODDS, names))
+    assert agreement(reference, flipped)["ordered"] == 0.0  # a reason with the other sign is another reason
+    with pytest.raises(ChurnError, match="same rows"):
+        agreement(reference, top_reasons(Contributions(np.ones((2, 5)), 0.0, LOG_ODDS, names)))
 
 
 def test_a_reason_reads_as_what_the_customer_did(models: dict[str, ChurnModel]) -> None:

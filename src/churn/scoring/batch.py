@@ -252,6 +252,17 @@ class ScoreSummary:
     probability_counts: list[int]
     decile_counts: list[int]
 
+    def stats(self) -> dict[str, Any]:
+        """The run's numbers as the Pushgateway push takes them (see :func:`churn.scoring.publish.push_scoring`)."""
+        return {
+            "rows": self.rows,
+            "churned": self.churned,
+            "probability_sum": self.probability_sum,
+            "probability_counts": self.probability_counts,
+            "decile_counts": self.decile_counts,
+            "seconds": self.seconds,
+        }
+
 
 #: Bucket edges of the probability distribution in the run's metrics (ten equal-width bins).
 PROBABILITY_BUCKETS = np.linspace(0.0, 1.0, 11)

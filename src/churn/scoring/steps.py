@@ -110,14 +110,7 @@ def score(
     except ChurnError as error:
         _push_failure(pushgateway_url, error)
         raise
-    stats = {
-        "rows": summary.rows,
-        "churned": summary.churned,
-        "probability_sum": summary.probability_sum,
-        "probability_counts": summary.probability_counts,
-        "decile_counts": summary.decile_counts,
-        "seconds": summary.seconds,
-    }
+    stats = summary.stats()
     write_json(stats, Path(table_dir) / "_stats.json")
     return {"model_version": version, **stats}
 

@@ -149,6 +149,8 @@ class Explainer:
         """Per-attribute contributions of each row of a model matrix (from ``features.transform``)."""
         matrix = np.asarray(matrix, dtype=np.float64)
         family = self.model.family
+        if len(matrix) == 0:  # no rows, no library call (LightGBM refuses 0 rows)
+            return Contributions(np.zeros((0, len(self.attributes))), 0.0, self.unit, self.attributes)
         if family == "lightgbm" and self.method == PATH:
             rolled = _lightgbm_contributions(self.model.estimator, self._leaf_table, self._offsets, matrix)
             bias = self._bias

@@ -44,6 +44,8 @@ LOG_ODDS = "log-odds"
 PROBABILITY = "probability"
 #: How many reasons each score carries.
 TOP_REASONS = 3
+#: Rows per LightGBM leaf lookup of the path method (bounds its memory).
+LEAF_CHUNK_ROWS = 32_768
 
 
 @dataclass(frozen=True)
@@ -295,15 +297,22 @@ def _lightgbm_contributions(estimator: Any, table: np.ndarray, offsets: np.ndarr
     from scipy.sparse import csr_matrix
 
     threads = int(estimator.get_params().get("n_jobs") or 0)
-    leaves = estimator.booster_.predict(
-        matrix, pred_leaf=True, num_iteration=estimator.best_iteration_ or None, num_threads=threads
-    )
-    leaves = np.asarray(leaves, dtype=np.int64).reshape(len(matrix), -1) + offsets
-    n, trees = leaves.shape
-    if n <= 64:  # a request's few rows: gathering is cheaper than building a sparse matrix
-        return np.asarray(table[leaves].sum(axis=1))
-    hits = csr_matrix((np.ones(n * trees), leaves.ravel(), np.arange(0, n * trees + 1, trees)), shape=(n, len(table)))
-    return np.asarray(hits @ table)
+    out = np.empty((len(matrix), table.shape[1]))
+    # In chunks: a 250K-row part's leaf indices and one-hot took 1.7 GB at once.
+    for begin in range(0, len(matrix), LEAF_CHUNK_ROWS):
+        rows = matrix[begin : begin + LEAF_CHUNK_ROWS]
+        leaves = estimator.booster_.predict(
+            rows, pred_leaf=True, num_iteration=estimator.best_iteration_ or None, num_threads=threads
+        )
+        leaves = np.asarray(leaves, dtype=np.int32).reshape(len(rows), -1) + offsets.astype(np.int32)
+        n, trees = leaves.shape
+        if n <= 64:  # a request's few rows: gathering is cheaper than building a sparse matrix
+            out[begin : begin + n] = table[leaves].sum(axis=1)
+            continue
+        pointers = np.arange(0, n * trees + 1, trees, dtype=np.int32)
+        hits = csr_matrix((np.ones(n * trees), leaves.ravel(), pointers), shape=(n, len(table)))
+        out[begin : begin + n] = hits @ table
+    return out
 
 
 # --- rendering ---------------------------------------------------------------------------

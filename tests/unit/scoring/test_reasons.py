@@ -209,3 +209,16 @@ def test_one_row_alone_gets_the_contributions_it_gets_in_a_batch(
     batch = explainer.contributions(matrix).values
     for i in (0, 41, 99):
         np.testing.assert_allclose(explainer.contributions(matrix[i : i + 1]).values[0], batch[i], rtol=0, atol=1e-9)
+
+
+def test_lightgbm_path_in_chunks_equals_one_pass(
+    models: dict[str, ChurnModel], parts: dict[str, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import churn.scoring.reasons as reasons
+
+    model = models["lightgbm"]
+    matrix = model.features.transform(parts["test"].head(500))
+    explainer = Explainer(model, PATH)
+    whole = explainer.contributions(matrix).values
+    monkeypatch.setattr(reasons, "LEAF_CHUNK_ROWS", 70)  # 7 full chunks and a short one
+    np.testing.assert_allclose(explainer.contributions(matrix).values, whole, rtol=0, atol=1e-12)

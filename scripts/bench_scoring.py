@@ -126,6 +126,7 @@ def agree(folder: Path, family: str, rows: int) -> dict[str, Any]:
 def online(folder: Path, family: str, repeats: int, method: str) -> dict[str, Any]:
     """p50/p99 of one record through transformer + predictor (in process), plain and with reasons."""
     import asyncio
+    import copy
 
     import joblib
     import numpy as np
@@ -138,9 +139,10 @@ def online(folder: Path, family: str, repeats: int, method: str) -> dict[str, An
     from churn.serving.transformer import ChurnTransformer
 
     model, _ = joblib.load(folder / f"{family}.joblib")
-    served = ServedModel(model, "1", "bench")
-    transformer = ChurnTransformer("churn-model", served, max_batch_size=10, reasons_method=method)
-    predictor = ChurnPredictor("churn-model", served, max_batch_size=10, threads=1)
+    # Each role its own copy of the model, as in its own process (threads set by one do not help the other).
+    own = ServedModel(copy.deepcopy(model), "1", "bench")
+    transformer = ChurnTransformer("churn-model", own, max_batch_size=10, reasons_method=method)
+    predictor = ChurnPredictor("churn-model", ServedModel(model, "1", "bench"), max_batch_size=10, threads=1)
     transformer.load()
     predictor.load()
     frame = generate_customers(200, "2026-02-01", seed=3).frame.drop(columns=["churned"])

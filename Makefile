@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 BIN := .venv/bin
 
-.PHONY: help setup run test lint format typecheck pytest prometheus bench bench-training bench-serving bench-predlog bench-scoring bench-monitoring bench-drift-sensitivity bench-images compile images clean
+.PHONY: help setup run test lint format typecheck pytest prometheus bench bench-training bench-serving bench-predlog bench-scoring bench-monitoring bench-drift-sensitivity bench-images bench-scale compile images clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -59,6 +59,9 @@ images: ## Build the component, serving and MLflow images (docker with a daemon,
 
 bench-scoring: setup ## Print the batch-scoring benchmark (1M rows, with and without reasons) and the online cost of reasons
 	$(BIN)/python scripts/bench_scoring.py
+
+bench-scale: setup ## Print per-stage time and peak memory, pandas vs Dask at 1M rows and at 10M (takes an hour or more)
+	$(BIN)/python scripts/bench_scale.py
 
 bench-images: setup ## Print image sizes, build times and the serving image's cold start beside the component image
 	$(BIN)/python scripts/bench_images.py

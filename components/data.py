@@ -14,11 +14,18 @@ def load_data(
     date: str = "",
     seed: int = 42,
     scenario: str = "none",
+    engine: str = "pandas",
 ) -> str:
-    """Generate a day's customers, or copy the export at ``source_uri``; return its fingerprint."""
+    """Generate a day's customers, or copy the export at ``source_uri``; return its fingerprint.
+
+    On the ``dask`` engine the dataset is a folder of parquet parts, and every later step
+    that reads it runs on a Dask cluster.
+    """
     from churn import steps
 
-    info = steps.load_data(raw.path, source_uri=source_uri, rows=rows, date=date, seed=seed, scenario=scenario)
+    info = steps.load_data(
+        raw.path, source_uri=source_uri, rows=rows, date=date, seed=seed, scenario=scenario, engine=engine
+    )
     raw.metadata.update(info)
     return str(info["fingerprint"])
 

@@ -7,12 +7,15 @@ from components._image import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def load_current(current: Output[Dataset], source_uri: str = "") -> str:
-    """Copy the increment to check (path or s3://; empty: the latest customers_YYYYMMDD file); return its source."""
+def load_current(current: Output[Dataset], source_uri: str = "", engine: str = "pandas") -> str:
+    """Copy the increment to check (path or s3://; empty: the latest customers_YYYYMMDD); return its source.
+
+    A folder of parts (and on the ``dask`` engine a parquet file) is checked on a Dask cluster.
+    """
     from churn import steps
     from churn.config import get_settings
 
-    info = steps.load_current(current.path, source_uri=source_uri, raw_dir=get_settings().raw_dir)
+    info = steps.load_current(current.path, source_uri=source_uri, raw_dir=get_settings().raw_dir, engine=engine)
     current.metadata.update(info)
     return str(info["source"])
 
@@ -128,6 +131,7 @@ def trigger_retraining(
     gate_margin: float = 0.002,
     s3_secret: str = "",
     cluster_env: str = "",
+    engine: str = "pandas",
 ) -> str:
     """Start a training run (locally, or through the KFP API); its promotion gate decides about @champion."""
     from churn.config import get_settings
@@ -145,6 +149,7 @@ def trigger_retraining(
         "mlflow_experiment": mlflow_experiment,
         "model_name": model_name,
         "gate_margin": gate_margin,
+        "engine": engine,
         "s3_secret": s3_secret,
         "cluster_env": cluster_env,
         # The training run's own MLflow users, not monitoring's read-only one.

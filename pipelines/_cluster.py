@@ -31,6 +31,10 @@ CLUSTER_ENV_KEYS = (
     "CHURN_DEPLOY__DEPLOYMENT_MODE",
     "CHURN_DEPLOY__SERVICE_ACCOUNT",
     "CHURN_IMAGE_REGISTRY",
+    "CHURN_DASK__KUBERNETES",
+    "CHURN_DASK__NAMESPACE",
+    "CHURN_DASK__IMAGE",
+    "CHURN_DASK__WORK_URI",
 )
 #: Keys of the chart's MLflow user Secrets (``<release>-mlflow-<role>``), read by MLflow's client as they are.
 MLFLOW_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")

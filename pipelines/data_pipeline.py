@@ -10,7 +10,7 @@ from pipelines._cluster import CLUSTER_ENV, S3_SECRET, use_cluster_env
 @dsl.pipeline(
     name="churn-daily-data",
     description="Generate (or ingest) the day's increment of customers, validate it and publish it as "
-    "customers_YYYYMMDD.csv where the monitoring pipeline reads it.",
+    "customers_YYYYMMDD.csv (or a customers_YYYYMMDD/ folder of parts) where the monitoring pipeline reads it.",
 )
 def data_pipeline(
     source_uri: str = "",
@@ -20,6 +20,7 @@ def data_pipeline(
     scenario: str = "none",
     min_rows: int = 100,
     destination: str = "",
+    engine: str = "pandas",
     s3_secret: str = S3_SECRET,
     cluster_env: str = CLUSTER_ENV,
 ) -> str:
@@ -33,6 +34,8 @@ def data_pipeline(
         scenario: Drift scenario of generated data (none, price_shock, channel_shift, ...).
         min_rows: Fewest rows a valid increment may have.
         destination: Folder or s3://bucket/prefix to publish to (empty: the raw-data folder).
+        engine: "pandas" (customers_YYYYMMDD.csv) or "dask" (a customers_YYYYMMDD/ folder of parquet parts,
+            generated in bounded memory and validated on a Dask cluster).
         s3_secret: In a cluster, the Secret with the S3 credentials (the chart's ``<release>-s3``).
         cluster_env: In a cluster, the chart's ``<release>-pipeline-env`` ConfigMap (endpoints, deploy target).
 
@@ -40,7 +43,7 @@ def data_pipeline(
         Where the increment was published.
 
     """
-    data = load_data(source_uri=source_uri, rows=rows, date=date, seed=seed, scenario=scenario)
+    data = load_data(source_uri=source_uri, rows=rows, date=date, seed=seed, scenario=scenario, engine=engine)
     data.set_display_name("load increment").set_caching_options(False)
     checked = validate_data(raw=data.outputs["raw"], min_rows=min_rows).set_display_name("validate")
     published = publish_increment(raw=data.outputs["raw"], date=date, destination=destination)

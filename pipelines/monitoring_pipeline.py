@@ -39,6 +39,7 @@ def monitoring_pipeline(
     prediction_log_uri: str = "",
     labels_uri: str = "",
     as_of: str = "",
+    engine: str = "pandas",
     s3_secret: str = S3_SECRET,
     cluster_env: str = CLUSTER_ENV,
     mlflow_secret: str = MLFLOW_READER_SECRET,
@@ -68,6 +69,8 @@ def monitoring_pipeline(
         labels_uri: Folder or s3:// prefix of the labels_YYYYMMDD.csv files (empty: CHURN_PERFORMANCE__LABELS_URI
             or data/labels).
         as_of: The day performance is judged on, YYYY-MM-DD (empty: today): labels dated later have not arrived.
+        engine: "pandas" or "dask": a folder increment (customers_YYYYMMDD/part-*.parquet) is always checked on
+            Dask, and with "dask" a parquet file too; the retraining run uses this engine.
         s3_secret: In a cluster, the Secret with the S3 credentials (the chart's ``<release>-s3``).
         cluster_env: In a cluster, the chart's ``<release>-pipeline-env`` ConfigMap (endpoints, deploy target).
         mlflow_secret: In a cluster, the MLflow user monitoring reads the champion as (``<release>-mlflow-reader``).
@@ -77,7 +80,11 @@ def monitoring_pipeline(
         The verdict: "ok", "warn" or "alert" (the report lists the flagged features).
 
     """
-    current = load_current(source_uri=current_uri).set_display_name("load increment").set_caching_options(False)
+    current = (
+        load_current(source_uri=current_uri, engine=engine)
+        .set_display_name("load increment")
+        .set_caching_options(False)
+    )
     checked = validate_current(
         current=current.outputs["current"], min_rows=min_rows, pushgateway_url=pushgateway_url
     ).set_display_name("validate")
@@ -114,6 +121,7 @@ def monitoring_pipeline(
             mlflow_experiment=mlflow_experiment,
             model_name=model_name,
             gate_margin=gate_margin,
+            engine=engine,
             s3_secret=s3_secret,
             cluster_env=cluster_env,
         )

@@ -32,6 +32,7 @@ def training_pipeline(
     scenario: str = "none",
     min_rows: int = 100,
     n_jobs: int = 2,
+    engine: str = "pandas",
     mlflow_tracking_uri: str = "",
     mlflow_experiment: str = "churn",
     model_name: str = "churn-model",
@@ -54,6 +55,8 @@ def training_pipeline(
         scenario: Drift scenario of generated data.
         min_rows: Fewest rows a valid export may have.
         n_jobs: Threads per estimator.
+        engine: "pandas" (each task in one process) or "dask" (partitioned parquet; split, training,
+            selection and the reference on a Dask cluster per task: boosters on every row).
         mlflow_tracking_uri: MLflow tracking URI (empty: CHURN_MLFLOW__TRACKING_URI or the local default).
         mlflow_experiment: MLflow experiment name.
         model_name: Registered model name.
@@ -73,7 +76,7 @@ def training_pipeline(
         The gate decision: "promoted" or "rejected".
 
     """
-    data = load_data(source_uri=source_uri, rows=rows, date=date, seed=seed, scenario=scenario)
+    data = load_data(source_uri=source_uri, rows=rows, date=date, seed=seed, scenario=scenario, engine=engine)
     data.set_display_name("load data")
     checked = validate_data(raw=data.outputs["raw"], min_rows=min_rows).set_display_name("validate")
     parts = split_data(raw=data.outputs["raw"], seed=seed).after(checked).set_display_name("split 70/15/15")

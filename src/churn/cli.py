@@ -308,12 +308,37 @@ def data_generate(
         Path | None, typer.Option("--out", help="Output file [default: data/raw/customers_YYYYMMDD.<format>].")
     ] = None,
     truth: Annotated[bool, typer.Option(help="Also write true churn probabilities under data/truth/.")] = True,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            help="`dask`: a folder of part-*.parquet (customers_YYYYMMDD/, 250K rows a part, bounded memory) "
+            "for the Dask engine [default: CHURN_ENGINE]."
+        ),
+    ] = None,
 ) -> None:
     """Generate a raw customer export (initial load or daily increment)."""
     from churn.jobs import generate_file
+    from churn.steps import check_engine
 
     settings = get_settings()
     total = settings.data.rows if rows is None else rows
+    engine = engine or settings.engine
+    check_engine(engine)
+    if engine == "dask":
+        from churn.scale.generate import generate_partitioned
+
+        if strength != 1.0 or fmt == "csv":
+            raise ChurnError("--engine dask writes parquet parts at strength 1: drop --strength and --format")
+        folder = generate_partitioned(
+            total,
+            output or settings.raw_dir,
+            date or (settings.data.date.isoformat() if settings.data.date else None),
+            seed=settings.data.seed if seed is None else seed,
+            scenario=scenario,
+        )
+        parts = len(list(folder.glob("part-*.parquet")))
+        out.print(f"wrote {folder}/ ({total} rows in {parts} part-*.parquet; no truth file on this engine)")
+        return
     with _progress() as bar:
         task = bar.add_task("generate", total=total)
         result = generate_file(
@@ -482,6 +507,13 @@ def pipeline_run(
     latest_only: Annotated[
         bool | None, typer.Option(help="scoring: score only the newest customers_YYYYMMDD file of --source-uri.")
     ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            help="`pandas` (one process per task) or `dask` (partitioned parquet on a Dask cluster per task) "
+            "[default: CHURN_ENGINE]."
+        ),
+    ] = None,
     runner: Annotated[
         str,
         typer.Option(
@@ -509,7 +541,12 @@ def pipeline_run(
         "pushgateway_url": pushgateway_url,
         "destination": destination,
         "latest_only": latest_only,
+        "engine": engine,
     }
+    if engine is not None:
+        from churn.steps import check_engine
+
+        check_engine(engine)
     if name == "monitoring":  # its training parameters are those of the retraining run
         given["retrain_rows"], given["retrain_source_uri"] = given.pop("rows"), given.pop("source_uri")
     if runner not in ("subprocess", "docker"):

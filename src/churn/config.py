@@ -195,6 +195,11 @@ class DaskSettings(BaseModel):
     dashboard_address: str | None = Field(
         None, description="Dashboard address of a LocalCluster, e.g. :8787; unset = no dashboard."
     )
+    work_uri: str | None = Field(
+        None,
+        description="s3:// prefix where Dask-engine tasks keep the datasets they pass on, for workers that cannot "
+        "see a task's files (a DaskCluster in Kubernetes, an existing scheduler); unset = the task's own folders.",
+    )
 
 
 class MonitoringSettings(BaseModel):

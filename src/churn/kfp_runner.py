@@ -122,6 +122,7 @@ def local_parameters(settings: Settings, pipeline: str = "training", **overrides
         "model_name": settings.mlflow.model_name,
         "gate_margin": settings.training.gate_margin,
         "min_rows": settings.validation.min_rows,
+        "engine": settings.engine,
     }
     if settings.data.date:
         params["date"] = settings.data.date.isoformat()

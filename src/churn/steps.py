@@ -14,6 +14,8 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +24,7 @@ import pandas as pd
 
 from churn.data.schema import LABEL
 from churn.errors import ChurnError
-from churn.io import atomic_path, write_json, write_raw
+from churn.io import atomic_folder, atomic_path, write_json, write_raw
 
 # Each task is a fresh interpreter that runs one step: heavy libraries (scikit-learn,
 # pandera, MLflow) are imported by the steps that use them, not by every task.
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 MODEL_FILE = "churn_model.joblib"
 INFO_FILE = "info.json"
 SELECTION_FILE = "selection.json"
+ENGINES = ("pandas", "dask")
 
 
 def file_fingerprint(path: str | Path) -> str:
@@ -64,15 +67,35 @@ def load_data(
     seed: int = 42,
     scenario: str = "none",
     churn_rate: float = 0.25,
+    engine: str = "pandas",
 ) -> dict[str, Any]:
     """Generate a day's customers into ``out`` (CSV), or copy an existing export from ``source_uri``.
 
     ``source_uri`` may be a local path or ``s3://bucket/key`` (read with boto3, which
-    honours ``AWS_*`` and ``AWS_ENDPOINT_URL``/``MLFLOW_S3_ENDPOINT_URL``).
+    honours ``AWS_*`` and ``AWS_ENDPOINT_URL``/``MLFLOW_S3_ENDPOINT_URL``). On the
+    ``dask`` engine ``out`` is a folder of ``part-*.parquet`` (generated in bounded memory, or
+    copied from a parquet folder, file or ``s3://`` prefix).
     """
     from churn.data import iter_customer_blocks
 
     out = Path(out)
+    check_engine(engine)
+    if engine == "dask":
+        from churn.scale import dataset
+        from churn.scale import steps as dask_steps
+        from churn.scale.generate import write_partitioned
+
+        if source_uri:
+            dask_steps.ingest(source_uri, out)
+            source = source_uri
+        else:
+            # Generated on this process in bounded memory, then moved into place or uploaded for remote workers.
+            local = out.with_name(f".{out.name}.generated")
+            blocks = iter_customer_blocks(rows, date or None, seed=seed, scenario=scenario, churn_rate=churn_rate)
+            dataset.publish_local(write_partitioned((b.frame for b in blocks), local), out)
+            source = f"generated ({rows} rows, seed {seed}, scenario {scenario})"
+        fingerprint, size = dataset.fingerprint(out)
+        return {"path": str(out), "source": source, "fingerprint": fingerprint, "bytes": size}
     if source_uri:
         _fetch(source_uri, out)
         source = source_uri
@@ -81,6 +104,12 @@ def load_data(
         write_raw((b.frame for b in blocks), out, "csv")
         source = f"generated ({rows} rows, seed {seed}, scenario {scenario})"
     return {"path": str(out), "source": source, "fingerprint": file_fingerprint(out), "bytes": out.stat().st_size}
+
+
+def check_engine(engine: str) -> None:
+    """Refuse an engine other than ``pandas`` or ``dask``, naming it."""
+    if engine not in ENGINES:
+        raise ChurnError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
 
 
 def _s3() -> Any:
@@ -117,10 +146,15 @@ def validate(
     """Validate the raw export, write the JSON report (and a Markdown summary); raise after writing when invalid.
 
     ``source`` is what the report names as the data: the user's file or URI, not the
-    pipeline's copy of it at ``raw``.
+    pipeline's copy of it at ``raw``. A folder of parquet parts is validated on the Dask engine.
     """
     from churn.validation import validate_and_report
 
+    if Path(raw).is_dir():
+        from churn.scale.validation import validate_and_report_dask
+
+        report_ = validate_and_report_dask(raw, report, summary_path=summary, min_rows=min_rows, source=source)
+        return report_.to_dict()
     _, result = validate_and_report(raw, report, summary_path=summary, min_rows=min_rows, source=source)
     return result.to_dict()
 
@@ -139,12 +173,19 @@ def split(
     validation_size: float = 0.15,
     test_size: float = 0.15,
 ) -> dict[str, int]:
-    """Split a validated raw export 70/15/15 (stratified, seeded) into parquet files.
+    """Split a validated raw export 70/15/15 into parquet files, by a seeded hash of ``customer_id`` per class.
 
     The export was validated by the previous step; it is only parsed here (the schema
-    checks are not paid twice), and a file that no longer parses still fails clearly.
+    checks are not paid twice), and a file that no longer parses still fails clearly. A folder
+    of parquet parts is split on the Dask engine into folders (see :func:`churn.scale.steps.split`):
+    both engines put every customer in the same split (see :mod:`churn.scale.split`).
     """
-    from churn.training.split import SPLITS, split_frame
+    if Path(raw).is_dir():
+        from churn.scale import steps as dask_steps
+
+        with dask_steps.engine_client(name="churn-split"):
+            return dask_steps.split(raw, outputs, seed=seed, validation_size=validation_size, test_size=test_size)
+    from churn.scale.split import SPLITS, hash_split_frame
     from churn.validation import DataValidationError, ValidationReport
     from churn.validation.reader import read_raw_file
 
@@ -152,7 +193,7 @@ def split(
     if parsed.frame is None or parsed.violations:
         raise DataValidationError(ValidationReport(source=str(raw), violations=parsed.violations))
     frame = parsed.frame
-    parts = split_frame(frame, seed=seed, validation_size=validation_size, test_size=test_size)
+    parts = hash_split_frame(frame, seed=seed, validation_size=validation_size, test_size=test_size)
     for name in SPLITS:
         write_raw([parts[name]], outputs[name], "parquet")
     return {f"{name}_rows": len(parts[name]) for name in SPLITS}
@@ -162,6 +203,11 @@ def read_split(path: str | Path) -> pd.DataFrame:
     """Read a split written by :func:`split` (dates as ``datetime64``, as the feature code prefers)."""
     import pyarrow.parquet as pq
 
+    if Path(path).is_dir():  # the Dask engine's dataset: its folder of parts, or the S3 prefix it points at
+        from churn.scale.dataset import arrow_dataset
+
+        folder: pd.DataFrame = arrow_dataset(path).to_table().to_pandas(date_as_object=False)
+        return folder
     frame: pd.DataFrame = pq.read_table(path).to_pandas(date_as_object=False)
     return frame
 
@@ -176,9 +222,21 @@ def train(
     n_jobs: int = 2,
     seed: int = 42,
 ) -> dict[str, Any]:
-    """Train one family; save the model and its info (metrics, timings) into ``model_dir``."""
+    """Train one family; save the model and its info (metrics, timings) into ``model_dir``.
+
+    Split folders (the Dask engine's) train on a Dask cluster: see :func:`churn.scale.steps.train`.
+    """
     from churn.training.models import train_family
 
+    if Path(train_path).is_dir():
+        from churn.scale import steps as dask_steps
+
+        with dask_steps.engine_client(name=f"churn-train-{family.replace('_', '-')}") as client:
+            model = dask_steps.train(
+                family, client, train_path, validation_path, params=params, n_jobs=n_jobs, seed=seed
+            )
+        save_model(model, model_dir)
+        return model.info
     model = train_family(family, read_split(train_path), read_split(validation_path), params, n_jobs=n_jobs, seed=seed)
     save_model(model, model_dir)
     return model.info
@@ -209,6 +267,25 @@ def load_model(folder: str | Path) -> ChurnModel:
     return model
 
 
+@contextmanager
+def scoring_on_test(test_path: str | Path) -> Iterator[tuple[np.ndarray, Callable[[ChurnModel], np.ndarray]]]:
+    """The test split's labels and a function giving a model's probabilities on its rows.
+
+    A split folder (the Dask engine's) larger than one process should hold is scored partition
+    by partition on a Dask cluster that lives as long as the ``with`` block; a file, or a folder
+    within :data:`churn.scale.steps.SINGLE_NODE_SAMPLE_ROWS` rows, is read into memory (the same
+    probabilities, without a cluster's start-up).
+    """
+    if Path(test_path).is_dir() and not _fits_in_process(test_path):
+        from churn.scale import steps as dask_steps
+
+        with dask_steps.engine_client(name="churn-evaluate"):
+            yield dask_steps.scorer(test_path)
+        return
+    test = read_split(test_path)
+    yield test[LABEL].to_numpy(dtype=np.int64), lambda model: model.predict_proba(test)
+
+
 def select(model_dirs: dict[str, str | Path], test_path: str | Path, winner_dir: str | Path) -> dict[str, Any]:
     """Evaluate every candidate on the test split and keep the one with the best validation ROC-AUC.
 
@@ -219,27 +296,26 @@ def select(model_dirs: dict[str, str | Path], test_path: str | Path, winner_dir:
     """
     from churn.training.evaluate import classification_metrics, curves
 
-    test = read_split(test_path)
-    y = test[LABEL].to_numpy(dtype=np.int64)
-    rows = []
-    probabilities = {}
-    for family, folder in model_dirs.items():
-        model = load_model(folder)
-        start = time.perf_counter()
-        p = model.predict_proba(test)
-        seconds = time.perf_counter() - start
-        rows.append(
-            {
-                "family": family,
-                "val_roc_auc": model.info["validation"]["roc_auc"],
-                "val_pr_auc": model.info["validation"]["pr_auc"],
-                "threshold": model.threshold,
-                "test": classification_metrics(y, p, model.threshold),
-                "fit_seconds": model.info["fit_seconds"],
-                "predict_seconds": seconds,
-            }
-        )
-        probabilities[family] = p
+    with scoring_on_test(test_path) as (y, score):
+        rows = []
+        probabilities = {}
+        for family, folder in model_dirs.items():
+            model = load_model(folder)
+            start = time.perf_counter()
+            p = score(model)
+            seconds = time.perf_counter() - start
+            rows.append(
+                {
+                    "family": family,
+                    "val_roc_auc": model.info["validation"]["roc_auc"],
+                    "val_pr_auc": model.info["validation"]["pr_auc"],
+                    "threshold": model.threshold,
+                    "test": classification_metrics(y, p, model.threshold),
+                    "fit_seconds": model.info["fit_seconds"],
+                    "predict_seconds": seconds,
+                }
+            )
+            probabilities[family] = p
     best = max(rows, key=lambda r: r["val_roc_auc"])
     winner = Path(winner_dir)
     if winner.exists():
@@ -313,13 +389,13 @@ def register(
         experiment_id = connect(
             tracking_uri, experiment=experiment, artifact_location=artifact_location, timeout=timeout, retries=retries
         )
-        test = read_split(test_path)
-        example = test.drop(columns=[LABEL]).head(5)
+        example, test_labels = example_and_test_labels(test_path)
         tags = {"data_fingerprint": fingerprint, "git_commit": git_commit(), "kfp_run_id": kfp_run_id}
         by_family = {row["family"]: row for row in selection["candidates"]}
         run_name = f"training {kfp_run_id or time.strftime('%Y%m%d-%H%M%S')}"
         with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as parent:
-            mlflow.set_tags({**tags, "winner": selection["winner"]})
+            winner_info = load_model(model_dirs[selection["winner"]]).info
+            mlflow.set_tags({**tags, "winner": selection["winner"], **engine_tags(winner_info)})
             mlflow.log_text(comparison_markdown(selection), "comparison.md")
             mlflow.log_metrics({f"winner_test_{k}": v for k, v in selection["winner_test"].items()})
             winner_uri = winner_run = ""
@@ -331,16 +407,17 @@ def register(
                 metrics |= {"fit_seconds": row["fit_seconds"]}
                 reference = sample = deciles = None
                 if family == selection["winner"] and train_path is not None:
+                    train = reference_rows(train_path)
                     reference, sample = reference_for(
-                        model, train_path, roc_auc=row["test"]["roc_auc"], test_labels=test[LABEL], bins=psi_bins
+                        model, train, roc_auc=row["test"]["roc_auc"], test_labels=test_labels, bins=psi_bins
                     )
-                    deciles = risk_deciles_for(model, train_path)
+                    deciles = risk_deciles_for(model, train)
                 with mlflow.start_run(run_name=family, nested=True) as child:
                     uri = log_candidate(
                         model,
                         example=example,
                         metrics=metrics,
-                        tags={**tags, "family": family},
+                        tags={**tags, "family": family, **engine_tags(model.info)},
                         reference=reference,
                         reference_sample=sample,
                         risk_deciles=deciles,
@@ -361,9 +438,46 @@ def register(
     return {"parent_run_id": parent.info.run_id, "winner_run_id": winner_run, "version": version}
 
 
+def engine_tags(info: dict[str, Any]) -> dict[str, str]:
+    """The engine a model was trained on, and its Dask cluster's size, as MLflow tags."""
+    return {"engine": str(info.get("engine", "pandas")), **{str(k): str(v) for k, v in info.get("cluster", {}).items()}}
+
+
+def _fits_in_process(path: str | Path) -> bool:
+    from churn.scale.steps import fits_in_process
+
+    return fits_in_process(path)
+
+
+def example_and_test_labels(test_path: str | Path) -> tuple[pd.DataFrame, pd.Series]:
+    """Five input rows (the model's logged example) and the label column of the test split, file or folder."""
+    if Path(test_path).is_dir():
+        from churn.scale import steps as dask_steps
+
+        return dask_steps.head(test_path, 5).drop(columns=[LABEL]), dask_steps.label_column(test_path)
+    test = read_split(test_path)
+    return test.drop(columns=[LABEL]).head(5), test[LABEL]
+
+
+def reference_rows(train_path: str | Path) -> pd.DataFrame:
+    """The training rows a reference is fitted on: the whole split file, or a seeded bounded sample of a folder.
+
+    On the Dask engine the profile's bin edges, category shares and the deciles come from
+    :data:`churn.scale.steps.SINGLE_NODE_SAMPLE_ROWS` rows: quantiles of 500K rows are within a
+    fraction of a percentile of the whole split's, and the driver stays bounded at any size. A
+    folder within that many rows is read whole, in order: the very rows the sample would hold.
+    """
+    if Path(train_path).is_dir() and not _fits_in_process(train_path):
+        from churn.scale import steps as dask_steps
+
+        with dask_steps.engine_client(name="churn-reference"):
+            return dask_steps.sample(train_path)
+    return read_split(train_path)
+
+
 def reference_for(
     model: ChurnModel,
-    train_path: str | Path,
+    train: pd.DataFrame,
     *,
     roc_auc: float,
     test_labels: pd.Series,
@@ -381,17 +495,16 @@ def reference_for(
 
     positives = int(test_labels.sum())
     se = roc_auc_standard_error(roc_auc, positives, len(test_labels) - positives)
-    train = read_split(train_path)
     profile = fit_reference(train, model.predict_proba(train), roc_auc=roc_auc, roc_auc_standard_error=se, bins=bins)
     sample = train.sample(n=min(sample_rows, len(train)), random_state=0).sort_index()
     return profile, sample.reset_index(drop=True)
 
 
-def risk_deciles_for(model: ChurnModel, train_path: str | Path) -> list[float]:
-    """Risk decile cut points of a model: the deciles of its probabilities on its training split."""
+def risk_deciles_for(model: ChurnModel, train: pd.DataFrame) -> list[float]:
+    """Risk decile cut points of a model: the deciles of its probabilities on its training rows."""
     from churn.scoring.batch import fit_risk_deciles
 
-    return fit_risk_deciles(model.predict_proba(read_split(train_path)))
+    return fit_risk_deciles(model.predict_proba(train))
 
 
 def promote(
@@ -483,7 +596,10 @@ def gate_markdown(decision: dict[str, Any]) -> str:
 # --- daily data and monitoring pipelines -------------------------------------------------
 
 
-_INCREMENT = re.compile(r"customers_(\d{8})\.(csv|parquet)$")
+#: A daily increment: one file, or (the Dask engine's) a folder or prefix of parquet parts.
+_INCREMENT = re.compile(r"customers_(\d{8})(\.(csv|parquet)|/)$")
+#: Written last into a published folder of parts on S3: a prefix without it is still being written.
+COMPLETE_MARKER = "_SUCCESS"
 
 
 def latest_increment(location: str | Path) -> str:
@@ -498,29 +614,56 @@ def latest_increment(location: str | Path) -> str:
         bucket, _, prefix = where.removeprefix("s3://").partition("/")
         prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
         try:
-            pages = _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
-            names = [item["Key"].removeprefix(prefix) for page in pages for item in page.get("Contents", [])]
+            client = _s3()
+            pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
+            names = []
+            for page in pages:
+                names += [item["Key"].removeprefix(prefix) for item in page.get("Contents", [])]
+                names += [p["Prefix"].removeprefix(prefix) for p in page.get("CommonPrefixes", [])]
+            # A folder of parts counts once its marker is there (the publisher writes it last).
+            folders = [n for n in names if n.endswith("/")]
+            for name in folders:
+                listed = client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}{name}{COMPLETE_MARKER}", MaxKeys=1)
+                if not listed.get("KeyCount"):
+                    names.remove(name)
         except Exception as exc:
             raise ChurnError(f"cannot list {where}: {exc}") from exc
         base = f"s3://{bucket}/{prefix}"
     else:
         folder = Path(where.removeprefix("file://"))
-        names = [p.name for p in folder.glob("customers_*.*")] if folder.is_dir() else []
+        found = list(folder.glob("customers_*")) if folder.is_dir() else []
+        names = [p.name + "/" if p.is_dir() else p.name for p in found]
         base = f"{folder}/"
     dated: list[tuple[str, str]] = [(m.group(1), str(n)) for n in names if (m := _INCREMENT.fullmatch(n))]
     if not dated:
-        raise ChurnError(f"no daily increment (customers_YYYYMMDD.csv) in {where}: run the data pipeline first")
+        raise ChurnError(
+            f"no daily increment (customers_YYYYMMDD.csv, or a customers_YYYYMMDD/ folder of parts) in {where}: "
+            "run the data pipeline first"
+        )
     return base + max(dated)[1]
 
 
-def load_current(out: str | Path, *, source_uri: str = "", raw_dir: str | Path = "data/raw") -> dict[str, Any]:
-    """Copy the increment to check into ``out`` as CSV.
+def load_current(
+    out: str | Path, *, source_uri: str = "", raw_dir: str | Path = "data/raw", engine: str = "pandas"
+) -> dict[str, Any]:
+    """Copy the increment to check into ``out``: as CSV, or as a folder of parquet parts checked on Dask.
 
-    ``source_uri`` is a file (path or ``s3://``) or a folder or ``s3://`` prefix ending in ``/``
-    (its latest increment); empty: the latest increment in ``raw_dir``.
+    ``source_uri`` is a file or folder of parts (path or ``s3://``) or a folder or ``s3://``
+    prefix ending in ``/`` (its latest increment); empty: the latest increment in ``raw_dir``.
+    A folder increment is loaded as a folder whatever the engine (it may not fit in memory);
+    on the Dask engine a parquet file is too. A CSV file is one process's work on either engine.
     """
+    from churn.scale import dataset
+    from churn.scale import steps as dask_steps
+
+    check_engine(engine)
     out = Path(out)
     uri = latest_increment(source_uri or raw_dir) if not source_uri or source_uri.endswith("/") else source_uri
+    folder = _is_folder_increment(uri)
+    if folder or (engine == "dask" and uri.lower().endswith((".parquet", ".pq"))):
+        dask_steps.ingest(uri, out)
+        fingerprint, size = dataset.fingerprint(out)
+        return {"source": uri.rstrip("/") if folder else uri, "fingerprint": fingerprint, "bytes": size}
     if uri.lower().endswith((".parquet", ".pq")):
         fetched = out.with_name(out.name + ".parquet")
         _fetch(uri, fetched)
@@ -531,6 +674,12 @@ def load_current(out: str | Path, *, source_uri: str = "", raw_dir: str | Path =
     else:
         _fetch(uri, out)
     return {"source": uri, "fingerprint": file_fingerprint(out), "bytes": out.stat().st_size}
+
+
+def _is_folder_increment(uri: str) -> bool:
+    if uri.startswith("s3://"):
+        return uri.endswith("/") or re.fullmatch(r"customers_\d{8}", uri.rsplit("/", 1)[-1]) is not None
+    return Path(uri.removeprefix("file://")).is_dir()
 
 
 def publish_increment(raw: str | Path, *, date: str = "", destination: str = "", raw_dir: str | Path = "") -> str:
@@ -549,6 +698,8 @@ def publish_increment(raw: str | Path, *, date: str = "", destination: str = "",
     from churn.data.generator import parse_date
     from churn.jobs import raw_file_name
 
+    if Path(raw).is_dir():
+        return _publish_folder(Path(raw), f"customers_{parse_date(date or None):%Y%m%d}", destination or str(raw_dir))
     name = raw_file_name(parse_date(date or None), "csv")
     target = destination or str(raw_dir)
     if target.startswith("s3://"):
@@ -564,6 +715,28 @@ def publish_increment(raw: str | Path, *, date: str = "", destination: str = "",
     with atomic_path(path) as tmp:
         shutil.copyfile(raw, tmp)
     return str(path.resolve())
+
+
+def _publish_folder(raw: Path, name: str, target: str) -> str:
+    """Publish a dataset's parts as ``<target>/<name>/``: whole (local rename) or marked complete last (S3)."""
+    from churn.scale.dataset import copy_part, part_uris
+
+    parts = part_uris(raw)
+    if target.startswith("s3://"):
+        bucket, _, prefix = target.removeprefix("s3://").partition("/")
+        base = f"{prefix.strip('/')}/{name}/".lstrip("/")
+        try:
+            for part in parts:
+                copy_part(part, f"s3://{bucket}/{base}{part.rsplit('/', 1)[-1]}")
+            _s3().put_object(Bucket=bucket, Key=base + COMPLETE_MARKER, Body=b"")
+        except Exception as exc:
+            raise ChurnError(f"cannot write s3://{bucket}/{base}: {exc}") from exc
+        return f"s3://{bucket}/{base}"
+    folder = Path(target.removeprefix("file://")) / name
+    with atomic_folder(folder) as tmp:
+        for part in parts:
+            copy_part(part, str(tmp / part.rsplit("/", 1)[-1]))
+    return str(folder.resolve()) + "/"
 
 
 def validate_current(
@@ -622,34 +795,63 @@ def monitor(
 
     """
     from churn.config import get_settings
-    from churn.monitoring import run_monitoring
     from churn.registry import connect_registry, download_model
     from churn.registry.mlflow_registry import load_model_dir, reference_from_dir, reference_sample_from_dir
     from churn.validation.reader import read_raw_file
 
     settings = get_settings().monitoring
+    url = pushgateway_url or None
     connect_registry(tracking_uri, timeout=timeout, retries=retries)
     folder = download_model(model_uri)
     model = load_model_dir(folder)
     profile = reference_from_dir(folder)
     sample = reference_sample_from_dir(folder)
-    parsed = read_raw_file(raw)
-    if parsed.frame is None or parsed.violations:
-        reasons = "; ".join(v.message for v in parsed.violations) or "unreadable"
-        raise ChurnError(f"monitoring failed: the current data cannot be read: {reasons}")
-    current = parsed.frame
-    probabilities = model.predict_proba(current) if len(current) else None
+    if not Path(raw).is_dir():
+        parsed = read_raw_file(raw)
+        if parsed.frame is None or parsed.violations:
+            reasons = "; ".join(v.message for v in parsed.violations) or "unreadable"
+            raise ChurnError(f"monitoring failed: the current data cannot be read: {reasons}")
+        return _run_monitoring(model, profile, sample, parsed.frame, None, json_path, markdown_path, html_path, url)
+
+    from churn.scale import steps as dask_steps
+    from churn.scale.frames import read_raw, typed
+    from churn.scale.monitoring import check_drift_dask
+
+    # A folder of parts (the Dask engine's): the checks count every row per partition, and
+    # Evidently's report draws from a bounded seeded sample of them.
+    with dask_steps.engine_client(name="churn-monitor"):
+        current = typed(read_raw(raw))
+        shown = dask_steps.sample(raw, 20_000)
+        check = lambda: check_drift_dask(profile, current, model, settings=settings)[0]  # noqa: E731
+        return _run_monitoring(model, profile, sample, shown, check, json_path, markdown_path, html_path, url)
+
+
+def _run_monitoring(
+    model: ChurnModel,
+    profile: ReferenceProfile,
+    sample: pd.DataFrame | None,
+    current: pd.DataFrame,
+    check: Callable[[], Any] | None,
+    json_path: str | Path,
+    markdown_path: str | Path | None,
+    html_path: str | Path | None,
+    pushgateway_url: str | None,
+) -> dict[str, Any]:
+    from churn.config import get_settings
+    from churn.monitoring import run_monitoring
+
     run = run_monitoring(
         profile,
         current,
-        probabilities,
+        model.predict_proba(current) if len(current) else None,
         json_path=json_path,
         markdown_path=markdown_path,
         html_path=html_path if sample is not None else None,
         reference_frame=sample,
         reference_probabilities=None if sample is None else model.predict_proba(sample),
-        settings=settings,
-        pushgateway_url=pushgateway_url or None,
+        settings=get_settings().monitoring,
+        pushgateway_url=pushgateway_url,
+        check=check,
     )
     return run.report.to_dict()
 

@@ -23,6 +23,7 @@ from mlflow import MlflowClient
 
 from churn.config import Settings
 from churn.errors import ChurnError
+from churn.io import write_raw
 from churn.kfp_runner import PIPELINES, LocalRun, compile_pipeline, local_parameters, run_local
 from churn.monitoring import ReferenceProfile
 from churn.registry import connect_registry, load_reference
@@ -97,6 +98,35 @@ def test_clean_day_is_ok_and_drifted_day_alerts_with_artifacts(trained: Settings
     assert metrics["verdict_level"] == 2 and metrics["drifted_features"] >= 2
     assert metrics["max_feature_wasserstein"] >= 0.1  # the scale-aware rule sees the price shock too
     assert not (drifted.run_dir / "trigger-retraining").exists()  # retrain_on_alert is off by default
+
+
+@pytest.mark.slow
+def test_a_dask_day_is_a_folder_of_parts_checked_on_dask_with_the_pandas_verdict(trained: Settings) -> None:
+    """The data pipeline on the Dask engine publishes customers_YYYYMMDD/; monitoring finds it and counts it on Dask."""
+    day = run_local(
+        "data",
+        trained,
+        log=trained.data_dir / "data-dask.log",
+        **local_parameters(trained, "data", date="2026-01-09", scenario="price_shock", seed=9, engine="dask"),
+    )
+    folder = Path(str(day.output))
+    assert folder == (trained.raw_dir / "customers_20260109").resolve() and folder.is_dir()
+    assert sorted(p.name for p in folder.iterdir()) == ["part-00000.parquet"]
+    # The latest increment in the raw folder is now this folder: the default monitoring run checks it.
+    on_dask = _monitor(trained, "", engine="dask")
+    assert on_dask.run_dir is not None
+    report = json.loads((on_dask.run_dir / "check-drift/report").read_text())
+    assert report["current_rows"] == 1_000
+    assert (on_dask.run_dir / "load-current/current").is_dir()
+    # The same rows as one CSV, checked in one process: the same verdict and statistics.
+    csv = trained.data_dir / "same-day.csv"
+    write_raw([pd.read_parquet(folder / "part-00000.parquet")], csv, "csv")
+    in_process = _monitor(trained, str(csv))
+    assert in_process.run_dir is not None and in_process.output == on_dask.output == "alert"
+    expected = json.loads((in_process.run_dir / "check-drift/report").read_text())
+    assert report["flagged"] == expected["flagged"]
+    for got, want in zip(report["features"], expected["features"], strict=True):
+        assert got["statistic"] == pytest.approx(want["statistic"], rel=1e-9), want["feature"]
 
 
 class _Recorder(BaseHTTPRequestHandler):

@@ -150,3 +150,28 @@ def test_pipelines_compiled_for_another_registry_run_its_images(tmp_path: Path) 
         spec = next(yaml.safe_load_all((tmp_path / f"{name}_pipeline.yaml").read_text()))
         images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
         assert images == {f"registry.example.com/ml/churn:{__version__}"}, name
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_a_task_reading_the_configmap_gets_the_charts_dask_settings(
+    helm: str, enabled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from churn.scale.cluster import make_cluster_spec
+
+    values = ["--set", "imageRegistry=registry.example.com/ml", "--set", f"dask.enabled={str(enabled).lower()}"]
+    objects = render(helm, *values, release="prod")
+    (env,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "prod-pipeline-env"]
+    for key, value in env["data"].items():
+        monkeypatch.setenv(key, value)
+    dask = Settings(_env_file=None).dask  # type: ignore[call-arg]
+    assert dask.kubernetes is enabled
+    if enabled:
+        # Datasets pass between tasks on the release's bucket: the operator's workers cannot see a task's files.
+        assert dask.work_uri == "s3://mlflow/dask-work/"
+        spec = make_cluster_spec(dask, name="churn-train")
+        assert spec["metadata"]["namespace"] == "ml"
+        for role in ("scheduler", "worker"):
+            (container,) = spec["spec"][role]["spec"]["containers"]
+            assert container["image"] == f"registry.example.com/ml/churn:{__version__}"
+    else:  # a run on the Dask engine starts a LocalCluster in its own pod and keeps its data in its folders
+        assert not dask.work_uri

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -102,17 +102,109 @@ def check_drift(
     """
     s = settings or MonitoringSettings()
     require_columns(current, [*profile.numeric, *profile.categorical], "current")
-    rows = len(current)
+    counts = count_current(profile, current, chunk_rows=s.chunk_rows)
+    return check_counts(
+        profile, counts, probabilities, _labels(current, label), settings=s, reference_roc_auc=reference_roc_auc
+    )
+
+
+@dataclass
+class NumericCounts:
+    """One numeric column of current rows counted on a reference's bins.
+
+    Attributes:
+        coarse: Rows per PSI bin, then missing values (``bin_counts`` on the profile's edges).
+        fine: Rows per sketch bin (empty without a sketch), and ``sums`` their values' sums.
+        missing: Missing values.
+
+    """
+
+    coarse: np.ndarray
+    fine: np.ndarray
+    sums: np.ndarray
+    missing: int
+
+    def __add__(self, other: NumericCounts) -> NumericCounts:
+        return NumericCounts(
+            self.coarse + other.coarse, self.fine + other.fine, self.sums + other.sums, self.missing + other.missing
+        )
+
+
+@dataclass
+class CurrentCounts:
+    """Everything the drift checks need from current rows: additive, so partitions' counts sum to the whole's.
+
+    Attributes:
+        rows: Current rows.
+        numeric: Numeric column -> its counts on the reference's bins.
+        categorical: Categorical column -> (categories in order of first appearance, their counts
+            followed by the count of missing values), as ``category_counts`` gives them.
+
+    """
+
+    rows: int
+    numeric: dict[str, NumericCounts]
+    categorical: dict[str, tuple[tuple[str, ...], np.ndarray]]
+
+    def __add__(self, other: CurrentCounts) -> CurrentCounts:
+        categorical = {}
+        for name, (names, counts) in self.categorical.items():
+            totals = dict(zip(names, counts[:-1].tolist(), strict=True))
+            more_names, more = other.categorical[name]
+            for category, count in zip(more_names, more[:-1].tolist(), strict=True):
+                totals[category] = totals.get(category, 0) + count
+            merged = np.array([*totals.values(), int(counts[-1] + more[-1])], dtype=np.int64)
+            categorical[name] = (tuple(totals), merged)
+        numeric = {name: c + other.numeric[name] for name, c in self.numeric.items()}
+        return CurrentCounts(self.rows + other.rows, numeric, categorical)
+
+
+def count_current(profile: ReferenceProfile, current: pd.DataFrame, *, chunk_rows: int = 262_144) -> CurrentCounts:
+    """Count current rows on the profile's bins and categories, ``chunk_rows`` at a time (bounded memory).
+
+    Raises:
+        ChurnError: A numeric column holds a value that is not a number.
+
+    """
+    numeric = {name: _numeric_counts(name, ref, current[name], chunk_rows) for name, ref in profile.numeric.items()}
+    categorical = {name: category_counts(current[name]) for name in profile.categorical}
+    return CurrentCounts(len(current), numeric, categorical)
+
+
+def check_counts(
+    profile: ReferenceProfile,
+    counts: CurrentCounts,
+    probabilities: np.ndarray | Sequence[float] | None = None,
+    labels: np.ndarray | None = None,
+    *,
+    settings: MonitoringSettings | None = None,
+    reference_roc_auc: float | None = None,
+) -> DriftReport:
+    """The drift report of counted current rows (see :func:`check_drift`, which counts and calls this).
+
+    Args:
+        profile: The champion's reference profile.
+        counts: The current rows counted by :func:`count_current`, or partitions' counts summed.
+        probabilities: The model's probabilities for the current rows (optional).
+        labels: Their labels as float, NaN for unlabelled (None: no label column).
+        settings: Thresholds; the configured defaults when omitted.
+        reference_roc_auc: Overrides the profile's test ROC-AUC as the yardstick.
+
+    """
+    s = settings or MonitoringSettings()
+    rows = counts.rows
+    if rows == 0:
+        raise ChurnError("current data is empty: there are no rows to compare")
     p = None if probabilities is None else check_probabilities(probabilities, rows, "current")
 
     # The distance is the most sensitive test and runs on every numeric feature: its p-values
     # share their level among them (Bonferroni), so all of them together rarely raise a false alarm.
     distance_alpha = s.wasserstein_alpha / max(len(profile.numeric), 1)
     features = [
-        _numeric_drift(name, ref, current[name], profile.rows, s, distance_alpha)
+        _numeric_drift(name, ref, counts.numeric[name], profile.rows, s, distance_alpha)
         for name, ref in profile.numeric.items()
     ] + [
-        _categorical_drift(name, ref.categories, np.asarray(ref.proportions), current[name], profile.rows, s)
+        _categorical_drift(name, ref.categories, np.asarray(ref.proportions), counts.categorical[name], profile.rows, s)
         for name, ref in profile.categorical.items()
     ]
     report = DriftReport(
@@ -121,7 +213,6 @@ def check_drift(
         features=features,
         thresholds={k: v for k, v in s.model_dump().items() if isinstance(v, float) and k != "push_timeout_seconds"},
     )
-    labels = _labels(current, label)
     report.churn_rate = _churn_rate(profile, labels, p, s, report.notes)
     if p is not None:
         report.prediction = _prediction_drift(profile, p, s, report.notes)
@@ -134,9 +225,7 @@ def check_drift(
     return report
 
 
-def _numeric_drift(
-    name: str, ref: NumericProfile, series: pd.Series, reference_rows: int, s: MonitoringSettings, alpha: float
-) -> FeatureDrift:
+def _numeric_counts(name: str, ref: NumericProfile, series: pd.Series, chunk_rows: int) -> NumericCounts:
     edges = np.asarray(ref.edges, dtype=np.float64)
     counts = np.zeros(edges.size + 2, dtype=np.int64)
     sketch = ref.sketch
@@ -146,7 +235,7 @@ def _numeric_drift(
     # quantiles at data values), so the PSI counts follow from the sketch's: one pass, not two.
     derived = sketch is not None and bool(np.isin(edges, fine).all())
     missing = 0
-    for part in chunks(len(series), s.chunk_rows):
+    for part in chunks(len(series), chunk_rows):
         values = numeric_values(series.iloc[part], name)
         if sketch is not None:
             more_counts, more_sums = bin_moments(values, fine)
@@ -160,10 +249,18 @@ def _numeric_drift(
         coarse = np.searchsorted(edges, np.append(fine, np.inf), side="left")
         counts[:-1] = np.bincount(coarse, weights=fine_counts, minlength=edges.size + 1).astype(np.int64)
         counts[-1] = missing
-    result = _binned_drift(name, ref, counts, reference_rows, s)
-    if sketch is None or fine_counts.sum() == 0:
+    return NumericCounts(counts, fine_counts, fine_sums, int(counts[-1]))
+
+
+def _numeric_drift(
+    name: str, ref: NumericProfile, counted: NumericCounts, reference_rows: int, s: MonitoringSettings, alpha: float
+) -> FeatureDrift:
+    result = _binned_drift(name, ref, counted.coarse, reference_rows, s)
+    sketch = ref.sketch
+    if sketch is None or counted.fine.sum() == 0:
         return result
-    return _with_distance(result, sketch, fine, fine_counts, fine_sums, s, alpha)
+    fine = np.asarray(sketch.edges, dtype=np.float64)
+    return _with_distance(result, sketch, fine, counted.fine, counted.sums, s, alpha)
 
 
 def _with_distance(
@@ -214,11 +311,11 @@ def _categorical_drift(
     name: str,
     categories: tuple[str, ...],
     reference: np.ndarray,
-    series: pd.Series,
+    counted: tuple[tuple[str, ...], np.ndarray],
     reference_rows: int,
     s: MonitoringSettings,
 ) -> FeatureDrift:
-    seen, seen_counts = category_counts(series)
+    seen, seen_counts = counted
     index = {c: i for i, c in enumerate(categories)}
     new = [c for c in seen if c not in index]
     index.update({c: len(categories) + i for i, c in enumerate(new)})
@@ -250,7 +347,16 @@ def _labels(current: pd.DataFrame, label: str) -> np.ndarray | None:
     """The label column as float (NaN = unlabelled), or None when it is absent or all missing."""
     if label not in current.columns:
         return None
-    values = numeric_values(current[label], label)
+    return known_labels(numeric_values(current[label], label), label)
+
+
+def known_labels(values: np.ndarray, label: str = LABEL) -> np.ndarray | None:
+    """Label values as float (NaN = unlabelled), or None when all are missing.
+
+    Raises:
+        ChurnError: A known label is not 0 or 1.
+
+    """
     known = values[~np.isnan(values)]
     if known.size == 0:
         return None

@@ -11,7 +11,7 @@ profile and the current rows and pass paths in. The rules:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +57,7 @@ def run_monitoring(
     reference_probabilities: np.ndarray | Sequence[float] | None = None,
     settings: MonitoringSettings | None = None,
     pushgateway_url: str | None = None,
+    check: Callable[[], DriftReport] | None = None,
 ) -> MonitoringRun:
     """Check ``current`` against ``profile``, write the reports and push the metrics.
 
@@ -71,6 +72,8 @@ def run_monitoring(
         reference_probabilities: Their predicted probabilities (optional, for the HTML).
         settings: Thresholds and Pushgateway settings; the configured defaults when omitted.
         pushgateway_url: Overrides ``settings.pushgateway_url``; None there too = no push.
+        check: Computes the report instead of ``check_drift`` on ``current`` (the Dask engine
+            counts a whole partitioned table; ``current`` is then a sample of it for Evidently).
 
     Returns:
         The report and the paths written.
@@ -85,7 +88,7 @@ def run_monitoring(
     if html_path is not None and reference_frame is None:
         raise ChurnError("an Evidently HTML report needs the reference rows (reference_frame)")
     try:
-        report = check_drift(profile, current, probabilities, settings=s)
+        report = check() if check is not None else check_drift(profile, current, probabilities, settings=s)
     except ChurnError as error:
         if gateway:
             _record_failure(gateway, s, error)

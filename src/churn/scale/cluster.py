@@ -89,7 +89,8 @@ def _start_cluster(s: DaskSettings, name: str) -> Any:
             threads_per_worker=s.threads_per_worker,
             memory_limit=s.memory_limit,
             processes=True,
-            dashboard_address=s.dashboard_address,
+            # Unset: any free port for its HTTP endpoints (a fixed :8787 clashes between concurrent runs).
+            dashboard_address=s.dashboard_address or ":0",
         )
     except (OSError, ValueError, TypeError) as exc:
         raise ChurnError(f"cannot start a local Dask cluster: {exc}") from None

@@ -28,6 +28,9 @@ def read_raw(path: str | Path) -> dd.DataFrame:
     import dask
     import dask.dataframe as dd
 
+    from churn.scale.dataset import location
+
+    path = location(path)  # a task's folder may only point at parts on S3 (see churn.scale.dataset)
     options: dict[str, Any] = {}
     if str(path).startswith("s3://"):
         options["filesystem"] = s3_filesystem()

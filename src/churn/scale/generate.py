@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -11,7 +9,7 @@ import pandas as pd
 
 from churn.data.generator import iter_customer_blocks, parse_date
 from churn.errors import ChurnError
-from churn.io import write_raw
+from churn.io import atomic_folder, write_raw
 
 #: Rows per part file. Measured: 200K generated rows are 5.7 MB of parquet and 129 MB in pandas
 #: (strings as objects), so a part is about 7 MB on disk and 160 MB in a worker: small enough for
@@ -43,17 +41,9 @@ def write_partitioned(frames: Iterable[pd.DataFrame], folder: str | Path, *, par
     if part_rows < 1:
         raise ChurnError(f"part_rows must be >= 1, got {part_rows}")
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as tmp:
         for i, part in enumerate(_parts(frames, part_rows)):
             write_raw([part], tmp / f"part-{i:05d}.parquet", "parquet")
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.replace(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 

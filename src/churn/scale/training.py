@@ -48,6 +48,82 @@ def _load_booster(trained: Any, estimator: Any) -> Any:
     return estimator
 
 
+def _leaf_values(booster: Any) -> np.ndarray:
+    """Each tree's leaf outputs, ``values[tree, leaf]`` (trees with fewer leaves padded with 0)."""
+    # Every round, even when the booster already has a best iteration (which both calls would stop at).
+    trees = booster.dump_model(num_iteration=booster.current_iteration())["tree_info"]
+    values = np.zeros((len(trees), max(t["num_leaves"] for t in trees)), dtype=np.float64)
+    for i, tree in enumerate(trees):
+        for leaf in range(tree["num_leaves"]):
+            values[i, leaf] = booster.get_leaf_output(i, leaf)
+    return values
+
+
+#: Margin bins of the per-round ROC-AUC: 2,048 bins over [-12, 12] log-odds are 0.012 wide, so the
+#: AUC's tie error (pairs in one bin counted as half) stays near 1e-4, far below what moves the round kept.
+MARGIN_BINS, MARGIN_RANGE = 2_048, 12.0
+
+
+def _class_histograms_by_round(
+    x: pd.DataFrame, y: pd.Series, booster: Any, values: np.ndarray, chunk: int
+) -> np.ndarray:
+    """Per round, the rows of each class per margin bin: ``counts[class, round, bin]`` (additive over partitions).
+
+    Margins are running sums of the rows' leaf outputs, ``chunk`` rows at a time.
+    """
+    labels = y.to_numpy(dtype=np.int64)
+    rounds = values.shape[0]
+    leaves = booster.predict(x.to_numpy(), pred_leaf=True, num_iteration=rounds).astype(np.int64, copy=False)
+    trees = np.arange(rounds)
+    offsets = trees * MARGIN_BINS
+    width = 2 * MARGIN_RANGE / MARGIN_BINS
+    counts = np.zeros((2, rounds * MARGIN_BINS), dtype=np.int64)
+    for start in range(0, len(labels), chunk):
+        margins = np.cumsum(values[trees, leaves[start : start + chunk]], axis=1)
+        bins = np.clip(((margins + MARGIN_RANGE) / width).astype(np.int64), 0, MARGIN_BINS - 1) + offsets
+        mine = labels[start : start + chunk]
+        for c in (0, 1):
+            counts[c] += np.bincount(bins[mine == c].ravel(), minlength=rounds * MARGIN_BINS)
+    return counts.reshape(2, rounds, MARGIN_BINS)
+
+
+def _auc_from_histograms(counts: np.ndarray) -> np.ndarray:
+    """ROC-AUC per round from class counts per ordered bin (pairs within one bin count one half)."""
+    negatives, positives = counts[0].astype(np.float64), counts[1].astype(np.float64)
+    below = np.cumsum(negatives, axis=1) - negatives  # negatives in lower bins
+    pairs = negatives.sum(axis=1) * positives.sum(axis=1)
+    wins = (positives * (below + 0.5 * negatives)).sum(axis=1)
+    return np.asarray(wins / np.maximum(pairs, 1.0), dtype=np.float64)
+
+
+def validation_auc_by_round(estimator: Any, x_val: dd.DataFrame, y_val: dd.Series, *, chunk: int = 4_096) -> np.ndarray:
+    """Validation ROC-AUC after each boosting round of a LightGBM model, counted per partition.
+
+    Each partition returns class counts per round and margin bin; the driver adds them up
+    and reads the AUC of every round off the sums.
+    """
+    from dask import delayed
+
+    booster = estimator.booster_
+    values = _leaf_values(booster)
+    tasks = [
+        delayed(_class_histograms_by_round)(x, y, booster, values, chunk)
+        for x, y in zip(x_val.to_delayed(), y_val.to_delayed(), strict=True)
+    ]
+    return _auc_from_histograms(np.sum(compute(*tasks, what="LightGBM early stopping"), axis=0))
+
+
+def early_stopping_round(curve: np.ndarray, patience: int) -> int:
+    """The round (1-based) early stopping keeps: the best (highest) so far once ``patience`` rounds bring no gain."""
+    best, best_score = 0, -float("inf")
+    for i, score in enumerate(curve):
+        if score > best_score:
+            best, best_score = i, float(score)
+        elif i - best >= patience:
+            break
+    return best + 1
+
+
 def train_dask(
     family: str,
     client: Client,
@@ -77,6 +153,11 @@ def train_dask(
     # The pandas path's estimator, hyperparameters and all, trained the distributed way.
     estimator = build_estimator(family, params, n_jobs=n_jobs, seed=seed, pos_weight=pos_weight)
     start = time.perf_counter()
+    # Materialized on the workers here, in a synchronous context: the estimators run their own
+    # graph building asynchronously, where parts read from S3 through arrow's filesystem fail
+    # ("Attempting to use an asynchronous Client in a synchronous context", measured). They
+    # persist the same collections themselves, so this costs no extra memory.
+    x_train, y_train, x_val, y_val = client.persist([x_train, y_train, x_val, y_val])
     if family == "xgboost":
         from xgboost.dask import DaskXGBClassifier
 
@@ -89,12 +170,20 @@ def train_dask(
     else:
         import lightgbm
 
-        # No early stopping here: each worker scores its own validation rows, so workers stop at
-        # different rounds and LightGBM's socket network fails ("Connection reset by peer", measured).
+        # LightGBM's own early stopping cannot run here: each worker scores its own validation
+        # rows, so workers stop at different rounds and the socket network fails ("Connection
+        # reset by peer", measured). The same rule is applied after training instead: the
+        # validation ROC-AUC (the pandas path's metric) of every round, counted over partitions,
+        # and the round early stopping would have kept (the best, once ``stopping`` rounds bring no gain).
         model = lightgbm.DaskLGBMClassifier(client=client, **estimator.get_params())
         model.fit(x_train, y_train)
         estimator = model.to_local()
         best = None
+        if stopping:
+            curve = validation_auc_by_round(estimator, x_val, y_val)
+            best = early_stopping_round(curve, int(stopping))
+            estimator.booster_.best_iteration = best  # predict and save_model use it, as after early stopping
+            estimator._best_iteration = best
     fit_seconds = time.perf_counter() - start
     p_val, labels = compute(
         x_val.map_partitions(_probabilities, family, estimator, meta=pd.Series(dtype=np.float64)),
@@ -112,5 +201,5 @@ def train_dask(
         "engine": "dask",
     }
     if family == "lightgbm" and stopping:
-        info["note"] = f"LightGBM on Dask trains all {estimator.n_estimators} rounds: no early stopping yet"
+        info["trained_rounds"] = int(estimator.n_estimators)
     return ChurnModel(family, features, estimator, threshold, {**params, "early_stopping_rounds": stopping}, info)

@@ -185,10 +185,10 @@ def validate_dask(
 
 
 def validate_path(
-    path: str | Path, *, min_rows: int = 1, max_examples: int = 5
+    path: str | Path, *, min_rows: int = 1, max_examples: int = 5, source: str | None = None
 ) -> tuple[dd.DataFrame, ValidationReport]:
     """Read a partitioned parquet export with Dask and validate it (see :func:`validate_dask`)."""
-    return validate_dask(read_raw(path), source=str(path), min_rows=min_rows, max_examples=max_examples)
+    return validate_dask(read_raw(path), source=source or str(path), min_rows=min_rows, max_examples=max_examples)
 
 
 def validate_and_report_dask(
@@ -199,10 +199,12 @@ def validate_and_report_dask(
     min_rows: int = 1,
     max_examples: int = 5,
     settings: DaskSettings | None = None,
+    source: str | None = None,
 ) -> ValidationReport:
     """Validate a partitioned parquet export on a Dask cluster and write the report whatever the outcome.
 
     The cluster comes from :func:`churn.scale.cluster.dask_client` and is closed before returning.
+    ``source`` is what the report names as the data (the user's folder, not a pipeline's copy).
 
     Raises:
         DataValidationError: After the report is written, when any rule failed.
@@ -212,6 +214,8 @@ def validate_and_report_dask(
 
     with dask_client(settings):
         _, report = reported(
-            lambda: validate_path(path, min_rows=min_rows, max_examples=max_examples), report_path, summary_path
+            lambda: validate_path(path, min_rows=min_rows, max_examples=max_examples, source=source),
+            report_path,
+            summary_path,
         )
     return report

@@ -70,3 +70,22 @@ def test_no_dask_operator_access_is_one_clear_line(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     assert "error: cannot create a DaskCluster in namespace 'ml'" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_generate_with_the_dask_engine_writes_a_folder_of_parts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CHURN_DATA_DIR", raising=False)
+    runner = CliRunner()
+    args = ["data", "generate", "--rows", "300000", "--date", "2026-01-05", "--engine", "dask", "--seed", "4"]
+    done = runner.invoke(app, args)
+    assert done.exit_code == 0, done.output
+    folder = tmp_path / "data/raw/customers_20260105"
+    assert sorted(p.name for p in folder.iterdir()) == ["part-00000.parquet", "part-00001.parquet"]
+    assert sum(len(pd.read_parquet(p)) for p in folder.iterdir()) == 300_000
+    first = [p.read_bytes() for p in sorted(folder.iterdir())]
+    assert runner.invoke(app, args).exit_code == 0
+    assert [p.read_bytes() for p in sorted(folder.iterdir())] == first  # byte-identical for the same arguments
+    refused = runner.invoke(app, [*args, "--format", "csv"])
+    assert isinstance(refused.exception, ChurnError) and "drop --strength and --format" in str(refused.exception)

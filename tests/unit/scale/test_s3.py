@@ -7,7 +7,6 @@ from pathlib import Path
 
 import boto3
 import pandas as pd
-import pytest
 from distributed import Client
 
 from churn.scale.frames import read_raw, typed
@@ -20,16 +19,11 @@ def test_parts_on_s3_read_as_locally(
     raw: pd.DataFrame,
     write_partitions: Writer,
     tmp_path: Path,
-    s3_endpoint: str,
+    s3_env: str,
     s3_bucket: str,
-    aws_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name, value in aws_env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
     folder = write_partitions(raw, tmp_path / "customers_20260630", 3)
-    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    s3 = boto3.client("s3", endpoint_url=s3_env)
     for part in sorted(folder.iterdir()):
         s3.upload_file(str(part), s3_bucket, f"raw/customers_20260630/{part.name}")
     remote = typed(read_raw(f"s3://{s3_bucket}/raw/customers_20260630/"))

@@ -37,8 +37,13 @@ def score_base(
     alias: str = "champion",
     reasons: bool = True,
     pushgateway_url: str = "",
+    engine: str = "",
+    source_uri: str = "",
 ) -> str:
-    """Score the base with models:/<model_name>@<alias> (its own features, threshold, deciles); return the version."""
+    """Score the base with models:/<model_name>@<alias> (its own features, threshold, deciles); return the version.
+
+    engine: pandas or dask (empty: CHURN_ENGINE); on dask an s3:// source_uri is read by the workers directly.
+    """
     from churn.config import get_settings
     from churn.scoring import steps
 
@@ -53,6 +58,8 @@ def score_base(
         part_rows=settings.scoring.part_rows,
         method=settings.scoring.reasons_method,
         pushgateway_url=pushgateway_url or settings.monitoring.pushgateway_url or "",
+        engine=engine or settings.engine,
+        source_uri=source_uri,
     )
     for name in ("rows", "churned", "seconds"):
         metrics.log_metric(name, float(result[name]))

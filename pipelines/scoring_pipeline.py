@@ -29,6 +29,7 @@ def scoring_pipeline(
     reasons: bool = True,
     log_predictions: bool = True,
     pushgateway_url: str = "",
+    engine: str = "",
     s3_secret: str = S3_SECRET,
     cluster_env: str = CLUSTER_ENV,
     mlflow_secret: str = MLFLOW_READER_SECRET,
@@ -48,6 +49,8 @@ def scoring_pipeline(
         log_predictions: Record every score in the prediction log (CHURN_PERFORMANCE__PREDICTION_LOG_URI), which
             performance monitoring joins with the labels that arrive later.
         pushgateway_url: Prometheus Pushgateway (empty: CHURN_MONITORING__PUSHGATEWAY_URL; unset: no push).
+        engine: pandas (one process) or dask (a parquet base scored partition by partition on a Dask cluster,
+            the same table; an s3:// source is read by the workers) (empty: CHURN_ENGINE).
         s3_secret: In a cluster, the Secret with the S3 credentials (the chart's ``<release>-s3``).
         cluster_env: In a cluster, the chart's ``<release>-pipeline-env`` ConfigMap (endpoints).
         mlflow_secret: In a cluster, the MLflow user the champion is read as (``<release>-mlflow-reader``).
@@ -67,6 +70,8 @@ def scoring_pipeline(
         model_name=model_name,
         reasons=reasons,
         pushgateway_url=pushgateway_url,
+        engine=engine,
+        source_uri=base.outputs["Output"],
     )
     scored.after(checked).set_display_name("score with @champion").set_caching_options(False)
     published = publish_scored(

@@ -12,6 +12,9 @@ Prints two tables.
    transformer's postprocess, in process (no HTTP, so the difference is not lost in network
    noise): p50 and p99 of a plain request and of one asking for ``churn_reasons``,
    alternated in the same loop, and the p50 overhead.
+3. Agreement: for the boosters, how often path attribution names the same top-3 reasons
+   as TreeSHAP on ``--agree-rows`` rows (what the faster setting gives up), beside the
+   size of each model (trees kept, leaves, deepest tree).
 
     .venv/bin/python scripts/bench_scoring.py                 # 1M rows
     .venv/bin/python scripts/bench_scoring.py --rows 200000   # quicker
@@ -85,9 +88,45 @@ def batch(folder: Path, family: str, rows: int, reasons: str) -> dict[str, Any]:
     return {"rows": scored, "seconds": seconds, "peak_mb": _peak_kb() / 1024}
 
 
+def model_size(model: Any) -> str:
+    """Trees kept after early stopping, their leaves and the deepest tree, of a booster."""
+    if model.family == "xgboost":
+        best = model.estimator.best_iteration
+        trees = model.estimator.get_booster()[: best + 1].trees_to_dataframe()
+        leaves = int((trees["Feature"] == "Leaf").sum())
+        depth = model.estimator.get_params()["max_depth"]
+        return f"{trees['Tree'].nunique()} trees, {leaves:,} leaves, depth <= {depth}"
+    dumped = model.estimator.booster_.dump_model(num_iteration=model.estimator.best_iteration_ or None)["tree_info"]
+
+    def depth(node: dict[str, Any]) -> int:
+        if "split_feature" not in node:
+            return 0
+        return 1 + max(depth(node["left_child"]), depth(node["right_child"]))
+
+    deepest = max(depth(tree["tree_structure"]) for tree in dumped)
+    leaves = sum(tree["num_leaves"] for tree in dumped)
+    return f"{len(dumped)} trees, {leaves:,} leaves, depth <= {deepest}"
+
+
+def agree(folder: Path, family: str, rows: int) -> dict[str, Any]:
+    """Top-3 agreement of path attribution with TreeSHAP on ``rows`` generated rows."""
+    import joblib
+
+    from churn.data import generate_customers
+    from churn.scoring.reasons import PATH, SHAP, Explainer, agreement
+    from churn.training.models import set_threads
+
+    model, _ = joblib.load(folder / f"{family}.joblib")
+    set_threads(family, model.estimator, 2)
+    matrix = model.features.transform(generate_customers(rows, "2026-02-01", seed=4).frame)
+    found = agreement(Explainer(model, SHAP).top(matrix), Explainer(model, PATH).top(matrix))
+    return {"size": model_size(model), **found}
+
+
 def online(folder: Path, family: str, repeats: int, method: str) -> dict[str, Any]:
     """p50/p99 of one record through transformer + predictor (in process), plain and with reasons."""
     import asyncio
+    import copy
 
     import joblib
     import numpy as np
@@ -100,9 +139,10 @@ def online(folder: Path, family: str, repeats: int, method: str) -> dict[str, An
     from churn.serving.transformer import ChurnTransformer
 
     model, _ = joblib.load(folder / f"{family}.joblib")
-    served = ServedModel(model, "1", "bench")
-    transformer = ChurnTransformer("churn-model", served, max_batch_size=10, reasons_method=method)
-    predictor = ChurnPredictor("churn-model", served, max_batch_size=10, threads=1)
+    # Each role its own copy of the model, as in its own process (threads set by one do not help the other).
+    own = ServedModel(copy.deepcopy(model), "1", "bench")
+    transformer = ChurnTransformer("churn-model", own, max_batch_size=10, reasons_method=method)
+    predictor = ChurnPredictor("churn-model", ServedModel(model, "1", "bench"), max_batch_size=10, threads=1)
     transformer.load()
     predictor.load()
     frame = generate_customers(200, "2026-02-01", seed=3).frame.drop(columns=["churned"])
@@ -154,6 +194,7 @@ def main() -> None:
         "--shap-rows", type=int, default=100_000, help="Rows of the boosters' TreeSHAP cells (1M would take an hour)."
     )
     parser.add_argument("--repeats", type=int, default=2_000, help="Single-row requests of each kind (online).")
+    parser.add_argument("--agree-rows", type=int, default=20_000, help="Rows of the path-vs-TreeSHAP agreement.")
     parser.add_argument("--families", default=",".join(FAMILIES), help="Comma-separated families.")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -164,6 +205,8 @@ def main() -> None:
             print("{}")
         elif kind == "batch":
             print(json.dumps(batch(Path(folder), family, int(rest[0]), rest[1])))
+        elif kind == "agree":
+            print(json.dumps(agree(Path(folder), family, int(rest[0]))))
         else:
             print(json.dumps(online(Path(folder), family, int(rest[0]), rest[1])))
         return
@@ -202,6 +245,19 @@ def main() -> None:
                 print(
                     f"| {family:<20} | {method:<6} | {p50:>9.3f} | {p99:>9.3f} | {r50:>11.3f} | {r99:>11.3f} | "
                     f"{r50 - p50:>+12.3f} |",
+                    flush=True,
+                )
+        boosters = [f for f in families if f in BOOSTERS]
+        if boosters:
+            print(f"\nPath attribution vs TreeSHAP: share of {args.agree_rows:,} rows with the same top-3 reasons")
+            header = ("same top 1", "same top-3 set", "same top 3 in order, sign", "top-3 overlap", "model")
+            print(f"| {'family':<20} | " + " | ".join(header) + " |")
+            print(f"|{'-' * 22}|" + "|".join("-" * (len(h) + 2) for h in header[:-1]) + "|-------|")
+            for family in boosters:
+                found = _child("agree", str(folder), family, str(args.agree_rows))
+                print(
+                    f"| {family:<20} | {found['top1']:>10.1%} | {found['top_set']:>14.1%} | "
+                    f"{found['ordered']:>25.1%} | {found['overlap']:>13.1%} | {found['size']} |",
                     flush=True,
                 )
 

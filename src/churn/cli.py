@@ -657,25 +657,39 @@ def score_command(
     ] = None,
     reasons: Annotated[bool, typer.Option(help="Add each customer's top 3 reasons.")] = True,
     top: Annotated[int, typer.Option(min=0, help="Print this many highest-risk customers with their reasons.")] = 10,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            help="`pandas` (one process) or `dask` (a parquet export scored partition by partition on a Dask "
+            "cluster, the same table) [default: CHURN_ENGINE]."
+        ),
+    ] = None,
 ) -> None:
     """Score a customer base with the champion and commit the scored table (atomically) where --out says."""
     from churn.scoring.batch import fetch_model, score_source
 
     settings = get_settings()
+    engine = engine or settings.engine
+    if engine not in ("pandas", "dask"):
+        raise ChurnError(f"--engine must be pandas or dask, got {engine!r}")
     model_uri = model or f"models:/{settings.mlflow.model_name}@champion"
     location = out_uri or settings.scored_uri
-    with err.status(f"scoring {source} with {model_uri}..."):
+    with err.status(f"scoring {source} with {model_uri} ({engine})..."):
         model_dir, version = fetch_model(model_uri, settings.tracking_uri)
-        summary = score_source(
-            source,
-            location,
-            model_dir=model_dir,
-            model_name=settings.mlflow.model_name,
-            model_version=version,
-            reasons=reasons,
-            part_rows=settings.scoring.part_rows,
-            method=settings.scoring.reasons_method,
-        )
+        common: dict[str, Any] = {
+            "model_dir": model_dir,
+            "model_name": settings.mlflow.model_name,
+            "model_version": version,
+            "reasons": reasons,
+            "part_rows": settings.scoring.part_rows,
+            "method": settings.scoring.reasons_method,
+        }
+        if engine == "dask":
+            from churn.scale.scoring import score_source_dask
+
+            summary = score_source_dask(source, location, settings=settings.dask, **common)
+        else:
+            summary = score_source(source, location, **common)
     out.print(
         f"[bold]scored[/bold] {summary.rows} customers with {model_uri} (version {version}) in {summary.seconds:.1f}s: "
         f"{summary.churned} labelled churn; table {location} "

@@ -138,3 +138,26 @@ def test_latest_only_scores_the_newest_increment_of_a_folder(trained: Settings, 
     _score(trained, source_uri=str(folder) + "/", latest_only=True, destination=str(out))
     table = read_table(str(out))
     assert len(table) == 300 and (table["snapshot_date"] == pd.Timestamp("2026-01-16")).all()
+
+
+def test_the_dask_engine_commits_the_same_table(
+    trained: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """engine=dask: the score task scores the base's parquet parts on a 2-worker LocalCluster, the same rows."""
+    from churn.scoring.batch import fetch_model, score_source
+
+    base = tmp_path / "base"
+    write_raw([generate_customers(600, "2026-01-17", seed=11).frame], base / "part-0.parquet", "parquet")
+    write_raw([generate_customers(400, "2026-01-17", seed=12).frame], base / "part-1.parquet", "parquet")
+    monkeypatch.setenv("CHURN_DASK__N_WORKERS", "2")
+    monkeypatch.setenv("CHURN_DASK__MEMORY_LIMIT", "1GiB")
+    out = tmp_path / "scored-dask"
+    _score(trained, source_uri=str(base), destination=str(out), engine="dask", log_predictions=False)
+    by_dask = read_table(str(out)).drop(columns="scored_at")
+    # The pandas engine in this process, with the same champion.
+    model_dir, version = fetch_model("models:/churn-model@champion", trained.tracking_uri)
+    pandas_out = str(tmp_path / "scored-pandas")
+    score_source(str(base), pandas_out, model_dir=model_dir, model_name="churn-model", model_version=version)
+    by_pandas = read_table(pandas_out).drop(columns="scored_at")
+    assert len(by_dask) == 1_000
+    pd.testing.assert_frame_equal(by_dask, by_pandas, check_exact=True)

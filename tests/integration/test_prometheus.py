@@ -58,7 +58,7 @@ def run(command: list[str]) -> subprocess.CompletedProcess[str]:
 def test_promtool_checks_the_rules_file(prometheus_bins: dict[str, str]) -> None:
     result = run([prometheus_bins["promtool"], "check", "rules", str(alert_rules_path())])
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 13 rules found" in result.stdout
+    assert "SUCCESS: 17 rules found" in result.stdout
 
 
 def test_promtool_unit_tests_cover_every_alert(prometheus_bins: dict[str, str]) -> None:
@@ -66,7 +66,7 @@ def test_promtool_unit_tests_cover_every_alert(prometheus_bins: dict[str, str]) 
 
     rules = yaml.safe_load(alert_rules_path().read_text())
     alerts = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
-    assert len(alerts) == 13
+    assert len(alerts) == 17
     for group in rules["groups"]:
         for rule in group["rules"]:
             assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]
@@ -289,6 +289,68 @@ def test_a_concept_drift_cohort_raises_the_realized_performance_alert_and_the_dr
     assert realized == pytest.approx(report.cohorts[1].realized.roc_auc)  # type: ignore[union-attr]
     assert not alerts(prometheus, "ChurnEstimatedPerformanceDrop")
     assert value(prometheus, "churn_monitoring_verdict") == 0.0  # its own job: the drift group is untouched
+
+
+def test_a_scoring_run_of_a_risky_base_raises_the_high_risk_alert_and_a_failed_run_the_failure_alert(
+    pushgateway: str, prometheus: str, tmp_path: Path
+) -> None:
+    """Real scoring runs (a small model, the stored-decile rule) pushed as the scoring pipeline pushes them."""
+    import numpy as np
+
+    from churn.scoring.batch import Scorer, fit_risk_deciles, score_base
+    from churn.scoring.publish import push_scoring
+    from churn.scoring.steps import validate_base
+    from churn.training import split_frame, train_family
+
+    parts = split_frame(generate_customers(6_000, "2026-01-05", seed=31).frame, seed=3)
+    model = train_family("logistic_regression", parts["train"], parts["validation"], {"max_iter": 500}, n_jobs=1)
+    deciles = np.asarray(fit_risk_deciles(model.predict_proba(parts["train"])))
+    scorer = Scorer(model, "churn-model", "3", deciles)
+    day = generate_customers(3_000, "2026-01-06", seed=32)
+
+    def run(frame: Any, name: str) -> dict[str, Any]:
+        summary = score_base(iter([frame]), scorer, str(tmp_path / name))
+        push_scoring(pushgateway, {**summary.stats(), "model_version": "3"})
+        return summary.stats()
+
+    ordinary = run(day.frame, "ordinary")
+    assert 0.05 < ordinary["decile_counts"][9] / ordinary["rows"] < 0.15  # about the reference's 10%
+    share = 'sum(churn_scoring_risk_decile_rows{decile="10"}) / sum(churn_scoring_risk_decile_rows)'
+    assert wait_for("the scoring run in Prometheus", lambda: value(prometheus, share)) == pytest.approx(
+        ordinary["decile_counts"][9] / ordinary["rows"]
+    )
+    assert not alerts(prometheus, "ChurnScoringHighRiskShare")
+
+    # A base where the riskiest third of the customers is all that is left.
+    risky = run(day.frame.iloc[np.argsort(-day.true_probability)[:1_000]], "risky")
+    assert risky["decile_counts"][9] / risky["rows"] > 0.2
+    raised = wait_for(
+        "ChurnScoringHighRiskShare pending or firing",
+        lambda: [a for a in alerts(prometheus, "ChurnScoringHighRiskShare") if a["state"] in {"pending", "firing"}],
+    )
+    assert raised[0]["labels"]["severity"] == "warning" and raised[0]["annotations"]["runbook"]
+
+    # An invalid base fails validation: the step pushes the failure and keeps the last numbers.
+    bad = tmp_path / "bad-base"
+    bad.mkdir()
+    day.frame.drop(columns=["customer_id"]).head(50).to_csv(bad / "part-00000.csv", index=False)
+    with pytest.raises(ChurnError, match="invalid"):
+        validate_base(bad, tmp_path / "report.json", pushgateway_url=pushgateway)
+    failed = wait_for(
+        "ChurnScoringFailed firing",
+        lambda: [a for a in alerts(prometheus, "ChurnScoringFailed") if a["state"] == "firing"],
+    )
+    assert failed[0]["labels"]["job"] == "churn-scoring"
+    assert value(prometheus, "churn_scoring_rows") == risky["rows"]
+
+    # The next good run replaces the group: both alerts resolve; the run is fresh, not stale.
+    run(day.frame, "ordinary-again")
+    wait_for(
+        "the scoring alerts to resolve",
+        lambda: not alerts(prometheus, "ChurnScoringHighRiskShare") and not alerts(prometheus, "ChurnScoringFailed"),
+    )
+    assert value(prometheus, "churn_scoring_failed") == 0.0
+    assert not alerts(prometheus, "ChurnScoringStale")
 
 
 def test_a_pushgateway_with_basic_auth_takes_only_the_publishers_pushes(

@@ -19,7 +19,7 @@ import datetime as dt
 import json
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,7 +129,8 @@ class Scorer:
         """:meth:`score_frame` as an Arrow table (what the writer stores; no pandas round trip)."""
         columns = to_columns(frame)
         matrix = self.model.features.transform(columns)
-        probabilities = self.model.predict_matrix(matrix)
+        # An empty partition (Dask) scores to an empty table of the same schema; LightGBM refuses 0 rows.
+        probabilities = self.model.predict_matrix(matrix) if len(matrix) else np.zeros(0)
         n = len(probabilities)
         scored_at = self.scored_at or dt.datetime.now(dt.UTC).replace(microsecond=0)
         arrays: dict[str, pa.Array] = {
@@ -252,6 +253,17 @@ class ScoreSummary:
     probability_counts: list[int]
     decile_counts: list[int]
 
+    def stats(self) -> dict[str, Any]:
+        """The run's numbers as the Pushgateway push takes them (see :func:`churn.scoring.publish.push_scoring`)."""
+        return {
+            "rows": self.rows,
+            "churned": self.churned,
+            "probability_sum": self.probability_sum,
+            "probability_counts": self.probability_counts,
+            "decile_counts": self.decile_counts,
+            "seconds": self.seconds,
+        }
+
 
 #: Bucket edges of the probability distribution in the run's metrics (ten equal-width bins).
 PROBABILITY_BUCKETS = np.linspace(0.0, 1.0, 11)
@@ -278,6 +290,30 @@ def score_base(
         ChurnError: Anything failed; the previous table is left in place.
 
     """
+    tables = (
+        scorer.score_table(frame.iloc[begin : begin + part_rows])
+        for frame in frames
+        for begin in range(0, len(frame), part_rows)
+    )
+    return write_scored(tables, scorer, location, part_rows=part_rows, on_part=on_part)
+
+
+def write_scored(
+    tables: Iterable[pa.Table],
+    scorer: Scorer,
+    location: str,
+    *,
+    part_rows: int = PART_ROWS,
+    on_part: Callable[[int, int], None] | None = None,
+) -> ScoreSummary:
+    """Write scored tables (from :meth:`Scorer.score_table`, any engine) as one committed table; count the run.
+
+    A table longer than ``part_rows`` is written as several parts; empty ones are skipped.
+
+    Raises:
+        ChurnError: Anything failed (or there were no rows); the previous table is left in place.
+
+    """
     from churn.scoring.table import TableWriter
 
     start = time.perf_counter()
@@ -286,9 +322,9 @@ def score_base(
     counts = np.zeros(len(PROBABILITY_BUCKETS) - 1, dtype=np.int64)
     deciles = np.zeros(10, dtype=np.int64)
     with TableWriter(location) as writer:
-        for frame in frames:
-            for begin in range(0, len(frame), part_rows):
-                table = scorer.score_table(frame.iloc[begin : begin + part_rows])
+        for whole in tables:
+            for begin in range(0, whole.num_rows, part_rows):
+                table = whole.slice(begin, part_rows)
                 writer.write(table)
                 p = table.column("churn_probability").to_numpy()
                 churned += int(table.column("churn_label").to_numpy().sum())

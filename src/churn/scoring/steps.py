@@ -99,25 +99,31 @@ def score(
     part_rows: int = PART_ROWS,
     pushgateway_url: str = "",
     method: str = "shap",
+    engine: str = "pandas",
+    source_uri: str = "",
 ) -> dict[str, Any]:
-    """Score the validated base with ``models:/<model_name>@<alias>`` into a committed table in ``table_dir``."""
+    """Score the validated base with ``models:/<model_name>@<alias>`` into a committed table in ``table_dir``.
+
+    With ``engine="dask"`` the base's parquet parts are scored partition by partition on a
+    Dask cluster (:mod:`churn.scale.scoring`), into the same table: read from ``source_uri``
+    when it is on S3 (where every worker can read it), else from ``base_dir``.
+    """
     try:
+        if engine not in ("pandas", "dask"):
+            raise ChurnError(f"engine must be pandas or dask, got {engine!r}")
         model_dir, version = fetch_model(f"models:/{model_name}@{alias}", tracking_uri)
-        scorer = Scorer.from_model_dir(
-            model_dir, model_name=model_name, model_version=version, reasons=reasons, method=method
-        )
-        summary = score_base((read_part(p) for p in _parts(base_dir)), scorer, str(table_dir), part_rows=part_rows)
+        if engine == "dask":
+            summary = _score_dask(base_dir, source_uri, str(table_dir), model_dir, model_name, version, reasons, method)
+        else:
+            scorer = Scorer.from_model_dir(
+                model_dir, model_name=model_name, model_version=version, reasons=reasons, method=method
+            )
+            parts = (read_part(p) for p in _parts(base_dir))
+            summary = score_base(parts, scorer, str(table_dir), part_rows=part_rows)
     except ChurnError as error:
         _push_failure(pushgateway_url, error)
         raise
-    stats = {
-        "rows": summary.rows,
-        "churned": summary.churned,
-        "probability_sum": summary.probability_sum,
-        "probability_counts": summary.probability_counts,
-        "decile_counts": summary.decile_counts,
-        "seconds": summary.seconds,
-    }
+    stats = summary.stats()
     write_json(stats, Path(table_dir) / "_stats.json")
     return {"model_version": version, **stats}
 
@@ -179,6 +185,43 @@ def publish(
             timeout=timeout,
         )
     return {"destination": destination, "run_id": committed["run_id"], "rows": committed["rows"], "seconds": seconds}
+
+
+def _score_dask(
+    base_dir: str | Path,
+    source_uri: str,
+    location: str,
+    model_dir: Path,
+    model_name: str,
+    version: str,
+    reasons: bool,
+    method: str,
+) -> Any:
+    from churn.config import get_settings
+    from churn.scale.cluster import in_kubernetes
+    from churn.scale.scoring import score_source_dask
+
+    settings = get_settings()
+    source = source_uri if source_uri.startswith("s3://") else str(base_dir)
+    if settings.dask.kubernetes and in_kubernetes() and not source.startswith("s3://"):
+        raise ChurnError(
+            f"the Dask engine on Kubernetes scores a base on S3 (its workers cannot read this pod's {source}); "
+            "give the scoring pipeline an s3:// source_uri"
+        )
+    if any(p.suffix.lower() == ".csv" for p in _parts(base_dir)):
+        raise ChurnError("the Dask engine scores parquet parts; this base holds CSV files (score it with pandas)")
+    return score_source_dask(
+        source,
+        location,
+        model_dir=model_dir,
+        model_name=model_name,
+        model_version=version,
+        reasons=reasons,
+        validate=False,  # the validate step checked every part
+        part_rows=settings.scoring.part_rows,
+        method=method,
+        settings=settings.dask,
+    )
 
 
 def _push_failure(gateway: str, error: ChurnError) -> None:

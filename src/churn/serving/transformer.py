@@ -39,6 +39,7 @@ from churn.serving.contract import (
 from churn.serving.loading import ServedModel
 from churn.serving.metrics import MODEL_INFO, PREDICTIONS, PROBABILITY, VALIDATION_FAILURES, observe_all
 from churn.serving.predictor import FEATURES_INPUT, PROBABILITY_OUTPUT
+from churn.training.models import set_threads
 
 if TYPE_CHECKING:  # imported by main() only when the log is on
     from churn.serving.prediction_logger import PredictionLogger
@@ -159,6 +160,9 @@ class ChurnTransformer(Model):  # type: ignore[misc]
     def load(self) -> bool:
         model = self.served.model
         MODEL_INFO.info({"model_name": self.name, "model_version": self.served.version, "family": model.family})
+        # Reasons of a request's few rows on one thread: the estimator keeps its training n_jobs
+        # otherwise, and OpenMP's second thread made one row's TreeSHAP 10-50x slower on busy cores.
+        set_threads(model.family, model.estimator, 1)
         # Built once (a forest's path tables); used only by requests that ask for reasons.
         self._explainer = Explainer(model, self.reasons_method)
         self.ready = True

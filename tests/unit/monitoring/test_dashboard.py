@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from churn.monitoring import ReferenceProfile, check_drift
 from churn.monitoring.publish import dashboard_path, performance_registry, report_registry
+from churn.scoring.publish import scoring_registry
 
 pytestmark = pytest.mark.unit
 #: Words in an expression that are PromQL, not metric names.
@@ -44,6 +45,9 @@ def known_metrics(profile: ReferenceProfile, reference: Any) -> set[str]:
     report = check_drift(profile, frame.head(2_000), probability[:2_000])
     names = _sample_names(report_registry(report)) | _sample_names(REGISTRY)
     names |= _sample_names(performance_registry(_performance_report(frame, probability)))
+    scoring = {"rows": 10, "churned": 2, "probability_sum": 3.0, "seconds": 1.0, "model_version": "1"}
+    scoring |= {"probability_counts": [1] * 10, "decile_counts": [1] * 10}
+    names |= _sample_names(scoring_registry(scoring))
     return names | {"churn_monitoring_last_failure_timestamp_seconds"}
 
 
@@ -128,4 +132,13 @@ def test_every_query_names_metrics_that_exist(dashboard: dict[str, Any], known_m
         "churn_performance_realized",
         "churn_performance_labels_overdue_cohorts",
         "churn_performance_check_level",
+        # batch scoring (issue 14): freshness, failure, rows, top-decile share, deciles, probabilities
+        "churn_scoring_last_success_timestamp_seconds",
+        "churn_scoring_failed",
+        "churn_scoring_rows",
+        "churn_scoring_risk_decile_rows",
+        "churn_scoring_probability_rows_le",
+        "churn_scoring_probability_mean",
+        "churn_scoring_label_rows",
+        "churn_scoring_duration_seconds",
     } <= used

@@ -15,6 +15,7 @@ from churn.scoring.reasons import (
     PATH,
     PROBABILITY,
     Explainer,
+    agreement,
     format_value,
     reason_records,
     render,
@@ -107,6 +108,35 @@ def test_top_reasons_are_the_largest_by_absolute_value_with_sign() -> None:
     np.testing.assert_array_equal(top.contribution, [[-0.9, 0.5, 0.3], [0.7, -0.2, -0.1]])
 
 
+def test_agreement_counts_rows_whose_reasons_match() -> None:
+    from churn.scoring.reasons import Contributions
+
+    names = ("a", "b", "c", "d", "e")
+    reference = top_reasons(Contributions(np.asarray([[0.9, 0.5, 0.3, 0, 0]] * 4), 0.0, LOG_ODDS, names))
+    other = top_reasons(
+        Contributions(
+            np.asarray(
+                [
+                    [0.9, 0.5, 0.3, 0, 0],  # same reasons, same order
+                    [0.4, 0.5, 0.3, 0, 0],  # same set, another first
+                    [0.9, 0.5, 0, 0.3, 0],  # same first, one other attribute
+                    [0, 0, 0.3, 0.6, 0.9],  # one shared
+                ]
+            ),
+            0.0,
+            LOG_ODDS,
+            names,
+        )
+    )
+    assert agreement(reference, reference) == {"top1": 1.0, "top_set": 1.0, "ordered": 1.0, "overlap": 1.0}
+    found = agreement(reference, other)
+    assert found == {"top1": 0.5, "top_set": 0.5, "ordered": 0.25, "overlap": pytest.approx((3 + 3 + 2 + 1) / 12)}
+    flipped = top_reasons(Contributions(np.asarray([[-0.9, 0.5, 0.3, 0, 0]] * 4), 0.0, LOG_ODDS, names))
+    assert agreement(reference, flipped)["ordered"] == 0.0  # a reason with the other sign is another reason
+    with pytest.raises(ChurnError, match="same rows"):
+        agreement(reference, top_reasons(Contributions(np.ones((2, 5)), 0.0, LOG_ODDS, names)))
+
+
 def test_a_reason_reads_as_what_the_customer_did(models: dict[str, ChurnModel]) -> None:
     assert (
         render("days_since_last_purchase", 121.0, 0.8412, LOG_ODDS)
@@ -179,3 +209,16 @@ def test_one_row_alone_gets_the_contributions_it_gets_in_a_batch(
     batch = explainer.contributions(matrix).values
     for i in (0, 41, 99):
         np.testing.assert_allclose(explainer.contributions(matrix[i : i + 1]).values[0], batch[i], rtol=0, atol=1e-9)
+
+
+def test_lightgbm_path_in_chunks_equals_one_pass(
+    models: dict[str, ChurnModel], parts: dict[str, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import churn.scoring.reasons as reasons
+
+    model = models["lightgbm"]
+    matrix = model.features.transform(parts["test"].head(500))
+    explainer = Explainer(model, PATH)
+    whole = explainer.contributions(matrix).values
+    monkeypatch.setattr(reasons, "LEAF_CHUNK_ROWS", 70)  # 7 full chunks and a short one
+    np.testing.assert_allclose(explainer.contributions(matrix).values, whole, rtol=0, atol=1e-12)

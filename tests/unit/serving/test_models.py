@@ -67,6 +67,18 @@ def test_transformer_features_equal_offline_features_for_1000_rows(model: ChurnM
     np.testing.assert_array_equal(served, offline)
 
 
+def test_the_transformer_explains_on_one_thread(model: ChurnModel) -> None:
+    """In its own process the transformer's model keeps its training threads unless load() sets one."""
+    import copy
+
+    own = copy.deepcopy(model)  # the transformer's process loads its own copy
+    own.estimator.set_params(n_jobs=2)
+    own.estimator.get_booster().set_param({"nthread": 2})
+    ChurnTransformer("churn-model", ServedModel(own, "7", "test"), max_batch_size=10).load()
+    assert own.estimator.get_params()["n_jobs"] == 1
+    assert json.loads(own.estimator.get_booster().save_config())["learner"]["generic_param"]["nthread"] == "1"
+
+
 def test_predictor_and_transformer_round_trip_equals_predict_proba(model: ChurnModel, raw_file: Path) -> None:
     served_model = ServedModel(model, "7", "test")
     transformer = ChurnTransformer("churn-model", served_model, max_batch_size=5_000)

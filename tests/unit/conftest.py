@@ -1,4 +1,7 @@
-"""A champion logged to a real MLflow store (sqlite + local artifacts), with its risk decile cut points."""
+"""A champion logged to a real MLflow store (sqlite + local artifacts), with its risk decile cut points.
+
+Shared by the unit tests of batch scoring and of the Dask engine's scoring.
+"""
 
 from __future__ import annotations
 

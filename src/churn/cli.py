@@ -321,12 +321,10 @@ def data_generate(
 ) -> None:
     """Generate a raw customer export (initial load or daily increment)."""
     from churn.jobs import generate_file
-    from churn.steps import check_engine
 
     settings = get_settings()
     total = settings.data.rows if rows is None else rows
-    engine = engine or settings.engine
-    check_engine(engine)
+    engine = _engine(engine, settings)
     if engine == "dask":
         from churn.scale.generate import generate_partitioned
 
@@ -382,9 +380,7 @@ def data_validate(
     from churn.validation import DataValidationError, validate_and_report
 
     settings = get_settings()
-    engine = engine or settings.engine
-    if engine not in ("pandas", "dask"):
-        raise ChurnError(f"--engine must be pandas or dask, got {engine!r}")
+    engine = _engine(engine, settings)
     report_path = report or settings.reports_dir / f"{file.name.split('.')[0]}.validation.json"
     least, examples = min_rows or settings.validation.min_rows, settings.validation.max_examples
     try:
@@ -547,14 +543,20 @@ def pipeline_run(
         "engine": engine,
     }
     if engine is not None:
-        from churn.steps import check_engine
-
-        check_engine(engine)
+        _engine(engine, get_settings())
     if name == "monitoring":  # its training parameters are those of the retraining run
         given["retrain_rows"], given["retrain_source_uri"] = given.pop("rows"), given.pop("source_uri")
     if runner not in ("subprocess", "docker"):
         raise ChurnError(f"unknown runner {runner!r}; known: subprocess, docker")
     _run_pipeline(name, get_settings(), runner=cast("Runner", runner), **_accepted(name, given))
+
+
+def _engine(given: str | None, settings: Settings) -> str:
+    """The ``--engine`` given, else the configured one; refused unless it is pandas or dask."""
+    engine = given or settings.engine
+    if engine not in ("pandas", "dask"):
+        raise ChurnError(f"--engine must be pandas or dask, got {engine!r}")
+    return engine
 
 
 def _accepted(name: str, given: dict[str, Any]) -> dict[str, Any]:
@@ -669,9 +671,7 @@ def score_command(
     from churn.scoring.batch import fetch_model, score_source
 
     settings = get_settings()
-    engine = engine or settings.engine
-    if engine not in ("pandas", "dask"):
-        raise ChurnError(f"--engine must be pandas or dask, got {engine!r}")
+    engine = _engine(engine, settings)
     model_uri = model or f"models:/{settings.mlflow.model_name}@champion"
     location = out_uri or settings.scored_uri
     with err.status(f"scoring {source} with {model_uri} ({engine})..."):

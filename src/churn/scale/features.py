@@ -48,9 +48,15 @@ def features(pipeline: FeaturePipeline, raw: dd.DataFrame) -> dd.DataFrame:
     return raw.map_partitions(_table_partition, pipeline, meta=feature_table(pipeline, meta_of(raw)))
 
 
+#: Salts the sampling hash: the split hashes ``customer_id`` with the run's seed and gives each split
+#: one band of hashes, so sampling a split with that same hash would take a band of it (nothing at all
+#: from validation and test). Salted, the sample is independent of the split.
+SAMPLE_SALT = 0x5A17
+
+
 def sample_mask(ids: pd.Series, fraction: float, seed: int) -> np.ndarray:
-    """Rows whose ``customer_id`` hashes (with ``seed``) below ``fraction``: the same rows however partitioned."""
-    return np.asarray(id_hashes(ids, seed) < np.uint64(fraction * float(2**64 - 1)), dtype=bool)
+    """Rows whose salted ``customer_id`` hash falls below ``fraction``: the same rows however partitioned."""
+    return np.asarray(id_hashes(ids, seed ^ SAMPLE_SALT) < np.uint64(fraction * float(2**64 - 1)), dtype=bool)
 
 
 def _sample_partition(part: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:

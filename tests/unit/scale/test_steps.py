@@ -196,3 +196,16 @@ def test_with_a_work_uri_tasks_pass_only_pointers_and_workers_use_s3(
     published = steps.publish_increment(raw, date="2026-06-30", destination=str(tmp_path / "published"))
     assert sorted(p.name for p in Path(published).iterdir()) == ["part-00000.parquet"]
     assert _fingerprint(Path(published)).startswith("sha256:")
+
+
+def test_a_sample_of_any_split_is_the_size_asked_for(
+    client: Client, raw: pd.DataFrame, write_partitions: Writer, tmp_path: Path
+) -> None:
+    """The split and the sample hash customer_id with the same seed: unsalted, validation's sample was empty."""
+    folder = write_partitions(raw, tmp_path / "raw", 3)
+    outputs = {name: tmp_path / name for name in SPLITS}
+    counts = dask_steps.split(folder, outputs, seed=42)
+    for name in SPLITS:
+        wanted = counts[f"{name}_rows"] // 3
+        got = len(dask_steps.sample(outputs[name], wanted, seed=42))
+        assert abs(got - wanted) <= 4 * wanted**0.5, (name, got, wanted)

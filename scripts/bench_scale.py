@@ -224,7 +224,10 @@ def run(engine: str, rows: int, work: Path, cap_gib: float, families: tuple[str,
         )
         if stage.error:
             break
-    shutil.rmtree(folder, ignore_errors=True)
+    if any(s.error for s in stages):
+        print(f"  kept {folder} (stages.log has the failed stage's traceback)")
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
     return stages
 
 

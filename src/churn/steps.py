@@ -230,11 +230,15 @@ def train(
 
     if Path(train_path).is_dir():
         from churn.scale import steps as dask_steps
+        from churn.scale.training import DASK_FAMILIES
 
-        with dask_steps.engine_client(name=f"churn-train-{family.replace('_', '-')}") as client:
-            model = dask_steps.train(
-                family, client, train_path, validation_path, params=params, n_jobs=n_jobs, seed=seed
-            )
+        if family not in DASK_FAMILIES:  # a seeded sample, fitted here: no cluster to start
+            model = dask_steps.train(family, None, train_path, validation_path, params=params, n_jobs=n_jobs, seed=seed)
+        else:
+            with dask_steps.engine_client(name=f"churn-train-{family.replace('_', '-')}") as client:
+                model = dask_steps.train(
+                    family, client, train_path, validation_path, params=params, n_jobs=n_jobs, seed=seed
+                )
         save_model(model, model_dir)
         return model.info
     model = train_family(family, read_split(train_path), read_split(validation_path), params, n_jobs=n_jobs, seed=seed)
@@ -470,8 +474,7 @@ def reference_rows(train_path: str | Path) -> pd.DataFrame:
     if Path(train_path).is_dir() and not _fits_in_process(train_path):
         from churn.scale import steps as dask_steps
 
-        with dask_steps.engine_client(name="churn-reference"):
-            return dask_steps.sample(train_path)
+        return dask_steps.sample(train_path)
     return read_split(train_path)
 
 

@@ -124,6 +124,65 @@ def early_stopping_round(curve: np.ndarray, patience: int) -> int:
     return best + 1
 
 
+#: Rounds LightGBM trains on Dask between two looks at the validation curve. Each block rebuilds
+#: the workers' Dataset (about a second per million rows), so blocks are long enough for that to
+#: stay small beside the rounds, and short enough that training stops near where early stopping would.
+LIGHTGBM_BLOCK_ROUNDS = 100
+
+
+def _train_lightgbm_in_blocks(
+    client: Client,
+    estimator: Any,
+    x_train: dd.DataFrame,
+    y_train: dd.Series,
+    x_val: dd.DataFrame,
+    y_val: dd.Series,
+    stopping: int | None,
+) -> tuple[Any, int | None]:
+    """A LightGBM model trained on Dask with the pandas path's early stopping, and its best round.
+
+    LightGBM's own early stopping cannot run here: each worker scores its own validation rows,
+    so workers stop at different rounds and the socket network fails ("Connection reset by
+    peer", measured). The same rule is applied from outside instead: training goes on in blocks
+    of :data:`LIGHTGBM_BLOCK_ROUNDS` rounds, each continuing the last (``init_model``); after
+    each block the validation ROC-AUC (the pandas path's metric) of every round so far is counted
+    over the partitions, and training ends once ``stopping`` rounds bring no gain (or at
+    ``n_estimators``). The model keeps the rounds of its last block; ``best_iteration`` marks the
+    round early stopping keeps, as after the pandas path's early stopping.
+    """
+    import lightgbm
+
+    params = estimator.get_params()
+    total = int(params["n_estimators"])
+    block = total if not stopping else max(LIGHTGBM_BLOCK_ROUNDS, 2 * int(stopping))
+    seed = params.get("random_state")
+    model: Any = None
+    while True:
+        done = 0 if model is None else model.booster_.current_iteration()
+        rounds = min(block, total - done)
+        # A seed per block, so bagging and feature sampling do not repeat the first block's draws.
+        block_seed = None if seed is None else int(seed) + done
+        dask_model = lightgbm.DaskLGBMClassifier(
+            client=client, **{**params, "n_estimators": rounds, "random_state": block_seed}
+        )
+        init = None if model is None else model.booster_
+        dask_model.fit(x_train, y_train, init_model=init)
+        model = dask_model.to_local()
+        trained = model.booster_.current_iteration()
+        if not stopping:
+            return model, None
+        best = early_stopping_round(validation_auc_by_round(model, x_val, y_val), int(stopping))
+        if trained - best >= int(stopping) or trained >= total:
+            break
+    model.set_params(n_estimators=trained, random_state=seed)
+    # A booster continued from another keeps a handle on it (an internal predictor that neither
+    # MLflow's nor joblib's safe loaders accept); the same trees reloaded from text are a plain booster.
+    model._Booster = lightgbm.Booster(model_str=model.booster_.model_to_string(num_iteration=-1))
+    model.booster_.best_iteration = best  # predict and save_model use it, as after early stopping
+    model._best_iteration = best
+    return model, best
+
+
 def train_dask(
     family: str,
     client: Client,
@@ -168,22 +227,7 @@ def train_dask(
         estimator = _load_booster(model, estimator)
         best = estimator.best_iteration if stopping else None
     else:
-        import lightgbm
-
-        # LightGBM's own early stopping cannot run here: each worker scores its own validation
-        # rows, so workers stop at different rounds and the socket network fails ("Connection
-        # reset by peer", measured). The same rule is applied after training instead: the
-        # validation ROC-AUC (the pandas path's metric) of every round, counted over partitions,
-        # and the round early stopping would have kept (the best, once ``stopping`` rounds bring no gain).
-        model = lightgbm.DaskLGBMClassifier(client=client, **estimator.get_params())
-        model.fit(x_train, y_train)
-        estimator = model.to_local()
-        best = None
-        if stopping:
-            curve = validation_auc_by_round(estimator, x_val, y_val)
-            best = early_stopping_round(curve, int(stopping))
-            estimator.booster_.best_iteration = best  # predict and save_model use it, as after early stopping
-            estimator._best_iteration = best
+        estimator, best = _train_lightgbm_in_blocks(client, estimator, x_train, y_train, x_val, y_val, stopping)
     fit_seconds = time.perf_counter() - start
     p_val, labels = compute(
         x_val.map_partitions(_probabilities, family, estimator, meta=pd.Series(dtype=np.float64)),
@@ -200,6 +244,6 @@ def train_dask(
         "pos_weight": pos_weight,
         "engine": "dask",
     }
-    if family == "lightgbm" and stopping:
-        info["trained_rounds"] = int(estimator.n_estimators)
+    if family == "lightgbm":
+        info["trained_rounds"] = int(estimator.booster_.current_iteration())
     return ChurnModel(family, features, estimator, threshold, {**params, "early_stopping_rounds": stopping}, info)

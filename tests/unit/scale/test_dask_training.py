@@ -20,7 +20,7 @@ from churn.errors import ChurnError
 from churn.features.pipeline import FeaturePipeline
 from churn.scale.frames import read_raw, typed
 from churn.scale.split import hash_split, hash_split_frame
-from churn.scale.training import early_stopping_round, train_dask, validation_auc_by_round
+from churn.scale.training import LIGHTGBM_BLOCK_ROUNDS, early_stopping_round, train_dask, validation_auc_by_round
 from churn.training.models import train_family
 
 Writer = Callable[[pd.DataFrame, Path, int], Path]
@@ -56,6 +56,21 @@ def test_dask_booster_matches_the_pandas_path(
     assert 0 < model.threshold < 1
     best = model.info["best_iteration"]
     assert best is not None and 1 <= best < PARAMS[family]["n_estimators"]
+    if family == "lightgbm":
+        # Trained in blocks that stop once patience runs out, not all n_estimators rounds.
+        patience, trained = PARAMS[family]["early_stopping_rounds"], model.info["trained_rounds"]
+        assert trained - best >= patience
+        assert trained <= best + patience + LIGHTGBM_BLOCK_ROUNDS
+        assert trained < PARAMS[family]["n_estimators"], (best, trained)
+        assert model.estimator.booster_.current_iteration() == trained
+        # Continued boosters must still log as a plain model (MLflow's skops check refused the first cut).
+        import mlflow.lightgbm
+
+        mlflow.lightgbm.save_model(model.estimator, tmp_path / "logged")
+        reloaded = mlflow.lightgbm.load_model(str(tmp_path / "logged"))
+        np.testing.assert_allclose(
+            reloaded.predict_proba(model.features.transform(test))[:, 1], model.predict_proba(test)
+        )
 
 
 def test_lightgbm_rounds_curve_is_lightgbms_own_validation_auc(client: Client, raw: pd.DataFrame) -> None:

@@ -16,6 +16,7 @@ from churn.errors import ChurnError
 from churn.io import write_raw
 from churn.scale import dataset
 from churn.scale import steps as dask_steps
+from churn.scale.features import fit_sample
 from churn.scale.frames import read_raw, typed
 from churn.scale.split import SPLITS, hash_split_frame
 from churn.validation.reader import parse_columns
@@ -78,6 +79,9 @@ def test_scoring_and_sampling_per_partition_match_the_whole(
     # A sample smaller than the folder is the seeded hash sample: the same rows on every call.
     first, second = dask_steps.sample(folder, 200, seed=3), dask_steps.sample(folder, 200, seed=3)
     pd.testing.assert_frame_equal(first, second)
+    # Read here part by part, it holds the rows a cluster's fit_sample takes, typed the same way.
+    on_cluster = fit_sample(read_raw(folder), 200, seed=3)
+    pd.testing.assert_frame_equal(first, _typed(on_cluster))
     assert 100 < len(first) < 300 and set(first["customer_id"]) <= set(data["test"]["customer_id"])
     assert dask_steps.row_count(folder) == len(data["test"])
     assert dask_steps.fits_in_process(folder, len(data["test"])) and not dask_steps.fits_in_process(folder, 10)
@@ -190,6 +194,11 @@ def test_with_a_work_uri_tasks_pass_only_pointers_and_workers_use_s3(
         n_jobs=1,
     )
     assert model_info["engine"] == "dask" and model_info["train_rows"] == counts["train_rows"]
+    # A sampled family reads its sample from S3 in the task's process, with no cluster.
+    sampled = steps.train("logistic_regression", outputs["train"], outputs["validation"], tmp_path / "lr", params={})
+    assert sampled["sampled_rows"] == counts["train_rows"] and sampled["cluster"]["dask.sample_rows"] == str(
+        counts["train_rows"]
+    )
     example, labels = steps.example_and_test_labels(outputs["test"])
     assert len(example) == 5 and len(labels) == counts["test_rows"]
     # The data pipeline's publish step copies the parts from the work prefix to the raw folder.

@@ -65,23 +65,28 @@ MARGIN_BINS, MARGIN_RANGE = 2_048, 12.0
 
 
 def _class_histograms_by_round(
-    x: pd.DataFrame, y: pd.Series, booster: Any, values: np.ndarray, chunk: int
+    x: pd.DataFrame, y: pd.Series, booster: Any, values: np.ndarray, chunk: int, start: int = 0
 ) -> np.ndarray:
-    """Per round, the rows of each class per margin bin: ``counts[class, round, bin]`` (additive over partitions).
+    """Per round from ``start`` on, the rows of each class per margin bin: ``counts[class, round, bin]``.
 
-    Margins are running sums of the rows' leaf outputs, ``chunk`` rows at a time.
+    Additive over partitions. Margins are the raw score after ``start`` rounds plus running sums
+    of the later rounds' leaf outputs, ``chunk`` rows at a time.
     """
     labels = y.to_numpy(dtype=np.int64)
-    rounds = values.shape[0]
-    leaves = booster.predict(x.to_numpy(), pred_leaf=True, num_iteration=rounds).astype(np.int64, copy=False)
+    matrix = x.to_numpy()
+    rounds = values.shape[0] - start
+    leaves = booster.predict(matrix, pred_leaf=True, start_iteration=start, num_iteration=rounds)
+    leaves = leaves.reshape(len(labels), rounds).astype(np.int64, copy=False)
+    before = booster.predict(matrix, raw_score=True, num_iteration=start) if start else np.zeros(len(labels))
     trees = np.arange(rounds)
     offsets = trees * MARGIN_BINS
     width = 2 * MARGIN_RANGE / MARGIN_BINS
     counts = np.zeros((2, rounds * MARGIN_BINS), dtype=np.int64)
-    for start in range(0, len(labels), chunk):
-        margins = np.cumsum(values[trees, leaves[start : start + chunk]], axis=1)
+    for first in range(0, len(labels), chunk):
+        rows = slice(first, first + chunk)
+        margins = before[rows, None] + np.cumsum(values[start + trees, leaves[rows]], axis=1)
         bins = np.clip(((margins + MARGIN_RANGE) / width).astype(np.int64), 0, MARGIN_BINS - 1) + offsets
-        mine = labels[start : start + chunk]
+        mine = labels[rows]
         for c in (0, 1):
             counts[c] += np.bincount(bins[mine == c].ravel(), minlength=rounds * MARGIN_BINS)
     return counts.reshape(2, rounds, MARGIN_BINS)
@@ -96,18 +101,21 @@ def _auc_from_histograms(counts: np.ndarray) -> np.ndarray:
     return np.asarray(wins / np.maximum(pairs, 1.0), dtype=np.float64)
 
 
-def validation_auc_by_round(estimator: Any, x_val: dd.DataFrame, y_val: dd.Series, *, chunk: int = 4_096) -> np.ndarray:
-    """Validation ROC-AUC after each boosting round of a LightGBM model, counted per partition.
+def validation_auc_by_round(
+    estimator: Any, x_val: dd.DataFrame, y_val: dd.Series, *, start: int = 0, chunk: int = 4_096
+) -> np.ndarray:
+    """Validation ROC-AUC after each boosting round of a LightGBM model from round ``start + 1`` on.
 
-    Each partition returns class counts per round and margin bin; the driver adds them up
-    and reads the AUC of every round off the sums.
+    Each partition returns class counts per round and margin bin; the driver adds them up and
+    reads the AUC of every round off the sums. Rounds up to ``start`` enter only through their
+    raw score, so training in blocks pays for each round's curve once.
     """
     from dask import delayed
 
     booster = estimator.booster_
     values = _leaf_values(booster)
     tasks = [
-        delayed(_class_histograms_by_round)(x, y, booster, values, chunk)
+        delayed(_class_histograms_by_round)(x, y, booster, values, chunk, start)
         for x, y in zip(x_val.to_delayed(), y_val.to_delayed(), strict=True)
     ]
     return _auc_from_histograms(np.sum(compute(*tasks, what="LightGBM early stopping"), axis=0))
@@ -157,6 +165,7 @@ def _train_lightgbm_in_blocks(
     block = total if not stopping else max(LIGHTGBM_BLOCK_ROUNDS, 2 * int(stopping))
     seed = params.get("random_state")
     model: Any = None
+    curve = np.zeros(0)
     while True:
         done = 0 if model is None else model.booster_.current_iteration()
         rounds = min(block, total - done)
@@ -171,7 +180,8 @@ def _train_lightgbm_in_blocks(
         trained = model.booster_.current_iteration()
         if not stopping:
             return model, None
-        best = early_stopping_round(validation_auc_by_round(model, x_val, y_val), int(stopping))
+        curve = np.concatenate([curve, validation_auc_by_round(model, x_val, y_val, start=done)])
+        best = early_stopping_round(curve, int(stopping))
         if trained - best >= int(stopping) or trained >= total:
             break
     model.set_params(n_estimators=trained, random_state=seed)

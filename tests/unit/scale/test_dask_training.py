@@ -101,6 +101,9 @@ def test_lightgbm_rounds_curve_is_lightgbms_own_validation_auc(client: Client, r
     np.testing.assert_allclose(curve, own[: curve.size], atol=5e-3)
     assert np.corrcoef(curve, own[: curve.size])[0, 1] > 0.99
     assert own[early_stopping_round(curve, 10) - 1] >= own.max() - 1e-3
+    # From a later round on (training in blocks), the same curve from the raw score of the rounds before.
+    later = validation_auc_by_round(estimator, x_dd, y_dd, start=7, chunk=97)
+    np.testing.assert_allclose(later, curve[7:], atol=1e-9)
 
 
 def test_early_stopping_round_keeps_the_best_before_patience_runs_out() -> None:

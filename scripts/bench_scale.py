@@ -94,6 +94,7 @@ from churn.config import get_settings
 info = steps.train(A['family'], A['train'], A['validation'], A['dir'] + '/model-' + A['family'],
                    params=get_settings().training.params(A['family']), n_jobs=2)
 R = {'val_roc_auc': info['validation']['roc_auc'], 'train_rows': info.get('sampled_rows', info['train_rows'])}
+R.update({k: info[k] for k in ('best_iteration', 'trained_rounds') if info.get(k) is not None})
 """,
     "select": """
 from churn import steps

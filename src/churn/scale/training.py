@@ -8,6 +8,7 @@ do not change. The threshold is tuned on validation probabilities computed per p
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -175,6 +176,7 @@ def _train_lightgbm_in_blocks(
             client=client, **{**params, "n_estimators": rounds, "random_state": block_seed}
         )
         init = None if model is None else model.booster_
+        started = time.perf_counter()
         dask_model.fit(x_train, y_train, init_model=init)
         model = dask_model.to_local()
         trained = model.booster_.current_iteration()
@@ -182,6 +184,13 @@ def _train_lightgbm_in_blocks(
             return model, None
         curve = np.concatenate([curve, validation_auc_by_round(model, x_val, y_val, start=done)])
         best = early_stopping_round(curve, int(stopping))
+        # One line per block on the task's log: a long run shows how far it got, even if it is stopped.
+        print(
+            f"LightGBM on Dask: {trained} rounds, best {best} (validation ROC-AUC {curve[best - 1]:.4f}),"
+            f" block of {rounds} in {time.perf_counter() - started:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
         if trained - best >= int(stopping) or trained >= total:
             break
     model.set_params(n_estimators=trained, random_state=seed)

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -232,13 +232,16 @@ def train(
         from churn.scale import steps as dask_steps
         from churn.scale.training import DASK_FAMILIES
 
-        if family not in DASK_FAMILIES:  # a seeded sample, fitted here: no cluster to start
-            model = dask_steps.train(family, None, train_path, validation_path, params=params, n_jobs=n_jobs, seed=seed)
-        else:
-            with dask_steps.engine_client(name=f"churn-train-{family.replace('_', '-')}") as client:
-                model = dask_steps.train(
-                    family, client, train_path, validation_path, params=params, n_jobs=n_jobs, seed=seed
-                )
+        # The sampled families fit a seeded sample here: no cluster to start for them.
+        cluster = (
+            dask_steps.engine_client(name=f"churn-train-{family.replace('_', '-')}")
+            if family in DASK_FAMILIES
+            else nullcontext()
+        )
+        with cluster as client:
+            model = dask_steps.train(
+                family, client, train_path, validation_path, params=params, n_jobs=n_jobs, seed=seed
+            )
         save_model(model, model_dir)
         return model.info
     model = train_family(family, read_split(train_path), read_split(validation_path), params, n_jobs=n_jobs, seed=seed)

@@ -34,12 +34,18 @@ def _fingerprint(path: Path) -> str:
     return dataset.fingerprint(path)[0]
 
 
+def _split_folders(
+    raw: pd.DataFrame, write_partitions: Writer, tmp_path: Path, *, seed: int
+) -> tuple[dict[str, Path], dict[str, int]]:
+    """``raw`` as 3 parts, split on the cluster into train/validation/test folders: the folders and row counts."""
+    outputs = {name: tmp_path / name for name in SPLITS}
+    return outputs, dask_steps.split(write_partitions(raw, tmp_path / "raw", 3), outputs, seed=seed)
+
+
 def test_split_writes_the_hash_split_as_part_folders(
     client: Client, raw: pd.DataFrame, write_partitions: Writer, tmp_path: Path
 ) -> None:
-    folder = write_partitions(raw, tmp_path / "raw", 3)
-    outputs = {name: tmp_path / name for name in SPLITS}
-    counts = dask_steps.split(folder, outputs, seed=5)
+    outputs, counts = _split_folders(raw, write_partitions, tmp_path, seed=5)
     expected = hash_split_frame(_typed(raw), seed=5)
     for name in SPLITS:
         assert counts[f"{name}_rows"] == len(expected[name])
@@ -211,9 +217,7 @@ def test_a_sample_of_any_split_is_the_size_asked_for(
     client: Client, raw: pd.DataFrame, write_partitions: Writer, tmp_path: Path
 ) -> None:
     """The split and the sample hash customer_id with the same seed: unsalted, validation's sample was empty."""
-    folder = write_partitions(raw, tmp_path / "raw", 3)
-    outputs = {name: tmp_path / name for name in SPLITS}
-    counts = dask_steps.split(folder, outputs, seed=42)
+    outputs, counts = _split_folders(raw, write_partitions, tmp_path, seed=42)
     for name in SPLITS:
         wanted = counts[f"{name}_rows"] // 3
         got = len(dask_steps.sample(outputs[name], wanted, seed=42))

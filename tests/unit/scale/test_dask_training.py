@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import lightgbm
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,7 +21,14 @@ from churn.errors import ChurnError
 from churn.features.pipeline import FeaturePipeline
 from churn.scale.frames import read_raw, typed
 from churn.scale.split import hash_split, hash_split_frame
-from churn.scale.training import LIGHTGBM_BLOCK_ROUNDS, early_stopping_round, train_dask, validation_auc_by_round
+from churn.scale.training import (
+    LIGHTGBM_BLOCK_ROUNDS,
+    add_raw_score,
+    early_stopping_round,
+    merge_lightgbm_models,
+    train_dask,
+    validation_auc_by_round,
+)
 from churn.training.models import train_family
 
 Writer = Callable[[pd.DataFrame, Path, int], Path]
@@ -76,7 +84,6 @@ def test_dask_booster_matches_the_pandas_path(
 def test_lightgbm_rounds_curve_is_lightgbms_own_validation_auc(client: Client, raw: pd.DataFrame) -> None:
     """The per-partition curve is LightGBM's own evaluation, and the round kept is early stopping's."""
     import dask.dataframe as dd
-    import lightgbm
 
     data = hash_split_frame(typed(dd.from_pandas(raw, npartitions=1)).compute(), seed=2)
     features = FeaturePipeline().fit(data["train"])
@@ -93,7 +100,7 @@ def test_lightgbm_rounds_curve_is_lightgbms_own_validation_auc(client: Client, r
     names = [str(n) for n in features.get_feature_names_out()]
     x_dd = dd.from_pandas(pd.DataFrame(x_val, columns=names), npartitions=3)
     y_dd = dd.from_pandas(pd.Series(y_val, name=LABEL), npartitions=3)
-    curve = validation_auc_by_round(estimator, x_dd, y_dd, chunk=97)
+    curve = validation_auc_by_round(estimator.booster_, x_dd, y_dd, chunk=97)
     own = np.asarray(recorded["valid_0"]["auc"])
     # The booster kept only its best rounds; those agree up to the bins' tie error (distinct margins
     # sharing a 0.012-wide bin), at most a few 1e-3 on these 450 validation rows with 7-leaf trees.
@@ -101,9 +108,40 @@ def test_lightgbm_rounds_curve_is_lightgbms_own_validation_auc(client: Client, r
     np.testing.assert_allclose(curve, own[: curve.size], atol=5e-3)
     assert np.corrcoef(curve, own[: curve.size])[0, 1] > 0.99
     assert own[early_stopping_round(curve, 10) - 1] >= own.max() - 1e-3
-    # From a later round on (training in blocks), the same curve from the raw score of the rounds before.
-    later = validation_auc_by_round(estimator, x_dd, y_dd, start=7, chunk=97)
+
+
+def test_lightgbm_blocks_merge_into_the_continued_model(client: Client, raw: pd.DataFrame) -> None:
+    """Blocks boosted from the earlier blocks' raw score, merged, are the model an ``init_model`` continues to."""
+    import dask.dataframe as dd
+
+    data = hash_split_frame(typed(dd.from_pandas(raw, npartitions=1)).compute(), seed=2)
+    features = FeaturePipeline().fit(data["train"])
+    x_train, x_val = features.transform(data["train"]), features.transform(data["validation"])
+    y_train, y_val = data["train"][LABEL].to_numpy(int), data["validation"][LABEL].to_numpy(int)
+    params = {"learning_rate": 0.2, "num_leaves": 7, "verbose": -1, "n_jobs": 1, "subsample": 0.8, "subsample_freq": 1}
+    first = LGBMClassifier(n_estimators=7, random_state=1, **params).fit(x_train, y_train)
+    margin = first.predict(x_train, raw_score=True)
+    second = LGBMClassifier(n_estimators=9, random_state=8, **params).fit(x_train, y_train, init_score=margin)
+    continued = LGBMClassifier(n_estimators=9, random_state=8, **params).fit(
+        x_train, y_train, init_model=first.booster_
+    )
+    merged = lightgbm.Booster(model_str=merge_lightgbm_models([m.booster_.model_to_string() for m in (first, second)]))
+    assert merged.current_iteration() == continued.booster_.current_iteration() == 16
+    np.testing.assert_allclose(
+        merged.predict(x_val, raw_score=True), continued.predict(x_val, raw_score=True), rtol=0, atol=1e-12
+    )
+    # Each block's validation curve, counted from the raw score the block starts from, is the
+    # merged model's curve from that round on; the margin is advanced partition for partition.
+    names = [str(n) for n in features.get_feature_names_out()]
+    x_dd = dd.from_pandas(pd.DataFrame(x_val, columns=names), npartitions=3)
+    y_dd = dd.from_pandas(pd.Series(y_val, name=LABEL), npartitions=3)
+    curve = validation_auc_by_round(merged, x_dd, y_dd, chunk=97)
+    margin_val = add_raw_score(x_dd, None, first.booster_)
+    np.testing.assert_allclose(margin_val.compute().to_numpy(), first.predict(x_val, raw_score=True))
+    later = validation_auc_by_round(second.booster_, x_dd, y_dd, margin=margin_val, chunk=97)
     np.testing.assert_allclose(later, curve[7:], atol=1e-9)
+    advanced = add_raw_score(x_dd, margin_val, second.booster_).compute().to_numpy()
+    np.testing.assert_allclose(advanced, merged.predict(x_val, raw_score=True), atol=1e-9)
 
 
 def test_early_stopping_round_keeps_the_best_before_patience_runs_out() -> None:

@@ -282,7 +282,9 @@ def train_dask(
         from xgboost.dask import DaskXGBClassifier
 
         model = DaskXGBClassifier(**estimator.get_params())
-        model.set_params(early_stopping_rounds=stopping)
+        # Each worker uses its own threads: the pandas path's n_jobs would override them on every
+        # worker (xgboost.dask's get_n_threads), two threads per worker on a core each here.
+        model.set_params(early_stopping_rounds=stopping, n_jobs=None)
         model.client = client
         model.fit(x_train, y_train, eval_set=[(x_val, y_val)], verbose=False)
         estimator = _load_booster(model, estimator)

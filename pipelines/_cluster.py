@@ -35,6 +35,8 @@ CLUSTER_ENV_KEYS = (
     "CHURN_DASK__NAMESPACE",
     "CHURN_DASK__IMAGE",
     "CHURN_DASK__WORK_URI",
+    "MLFLOW_DISABLE_TELEMETRY",
+    "DO_NOT_TRACK",
 )
 #: Keys of the chart's MLflow user Secrets (``<release>-mlflow-<role>``), read by MLflow's client as they are.
 MLFLOW_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")

@@ -21,6 +21,7 @@ from churn import __version__
 from churn.config import Settings, environment, get_settings, redact
 from churn.errors import ChurnError
 from churn.io import FileFormat
+from churn.telemetry import telemetry_off_by_default
 
 if TYPE_CHECKING:
     from churn.kfp_runner import LocalRun, Runner
@@ -902,6 +903,7 @@ def config_show() -> None:
 
 def main() -> None:
     """Entry point: a caller's mistake prints one clear line and exits 1, never a traceback."""
+    telemetry_off_by_default()
     try:
         app()
     except ChurnError as exc:

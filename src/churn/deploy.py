@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from churn.errors import ChurnError
 from churn.io import atomic_path
+from churn.telemetry import telemetry_environment
 
 if TYPE_CHECKING:
     from churn.config import Settings
@@ -95,7 +96,9 @@ def inference_service(
     }
     if canary_percent is not None:
         predictor["canaryTrafficPercent"] = canary_percent
-    env: list[dict[str, Any]] = [{"name": "STORAGE_URI", "value": storage}, {"name": "HOME", "value": "/tmp"}]
+    # The deploy task's own telemetry choice (the chart's pipeline env) first, as the chart renders it.
+    env: list[dict[str, Any]] = [{"name": name, "value": value} for name, value in telemetry_environment().items()]
+    env += [{"name": "STORAGE_URI", "value": storage}, {"name": "HOME", "value": "/tmp"}]
     log_args = []
     if target.prediction_log_uri:  # the log's writer (churn.s3put) needs the S3 endpoint and credentials
         log_args = [f"--prediction_log={target.prediction_log_uri}"]

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from churn.config import Settings, environment
 from churn.errors import ChurnError
+from churn.telemetry import telemetry_environment
 
 PIPELINES = ("training", "monitoring", "data", "scoring")
 #: Tasks per pipeline, for progress reporting (monitoring: one more when it triggers retraining).
@@ -161,9 +162,10 @@ def _task_environment(settings: Settings) -> Iterator[None]:
     """Environment the tasks (subprocesses) inherit, set for the run only and restored after.
 
     The data folder is pinned so tasks resolve it as we do; OpenMP threads that spin
-    while waiting would collapse XGBoost and LightGBM on a busy 2-core machine.
+    while waiting would collapse XGBoost and LightGBM on a busy 2-core machine; MLflow's
+    telemetry stays off as in the images (:mod:`churn.telemetry`).
     """
-    wanted = {"CHURN_DATA_DIR": str(settings.data_dir.resolve())}
+    wanted = {"CHURN_DATA_DIR": str(settings.data_dir.resolve()), **telemetry_environment()}
     wanted.setdefault("OMP_WAIT_POLICY", os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
     with environment(wanted):
         yield

@@ -29,6 +29,7 @@ from typing import Any
 
 from churn.config import Settings, get_settings
 from churn.errors import ChurnError
+from churn.telemetry import telemetry_off_by_default
 
 MODES = ("local", "kfp")
 
@@ -108,6 +109,7 @@ def _run_in_child(parameters: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m churn.retraining '<json parameters>'``: one local training run; prints the gate decision."""
+    telemetry_off_by_default()
     args = sys.argv[1:] if argv is None else argv
     parameters = json.loads(args[0]) if args else {}
     try:

@@ -286,3 +286,35 @@ def test_dask_engine_rbac_and_network_policy(helm: str) -> None:
         helm, "--set", "dask.enabled=true", "--set", "networkPolicy.enabled=false", "--set", "rbac.create=false"
     )
     assert not [o for o in quiet if o["metadata"]["name"] == "churn-dask"]
+
+
+def _containers(obj: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every container a rendered workload runs, named ``Kind/name/container``."""
+    spec = obj.get("spec") or {}
+    pod_specs = [spec.get("template", {}).get("spec", {})]  # Deployment, StatefulSet, Job
+    if obj["kind"] in ("Pod", "ServingRuntime"):
+        pod_specs = [spec]
+    if obj["kind"] == "InferenceService":
+        pod_specs = [spec.get(role, {}) for role in ("predictor", "transformer")]
+    for pod in pod_specs:
+        for container in [*pod.get("containers", []), *pod.get("initContainers", [])]:
+            yield f"{obj['kind']}/{obj['metadata']['name']}/{container.get('name')}", container
+
+
+@pytest.mark.parametrize(("args", "expected"), [([], "true"), (["--set", "telemetry.enabled=true"], "false")])
+def test_every_workload_has_telemetry_switched_as_the_values_say(helm: str, args: list[str], expected: str) -> None:
+    """MLflow's telemetry (and DO_NOT_TRACK) in every container and in the pipelines' environment."""
+    objects = render(helm, *ALL_ON, *args)
+    seen = 0
+    for obj in objects:
+        for name, container in _containers(obj):
+            env = {e["name"]: e.get("value") for e in container.get("env", [])}
+            assert env.get("MLFLOW_DISABLE_TELEMETRY") == expected, name
+            assert env.get("DO_NOT_TRACK") == expected, name
+            seen += 1
+    kinds = {o["kind"] for o in objects}
+    assert {"Deployment", "StatefulSet", "Job", "Pod", "ServingRuntime", "InferenceService"} <= kinds
+    assert seen >= 8  # mlflow, minio, bucket job, users job, pushgateway, runtime, transformer, helm test
+    pipeline_env = next(o for o in objects if o["metadata"]["name"].endswith("-pipeline-env"))
+    assert pipeline_env["data"]["MLFLOW_DISABLE_TELEMETRY"] == expected
+    assert pipeline_env["data"]["DO_NOT_TRACK"] == expected

@@ -53,6 +53,16 @@ def test_dockerfile_builds_from_the_lock_as_non_root(name: str) -> None:
             assert (ROOT / path).exists(), f"{name}: COPY source {path} is missing"
 
 
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_every_stage_of_every_image_runs_with_telemetry_off(name: str) -> None:
+    """Build stages and the final image: nothing of ours sends MLflow usage data unless switched on."""
+    stages = DOCKERFILES[name].read_text().split("\nFROM ")[1:]
+    assert len(stages) >= 2
+    for stage in stages:
+        env = " ".join(re.findall(r"^ENV (.*)$", stage, re.MULTILINE))
+        assert "MLFLOW_DISABLE_TELEMETRY=true" in env and "DO_NOT_TRACK=true" in env, f"{name}: {stage[:40]}"
+
+
 def test_entry_points_exist() -> None:
     serving = DOCKERFILES["serving"].read_text()
     modules = re.findall(r"churn\.serving\.\w+", serving)

@@ -103,6 +103,17 @@ def _machine_only_certificates() -> list[str]:
 
 
 @pytest.mark.parametrize("which", ["churn", "serving", "mlflow"])
+def test_each_image_runs_with_mlflow_telemetry_off_by_default(engine: Engine, images: Images, which: str) -> None:
+    image = getattr(images, which)
+    env = dict(item.split("=", 1) for item in engine.inspect(image)["Config"]["Env"])  # type: ignore[index]
+    assert env["MLFLOW_DISABLE_TELEMETRY"] == "true" and env["DO_NOT_TRACK"] == "true", which
+    # MLflow itself, inside the image, agrees (CI variables are not passed into the container).
+    script = "from mlflow.telemetry.utils import is_telemetry_disabled as off; print(off())"
+    done = engine.run("run", "--rm", *engine.SECURE, "--entrypoint", "python", image, "-c", script)
+    assert done.stdout.strip() == "True", which
+
+
+@pytest.mark.parametrize("which", ["churn", "serving", "mlflow"])
 def test_nothing_of_the_build_machine_is_in_a_final_image(engine: Engine, images: Images, which: str) -> None:
     image = getattr(images, which)
     config = engine.inspect(image)["Config"]

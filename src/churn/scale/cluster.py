@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from churn.config import DaskSettings, get_settings
 from churn.errors import ChurnError
+from churn.telemetry import telemetry_environment
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -121,10 +122,11 @@ def make_cluster_spec(settings: DaskSettings | None = None, *, name: str = "chur
         idle_timeout=s.idle_timeout_seconds,
     )
     spec["metadata"]["namespace"] = s.namespace
+    telemetry = [{"name": key, "value": value} for key, value in telemetry_environment().items()]
     for role in ("scheduler", "worker"):
         for container in spec["spec"][role]["spec"]["containers"]:
-            if container.get("env") is None:
-                container.pop("env", None)  # the operator writes null, which a PodSpec does not allow
+            # The operator writes null, which a PodSpec does not allow; the step's telemetry choice goes along.
+            container["env"] = [*(container.get("env") or []), *telemetry]
     worker = spec["spec"]["worker"]["spec"]["containers"][0]
     # Threads and memory per worker follow the settings, not the operator's defaults (Dask reads "4Gi").
     worker["args"] = [*worker["args"], "--nthreads", str(s.threads_per_worker), "--memory-limit", s.worker_memory]

@@ -21,6 +21,7 @@ from kserve.errors import InvalidInput
 from churn.serving.contract import RequestError, check_batch_size, check_request_id, requested_outputs
 from churn.serving.loading import ServedModel
 from churn.serving.metrics import MODEL_INFO, VALIDATION_FAILURES
+from churn.telemetry import telemetry_off_by_default
 from churn.training.models import set_threads
 
 FEATURES_INPUT = "features"
@@ -123,6 +124,7 @@ class ChurnPredictor(Model):  # type: ignore[misc]
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m churn.serving.predictor``."""
+    telemetry_off_by_default()
     from churn.config import get_settings
     from churn.serving.loading import load_or_exit
     from churn.serving.server import build_parser, serve

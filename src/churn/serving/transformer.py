@@ -39,6 +39,7 @@ from churn.serving.contract import (
 from churn.serving.loading import ServedModel
 from churn.serving.metrics import MODEL_INFO, PREDICTIONS, PROBABILITY, VALIDATION_FAILURES, observe_all
 from churn.serving.predictor import FEATURES_INPUT, PROBABILITY_OUTPUT
+from churn.telemetry import telemetry_off_by_default
 from churn.training.models import set_threads
 
 if TYPE_CHECKING:  # imported by main() only when the log is on
@@ -308,6 +309,7 @@ def _probabilities(result: InferResponse | dict[str, Any]) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m churn.serving.transformer``."""
+    telemetry_off_by_default()
     from churn.config import get_settings
     from churn.serving.loading import load_or_exit
     from churn.serving.server import build_parser, serve

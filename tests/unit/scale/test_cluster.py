@@ -106,6 +106,9 @@ def test_cluster_spec_validates_against_the_operator_crd_and_kubernetes() -> Non
     assert args[args.index("--memory-limit") + 1] == "6Gi"
     (scheduler,) = manifest["spec"]["scheduler"]["spec"]["containers"]
     assert scheduler["image"] == "registry.example/churn:1.2.3"
+    for pod in (container, scheduler):  # the step's telemetry choice goes to the cluster's pods
+        env = {e["name"]: e["value"] for e in pod["env"]}
+        assert env["MLFLOW_DISABLE_TELEMETRY"] == env["DO_NOT_TRACK"] == "true"
 
 
 def test_the_crd_check_rejects_what_the_operator_would_reject() -> None:

@@ -4,7 +4,7 @@
 # Where a registry answers, the real image is pulled and nothing else happens. Where none does
 # (these build machines reach PyPI and Debian's archive only), a stand-in is built from Debian's
 # archive with debootstrap and tagged with the same name, so the Dockerfiles build unchanged.
-# How the stand-in differs from the real image (README "Images" says the same):
+# How the stand-in differs from the real image (docs/images.md says the same):
 #   - Python is Debian's python3.11 package (3.11.2 plus Debian's patches, /usr/bin/python3.11),
 #     not the python.org build of the latest 3.11.x in /usr/local; python, python3 and pip are
 #     symlinked into /usr/local/bin so the Dockerfiles' commands resolve the same way.

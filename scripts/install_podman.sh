@@ -3,7 +3,7 @@
 # debootstrap for the base-image stand-in) when missing, and write the engine settings this
 # kind of machine needs into .tools/containers/. Idempotent.
 #
-# Why each setting (each was an error first, see README "Images"):
+# Why each setting (each was an error first, see docs/images.md):
 #   runtime runc        crun refuses hosts with cgroups in hybrid mode
 #   cgroupfs            no systemd here to manage cgroups
 #   default_ulimits     podman's default nofile/nproc exceed the host's hard limits ("setrlimit ... not permitted")

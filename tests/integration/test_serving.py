@@ -296,15 +296,15 @@ EXAMPLES = ROOT / "scripts" / "examples"
 
 
 def _readme_curl_commands() -> list[str]:
-    """The curl lines of the README's serving examples, continuation lines joined, exactly as written."""
-    text = (ROOT / "README.md").read_text().replace("\\\n", " ")
+    """The curl lines of docs/serving.md's examples, continuation lines joined, exactly as written."""
+    text = (ROOT / "docs" / "serving.md").read_text().replace("\\\n", " ")
     block = text[text.index("Three shapes carry the same records") :]
     block = block[block.index("```bash") + len("```bash") : block.index("```", block.index("```bash") + 7)]
     return [line.strip() for line in block.splitlines() if line.strip().startswith("curl ")]
 
 
 def test_readme_curl_lines_work_verbatim(churn_service: LocalService) -> None:
-    """Each curl line of the README, run by a shell from the checkout, against the running transformer."""
+    """Each curl line of docs/serving.md, run by a shell from the checkout, against the running transformer."""
     commands = _readme_curl_commands()
     assert len(commands) == 6
     reasons = 0

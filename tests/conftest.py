@@ -11,11 +11,26 @@ from hypothesis import HealthCheck, settings
 
 from churn.data import generate_customers
 from churn.serving.local import free_port
+from image_build import BACKGROUND, ImageBuild, wanted
 from servers import AWS_ENV, BIN, BUCKET, s3_client, stop, wait_http
 
 settings.register_profile("ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start building the images now when the run has image tests: they build beside the other tests."""
+    if wanted([item.nodeid for item in session.items]) and "build" not in BACKGROUND:
+        BACKGROUND["build"] = ImageBuild.start()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A build nobody waited for (the image tests deselected or stopped early) does not outlive the run."""
+    build = BACKGROUND.pop("build", None)
+    if build is not None and build.process.poll() is None:
+        build.process.terminate()
+        build.wait(timeout=60)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from churn.errors import ChurnError
-from churn.io import atomic_path
+from churn.storage import atomic_path
 
 if TYPE_CHECKING:
     from churn.config import Settings
@@ -97,7 +97,7 @@ def inference_service(
         predictor["canaryTrafficPercent"] = canary_percent
     env: list[dict[str, Any]] = [{"name": "STORAGE_URI", "value": storage}, {"name": "HOME", "value": "/tmp"}]
     log_args = []
-    if target.prediction_log_uri:  # the log's writer (churn.s3put) needs the S3 endpoint and credentials
+    if target.prediction_log_uri:  # the log's writer (churn.storage.sigv4) needs the S3 endpoint and credentials
         log_args = [f"--prediction_log={target.prediction_log_uri}"]
         env += [
             {"name": "AWS_ENDPOINT_URL", "value": target.s3_endpoint},

@@ -68,7 +68,7 @@ def compile_pipeline(name: str, out_dir: Path = COMPILED_DIR) -> Path:
     """Compile one pipeline to ``<out_dir>/<name>_pipeline.yaml`` (the file a user uploads to the KFP UI)."""
     from kfp import compiler
 
-    from churn.io import atomic_path
+    from churn.storage import atomic_path
 
     path = out_dir / f"{name}_pipeline.yaml"
     with atomic_path(path) as tmp:
@@ -214,7 +214,7 @@ def plain(text: str) -> str:
 
 def _strip_colours(log: Path) -> None:
     """Rewrite a finished run's log without colour codes (it is a file, not a terminal)."""
-    from churn.io import atomic_path
+    from churn.storage import atomic_path
 
     text = log.read_text(encoding="utf-8", errors="replace")
     if _ANSI.search(text):

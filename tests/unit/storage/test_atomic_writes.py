@@ -12,9 +12,10 @@ import pytest
 
 from churn.config import Settings
 from churn.data import generate_customers
+from churn.data.files import FileFormat, write_raw
 from churn.data.schema import COLUMNS_BY_NAME, RAW_COLUMN_NAMES, Kind
-from churn.io import FileFormat, atomic_path, write_json, write_parquet, write_raw
 from churn.jobs import generate_file
+from churn.storage import atomic_path, write_json, write_parquet
 from churn.validation import validate_file
 
 pytestmark = pytest.mark.unit

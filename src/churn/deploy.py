@@ -10,7 +10,6 @@ URI back. Without a cluster it writes the manifest it would apply, and says so.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from churn.errors import ChurnError
 from churn.storage import atomic_path
+from churn.storage.s3 import s3_settings
 
 if TYPE_CHECKING:
     from churn.config import Settings
@@ -44,7 +44,11 @@ class ServingTarget:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, name: str = "", namespace: str = "") -> ServingTarget:
-        """The target the settings describe (in a cluster: the chart's ``<release>-pipeline-env`` ConfigMap)."""
+        """The target the settings describe (in a cluster: the chart's ``<release>-pipeline-env`` ConfigMap).
+
+        The S3 endpoint and region follow :func:`churn.storage.s3.s3_settings`, like every S3 client.
+        """
+        s3 = s3_settings()
         return cls(
             name=name or settings.serving.model_name,
             namespace=namespace or settings.deploy.namespace,
@@ -55,8 +59,8 @@ class ServingTarget:
             deployment_mode=settings.deploy.deployment_mode,
             prediction_log_uri=settings.serving.prediction_log_uri or "",
             s3_secret=settings.deploy.s3_secret,
-            s3_endpoint=os.environ.get("AWS_ENDPOINT_URL", ""),
-            s3_region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+            s3_endpoint=s3.endpoint,
+            s3_region=s3.region,
         )
 
 

@@ -31,6 +31,8 @@ Runner = Literal["subprocess", "docker"]
 CONTAINER_ENV = (
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",  # read before AWS_DEFAULT_REGION (churn.storage.s3.s3_settings)
     "AWS_DEFAULT_REGION",
     "AWS_ENDPOINT_URL",
     "MLFLOW_S3_ENDPOINT_URL",

@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
 from churn.data import increments
 from churn.errors import ChurnError
+from churn.storage import write_object
 
 pytestmark = pytest.mark.integration
 PREFIX = "increments-test"
@@ -42,10 +42,9 @@ def test_monitoring_reads_the_newest_increment_the_data_pipeline_published(
             _csv(tmp_path, f"{date}.csv", f"day,{date}\n"), date=date, destination=where
         )
         assert written == f"{where}customers_{date.replace('-', '')}.csv"
-    s3 = boto3.client("s3")
     # Neither a file in a sub-folder nor one without a date in its name is an increment of this prefix.
-    s3.put_object(Bucket=s3_bucket, Key=f"{PREFIX}/old/customers_20991231.csv", Body=b"day,old\n")
-    s3.put_object(Bucket=s3_bucket, Key=f"{PREFIX}/customers_latest.csv", Body=b"day,latest\n")
+    write_object(where, "old/customers_20991231.csv", b"day,old\n")
+    write_object(where, "customers_latest.csv", b"day,latest\n")
 
     assert increments.latest_increment(where) == f"{where}customers_20260310.csv"
     loaded = increments.load_current(tmp_path / "current.csv", source_uri=where)

@@ -12,10 +12,10 @@ def load_current(current: Output[Dataset], source_uri: str = "", engine: str = "
 
     A folder of parts (and on the ``dask`` engine a parquet file) is checked on a Dask cluster.
     """
-    from churn import steps
     from churn.config import get_settings
+    from churn.data import increments
 
-    info = steps.load_current(current.path, source_uri=source_uri, raw_dir=get_settings().raw_dir, engine=engine)
+    info = increments.load_current(current.path, source_uri=source_uri, raw_dir=get_settings().raw_dir, engine=engine)
     current.metadata.update(info)
     return str(info["source"])
 
@@ -173,7 +173,7 @@ def trigger_retraining(
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def publish_increment(raw: Input[Dataset], date: str = "", destination: str = "") -> str:
     """Publish the validated increment as customers_YYYYMMDD.csv (a folder or s3:// prefix; empty: the raw folder)."""
-    from churn import steps
     from churn.config import get_settings
+    from churn.data import increments
 
-    return steps.publish_increment(raw.path, date=date, destination=destination, raw_dir=get_settings().raw_dir)
+    return increments.publish_increment(raw.path, date=date, destination=destination, raw_dir=get_settings().raw_dir)

@@ -27,9 +27,9 @@ from sklearn.pipeline import FunctionTransformer, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from churn.data import generate_customers, iter_customer_blocks
+from churn.data.files import write_raw
 from churn.data.schema import CATEGORY_COLUMNS
 from churn.features import FeaturePipeline
-from churn.io import write_raw
 from churn.validation import validate_file
 
 Row = tuple[str, str, str, str]

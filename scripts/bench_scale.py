@@ -70,7 +70,7 @@ steps.load_data(A['raw'], rows=A['rows'], date=A['date'], engine=A['engine'])
 from churn import steps
 from churn.features.build import feature_table
 from churn.features.pipeline import FeaturePipeline
-from churn.io import write_raw
+from churn.data.files import write_raw
 from pathlib import Path
 if Path(A['train']).is_dir():
     from churn.scale import steps as dask_steps
@@ -103,7 +103,7 @@ R = {'winner': sel['winner'], 'test_roc_auc': {c['family']: c['test']['roc_auc']
 """,
     "reference": """
 from churn import steps
-from churn.io import write_json
+from churn.storage import write_json
 model = steps.load_model(A['dir'] + '/winner')
 _, labels = steps.example_and_test_labels(A['test'])
 train = steps.reference_rows(A['train'])

@@ -393,8 +393,8 @@ def prediction_log_comparison(
     shared machine falls on both alike. Each block gives one on/off ratio of two neighbouring
     measurements; the table reports the median of those ratios and their spread.
     """
+    from churn.predictions.log import read_prediction_log
     from churn.serving.local import LocalService, ServiceConfig
-    from churn.serving.prediction_log import read_prediction_log
 
     log_root = workdir / "predictions"
     configs = {
@@ -436,7 +436,7 @@ def prediction_log_comparison(
 
 def log_costs(folder: Path, per_flush: int = 400) -> dict[str, float]:
     """In-process costs of the log: one ``record`` (on the request path) and one flush (on the writer thread)."""
-    from churn.serving.prediction_logger import PredictionLogger
+    from churn.predictions.logger import PredictionLogger
 
     logger = PredictionLogger(folder, model_name=NAME, model_version="1", flush_seconds=3600)
     probability, label = np.array([0.42]), np.array([0], dtype=np.int32)

@@ -19,8 +19,8 @@ from rich.table import Table
 
 from churn import __version__
 from churn.config import Settings, environment, get_settings, redact
+from churn.data.files import FileFormat
 from churn.errors import ChurnError
-from churn.io import FileFormat
 from churn.telemetry import telemetry_off_by_default
 
 if TYPE_CHECKING:
@@ -739,7 +739,7 @@ def predictions_compact_command(
     ] = None,
 ) -> None:
     """Merge each day's small prediction-log objects into one parquet object per day (atomic, idempotent)."""
-    from churn.serving.prediction_log import compact_prediction_log
+    from churn.predictions.log import compact_prediction_log
 
     first, last = _day_option(start, "--start"), _day_option(end, "--end")
     last = last or dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)

@@ -10,14 +10,14 @@ URI back. Without a cluster it writes the manifest it would apply, and says so.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from churn.errors import ChurnError
-from churn.io import atomic_path
+from churn.storage import atomic_path
+from churn.storage.s3 import s3_settings
 from churn.telemetry import telemetry_environment
 
 if TYPE_CHECKING:
@@ -45,7 +45,11 @@ class ServingTarget:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, name: str = "", namespace: str = "") -> ServingTarget:
-        """The target the settings describe (in a cluster: the chart's ``<release>-pipeline-env`` ConfigMap)."""
+        """The target the settings describe (in a cluster: the chart's ``<release>-pipeline-env`` ConfigMap).
+
+        The S3 endpoint and region follow :func:`churn.storage.s3.s3_settings`, like every S3 client.
+        """
+        s3 = s3_settings()
         return cls(
             name=name or settings.serving.model_name,
             namespace=namespace or settings.deploy.namespace,
@@ -56,8 +60,8 @@ class ServingTarget:
             deployment_mode=settings.deploy.deployment_mode,
             prediction_log_uri=settings.serving.prediction_log_uri or "",
             s3_secret=settings.deploy.s3_secret,
-            s3_endpoint=os.environ.get("AWS_ENDPOINT_URL", ""),
-            s3_region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+            s3_endpoint=s3.endpoint,
+            s3_region=s3.region,
         )
 
 
@@ -100,7 +104,7 @@ def inference_service(
     env: list[dict[str, Any]] = [{"name": name, "value": value} for name, value in telemetry_environment().items()]
     env += [{"name": "STORAGE_URI", "value": storage}, {"name": "HOME", "value": "/tmp"}]
     log_args = []
-    if target.prediction_log_uri:  # the log's writer (churn.s3put) needs the S3 endpoint and credentials
+    if target.prediction_log_uri:  # the log's writer (churn.storage.sigv4) needs the S3 endpoint and credentials
         log_args = [f"--prediction_log={target.prediction_log_uri}"]
         env += [
             {"name": "AWS_ENDPOINT_URL", "value": target.s3_endpoint},

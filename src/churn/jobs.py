@@ -12,11 +12,13 @@ from typing import Any
 import pandas as pd
 
 from churn.config import Settings
+from churn.data.files import FileFormat, write_raw
 from churn.data.generator import iter_customer_blocks, parse_date
+from churn.data.increments import raw_file_name
 from churn.data.schema import ID
 from churn.errors import ChurnError
 from churn.features.build import FeatureOutputs, build_features
-from churn.io import FileFormat, write_parquet, write_raw
+from churn.storage import write_parquet
 from churn.validation import ValidationReport, validate_and_report
 
 Progress = Callable[[int], None]
@@ -32,11 +34,6 @@ class GeneratedFile:
     rows: int
     churn_rate: float
     truth: Path | None = None
-
-
-def raw_file_name(date: dt.date, fmt: FileFormat) -> str:
-    """``customers_YYYYMMDD.<fmt>``: the name every stage expects of a day's export."""
-    return f"customers_{date:%Y%m%d}.{fmt}"
 
 
 def generate_file(
@@ -178,7 +175,7 @@ def log_day_predictions(settings: Settings, raw_path: Path, *, label_delay_days:
     """Score a published day with the champion, log the predictions and emit the day's delayed labels.
 
     This stands in for the daily batch scoring run (it logs through the same
-    :func:`~churn.serving.prediction_log.write_prediction_log`) and for the outcomes that
+    :func:`~churn.predictions.log.write_prediction_log`) and for the outcomes that
     arrive ``label_delay_days`` later (the generator's ``labels_YYYYMMDD.csv``), so the
     main job can show the performance loop on a laptop.
 
@@ -189,8 +186,8 @@ def log_day_predictions(settings: Settings, raw_path: Path, *, label_delay_days:
     from mlflow import MlflowClient
 
     from churn.data.labels import publish_labels
+    from churn.predictions.log import write_prediction_log
     from churn.registry import CHAMPION, connect_registry, load_churn_model
-    from churn.serving.prediction_log import write_prediction_log
     from churn.validation.reader import read_raw_file
 
     connect_registry(settings.tracking_uri, timeout=settings.mlflow.timeout_seconds)

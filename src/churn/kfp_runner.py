@@ -32,6 +32,8 @@ Runner = Literal["subprocess", "docker"]
 CONTAINER_ENV = (
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",  # read before AWS_DEFAULT_REGION (churn.storage.s3.s3_settings)
     "AWS_DEFAULT_REGION",
     "AWS_ENDPOINT_URL",
     "MLFLOW_S3_ENDPOINT_URL",
@@ -69,7 +71,7 @@ def compile_pipeline(name: str, out_dir: Path = COMPILED_DIR) -> Path:
     """Compile one pipeline to ``<out_dir>/<name>_pipeline.yaml`` (the file a user uploads to the KFP UI)."""
     from kfp import compiler
 
-    from churn.io import atomic_path
+    from churn.storage import atomic_path
 
     path = out_dir / f"{name}_pipeline.yaml"
     with atomic_path(path) as tmp:
@@ -216,7 +218,7 @@ def plain(text: str) -> str:
 
 def _strip_colours(log: Path) -> None:
     """Rewrite a finished run's log without colour codes (it is a file, not a terminal)."""
-    from churn.io import atomic_path
+    from churn.storage import atomic_path
 
     text = log.read_text(encoding="utf-8", errors="replace")
     if _ANSI.search(text):

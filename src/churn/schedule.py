@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from churn.errors import ChurnError
+from churn.storage import Location
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,11 @@ def cluster_parameters(
 
     """
     for what, uri in (("increments", increments_uri), ("scored table", scored_uri)):
-        if not uri.startswith("s3://") or not uri.removeprefix("s3://").strip("/"):
+        try:
+            on_s3 = Location.parse(uri).is_s3
+        except ChurnError:
+            on_s3 = False
+        if not on_s3:
             raise ChurnError(f"{what} URI must be s3://bucket/prefix/ (pods share no disk), not {uri!r}")
     increments = increments_uri.rstrip("/") + "/"
     names = Release(release)

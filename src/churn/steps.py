@@ -7,10 +7,8 @@ in tests and in the benchmark.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -22,9 +20,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from churn.data.files import write_raw
+from churn.data.increments import fetch
 from churn.data.schema import LABEL
 from churn.errors import ChurnError
-from churn.io import atomic_folder, atomic_path, write_json, write_raw
+from churn.storage import atomic_path, write_json
+from churn.storage.local import file_fingerprint
 
 # Each task is a fresh interpreter that runs one step: heavy libraries (scikit-learn,
 # pandera, MLflow) are imported by the steps that use them, not by every task.
@@ -36,15 +37,6 @@ MODEL_FILE = "churn_model.joblib"
 INFO_FILE = "info.json"
 SELECTION_FILE = "selection.json"
 ENGINES = ("pandas", "dask")
-
-
-def file_fingerprint(path: str | Path) -> str:
-    """``sha256:<hex>`` of a file's bytes: the data version recorded with every run."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return f"sha256:{digest.hexdigest()}"
 
 
 def git_commit() -> str:
@@ -97,7 +89,7 @@ def load_data(
         fingerprint, size = dataset.fingerprint(out)
         return {"path": str(out), "source": source, "fingerprint": fingerprint, "bytes": size}
     if source_uri:
-        _fetch(source_uri, out)
+        fetch(source_uri, out)
         source = source_uri
     else:
         blocks = iter_customer_blocks(rows, date or None, seed=seed, scenario=scenario, churn_rate=churn_rate)
@@ -110,29 +102,6 @@ def check_engine(engine: str) -> None:
     """Refuse an engine other than ``pandas`` or ``dask``, naming it."""
     if engine not in ENGINES:
         raise ChurnError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-
-
-def _s3() -> Any:
-    """A boto3 S3 client on ``AWS_ENDPOINT_URL`` or ``MLFLOW_S3_ENDPOINT_URL`` (MinIO), else AWS."""
-    from churn.io import s3_client
-
-    return s3_client()
-
-
-def _fetch(uri: str, out: Path) -> None:
-    if uri.startswith("s3://"):
-        bucket, _, key = uri.removeprefix("s3://").partition("/")
-        with atomic_path(out) as tmp:
-            try:
-                _s3().download_file(bucket, key, str(tmp))
-            except Exception as exc:
-                raise ChurnError(f"cannot read {uri}: {exc}") from exc
-        return
-    source = Path(uri.removeprefix("file://"))
-    if not source.is_file():
-        raise ChurnError(f"data source {uri} does not exist")
-    with atomic_path(out) as tmp:
-        shutil.copyfile(source, tmp)
 
 
 def validate(
@@ -600,149 +569,6 @@ def gate_markdown(decision: dict[str, Any]) -> str:
 
 
 # --- daily data and monitoring pipelines -------------------------------------------------
-
-
-#: A daily increment: one file, or (the Dask engine's) a folder or prefix of parquet parts.
-_INCREMENT = re.compile(r"customers_(\d{8})(\.(csv|parquet)|/)$")
-#: Written last into a published folder of parts on S3: a prefix without it is still being written.
-COMPLETE_MARKER = "_SUCCESS"
-
-
-def latest_increment(location: str | Path) -> str:
-    """The newest ``customers_YYYYMMDD`` export in a folder or under an ``s3://bucket/prefix/`` (by its date).
-
-    Raises:
-        ChurnError: The location holds no increment, or S3 cannot be listed.
-
-    """
-    where = str(location)
-    if where.startswith("s3://"):
-        bucket, _, prefix = where.removeprefix("s3://").partition("/")
-        prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
-        try:
-            client = _s3()
-            pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
-            names = []
-            for page in pages:
-                names += [item["Key"].removeprefix(prefix) for item in page.get("Contents", [])]
-                names += [p["Prefix"].removeprefix(prefix) for p in page.get("CommonPrefixes", [])]
-            # A folder of parts counts once its marker is there (the publisher writes it last).
-            folders = [n for n in names if n.endswith("/")]
-            for name in folders:
-                listed = client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}{name}{COMPLETE_MARKER}", MaxKeys=1)
-                if not listed.get("KeyCount"):
-                    names.remove(name)
-        except Exception as exc:
-            raise ChurnError(f"cannot list {where}: {exc}") from exc
-        base = f"s3://{bucket}/{prefix}"
-    else:
-        folder = Path(where.removeprefix("file://"))
-        found = list(folder.glob("customers_*")) if folder.is_dir() else []
-        names = [p.name + "/" if p.is_dir() else p.name for p in found]
-        base = f"{folder}/"
-    dated: list[tuple[str, str]] = [(m.group(1), str(n)) for n in names if (m := _INCREMENT.fullmatch(n))]
-    if not dated:
-        raise ChurnError(
-            f"no daily increment (customers_YYYYMMDD.csv, or a customers_YYYYMMDD/ folder of parts) in {where}: "
-            "run the data pipeline first"
-        )
-    return base + max(dated)[1]
-
-
-def load_current(
-    out: str | Path, *, source_uri: str = "", raw_dir: str | Path = "data/raw", engine: str = "pandas"
-) -> dict[str, Any]:
-    """Copy the increment to check into ``out``: as CSV, or as a folder of parquet parts checked on Dask.
-
-    ``source_uri`` is a file or folder of parts (path or ``s3://``) or a folder or ``s3://``
-    prefix ending in ``/`` (its latest increment); empty: the latest increment in ``raw_dir``.
-    A folder increment is loaded as a folder whatever the engine (it may not fit in memory);
-    on the Dask engine a parquet file is too. A CSV file is one process's work on either engine.
-    """
-    from churn.scale import dataset
-    from churn.scale import steps as dask_steps
-
-    check_engine(engine)
-    out = Path(out)
-    uri = latest_increment(source_uri or raw_dir) if not source_uri or source_uri.endswith("/") else source_uri
-    folder = _is_folder_increment(uri)
-    if folder or (engine == "dask" and uri.lower().endswith((".parquet", ".pq"))):
-        dask_steps.ingest(uri, out)
-        fingerprint, size = dataset.fingerprint(out)
-        return {"source": uri.rstrip("/") if folder else uri, "fingerprint": fingerprint, "bytes": size}
-    if uri.lower().endswith((".parquet", ".pq")):
-        fetched = out.with_name(out.name + ".parquet")
-        _fetch(uri, fetched)
-        import pyarrow.parquet as pq
-
-        write_raw([pq.read_table(fetched).to_pandas(date_as_object=False)], out, "csv")
-        fetched.unlink()
-    else:
-        _fetch(uri, out)
-    return {"source": uri, "fingerprint": file_fingerprint(out), "bytes": out.stat().st_size}
-
-
-def _is_folder_increment(uri: str) -> bool:
-    if uri.startswith("s3://"):
-        return uri.endswith("/") or re.fullmatch(r"customers_\d{8}", uri.rsplit("/", 1)[-1]) is not None
-    return Path(uri.removeprefix("file://")).is_dir()
-
-
-def publish_increment(raw: str | Path, *, date: str = "", destination: str = "", raw_dir: str | Path = "") -> str:
-    """Publish a validated daily increment as ``customers_YYYYMMDD.csv`` where monitoring reads it.
-
-    Args:
-        raw: The validated export.
-        date: Its snapshot date YYYY-MM-DD (empty: today).
-        destination: A folder or ``s3://bucket/prefix`` (empty: ``raw_dir``).
-        raw_dir: The local raw-data folder, the default destination.
-
-    Returns:
-        The path or URI written.
-
-    """
-    from churn.data.generator import parse_date
-    from churn.jobs import raw_file_name
-
-    if Path(raw).is_dir():
-        return _publish_folder(Path(raw), f"customers_{parse_date(date or None):%Y%m%d}", destination or str(raw_dir))
-    name = raw_file_name(parse_date(date or None), "csv")
-    target = destination or str(raw_dir)
-    if target.startswith("s3://"):
-        bucket, _, prefix = target.removeprefix("s3://").partition("/")
-        key = f"{prefix.rstrip('/')}/{name}".lstrip("/")
-        try:
-            _s3().upload_file(str(raw), bucket, key)
-        except Exception as exc:
-            raise ChurnError(f"cannot write s3://{bucket}/{key}: {exc}") from exc
-        return f"s3://{bucket}/{key}"
-    path = Path(target.removeprefix("file://")) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        shutil.copyfile(raw, tmp)
-    return str(path.resolve())
-
-
-def _publish_folder(raw: Path, name: str, target: str) -> str:
-    """Publish a dataset's parts as ``<target>/<name>/``: whole (local rename) or marked complete last (S3)."""
-    from churn.scale.dataset import copy_part, part_uris
-
-    parts = part_uris(raw)
-    if target.startswith("s3://"):
-        bucket, _, prefix = target.removeprefix("s3://").partition("/")
-        base = f"{prefix.strip('/')}/{name}/".lstrip("/")
-        try:
-            for part in parts:
-                copy_part(part, f"s3://{bucket}/{base}{part.rsplit('/', 1)[-1]}")
-            _s3().put_object(Bucket=bucket, Key=base + COMPLETE_MARKER, Body=b"")
-        except Exception as exc:
-            raise ChurnError(f"cannot write s3://{bucket}/{base}: {exc}") from exc
-        return f"s3://{bucket}/{base}"
-    folder = Path(target.removeprefix("file://")) / name
-    with atomic_folder(folder) as tmp:
-        for part in parts:
-            copy_part(part, str(tmp / part.rsplit("/", 1)[-1]))
-    return str(folder.resolve()) + "/"
 
 
 def validate_current(

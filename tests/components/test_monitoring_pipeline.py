@@ -22,8 +22,8 @@ import yaml
 from mlflow import MlflowClient
 
 from churn.config import Settings
+from churn.data.files import write_raw
 from churn.errors import ChurnError
-from churn.io import write_raw
 from churn.kfp_runner import PIPELINES, LocalRun, compile_pipeline, local_parameters, run_local
 from churn.monitoring import ReferenceProfile
 from churn.registry import connect_registry, load_reference

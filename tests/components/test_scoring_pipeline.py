@@ -17,14 +17,14 @@ from mlflow import MlflowClient
 
 from churn.config import Settings
 from churn.data import generate_customers
+from churn.data.files import write_raw
 from churn.errors import ChurnError
-from churn.io import write_raw
 from churn.kfp_runner import LocalRun, local_parameters, run_local
+from churn.predictions.log import read_prediction_log
 from churn.registry import connect_registry
 from churn.scoring.batch import BASE_COLUMNS, reason_columns
 from churn.scoring.table import read_manifest, read_table
 from churn.serving.local import free_port
-from churn.serving.prediction_log import read_prediction_log
 from servers import stop, wait_http
 
 pytestmark = pytest.mark.components

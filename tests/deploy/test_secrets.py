@@ -265,7 +265,7 @@ def test_an_s3_endpoint_enforcing_the_rendered_policies_gives_each_user_only_its
     """moto's S3 with IAM enforcement on (no MinIO binary here): the chart's three policies, attached to three users.
 
     moto checks each request's SigV4 signature too, so the prediction log user's writes also
-    prove that the serving image's own signer (churn.s3put, no boto3) signs as S3 expects.
+    prove that the serving image's own signer (churn.storage.sigv4, no boto3) signs as S3 expects.
     """
     import socket
     import time
@@ -344,9 +344,10 @@ def _check_the_prediction_log_user(
     import numpy as np
 
     from churn.errors import ChurnError
-    from churn.s3put import S3Target, put_object
-    from churn.serving.prediction_log import read_prediction_log
-    from churn.serving.prediction_logger import PredictionLogger
+    from churn.predictions.log import read_prediction_log
+    from churn.predictions.logger import PredictionLogger
+    from churn.storage import Location
+    from churn.storage.sigv4 import S3Target, put_object
 
     log_env = {"AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": "us-east-1"}
     log_env |= {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
@@ -358,10 +359,10 @@ def _check_the_prediction_log_user(
     assert logger.written == 2 and logger.failed_writes == 0
     target = S3Target.from_env()
     with pytest.raises(ChurnError, match=r"s3://mlflow/models/x: HTTP 403 AccessDenied"):
-        put_object(target, "mlflow", "models/x", b"x")
+        put_object(target, Location.s3("mlflow", "models/x"), b"x")
     wrong = S3Target(target.endpoint, target.region, target.access_key, "not-the-secret")
     with pytest.raises(ChurnError, match="SignatureDoesNotMatch"):
-        put_object(wrong, "mlflow", "predictions/date=2026-01-01/x.jsonl.gz", b"x")
+        put_object(wrong, Location.s3("mlflow", "predictions/date=2026-01-01/x.jsonl.gz"), b"x")
     log_user = boto3_client(endpoint, key)
     assert not allowed(lambda: log_user.get_object(Bucket="mlflow", Key="model/MLmodel"))
     assert not allowed(lambda: log_user.list_objects_v2(Bucket="mlflow", Prefix="predictions/"))

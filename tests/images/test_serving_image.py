@@ -273,7 +273,7 @@ def test_the_images_transformer_logs_every_answer_where_the_chart_says_and_monit
     (moto on loopback) at the address the chart renders from ``s3.endpoint``; each server gets
     free ports. A SIGTERM (``podman stop``) flushes what is queued.
     """
-    from churn.serving.prediction_log import read_prediction_log
+    from churn.predictions.log import read_prediction_log
 
     champion = champions["logistic_regression"]
     prefix = f"s3://{s3_bucket}/image-predictions-{free_port()}/"

@@ -49,7 +49,7 @@ def served_champion(tmp_path_factory: pytest.TempPathFactory) -> ServedChampion:
     import mlflow
 
     from churn.data import generate_customers
-    from churn.io import write_raw
+    from churn.data.files import write_raw
     from churn.registry import CHAMPION, connect, log_candidate, register_challenger
     from churn.registry.mlflow_registry import load_churn_model
     from churn.scoring.batch import fit_risk_deciles

@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
-from churn import steps
+from churn.data import increments
 from churn.errors import ChurnError
+from churn.storage import write_object
 
 pytestmark = pytest.mark.integration
 PREFIX = "increments-test"
@@ -38,37 +38,38 @@ def test_monitoring_reads_the_newest_increment_the_data_pipeline_published(
 ) -> None:
     where = f"s3://{s3_bucket}/{PREFIX}/"
     for date in ("2026-03-02", "2026-03-10", "2026-03-09"):
-        written = steps.publish_increment(_csv(tmp_path, f"{date}.csv", f"day,{date}\n"), date=date, destination=where)
+        written = increments.publish_increment(
+            _csv(tmp_path, f"{date}.csv", f"day,{date}\n"), date=date, destination=where
+        )
         assert written == f"{where}customers_{date.replace('-', '')}.csv"
-    s3 = boto3.client("s3")
     # Neither a file in a sub-folder nor one without a date in its name is an increment of this prefix.
-    s3.put_object(Bucket=s3_bucket, Key=f"{PREFIX}/old/customers_20991231.csv", Body=b"day,old\n")
-    s3.put_object(Bucket=s3_bucket, Key=f"{PREFIX}/customers_latest.csv", Body=b"day,latest\n")
+    write_object(where, "old/customers_20991231.csv", b"day,old\n")
+    write_object(where, "customers_latest.csv", b"day,latest\n")
 
-    assert steps.latest_increment(where) == f"{where}customers_20260310.csv"
-    loaded = steps.load_current(tmp_path / "current.csv", source_uri=where)
+    assert increments.latest_increment(where) == f"{where}customers_20260310.csv"
+    loaded = increments.load_current(tmp_path / "current.csv", source_uri=where)
     assert loaded["source"] == f"{where}customers_20260310.csv"
     assert (tmp_path / "current.csv").read_text() == "day,2026-03-10\n"
     # A file URI is read as given.
-    steps.load_current(tmp_path / "given.csv", source_uri=f"{where}customers_20260302.csv")
+    increments.load_current(tmp_path / "given.csv", source_uri=f"{where}customers_20260302.csv")
     assert (tmp_path / "given.csv").read_text() == "day,2026-03-02\n"
 
 
 def test_an_empty_prefix_says_where_it_looked(s3_env: None, s3_bucket: str, tmp_path: Path) -> None:
     with pytest.raises(ChurnError, match=f"no daily increment .* in s3://{s3_bucket}/nothing-here/"):
-        steps.load_current(tmp_path / "current.csv", source_uri=f"s3://{s3_bucket}/nothing-here/")
+        increments.load_current(tmp_path / "current.csv", source_uri=f"s3://{s3_bucket}/nothing-here/")
     assert not list(tmp_path.iterdir())
 
 
 def test_a_missing_bucket_is_a_clear_error(s3_env: None, tmp_path: Path) -> None:
     with pytest.raises(ChurnError, match="cannot list s3://no-such-bucket/x/"):
-        steps.latest_increment("s3://no-such-bucket/x/")
+        increments.latest_increment("s3://no-such-bucket/x/")
 
 
 def test_the_latest_local_increment_is_found_by_its_date(tmp_path: Path) -> None:
     for name in ("customers_20260102.csv", "customers_20260110.parquet", "customers_2026011.csv", "notes.csv"):
         (tmp_path / name).write_text("x\n")
-    assert steps.latest_increment(tmp_path) == f"{tmp_path}/customers_20260110.parquet"
-    assert steps.latest_increment(f"{tmp_path}/") == f"{tmp_path}/customers_20260110.parquet"
+    assert increments.latest_increment(tmp_path) == f"{tmp_path}/customers_20260110.parquet"
+    assert increments.latest_increment(f"{tmp_path}/") == f"{tmp_path}/customers_20260110.parquet"
     with pytest.raises(ChurnError, match="no daily increment"):
-        steps.latest_increment(tmp_path / "missing")
+        increments.latest_increment(tmp_path / "missing")

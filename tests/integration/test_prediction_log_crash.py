@@ -20,8 +20,8 @@ from pathlib import Path
 
 from serving_helpers import NAME, records
 
+from churn.predictions.log import read_log_object, read_prediction_log
 from churn.serving.local import LocalService, ServiceConfig
-from churn.serving.prediction_log import read_log_object, read_prediction_log
 
 FLUSH_SECONDS = 0.5
 #: A batch being written when the kill lands is lost too; writing ~100 records takes milliseconds,

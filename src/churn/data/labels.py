@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from churn.errors import ChurnError
-from churn.io import atomic_path, list_s3, s3_client
+from churn.storage import Location, s3, write_object
 
 LABEL_COLUMNS = ("customer_id", "scored_date", "label_date", "churned")
 _LABELS = re.compile(r"labels_(\d{8})\.csv$")
@@ -71,22 +71,7 @@ def publish_labels(frame: pd.DataFrame, delay_days: int, destination: str | Path
     written = []
     for day in sorted(set(rows["label_date"])):
         part = rows[rows["label_date"] == day]
-        name = labels_file_name(day)
-        text = part.to_csv(index=False)
-        target = str(destination)
-        if target.startswith("s3://"):
-            bucket, _, prefix = target.removeprefix("s3://").partition("/")
-            key = f"{prefix.strip('/')}/{name}".lstrip("/")
-            try:
-                s3_client().put_object(Bucket=bucket, Key=key, Body=text.encode())
-            except Exception as exc:
-                raise ChurnError(f"cannot write s3://{bucket}/{key}: {exc}") from exc
-            written.append(f"s3://{bucket}/{key}")
-        else:
-            path = Path(target.removeprefix("file://")) / name
-            with atomic_path(path) as tmp:
-                tmp.write_text(text, encoding="utf-8")
-            written.append(str(path))
+        written.append(write_object(destination, labels_file_name(day), part.to_csv(index=False).encode()))
     return written
 
 
@@ -126,19 +111,21 @@ def read_labels(location: str | Path, *, as_of: dt.date | None = None) -> pd.Dat
 
 def _label_files(where: str) -> list[tuple[dt.date, str, str]]:
     found = []
-    if where.startswith("s3://"):
-        client = s3_client()
+    location = Location.parse(where)
+    if location.is_s3:
+        client = s3.s3_client()
+        folder = location.folder()
         try:
-            bucket, prefix, keys = list_s3(where, client=client, recursive=False)
-            for key in keys:
-                if m := _LABELS.fullmatch(key.removeprefix(prefix)):
-                    body = client.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
-                    found.append((dt.datetime.strptime(m.group(1), "%Y%m%d").date(), f"s3://{bucket}/{key}", body))
+            for key in s3.list_objects(folder, recursive=False, client=client).keys:
+                if m := _LABELS.fullmatch(key.removeprefix(folder.key)):
+                    found_at = Location.s3(folder.bucket, key)
+                    body = s3.get_bytes(found_at, client=client).decode()
+                    found.append((dt.datetime.strptime(m.group(1), "%Y%m%d").date(), str(found_at), body))
         except Exception as exc:
             raise ChurnError(f"cannot read the labels at {where}: {exc}") from exc
         return found
-    folder = Path(where.removeprefix("file://"))
-    for path in sorted(folder.glob("labels_*.csv")) if folder.is_dir() else []:
+    folder_path = location.path
+    for path in sorted(folder_path.glob("labels_*.csv")) if folder_path.is_dir() else []:
         if m := _LABELS.fullmatch(path.name):
             found.append((dt.datetime.strptime(m.group(1), "%Y%m%d").date(), str(path), path.read_text()))
     return found

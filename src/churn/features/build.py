@@ -14,7 +14,7 @@ from churn import __version__
 from churn.data.schema import ID, LABEL
 from churn.errors import ChurnError
 from churn.features.pipeline import FeaturePipeline
-from churn.io import atomic_path, write_json, write_parquet
+from churn.storage import atomic_path, write_json, write_parquet
 
 PIPELINE_FILE = "feature_pipeline.joblib"
 METADATA_FILE = "feature_pipeline.json"

@@ -124,7 +124,7 @@ def write_evidently_report(
         ``path``.
 
     """
-    from churn.io import atomic_path
+    from churn.storage import atomic_path
 
     snapshot = evidently_drift(
         reference,

@@ -362,7 +362,7 @@ def evaluate_cohorts(
     """Realized and estimated performance of each daily cohort of the prediction log.
 
     Args:
-        predictions: The prediction log (:func:`churn.serving.prediction_log.read_prediction_log`).
+        predictions: The prediction log (:func:`churn.predictions.log.read_prediction_log`).
         labels: The labels that have arrived (:func:`churn.data.labels.read_labels`).
         as_of: The day of the run: cohorts after it are ignored; labels are due ``label_delay_days``
             after their cohort and overdue ``label_grace_days`` later.
@@ -469,9 +469,9 @@ def monitor_performance(
     from churn.data.generator import parse_date
     from churn.data.labels import read_labels
     from churn.monitoring.report import write_report
+    from churn.predictions.log import read_prediction_log
     from churn.registry import connect_registry, download_model
     from churn.registry.mlflow_registry import load_model_dir, reference_from_dir
-    from churn.serving.prediction_log import read_prediction_log
 
     settings = get_settings()
     p = settings.performance

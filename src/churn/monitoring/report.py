@@ -224,7 +224,7 @@ def write_report(
         The paths written (the second is None when no Markdown path was given).
 
     """
-    from churn.io import atomic_path, write_json
+    from churn.storage import atomic_path, write_json
 
     written = write_json(report.to_dict(), json_path)
     if markdown_path is None:

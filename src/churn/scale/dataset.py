@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from churn.errors import ChurnError
-from churn.io import atomic_folder
+from churn.storage import Location, atomic_folder, atomic_path, copy, s3
+from churn.storage.arrow import filesystem, list_files
 
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
@@ -47,38 +48,20 @@ def work_uri() -> str | None:
     from churn.config import get_settings
 
     uri = get_settings().dask.work_uri
-    if uri and not uri.startswith("s3://"):
+    if uri and not Location.parse(uri).is_s3:
         raise ChurnError(f"CHURN_DASK__WORK_URI must be an s3:// prefix, got {uri!r}")
     return uri or None
-
-
-def _split(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return bucket, key
-
-
-def _arrow(where: str) -> tuple[Any, str]:
-    """A pyarrow filesystem and the path on it for a local folder or an ``s3://`` URI."""
-    import pyarrow.fs
-
-    if where.startswith("s3://"):
-        from churn.scale.frames import s3_filesystem
-
-        return s3_filesystem(), where.removeprefix("s3://")
-    return pyarrow.fs.LocalFileSystem(), str(Path(where).resolve())
 
 
 def arrow_dataset(path: str | Path) -> ds.Dataset:
     """The dataset's parts as one pyarrow dataset (for counting rows or reading a column without Dask)."""
     import pyarrow.dataset as ds
-    import pyarrow.fs
 
-    filesystem, base = _arrow(location(path))
-    infos = filesystem.get_file_info(pyarrow.fs.FileSelector(base, recursive=False))
-    parts = sorted(i.path for i in infos if i.base_name.startswith("part-") and i.base_name.endswith(".parquet"))
+    fs, files = list_files(Location.parse(location(path)))
+    parts = sorted(file for file, name in files if name.startswith("part-") and name.endswith(".parquet"))
     if not parts:
         raise ChurnError(f"{location(path)} holds no part-*.parquet files")
-    return ds.dataset(parts, filesystem=filesystem, format="parquet")
+    return ds.dataset(parts, filesystem=fs, format="parquet")
 
 
 def fingerprint(path: str | Path) -> tuple[str, int]:
@@ -92,16 +75,12 @@ def fingerprint(path: str | Path) -> tuple[str, int]:
     digest = hashlib.sha256()
     where = location(path)
     size = 0
-    if where.startswith("s3://"):
-        from churn.io import s3_client
-
-        bucket, prefix = _split(where)
-        pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        for item in sorted((i for page in pages for i in page.get("Contents", [])), key=lambda i: i["Key"]):
-            name = item["Key"].rsplit("/", 1)[-1]
+    if (listed := Location.parse(where)).is_s3:
+        for item in sorted(s3.list_objects(listed).objects, key=lambda i: i.key):
+            name = item.key.rsplit("/", 1)[-1]
             if name.startswith("part-"):
-                digest.update(name.encode() + str(item["ETag"]).encode())
-                size += int(item["Size"])
+                digest.update(name.encode() + item.etag.encode())
+                size += item.size
         return f"sha256:{digest.hexdigest()}", size
     for part in sorted(Path(where).glob(PART_GLOB)):
         digest.update(part.name.encode())
@@ -116,12 +95,10 @@ def write_table(table: Any, destination: str) -> None:
     """Write one parquet part: an S3 PUT (whole or not at all), or a local file replaced atomically."""
     import pyarrow.parquet as pq
 
-    if destination.startswith("s3://"):
-        filesystem, key = _arrow(destination)
-        pq.write_table(table, key, filesystem=filesystem)
+    if (where := Location.parse(destination)).is_s3:
+        fs, key = filesystem(where)
+        pq.write_table(table, key, filesystem=fs)
         return
-    from churn.io import atomic_path
-
     with atomic_path(destination) as tmp:
         pq.write_table(table, str(tmp))
 
@@ -148,34 +125,14 @@ def publish_local(parts: Path, path: str | Path) -> None:
     """Make a local folder of parts the dataset at ``path``: moved there, or uploaded to the work prefix."""
     with writing(path) as target:
         for part in sorted(parts.glob(PART_GLOB)):
-            copy_part(str(part), target + part.name)
+            copy(part, target + part.name)
     shutil.rmtree(parts, ignore_errors=True)
 
 
 def part_uris(path: str | Path) -> list[str]:
     """The dataset's part files (local paths or ``s3://`` URIs), in name order."""
-    where = location(path)
-    if where.startswith("s3://"):
-        from churn.io import list_s3
-
-        bucket, _, keys = list_s3(where)
-        return [f"s3://{bucket}/{k}" for k in sorted(keys) if k.rsplit("/", 1)[-1].startswith("part-")]
-    return [str(p) for p in sorted(Path(where).glob(PART_GLOB))]
-
-
-def copy_part(source: str, destination: str) -> None:
-    """Copy one object or file, each side local or on S3 (S3 to S3 is copied by the server)."""
-    from churn.io import s3_client
-
-    if source.startswith("s3://") and destination.startswith("s3://"):
-        bucket, key = _split(source)
-        to_bucket, to_key = _split(destination)
-        s3_client().copy({"Bucket": bucket, "Key": key}, to_bucket, to_key)
-    elif source.startswith("s3://"):
-        bucket, key = _split(source)
-        s3_client().download_file(bucket, key, destination)
-    elif destination.startswith("s3://"):
-        to_bucket, to_key = _split(destination)
-        s3_client().upload_file(source, to_bucket, to_key)
-    else:
-        shutil.copyfile(source, destination)
+    where = Location.parse(location(path))
+    if where.is_s3:
+        keys = s3.list_objects(where.folder()).keys
+        return [str(Location.s3(where.bucket, k)) for k in sorted(keys) if k.rsplit("/", 1)[-1].startswith("part-")]
+    return [str(p) for p in sorted(where.path.glob(PART_GLOB))]

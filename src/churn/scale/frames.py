@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +9,9 @@ import numpy as np
 import pandas as pd
 
 from churn.errors import ChurnError
+from churn.scale.dataset import location
+from churn.storage import Location
+from churn.storage.s3 import s3_filesystem
 from churn.validation.reader import parse_columns
 
 if TYPE_CHECKING:
@@ -28,11 +30,9 @@ def read_raw(path: str | Path) -> dd.DataFrame:
     import dask
     import dask.dataframe as dd
 
-    from churn.scale.dataset import location
-
     path = location(path)  # a task's folder may only point at parts on S3 (see churn.scale.dataset)
     options: dict[str, Any] = {}
-    if str(path).startswith("s3://"):
+    if Location.parse(path).is_s3:
         options["filesystem"] = s3_filesystem()
     try:
         # Text stays object dtype with None for missing, exactly as the pandas path reads it.
@@ -40,23 +40,6 @@ def read_raw(path: str | Path) -> dd.DataFrame:
             return dd.read_parquet(str(path), **options)
     except (OSError, ValueError, TypeError) as exc:
         raise ChurnError(f"{path} is not a readable parquet export: {exc}") from None
-
-
-def s3_filesystem() -> Any:
-    """Arrow's S3 filesystem on ``AWS_ENDPOINT_URL`` or ``MLFLOW_S3_ENDPOINT_URL`` (MinIO), else AWS.
-
-    Built here from the driver's ``AWS_*`` variables and shipped to the workers with the tasks,
-    so workers need no credentials of their own (and no s3fs).
-    """
-    import pyarrow.fs
-
-    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
-    return pyarrow.fs.S3FileSystem(
-        access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
-        secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
-        region=os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1",
-        endpoint_override=endpoint,
-    )
 
 
 def typed_partition(part: pd.DataFrame) -> pd.DataFrame:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from churn.data.files import write_raw
 from churn.data.generator import iter_customer_blocks, parse_date
 from churn.errors import ChurnError
-from churn.io import atomic_folder, write_raw
+from churn.storage import atomic_folder
 
 #: Rows per part file. Measured: 200K generated rows are 5.7 MB of parquet and 129 MB in pandas
 #: (strings as objects), so a part is about 7 MB on disk and 160 MB in a worker: small enough for

@@ -22,6 +22,7 @@ from churn.data.schema import LABEL
 from churn.errors import ChurnError
 from churn.scale import dataset
 from churn.scale.frames import compute, read_raw
+from churn.storage import Location, copy, s3
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -54,7 +55,7 @@ def is_partitioned(path: str | Path) -> bool:
 def _write_part(part: pd.DataFrame, destination: str, raw: bool) -> int:
     import pyarrow as pa
 
-    from churn.io import raw_table
+    from churn.data.files import raw_table
 
     table = raw_table(part.reset_index(drop=True)) if raw else pa.Table.from_pandas(part, preserve_index=False)
     dataset.write_table(table, destination)
@@ -85,18 +86,17 @@ def ingest(source: str, out: str | Path) -> None:
         ChurnError: The source is missing, empty, or not parquet (the Dask engine reads parquet).
 
     """
-    if source.startswith("s3://"):
-        from churn.io import list_s3
-
+    where = Location.parse(source)
+    if where.is_s3:
         try:
-            bucket, _, keys = list_s3(source.rstrip("/") + "/")
+            keys = s3.list_objects(where.folder()).keys
         except Exception as exc:  # boto3 raises many kinds; each means "cannot read it"
             raise ChurnError(f"cannot read {source}: {exc}") from None
-        files = [f"s3://{bucket}/{k}" for k in sorted(keys) if k.endswith(".parquet")]
+        files = [str(Location.s3(where.bucket, k)) for k in sorted(keys) if k.endswith(".parquet")]
         if not files:
             raise ChurnError(f"{source} holds no .parquet objects")
     else:
-        path = Path(source.removeprefix("file://"))
+        path = where.path
         if path.is_dir():
             files = [str(f) for f in sorted(path.glob("*.parquet"))]
         elif path.is_file() and path.suffix == ".parquet":
@@ -110,7 +110,7 @@ def ingest(source: str, out: str | Path) -> None:
     try:
         with dataset.writing(out) as target:
             for i, file in enumerate(files):
-                dataset.copy_part(file, f"{target}part-{i:05d}.parquet")
+                copy(file, f"{target}part-{i:05d}.parquet")
     except (ChurnError, OSError):
         raise
     except Exception as exc:  # boto3 raises many kinds; each means "cannot copy it"

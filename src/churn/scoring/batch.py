@@ -32,6 +32,7 @@ from churn.data.schema import ID
 from churn.errors import ChurnError
 from churn.features.derive import to_columns
 from churn.scoring.reasons import SHAP, TOP_REASONS, Explainer, TopReasons, format_values
+from churn.storage import Location, copy, s3
 from churn.training.models import ChurnModel
 
 RISK_DECILES_FILE = "risk_deciles.json"
@@ -189,14 +190,12 @@ def input_parts(source: str, work_dir: Path) -> list[Path]:
         ChurnError: Nothing to score there, or S3 cannot be read.
 
     """
-    if source.startswith("s3://"):
-        from churn.scoring.table import _s3, _split_s3
-
-        bucket, key = _split_s3(source)
-        client = _s3()
+    where = Location.parse(source)
+    if where.is_s3:
+        bucket, key = where.bucket, where.key.strip("/")
+        client = s3.s3_client()
         try:
-            pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key)
-            keys = sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+            keys = sorted(s3.list_objects(Location.s3(bucket, key), client=client).keys)
         except Exception as exc:
             raise ChurnError(f"cannot list {source}: {exc}") from exc
         keys = [k for k in keys if k == key or (k.startswith(key.rstrip("/") + "/") and _is_part(k))]
@@ -207,12 +206,12 @@ def input_parts(source: str, work_dir: Path) -> list[Path]:
         for i, k in enumerate(keys):
             target = work_dir / f"{i:05d}-{Path(k).name}"
             try:
-                client.download_file(bucket, k, str(target))
+                copy(Location.s3(bucket, k), target, client=client)
             except Exception as exc:
                 raise ChurnError(f"cannot read s3://{bucket}/{k}: {exc}") from exc
             parts.append(target)
         return parts
-    path = Path(source.removeprefix("file://"))
+    path = where.path
     if path.is_file():
         return [path]
     if path.is_dir():

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from churn.errors import ChurnError
-from churn.io import write_json
 from churn.scoring.batch import (
     PART_ROWS,
     Scorer,
@@ -24,6 +23,7 @@ from churn.scoring.batch import (
     score_base,
     validate_parts,
 )
+from churn.storage import Location, write_json
 
 
 def load_base(
@@ -40,7 +40,7 @@ def load_base(
         raw_dir: The local raw-data folder.
 
     """
-    from churn.steps import latest_increment
+    from churn.data.increments import latest_increment
 
     source = source_uri or str(raw_dir)
     latest_only = latest_only or not source_uri
@@ -164,7 +164,7 @@ def publish(
     if prediction_log:
         import pandas as pd
 
-        from churn.serving.prediction_log import write_prediction_log
+        from churn.predictions.log import write_prediction_log
 
         for part in manifest["parts"]:
             write_prediction_log(
@@ -202,8 +202,9 @@ def _score_dask(
     from churn.scale.scoring import score_source_dask
 
     settings = get_settings()
-    source = source_uri if source_uri.startswith("s3://") else str(base_dir)
-    if settings.dask.kubernetes and in_kubernetes() and not source.startswith("s3://"):
+    on_s3 = Location.parse(source_uri).is_s3
+    source = source_uri if on_s3 else str(base_dir)
+    if settings.dask.kubernetes and in_kubernetes() and not on_s3:
         raise ChurnError(
             f"the Dask engine on Kubernetes scores a base on S3 (its workers cannot read this pod's {source}); "
             "give the scoring pipeline an s3:// source_uri"

@@ -27,23 +27,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from churn.errors import ChurnError
-from churn.io import atomic_path
+from churn.storage import Location, atomic_path, s3, write_object
 
 MANIFEST = "_manifest.json"
 FORMAT = "churn-scored-table/1"
-
-
-def _split_s3(uri: str) -> tuple[str, str]:
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    if not bucket:
-        raise ChurnError(f"{uri!r} names no bucket (expected s3://bucket/prefix)")
-    return bucket, prefix.strip("/")
-
-
-def _s3() -> Any:
-    from churn.steps import _s3 as client
-
-    return client()
 
 
 @dataclass
@@ -65,7 +52,13 @@ class TableWriter:
 
     @property
     def s3(self) -> bool:
-        return self.location.startswith("s3://")
+        """Whether the table is on S3 (else in a local folder)."""
+        return self.where.is_s3
+
+    @property
+    def where(self) -> Location:
+        """The table's folder or ``s3://`` prefix, parsed."""
+        return Location.parse(self.location)
 
     @property
     def prefix(self) -> str:
@@ -79,7 +72,7 @@ class TableWriter:
                 raise ChurnError(f"scored table location {path} is a file, not a folder")
             self._staging().mkdir(parents=True, exist_ok=False)
         else:
-            _split_s3(self.location)
+            Location.parse(self.location)
         return self
 
     def __exit__(self, kind: object, exc: object, tb: object) -> None:
@@ -95,12 +88,7 @@ class TableWriter:
         if self.s3:
             sink = io.BytesIO()
             pq.write_table(table, sink)
-            bucket, prefix = _split_s3(self.location)
-            key = f"{prefix}/{name}".lstrip("/")
-            try:
-                _s3().put_object(Bucket=bucket, Key=key, Body=sink.getvalue())
-            except Exception as exc:
-                raise ChurnError(f"cannot write s3://{bucket}/{key}: {exc}") from exc
+            write_object(self.where, name, sink.getvalue())
         else:
             pq.write_table(table, self._staging() / Path(name).name)
         self.parts.append(name)
@@ -121,10 +109,9 @@ class TableWriter:
         }
         body = json.dumps(manifest, indent=2, default=str).encode()
         if self.s3:
-            bucket, prefix = _split_s3(self.location)
             try:
-                _s3().put_object(Bucket=bucket, Key=f"{prefix}/{MANIFEST}".lstrip("/"), Body=body)
-            except Exception as exc:
+                s3.put_bytes(self.where.folder().join(MANIFEST), body)
+            except Exception as exc:  # boto3 raises many kinds; each means "cannot write it"
                 raise ChurnError(f"cannot write the manifest of {self.location}: {exc}") from exc
         else:
             root = Path(self.location)
@@ -145,15 +132,11 @@ class TableWriter:
 
 
 def _delete_run(location: str, run_prefix: str) -> None:
-    if location.startswith("s3://"):
-        bucket, prefix = _split_s3(location)
-        client = _s3()
-        full = f"{prefix}/{run_prefix}/".lstrip("/")
+    if (where := Location.parse(location)).is_s3:
+        run = where.folder().join(f"{run_prefix}/")
         try:
-            pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=full)
-            keys = [{"Key": item["Key"]} for page in pages for item in page.get("Contents", [])]
-            for start in range(0, len(keys), 1000):
-                client.delete_objects(Bucket=bucket, Delete={"Objects": keys[start : start + 1000]})
+            client = s3.s3_client()
+            s3.delete_objects(run.bucket, s3.list_objects(run, client=client).keys, client=client)
         except Exception:  # cleanup is best effort: readers never look outside the manifest
             return
     else:
@@ -168,10 +151,9 @@ def _manifest_or_none(location: str) -> dict[str, Any] | None:
 
 
 def _read_object(location: str, name: str, failure: str) -> bytes:
-    bucket, prefix = _split_s3(location)
     try:
-        body: bytes = _s3().get_object(Bucket=bucket, Key=f"{prefix}/{name}".lstrip("/"))["Body"].read()
-    except Exception as exc:
+        body = s3.get_bytes(Location.parse(location).folder().join(name))
+    except Exception as exc:  # boto3 raises many kinds; each means "cannot read it"
         raise ChurnError(f"{failure} ({exc})") from None
     return body
 
@@ -184,7 +166,7 @@ def read_manifest(location: str) -> dict[str, Any]:
 
     """
     try:
-        if location.startswith("s3://"):
+        if Location.parse(location).is_s3:
             body = _read_object(location, MANIFEST, f"no scored table at {location}")
         else:
             file = Path(location) / MANIFEST
@@ -204,7 +186,7 @@ def read_table(location: str) -> pd.DataFrame:
     manifest = read_manifest(location)
     frames = []
     for part in manifest["parts"]:
-        if location.startswith("s3://"):
+        if Location.parse(location).is_s3:
             body = _read_object(location, part, f"part {part} of the scored table at {location} is unreadable")
             frames.append(pq.read_table(io.BytesIO(body)))
         else:

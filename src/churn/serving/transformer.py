@@ -43,7 +43,7 @@ from churn.telemetry import telemetry_off_by_default
 from churn.training.models import set_threads
 
 if TYPE_CHECKING:  # imported by main() only when the log is on
-    from churn.serving.prediction_logger import PredictionLogger
+    from churn.predictions.logger import PredictionLogger
 
 LABEL_OUTPUT = "churn_label"
 ID_OUTPUT = "customer_id"
@@ -344,8 +344,8 @@ def main(argv: list[str] | None = None) -> None:
     prediction_log = None
     if args.prediction_log:
         from churn.errors import ChurnError
-        from churn.serving.prediction_logger import PredictionLogger
-        from churn.serving.prediction_logger import check_writer as check_log_writer
+        from churn.predictions.logger import PredictionLogger
+        from churn.predictions.logger import check_writer as check_log_writer
 
         try:
             check_log_writer(args.prediction_log)

@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from churn.data.files import RAW_ARROW_SCHEMA
 from churn.data.schema import COLUMNS_BY_NAME, Kind, RawColumn
-from churn.io import RAW_ARROW_SCHEMA
 from churn.validation.report import Violation
 
 _PARQUET_MAGIC = b"PAR1"

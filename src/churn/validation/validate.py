@@ -83,7 +83,7 @@ def reported(
 
 
 def _write_report(report: ValidationReport, report_path: str | Path, summary_path: str | Path | None) -> None:
-    from churn.io import atomic_path, write_json
+    from churn.storage import atomic_path, write_json
 
     write_json(report.to_dict(), report_path)
     if summary_path is not None:

@@ -72,7 +72,7 @@ def test_the_labels_command_emits_the_file_and_refuses_a_bad_one(tmp_path: Path)
     from typer.testing import CliRunner
 
     from churn.cli import app
-    from churn.io import write_raw
+    from churn.data.files import write_raw
 
     export = tmp_path / "customers_20260106.csv"
     write_raw([generate_customers(150, "2026-01-06", seed=4).frame], export)

@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 from distributed import Client
 
+from churn.data.files import raw_table
 from churn.data.schema import ID
 from churn.features.build import feature_table
 from churn.features.pipeline import FeaturePipeline
-from churn.io import raw_table
 from churn.scale.features import features, fit_pipeline, fit_sample, transform
 from churn.scale.frames import read_raw, typed
 from churn.validation.reader import read_raw_file

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import boto3
 import pandas as pd
 from distributed import Client
 
 from churn.scale.frames import read_raw, typed
+from churn.storage import copy
 
 Writer = Callable[[pd.DataFrame, Path, int], Path]
 
@@ -23,9 +23,8 @@ def test_parts_on_s3_read_as_locally(
     s3_bucket: str,
 ) -> None:
     folder = write_partitions(raw, tmp_path / "customers_20260630", 3)
-    s3 = boto3.client("s3", endpoint_url=s3_env)
     for part in sorted(folder.iterdir()):
-        s3.upload_file(str(part), s3_bucket, f"raw/customers_20260630/{part.name}")
+        copy(part, f"s3://{s3_bucket}/raw/customers_20260630/{part.name}")
     remote = typed(read_raw(f"s3://{s3_bucket}/raw/customers_20260630/"))
     assert remote.npartitions == 3
     local = typed(read_raw(folder)).compute().reset_index(drop=True)

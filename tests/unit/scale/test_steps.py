@@ -5,20 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import boto3
 import numpy as np
 import pandas as pd
 import pytest
 from distributed import Client
 
 from churn import steps
+from churn.data import increments
+from churn.data.files import write_raw
 from churn.errors import ChurnError
-from churn.io import write_raw
 from churn.scale import dataset
 from churn.scale import steps as dask_steps
 from churn.scale.features import fit_sample
 from churn.scale.frames import read_raw, typed
 from churn.scale.split import SPLITS, hash_split_frame
+from churn.storage import copy, write_object
 from churn.validation.reader import parse_columns
 
 Writer = Callable[[pd.DataFrame, Path, int], Path]
@@ -106,9 +107,8 @@ def test_ingest_copies_parquet_folders_files_and_s3_prefixes(
     dask_steps.ingest(str(folder / "part-00001.parquet"), tmp_path / "one")
     assert [p.name for p in (tmp_path / "one").iterdir()] == ["part-00000.parquet"]
 
-    s3 = boto3.client("s3", endpoint_url=s3_env)
     for part in sorted(folder.iterdir()):
-        s3.upload_file(str(part), s3_bucket, f"exports/customers_20260630/{part.name}")
+        copy(part, f"s3://{s3_bucket}/exports/customers_20260630/{part.name}")
     dask_steps.ingest(f"s3://{s3_bucket}/exports/customers_20260630", tmp_path / "from-s3")
     assert _fingerprint(tmp_path / "from-s3") == _fingerprint(folder)
 
@@ -146,24 +146,19 @@ def test_a_folder_increment_on_s3_counts_once_marked_complete(
     raw: pd.DataFrame, write_partitions: Writer, tmp_path: Path, s3_env: str, s3_bucket: str
 ) -> None:
     folder = write_partitions(raw, tmp_path / "day", 2)
-    s3 = boto3.client("s3", endpoint_url=s3_env)
     where = f"s3://{s3_bucket}/increments-{tmp_path.name}/"
-    published = steps.publish_increment(folder, date="2026-06-30", destination=where)
+    published = increments.publish_increment(folder, date="2026-06-30", destination=where)
     assert published == f"{where}customers_20260630/"
     # An older CSV day beside it; and a newer folder still being written (no marker yet) is not picked.
-    s3.put_object(Bucket=s3_bucket, Key=f"increments-{tmp_path.name}/customers_20260629.csv", Body=b"x")
-    s3.upload_file(
-        str(folder / "part-00000.parquet"),
-        s3_bucket,
-        f"increments-{tmp_path.name}/customers_20260701/part-00000.parquet",
-    )
-    assert steps.latest_increment(where) == published
-    info = steps.load_current(tmp_path / "current", source_uri=where)
+    write_object(where, "customers_20260629.csv", b"x")
+    copy(folder / "part-00000.parquet", f"{where}customers_20260701/part-00000.parquet")
+    assert increments.latest_increment(where) == published
+    info = increments.load_current(tmp_path / "current", source_uri=where)
     assert info["source"] == published.rstrip("/")
     assert info["fingerprint"] == _fingerprint(folder)
     # Locally the folder is published whole, and found as the latest day.
-    local = steps.publish_increment(folder, date="2026-06-30", destination=str(tmp_path / "raw"))
-    assert Path(local).is_dir() and steps.latest_increment(tmp_path / "raw") == local
+    local = increments.publish_increment(folder, date="2026-06-30", destination=str(tmp_path / "raw"))
+    assert Path(local).is_dir() and increments.latest_increment(tmp_path / "raw") == local
 
 
 @pytest.mark.slow
@@ -208,7 +203,7 @@ def test_with_a_work_uri_tasks_pass_only_pointers_and_workers_use_s3(
     example, labels = steps.example_and_test_labels(outputs["test"])
     assert len(example) == 5 and len(labels) == counts["test_rows"]
     # The data pipeline's publish step copies the parts from the work prefix to the raw folder.
-    published = steps.publish_increment(raw, date="2026-06-30", destination=str(tmp_path / "published"))
+    published = increments.publish_increment(raw, date="2026-06-30", destination=str(tmp_path / "published"))
     assert sorted(p.name for p in Path(published).iterdir()) == ["part-00000.parquet"]
     assert _fingerprint(Path(published)).startswith("sha256:")
 

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from distributed import Client
 
-from churn.io import raw_table
+from churn.data.files import raw_table
 from churn.scale.validation import validate_path
 from churn.validation import DataValidationError, ValidationReport, validate_file
 

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from churn.data import generate_customers
+from churn.data.files import write_raw
 from churn.errors import ChurnError
-from churn.io import write_raw
 from churn.scoring.batch import (
     BASE_COLUMNS,
     REASON_UNIT_COLUMN,

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from churn.data import generate_customers
+from churn.data.files import write_raw
 from churn.errors import ChurnError
-from churn.io import write_raw
 from churn.serving.client import read_records_file
 
 pytestmark = pytest.mark.unit

@@ -18,8 +18,8 @@ import pytest
 from kserve import InferInput, InferRequest, InferResponse
 
 from churn.data import generate_customers
+from churn.data.files import write_raw
 from churn.data.schema import LABEL
-from churn.io import write_raw
 from churn.serving.contract import RECORDS_INPUT
 from churn.serving.loading import ServedModel
 from churn.serving.predictor import ChurnPredictor

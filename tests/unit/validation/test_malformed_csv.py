@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from churn.data import generate_customers
+from churn.data.files import write_raw
 from churn.data.schema import RAW_COLUMN_NAMES
-from churn.io import write_raw
 from churn.validation import DataValidationError, ValidationReport, validate_file, validate_frame
 from churn.validation.schema import FUTURE_TOLERANCE_DAYS
 

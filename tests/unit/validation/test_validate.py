@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from churn.cli import app
 from churn.data import generate_customers
+from churn.data.files import FileFormat, write_raw
 from churn.data.scenarios import SCENARIOS
 from churn.data.schema import RAW_COLUMN_NAMES
-from churn.io import FileFormat, write_raw
 from churn.validation import DataValidationError, ValidationReport, Violation, validate_file, validate_frame
 
 pytestmark = pytest.mark.unit

@@ -2,9 +2,10 @@
 
 It runs in the serving image, which has neither pyarrow nor boto3 (together ~180 MB): each
 flush is one gzipped JSON-lines object (the log's columns, one record a line, see
-:data:`COLUMNS`) written with the standard library, to a folder (atomically: hidden temporary
-file, fsync, rename) or to S3 with one SigV4-signed ``PUT`` (:mod:`churn.s3put`; S3 never
-shows a partial object). :func:`churn.serving.prediction_log.read_prediction_log` reads these
+:data:`~churn.predictions.records.COLUMNS`) written with the standard library, to a folder
+(atomically: hidden temporary file, fsync, rename) or to S3 with one SigV4-signed ``PUT``
+(:mod:`churn.storage.sigv4`; S3 never shows a partial object).
+:func:`churn.predictions.log.read_prediction_log` reads these
 objects and the batch scorer's parquet ones into the same schema, and ``churn predictions
 compact`` folds a day's many small objects into one parquet object.
 
@@ -23,51 +24,18 @@ import logging
 import queue
 import threading
 import time
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import orjson
 
-from churn.atomic import atomic_path
 from churn.errors import ChurnError
-from churn.s3put import S3Target, put_object
+from churn.predictions.records import COLUMNS, JSONL_SUFFIX, Scored, object_name
+from churn.storage import Location, write_object
+from churn.storage.sigv4 import S3Target
 
 log = logging.getLogger(__name__)
-
-#: Columns of every prediction-log record, in this order (prediction_log.SCHEMA types them).
-COLUMNS = (
-    "request_id",
-    "customer_id",
-    "scored_at",
-    "model_name",
-    "model_version",
-    "churn_probability",
-    "churn_label",
-    "source",
-)
-SOURCES = ("online", "batch")
-#: Suffix of the online writer's objects (gzipped JSON lines); the batch writer's are ``.parquet``.
-JSONL_SUFFIX = ".jsonl.gz"
-
-
-@dataclass(frozen=True)
-class Scored:
-    """One answered request as the transformer saw it (what the queue holds)."""
-
-    request_id: str
-    customer_ids: Sequence[str] | None
-    probabilities: np.ndarray
-    labels: np.ndarray
-    scored_at: float  # unix seconds
-
-
-def object_name(day: str, source: str, suffix: str) -> str:
-    """``date=<day>/<source>-<UTC stamp>-<random>.<suffix>``: unique, sortable by write time."""
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%f")[:-3] + "Z"
-    return f"date={day}/{source}-{stamp}-{uuid.uuid4().hex[:12]}{suffix}"
 
 
 def encode_jsonl(items: Sequence[Scored], model_name: str, model_version: str, source: str) -> dict[str, bytes]:
@@ -92,28 +60,18 @@ def write_jsonl_objects(bodies: dict[str, bytes], root: str, source: str, target
         ChurnError: The store refused or could not be reached.
 
     """
-    written = []
-    for day, body in bodies.items():
-        name = object_name(day, source, JSONL_SUFFIX)
-        if root.startswith("s3://"):
-            bucket, _, prefix = root.removeprefix("s3://").partition("/")
-            key = f"{prefix.strip('/')}/{name}".lstrip("/")
-            put_object(target or S3Target.from_env(), bucket, key, body)
-            written.append(f"s3://{bucket}/{key}")
-        else:
-            path = Path(root.removeprefix("file://")) / name
-            try:
-                with atomic_path(path) as tmp:
-                    tmp.write_bytes(body)
-            except OSError as exc:
-                raise ChurnError(f"cannot write the prediction log to {path}: {exc}") from exc
-            written.append(str(path))
-    return written
+    where = Location.parse(root)
+    if where.is_s3:
+        target = target or S3Target.from_env()
+    return [
+        write_object(where, object_name(day, source, JSONL_SUFFIX), body, what="the prediction log", target=target)
+        for day, body in bodies.items()
+    ]
 
 
 def check_writer(root: str) -> None:
     """Fail now, with a clear message, when the log at ``root`` could not be written (S3 credentials)."""
-    if root.startswith("s3://"):
+    if Location.parse(root).is_s3:
         S3Target.from_env()
 
 
@@ -149,7 +107,7 @@ class PredictionLogger:
         self.source = source
         self._queue: queue.Queue[Scored] = queue.Queue(maxsize=max_queue)
         self._stop = threading.Event()
-        self._target = S3Target.from_env() if self.root.startswith("s3://") else None
+        self._target = S3Target.from_env() if Location.parse(self.root).is_s3 else None
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self.written = 0
         self.failed_writes = 0

@@ -1,17 +1,9 @@
-"""The prediction log: every churn score the system hands out, kept in the data lake.
+"""The prediction log's batch writer (parquet), its reader and its compaction.
 
-Each record is one scored customer: ``request_id`` (the V2 request id, or the batch run's
-id), ``customer_id`` (null when the caller sent none), ``scored_at`` (UTC), ``model_name``,
-``model_version``, ``churn_probability``, ``churn_label`` and ``source`` (``online`` or
-``batch``). Records go to a local folder or an ``s3://`` prefix, partitioned by the UTC day
-they were scored, one object per written batch::
-
-    <root>/date=2026-01-06/batch-20260106T101500.123Z-<uuid>.parquet      (batch scoring, here)
-    <root>/date=2026-01-06/online-20260106T101500.123Z-<uuid>.jsonl.gz    (the transformer)
-    <root>/date=2026-01-06/compacted.parquet                               (churn predictions compact)
+The record format and the layout are :mod:`churn.predictions.records`'s.
 
 The transformer writes gzipped JSON lines with the standard library
-(:mod:`churn.serving.prediction_logger`: the serving image has no pyarrow or boto3); this
+(:mod:`churn.predictions.logger`: the serving image has no pyarrow or boto3); this
 module writes parquet and reads both kinds into one schema (:data:`SCHEMA`). Every object is
 written whole or not at all: locally to a hidden temporary file that is flushed to disk and
 renamed into place; on S3 with one ``PUT`` (S3 never shows a partial object). Readers skip
@@ -39,8 +31,16 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from churn.errors import ChurnError
-from churn.io import atomic_path, list_s3, s3_client
-from churn.serving.prediction_logger import COLUMNS, JSONL_SUFFIX, SOURCES, Scored, object_name
+from churn.predictions.records import (
+    COLUMNS,
+    COMPACTED,
+    JSONL_SUFFIX,
+    SOURCES,
+    Scored,
+    is_log_object,
+    object_name,
+)
+from churn.storage import Location, read_object, s3, write_object
 
 log = logging.getLogger(__name__)
 
@@ -89,25 +89,10 @@ def _write_objects(table: pa.Table, root: str, source: str, client: Any = None) 
     written = []
     for day in sorted(set(days)):
         part = table.filter(pa.array(days == day)) if len(set(days)) > 1 else table
+        buffer = io.BytesIO()
+        pq.write_table(part, buffer)
         name = object_name(day, source, ".parquet")
-        if root.startswith("s3://"):
-            bucket, _, prefix = root.removeprefix("s3://").partition("/")
-            key = f"{prefix.strip('/')}/{name}".lstrip("/")
-            buffer = io.BytesIO()
-            pq.write_table(part, buffer)
-            try:
-                (client or s3_client()).put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
-            except Exception as exc:
-                raise ChurnError(f"cannot write the prediction log to s3://{bucket}/{key}: {exc}") from exc
-            written.append(f"s3://{bucket}/{key}")
-        else:
-            path = Path(root.removeprefix("file://")) / name
-            try:
-                with atomic_path(path) as tmp:
-                    pq.write_table(part, tmp)
-            except OSError as exc:
-                raise ChurnError(f"cannot write the prediction log to {path}: {exc}") from exc
-            written.append(str(path))
+        written.append(write_object(root, name, buffer.getvalue(), what="the prediction log", client=client))
     return written
 
 
@@ -226,11 +211,6 @@ def read_log_object(handle: Any, name: str, *, keep_metadata: bool = False) -> p
     return table.cast(SCHEMA.with_metadata(table.schema.metadata) if keep_metadata else SCHEMA)
 
 
-def is_log_object(name: str) -> bool:
-    """Whether a file name is a log object a reader takes (not hidden, a known suffix)."""
-    return not name.startswith(".") and name.endswith((".parquet", JSONL_SUFFIX))
-
-
 def _days(where: str, start: dt.date | None, end: dt.date | None) -> Any:
     """Each day partition in the window, oldest first: ``(day, {name: (where, handle)})``."""
     found: dict[dt.date, dict[str, tuple[str, Any]]] = {}
@@ -249,25 +229,25 @@ def _objects(where: str, start: dt.date | None, end: dt.date | None) -> Any:
             return None
         return day
 
-    if where.startswith("s3://"):
-        client = s3_client()
-        base = where.rstrip("/")
-        bucket, prefix = base.removeprefix("s3://").partition("/")[0], _root_prefix(base)
+    location = Location.parse(where)
+    if location.is_s3:
+        client = s3.s3_client()
+        base = location.folder()
         # With a window, list only its days' partitions, not the whole history of the log.
         days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)] if start and end else []
-        parts = [f"{base}/date={day}/" for day in days] or [base]
+        parts = [base.join(f"date={day}/") for day in days] or [base]
         try:
-            keys = [key for part in parts for key in list_s3(part, client=client)[2]]
+            keys = [key for part in parts for key in s3.list_objects(part, client=client).keys]
         except Exception as exc:
             raise ChurnError(f"cannot list the prediction log at {where}: {exc}") from exc
         for key in sorted(keys):
-            part, _, name = key.removeprefix(prefix).partition("/")
+            part, _, name = key.removeprefix(base.key).partition("/")
             day = wanted(part.removeprefix("date=")) if part.startswith("date=") else None
             if day is None or not is_log_object(name):
                 continue
-            yield day, name, f"s3://{bucket}/{key}", _S3Object(client, bucket, key)
+            yield day, name, f"s3://{location.bucket}/{key}", _S3Object(client, Location.s3(location.bucket, key))
         return
-    folder = Path(where.removeprefix("file://"))
+    folder = location.path
     for path in sorted(folder.glob("date=*/*")):
         day = wanted(path.parent.name.removeprefix("date="))
         if day is not None and is_log_object(path.name):
@@ -279,24 +259,12 @@ class _S3Object:
     """An S3 object to fetch when it is read (listing a day does not download it)."""
 
     client: Any
-    bucket: str
-    key: str
+    where: Location
 
     def fetch(self) -> pa.Buffer:
-        try:
-            return pa.py_buffer(self.client.get_object(Bucket=self.bucket, Key=self.key)["Body"].read())
-        except Exception as exc:
-            raise ChurnError(f"cannot read s3://{self.bucket}/{self.key}: {exc}") from exc
+        return pa.py_buffer(read_object(self.where, client=self.client))
 
 
-def _root_prefix(uri: str) -> str:
-    """The key prefix of an ``s3://bucket/prefix`` URI ("" or ending in "/")."""
-    prefix = uri.removeprefix("s3://").partition("/")[2].strip("/")
-    return prefix + "/" if prefix else ""
-
-
-#: A day's compacted object: every record of the day's small objects, in one parquet file.
-COMPACTED = "compacted.parquet"
 #: Parquet metadata key of a compacted object: the names of the objects it holds (zlib, base64).
 _COVERS_KEY = b"churn.prediction_log.covers"
 
@@ -367,46 +335,26 @@ def compact_prediction_log(
 
 
 def _put_compacted(where: str, day: dt.date, table: pa.Table) -> None:
-    if where.startswith("s3://"):
-        bucket, key = _s3_key(where, day, COMPACTED)
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer)
-        try:
-            s3_client().put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
-        except Exception as exc:
-            raise ChurnError(f"cannot write s3://{bucket}/{key}: {exc}") from exc
-        return
-    path = Path(where.removeprefix("file://")) / f"date={day}" / COMPACTED
-    try:
-        with atomic_path(path) as tmp:
-            pq.write_table(table, tmp)
-    except OSError as exc:
-        raise ChurnError(f"cannot write {path}: {exc}") from exc
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    write_object(where, f"date={day}/{COMPACTED}", buffer.getvalue())
 
 
 def _delete(where: str, day: dt.date, names: list[str]) -> None:
     if not names:
         return
-    if where.startswith("s3://"):
-        client = s3_client()
-        for first in range(0, len(names), 1000):  # DeleteObjects takes at most 1,000 keys
-            keys = [_s3_key(where, day, n) for n in names[first : first + 1000]]
-            try:
-                answer = client.delete_objects(Bucket=keys[0][0], Delete={"Objects": [{"Key": k} for _, k in keys]})
-            except Exception as exc:
-                raise ChurnError(f"cannot delete compacted objects under {where}/date={day}/: {exc}") from exc
-            if answer.get("Errors"):
-                error = answer["Errors"][0]
-                raise ChurnError(f"cannot delete s3://{keys[0][0]}/{error['Key']}: {error.get('Message', error)}")
-        return
-    folder = Path(where.removeprefix("file://")) / f"date={day}"
-    for name in names:
+    folder = Location.parse(where).folder().join(f"date={day}/")
+    if folder.is_s3:
         try:
-            (folder / name).unlink(missing_ok=True)
+            s3.delete_objects(folder.bucket, [folder.join(name).key for name in names])
+        except ChurnError:
+            raise
+        except Exception as exc:  # boto3 raises many kinds; each means "cannot delete them"
+            raise ChurnError(f"cannot delete compacted objects under {where}/date={day}/: {exc}") from exc
+        return
+    for name in names:
+        path = folder.join(name).path
+        try:
+            path.unlink(missing_ok=True)
         except OSError as exc:
-            raise ChurnError(f"cannot delete {folder / name}: {exc}") from exc
-
-
-def _s3_key(where: str, day: dt.date, name: str) -> tuple[str, str]:
-    bucket = where.removeprefix("s3://").partition("/")[0]
-    return bucket, f"{_root_prefix(where.rstrip('/'))}date={day}/{name}"
+            raise ChurnError(f"cannot delete {path}: {exc}") from exc

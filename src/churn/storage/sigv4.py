@@ -5,11 +5,10 @@ The serving image writes the prediction log with this instead of boto3 (botocore
 ``PutObject`` (``host``, ``x-amz-content-sha256`` with the body's SHA-256, ``x-amz-date``,
 and ``x-amz-security-token`` when there is one), so MinIO and AWS S3 check it the same way.
 
-Credentials come from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` (and
-``AWS_SESSION_TOKEN``), the endpoint from ``AWS_ENDPOINT_URL`` or ``MLFLOW_S3_ENDPOINT_URL``
-(else AWS's regional endpoint), the region from ``AWS_REGION``/``AWS_DEFAULT_REGION``
-(else ``us-east-1``): what the chart's S3 Secret and settings give a pod. Other sources of
-boto3's credential chain (profiles, instance roles, web identity) are not read.
+Endpoint, region and credentials follow :func:`churn.storage.s3.s3_settings` (the one rule
+boto3 and Arrow are configured with too; AWS's regional endpoint when no endpoint is set):
+what the chart's S3 Secret and settings give a pod. The static keys are required here: other
+sources of boto3's credential chain (profiles, instance roles, web identity) are not read.
 """
 
 from __future__ import annotations
@@ -18,12 +17,14 @@ import datetime as dt
 import hashlib
 import hmac
 import http.client
-import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 from churn.errors import ChurnError
+from churn.storage.location import Location
+from churn.storage.s3 import s3_settings
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 
@@ -39,25 +40,24 @@ class S3Target:
     session_token: str = ""
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> S3Target:
-        """The target the ``AWS_*`` environment describes.
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> S3Target:
+        """The target the ``AWS_*`` environment describes (:func:`churn.storage.s3.s3_settings`).
 
         Raises:
             ChurnError: No access key or secret key is set.
 
         """
-        env = os.environ if environ is None else environ
-        missing = [k for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if not env.get(k)]
+        settings = s3_settings(environ)
+        names = {"AWS_ACCESS_KEY_ID": settings.access_key, "AWS_SECRET_ACCESS_KEY": settings.secret_key}
+        missing = [name for name, value in names.items() if not value]
         if missing:
             raise ChurnError(f"writing to S3 needs the environment variable(s) {', '.join(missing)}")
-        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
-        endpoint = env.get("AWS_ENDPOINT_URL") or env.get("MLFLOW_S3_ENDPOINT_URL") or ""
         return cls(
-            endpoint=(endpoint or f"https://s3.{region}.amazonaws.com").rstrip("/"),
-            region=region,
-            access_key=env["AWS_ACCESS_KEY_ID"],
-            secret_key=env["AWS_SECRET_ACCESS_KEY"],
-            session_token=env.get("AWS_SESSION_TOKEN", ""),
+            endpoint=(settings.endpoint or f"https://s3.{settings.region}.amazonaws.com").rstrip("/"),
+            region=settings.region,
+            access_key=settings.access_key,
+            secret_key=settings.secret_key,
+            session_token=settings.session_token,
         )
 
 
@@ -88,8 +88,8 @@ def signed_headers(
     return headers
 
 
-def put_object(target: S3Target, bucket: str, key: str, body: bytes, *, timeout: float = 10.0) -> None:
-    """Store ``body`` at ``s3://bucket/key`` in one ``PUT`` (path-style; S3 shows the object whole or not at all).
+def put_object(target: S3Target, where: Location, body: bytes, *, timeout: float = 10.0) -> None:
+    """Store ``body`` as the object ``where`` in one ``PUT`` (path-style; S3 shows the object whole or not at all).
 
     Raises:
         ChurnError: The endpoint cannot be reached or refuses the object (its status and S3 error code).
@@ -100,11 +100,10 @@ def put_object(target: S3Target, bucket: str, key: str, body: bytes, *, timeout:
         raise ChurnError(f"S3 endpoint {target.endpoint!r} is not an http:// or https:// URL")
     default_port = 443 if url.scheme == "https" else 80
     host = url.hostname if url.port in (None, default_port) else f"{url.hostname}:{url.port}"
-    path = quote(f"{url.path.rstrip('/')}/{bucket}/{key}", safe="/~")
+    path = quote(f"{url.path.rstrip('/')}/{where.bucket}/{where.key}", safe="/~")
     headers = signed_headers(target, "PUT", host, path, hashlib.sha256(body).hexdigest(), dt.datetime.now(dt.UTC))
     connection_type = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
     connection = connection_type(url.hostname, url.port or default_port, timeout=timeout)
-    where = f"s3://{bucket}/{key}"
     try:
         connection.request("PUT", path, body=body, headers=headers)
         response = connection.getresponse()

@@ -12,9 +12,10 @@ import pytest
 
 from churn.config import Settings
 from churn.data import generate_customers
+from churn.data.files import FileFormat, write_raw
 from churn.data.schema import COLUMNS_BY_NAME, RAW_COLUMN_NAMES, Kind
-from churn.io import FileFormat, atomic_path, write_json, write_parquet, write_raw
 from churn.jobs import generate_file
+from churn.storage import atomic_path, write_json, write_parquet
 from churn.validation import validate_file
 
 pytestmark = pytest.mark.unit
@@ -279,3 +280,41 @@ def test_generate_file_without_truth(tmp_path: Path) -> None:
     assert result.truth is None
     assert result.path == tmp_path / "raw" / "customers_20260105.parquet"
     assert not (tmp_path / "truth").exists()
+
+
+# --------------------------------------------------------------------------- write_object, atomic_folder
+
+
+def test_write_object_leaves_the_old_file_and_no_temporary_file_when_the_write_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from churn.errors import ChurnError
+    from churn.storage import local, write_object
+
+    target = tmp_path / "date=1" / "x.bin"
+    target.parent.mkdir()
+    target.write_bytes(OLD_BYTES)
+
+    def failing_fsync(_: int) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(local.os, "fsync", failing_fsync)
+    with pytest.raises(ChurnError, match=f"cannot write the log to {target}: disk full"):
+        write_object(tmp_path, "date=1/x.bin", b"new", what="the log")
+    assert target.read_bytes() == OLD_BYTES
+    assert temp_files(target.parent) == []
+
+
+def test_atomic_folder_keeps_the_old_folder_when_the_writer_raises(tmp_path: Path) -> None:
+    from churn.storage import atomic_folder
+
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    (folder / "old").write_bytes(OLD_BYTES)
+    with pytest.raises(BoomError), atomic_folder(folder) as tmp:
+        (tmp / "new").write_bytes(b"half")
+        raise BoomError("writer failed")
+    assert [p.name for p in tmp_path.iterdir()] == ["parts"] and [p.name for p in folder.iterdir()] == ["old"]
+    with atomic_folder(folder) as tmp:
+        (tmp / "new").write_bytes(b"whole")
+    assert [p.name for p in folder.iterdir()] == ["new"]

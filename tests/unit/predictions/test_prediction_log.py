@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from churn.errors import ChurnError
-from churn.serving.prediction_log import read_prediction_log, write_prediction_log
-from churn.serving.prediction_logger import PredictionLogger
+from churn.predictions.log import read_prediction_log, write_prediction_log
+from churn.predictions.logger import PredictionLogger
 
 
 def _scored(n: int, seed: int = 0) -> pd.DataFrame:
@@ -107,7 +107,7 @@ def test_the_transformers_writer_needs_neither_pyarrow_nor_boto3(tmp_path: Path)
         "import sys\n"
         "for name in ('pyarrow', 'boto3', 'botocore'): sys.modules[name] = None\n"
         "import numpy as np, churn.serving.transformer\n"
-        "from churn.serving.prediction_logger import PredictionLogger\n"
+        "from churn.predictions.logger import PredictionLogger\n"
         f"logger = PredictionLogger({str(tmp_path)!r}, model_name='m', model_version='3').start()\n"
         "logger.record('r-1', ['C-1', None], np.array([0.125, 0.5]), np.array([0, 1]))\n"
         "logger.close()\n"
@@ -131,7 +131,7 @@ def test_a_log_object_that_is_not_what_its_name_says_is_named_in_the_error(tmp_p
 
 
 def test_s3_credentials_missing_fail_the_transformer_at_start(monkeypatch) -> None:
-    from churn.serving.prediction_logger import check_writer
+    from churn.predictions.logger import check_writer
 
     monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
@@ -145,7 +145,8 @@ def test_s3_credentials_missing_fail_the_transformer_at_start(monkeypatch) -> No
 
 def _many_small_objects(root: str, days: tuple[str, ...] = ("2026-01-06", "2026-01-07"), per_day: int = 12) -> None:
     """What a transformer leaves: one small JSON-lines object per flush, plus a batch run's parquet object."""
-    from churn.serving.prediction_logger import Scored, encode_jsonl, write_jsonl_objects
+    from churn.predictions.logger import encode_jsonl, write_jsonl_objects
+    from churn.predictions.records import Scored
 
     for d, day in enumerate(days):
         midnight = dt.datetime.fromisoformat(f"{day}T00:00:00+00:00").timestamp()
@@ -166,7 +167,8 @@ def _rows(frame: pd.DataFrame) -> list[tuple]:
 
 
 def test_compaction_leaves_one_parquet_object_per_day_with_the_same_records_and_is_idempotent(tmp_path: Path) -> None:
-    from churn.serving.prediction_log import COMPACTED, compact_prediction_log
+    from churn.predictions.log import compact_prediction_log
+    from churn.predictions.records import COMPACTED
 
     _many_small_objects(str(tmp_path))
     before = read_prediction_log(tmp_path)
@@ -199,7 +201,7 @@ def test_compaction_leaves_one_parquet_object_per_day_with_the_same_records_and_
 def test_a_compaction_that_stops_before_deleting_leaves_no_duplicates_and_the_next_run_finishes(
     tmp_path: Path, monkeypatch
 ) -> None:
-    import churn.serving.prediction_log as prediction_log
+    import churn.predictions.log as prediction_log
 
     _many_small_objects(str(tmp_path), days=("2026-01-06",))
     before = read_prediction_log(tmp_path)
@@ -224,7 +226,8 @@ def test_compaction_on_a_real_s3_endpoint(
 ) -> None:
     import boto3
 
-    from churn.serving.prediction_log import COMPACTED, compact_prediction_log
+    from churn.predictions.log import compact_prediction_log
+    from churn.predictions.records import COMPACTED
 
     for key, value in {**aws_env, "AWS_ENDPOINT_URL": s3_endpoint}.items():
         monkeypatch.setenv(key, value)

@@ -701,8 +701,8 @@ def publish_increment(raw: str | Path, *, date: str = "", destination: str = "",
         The path or URI written.
 
     """
+    from churn.data.files import raw_file_name
     from churn.data.generator import parse_date
-    from churn.jobs import raw_file_name
 
     if Path(raw).is_dir():
         return _publish_folder(Path(raw), f"customers_{parse_date(date or None):%Y%m%d}", destination or str(raw_dir))

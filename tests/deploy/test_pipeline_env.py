@@ -32,7 +32,8 @@ from test_deploy import STORAGE, assert_same_serving
 from churn import __version__
 from churn.config import Settings
 from churn.deploy import ServingTarget, inference_service
-from churn.kfp_runner import COMPILED_DIR, PIPELINES
+from churn.kfp.catalog import PIPELINES
+from churn.kfp.packages import COMPILED_DIR
 
 pytestmark = pytest.mark.deploy
 ROOT = Path(__file__).resolve().parents[2]

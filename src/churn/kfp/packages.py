@@ -51,5 +51,6 @@ def write_packaged_pipeline(name: str, out_dir: Path, registry: str | None = Non
     for executor in documents[0]["deploymentSpec"]["executors"].values():
         executor["container"]["image"] = image
     path = out_dir / f"{name}_pipeline.yaml"
+    out_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump_all(documents, sort_keys=False), encoding="utf-8")
     return path

@@ -16,9 +16,10 @@ run: setup ## Run the main job end to end on embedded defaults (data -> features
 
 test: setup lint typecheck pytest ## Lint, type-check and run the whole test suite
 
-lint: setup ## ruff lint and format check
+lint: setup ## ruff lint and format check, and the import contracts (pyproject's [tool.importlinter])
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: setup ## Apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .

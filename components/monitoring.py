@@ -140,8 +140,9 @@ def trigger_retraining(
     from pathlib import Path
 
     from churn.config import get_settings
-    from churn.retraining import retraining_reason, trigger_training
-    from churn.schedule import Release
+    from churn.kfp.retrain import trigger_training
+    from churn.kfp.schedule import Release
+    from churn.retraining import retraining_reason
 
     reason = retraining_reason(verdict, json.loads(Path(performance.path).read_text()).get("levels"))
     if not reason:

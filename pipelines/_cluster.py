@@ -7,7 +7,7 @@ of any name works. kfp-kubernetes settings are ignored by local runs.
 
 from kfp import dsl, kubernetes
 
-from churn.schedule import Release
+from churn.kfp.schedule import Release
 
 #: Keys of the S3 Secret, passed as the environment variables boto3 and MLflow read.
 S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")

@@ -243,8 +243,8 @@ def bench_one(rows: int, workdir: Path, progress: Any) -> dict[str, Any]:
 
     from churn.config import Settings
     from churn.data.schema import ID, LABEL
-    from churn.jobs import generate_file
-    from churn.kfp_runner import local_parameters, run_local
+    from churn.jobs.files import generate_file
+    from churn.kfp.local import local_parameters, run_local
     from churn.training import FAMILIES, split_frame, train_family
     from churn.validation import validate_file
 

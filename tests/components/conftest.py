@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from churn.config import Settings
-from churn.kfp_runner import local_parameters, run_local
+from churn.kfp.local import local_parameters, run_local
 
 TRAINING_DAY = "2026-01-05"
 

@@ -24,10 +24,12 @@ from mlflow import MlflowClient
 from churn.config import Settings
 from churn.data.files import write_raw
 from churn.errors import ChurnError
-from churn.kfp_runner import PIPELINES, LocalRun, compile_pipeline, local_parameters, run_local
+from churn.kfp.catalog import PIPELINES
+from churn.kfp.compile import compile_pipeline
+from churn.kfp.local import LocalRun, local_parameters, run_local
+from churn.kfp.retrain import submit_training, trigger_training
 from churn.monitoring import ReferenceProfile
 from churn.registry import connect_registry, load_reference
-from churn.retraining import submit_training, trigger_training
 from churn.validation import validate_file
 
 pytestmark = pytest.mark.components
@@ -183,7 +185,7 @@ def test_a_good_run_pushes_its_metrics(trained: Settings, pushgateway: tuple[str
 
 
 def test_the_performance_step_joins_logged_predictions_with_the_labels_that_have_arrived(trained: Settings) -> None:
-    from churn.jobs import log_day_predictions
+    from churn.jobs.demos import log_day_predictions
 
     for date in ("2026-01-09", "2026-01-10"):
         published = Path(_day(trained, date, "none"))
@@ -279,7 +281,7 @@ def test_a_realized_performance_alert_triggers_retraining_without_any_drift(trai
     (The concept-drifted day itself would also alert the drift run: its increment carries its
     labels, so the drift run's own ROC-AUC check sees the drop.)
     """
-    from churn.jobs import log_day_predictions
+    from churn.jobs.demos import log_day_predictions
 
     connect_registry(trained.tracking_uri)
     client = MlflowClient()

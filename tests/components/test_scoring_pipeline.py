@@ -19,7 +19,7 @@ from churn.config import Settings
 from churn.data import generate_customers
 from churn.data.files import write_raw
 from churn.errors import ChurnError
-from churn.kfp_runner import LocalRun, local_parameters, run_local
+from churn.kfp.local import LocalRun, local_parameters, run_local
 from churn.predictions.log import read_prediction_log
 from churn.registry import connect_registry
 from churn.scoring.batch import BASE_COLUMNS, reason_columns

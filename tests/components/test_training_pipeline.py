@@ -16,8 +16,9 @@ from mlflow import MlflowClient
 
 from churn.config import Settings
 from churn.errors import ChurnError
-from churn.jobs import generate_file
-from churn.kfp_runner import compile_pipeline, local_parameters, run_local
+from churn.jobs.files import generate_file
+from churn.kfp.compile import compile_pipeline
+from churn.kfp.local import local_parameters, run_local
 from churn.registry import connect_registry
 
 pytestmark = pytest.mark.components

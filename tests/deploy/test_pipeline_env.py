@@ -32,7 +32,8 @@ from test_deploy import STORAGE, assert_same_serving
 from churn import __version__
 from churn.config import Settings
 from churn.deploy import ServingTarget, inference_service
-from churn.kfp_runner import COMPILED_DIR, PIPELINES
+from churn.kfp.catalog import PIPELINES
+from churn.kfp.packages import COMPILED_DIR, write_packaged_pipeline
 
 pytestmark = pytest.mark.deploy
 ROOT = Path(__file__).resolve().parents[2]
@@ -155,7 +156,9 @@ def test_the_prediction_log_can_be_turned_off_or_written_with_a_given_secret(hel
     assert {e["valueFrom"]["secretKeyRef"]["name"] for e in external["env"] if "valueFrom" in e} == {"prod-s3"}
 
 
-def test_pipelines_compiled_for_another_registry_run_its_images(tmp_path: Path) -> None:
+def test_pipelines_compiled_for_another_registry_run_its_images(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     env = {**os.environ, "CHURN_IMAGE_REGISTRY": "registry.example.com/ml"}
     subprocess.run(
         [sys.executable, "-m", "churn", "pipeline", "compile", "--out-dir", str(tmp_path)],
@@ -168,6 +171,11 @@ def test_pipelines_compiled_for_another_registry_run_its_images(tmp_path: Path) 
         spec = next(yaml.safe_load_all((tmp_path / f"{name}_pipeline.yaml").read_text()))
         images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
         assert images == {f"registry.example.com/ml/churn:{__version__}"}, name
+    # A retraining run submits the packaged training pipeline, set to the registry it runs with: the same YAML.
+    monkeypatch.setenv("CHURN_IMAGE_REGISTRY", "registry.example.com/ml")
+    packaged = write_packaged_pipeline("training", tmp_path / "packaged")
+    compiled = (tmp_path / "training_pipeline.yaml").read_text()
+    assert list(yaml.safe_load_all(packaged.read_text())) == list(yaml.safe_load_all(compiled))
 
 
 @pytest.mark.parametrize("enabled", [True, False])

@@ -27,8 +27,9 @@ from mlflow import MlflowClient
 
 from churn.config import Settings
 from churn.errors import ChurnError
-from churn.jobs import generate_file
-from churn.kfp_runner import _containers_kept_until_read, _run_container, local_parameters, run_local
+from churn.jobs.files import generate_file
+from churn.kfp.local import local_parameters, run_local
+from churn.kfp.patches import containers_kept_until_read, run_container
 from servers import s3_client, stop
 
 pytestmark = pytest.mark.images
@@ -133,7 +134,7 @@ def test_a_task_that_exits_non_zero_in_its_container_fails_the_run(tmp_path: Pat
         out = io.StringIO()
         name = f"churn-test-exit-{uuid.uuid4().hex[:8]}"
         with contextlib.redirect_stdout(out):
-            code = _run_container(
+            code = run_container(
                 client,
                 IMAGE,
                 ["python", "-c", "import sys; print('boom'); sys.exit(3)"],
@@ -152,9 +153,9 @@ def test_a_task_that_exits_non_zero_in_its_container_fails_the_run(tmp_path: Pat
     root.mkdir(mode=0o1777)
     root.chmod(0o1777)  # written by the image's uid 10001
     kfp.local.init(runner=kfp.local.DockerRunner(network_mode="host"), pipeline_root=str(root), raise_on_error=True)
-    with _containers_kept_until_read(), pytest.raises(RuntimeError, match=r"exit-with.*FAILURE"):
+    with containers_kept_until_read(), pytest.raises(RuntimeError, match=r"exit-with.*FAILURE"):
         exit_with(code=3)
-    with _containers_kept_until_read():
+    with containers_kept_until_read():
         assert exit_with(code=0).output == "ran"
 
 

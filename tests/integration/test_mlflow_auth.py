@@ -27,7 +27,7 @@ from mlflow.exceptions import MlflowException
 from churn import steps
 from churn.config import Settings
 from churn.errors import ChurnError
-from churn.kfp_runner import local_parameters, run_local
+from churn.kfp.local import local_parameters, run_local
 from churn.registry.mlflow_registry import CHALLENGER, CHAMPION, connect_registry
 from servers import AWS_ENV, BIN, mlflow_server_process
 

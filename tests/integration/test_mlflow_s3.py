@@ -25,7 +25,7 @@ from churn import steps
 from churn.config import Settings
 from churn.data import generate_customers
 from churn.errors import ChurnError
-from churn.kfp_runner import LocalRun, local_parameters, run_local
+from churn.kfp.local import LocalRun, local_parameters, run_local
 from churn.registry.mlflow_registry import CHALLENGER, CHAMPION, PIPELINE_FILE, load_churn_model
 from churn.training.models import FAMILIES, predict_matrix
 from servers import s3_client

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from churn.kfp_runner import PipelineRunError, _failure, _own_run_folder, _strip_colours, plain
+from churn.kfp.diagnose import PipelineRunError, failure
+from churn.kfp.logs import plain, strip_colours
+from churn.kfp.patches import own_run_folder
 
 pytestmark = pytest.mark.unit
 
@@ -37,7 +39,7 @@ def test_a_failed_validation_lists_its_violations_without_colour_codes(tmp_path:
         ],
     }
     run_dir = _run_dir(tmp_path, report)
-    error = _failure("monitoring", RuntimeError(KFP_ERROR), run_dir, tmp_path / "run.log")
+    error = failure("monitoring", RuntimeError(KFP_ERROR), run_dir, tmp_path / "run.log")
     assert isinstance(error, PipelineRunError) and error.task == "validate-current" and error.run_dir == run_dir
     assert str(error).splitlines() == [
         "monitoring pipeline failed: task 'validate-current' failed",
@@ -56,7 +58,7 @@ def test_other_failures_name_the_task_only(tmp_path: Path, report: object) -> No
     if report is not None:
         text = report if isinstance(report, str) else json.dumps(report)
         (run_dir / "validate-current" / "report").write_text(text)
-    error = _failure("monitoring", RuntimeError(KFP_ERROR), run_dir, None)
+    error = failure("monitoring", RuntimeError(KFP_ERROR), run_dir, None)
     assert str(error).splitlines() == [
         "monitoring pipeline failed: task 'validate-current' failed",
         f"task outputs: {run_dir}",
@@ -65,14 +67,14 @@ def test_other_failures_name_the_task_only(tmp_path: Path, report: object) -> No
 
 
 def test_an_unrecognised_failure_keeps_kfps_words_without_colours() -> None:
-    error = _failure("data", RuntimeError("\x1b[91mboom\x1b[0m"), None, None)
+    error = failure("data", RuntimeError("\x1b[91mboom\x1b[0m"), None, None)
     assert str(error) == "data pipeline failed: boom" and error.task is None
 
 
 def test_the_log_is_rewritten_without_colour_codes(tmp_path: Path) -> None:
     log = tmp_path / "run.log"
     log.write_text(KFP_ERROR + "\nplain line\n")
-    _strip_colours(log)
+    strip_colours(log)
     assert log.read_text() == plain(KFP_ERROR) + "\nplain line\n" and "\x1b" not in log.read_text()
 
 
@@ -81,7 +83,7 @@ def test_each_run_records_the_folder_kfp_names_for_it() -> None:
 
     original = executor_input_utils.get_local_pipeline_resource_name
     found: list[str] = []
-    with _own_run_folder(found):
+    with own_run_folder(found):
         first = executor_input_utils.get_local_pipeline_resource_name("churn-monitoring")
     assert found == [first] and first.startswith("churn-monitoring-")
     assert executor_input_utils.get_local_pipeline_resource_name is original  # restored

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from churn.config import Settings
-from churn.kfp_runner import _task_environment
+from churn.kfp.local import task_environment
 from churn.telemetry import TELEMETRY_OFF, telemetry_environment, telemetry_off_by_default
 
 pytestmark = pytest.mark.unit
@@ -133,10 +133,10 @@ def test_every_entry_point_switches_telemetry_off_first(module: str, argv: list[
 def test_local_pipeline_tasks_inherit_telemetry_off(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in TELEMETRY_OFF:
         monkeypatch.delenv(name, raising=False)
-    with _task_environment(Settings(data_dir=tmp_path)):
+    with task_environment(Settings(data_dir=tmp_path)):
         task_env = {name: os.environ.get(name) for name in TELEMETRY_OFF}
     assert task_env == dict(TELEMETRY_OFF)
     assert not any(name in os.environ for name in TELEMETRY_OFF)  # restored after the run
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "false")
-    with _task_environment(Settings(data_dir=tmp_path)):
+    with task_environment(Settings(data_dir=tmp_path)):
         assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "false" and "DO_NOT_TRACK" not in os.environ

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from churn.errors import ChurnError
-from churn.schedule import SCHEDULES, cluster_parameters, schedule_all, submit_run, typed_arguments
+from churn.kfp.schedule import SCHEDULES, cluster_parameters, schedule_all, submit_run, typed_arguments
 
 pytestmark = pytest.mark.unit
 COMPILED = Path(__file__).resolve().parents[3] / "pipelines" / "compiled"

@@ -14,7 +14,7 @@ from churn.config import Settings
 from churn.data import generate_customers
 from churn.data.files import FileFormat, write_raw
 from churn.data.schema import COLUMNS_BY_NAME, RAW_COLUMN_NAMES, Kind
-from churn.jobs import generate_file
+from churn.jobs.files import generate_file
 from churn.storage import atomic_path, write_json, write_parquet
 from churn.validation import validate_file
 

@@ -289,7 +289,7 @@ def _run_pipeline(name: str, settings: Settings, *, runner: Runner = "subprocess
 
 
 def _print_training_summary(settings: Settings) -> None:
-    from churn.registry import describe_model
+    from churn.registry.mlflow_registry import describe_model
 
     summary = describe_model(settings.tracking_uri, settings.mlflow.model_name)
     out.print(f"  mlflow        {redact(settings.tracking_uri)}  (experiment {settings.mlflow.experiment!r})")
@@ -867,8 +867,7 @@ def mlflow_auth_setup(
     passwords through the environment, not the command line, so that no process list shows them.
     """
     from churn.mlflow_auth import ensure_identities, identities
-    from churn.registry import connect_registry
-    from churn.registry.mlflow_registry import mlflow_errors
+    from churn.registry.mlflow_registry import connect_registry, mlflow_errors
 
     settings = get_settings()
     uri = settings.mlflow.tracking_uri

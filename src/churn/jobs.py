@@ -189,7 +189,7 @@ def log_day_predictions(settings: Settings, raw_path: Path, *, label_delay_days:
     from mlflow import MlflowClient
 
     from churn.data.labels import publish_labels
-    from churn.registry import CHAMPION, connect_registry, load_churn_model
+    from churn.registry.mlflow_registry import CHAMPION, connect_registry, load_churn_model
     from churn.serving.prediction_log import write_prediction_log
     from churn.validation.reader import read_raw_file
 

@@ -392,7 +392,7 @@ def run_local(
     if tracking_uri.startswith(("http://", "https://")):
         # Fail before any task runs when the tracking server is unreachable (the register
         # task would fail too, but only after every model has trained).
-        from churn.registry import connect_registry
+        from churn.registry.mlflow_registry import connect_registry
 
         connect_registry(tracking_uri, timeout=settings.mlflow.timeout_seconds, retries=settings.mlflow.max_retries)
     stop = threading.Event()

@@ -25,8 +25,8 @@ from churn.config import Settings
 from churn.errors import ChurnError
 from churn.io import write_raw
 from churn.kfp_runner import PIPELINES, LocalRun, compile_pipeline, local_parameters, run_local
-from churn.monitoring import ReferenceProfile
-from churn.registry import connect_registry, load_reference
+from churn.monitoring.reference import ReferenceProfile
+from churn.registry.mlflow_registry import connect_registry, load_reference
 from churn.retraining import submit_training, trigger_training
 from churn.validation import validate_file
 

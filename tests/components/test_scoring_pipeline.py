@@ -20,7 +20,7 @@ from churn.data import generate_customers
 from churn.errors import ChurnError
 from churn.io import write_raw
 from churn.kfp_runner import LocalRun, local_parameters, run_local
-from churn.registry import connect_registry
+from churn.registry.mlflow_registry import connect_registry
 from churn.scoring.batch import BASE_COLUMNS, reason_columns
 from churn.scoring.table import read_manifest, read_table
 from churn.serving.local import free_port

@@ -18,7 +18,7 @@ from churn.config import Settings
 from churn.errors import ChurnError
 from churn.jobs import generate_file
 from churn.kfp_runner import compile_pipeline, local_parameters, run_local
-from churn.registry import connect_registry
+from churn.registry.mlflow_registry import connect_registry
 
 pytestmark = pytest.mark.components
 ROOT = Path(__file__).resolve().parents[2]

@@ -46,8 +46,9 @@ def _reset_peak() -> None:
 def measure(contender: str, scenario: str, reference_rows: int, current_rows: int) -> dict[str, Any]:
     """Run one contender on one scenario (in this process) and return its figures."""
     from churn.data import generate_customers
-    from churn.monitoring import check_drift, fit_reference
+    from churn.monitoring.checks import check_drift
     from churn.monitoring.evidently_report import evidently_drift, evidently_drifted_columns
+    from churn.monitoring.reference import fit_reference
 
     def run(reference: Any, current: Any) -> tuple[list[str], list[str], str]:
         if contender == "churn":

@@ -124,7 +124,7 @@ if Path(A['test']).is_dir():
     with dask_steps.engine_client():
         report, _ = check_drift_dask(profile, read_raw(A['test']), model)
 else:
-    from churn.monitoring import check_drift
+    from churn.monitoring.checks import check_drift
     test = steps.read_split(A['test'])
     report = check_drift(profile, test, model.predict_proba(test))
 R = {'verdict': report.verdict, 'rows': report.current_rows}

@@ -57,7 +57,7 @@ def prepare(rows: int, family: str, workdir: Path) -> tuple[Any, Path, list[dict
 
     from churn.config import get_settings
     from churn.data import generate_customers
-    from churn.registry import CHAMPION, connect, log_candidate, register_challenger
+    from churn.registry.mlflow_registry import CHAMPION, connect, log_candidate, register_challenger
     from churn.training import split_frame, train_family
 
     tracking = f"sqlite:///{workdir}/mlflow.db"

@@ -375,7 +375,7 @@ def _champion(settings: Any) -> dict[str, Any]:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from churn.registry import CHALLENGER, CHAMPION, connect_registry
+    from churn.registry.mlflow_registry import CHALLENGER, CHAMPION, connect_registry
 
     connect_registry(settings.tracking_uri)
     client = MlflowClient()

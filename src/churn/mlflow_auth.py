@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-#: The alias only MANAGE may move (mirrors churn.registry.CHAMPION; this module imports no churn code).
+#: The alias only MANAGE may move (mirrors churn.registry.mlflow_registry.CHAMPION; this module imports no churn code).
 PROTECTED_ALIAS = "champion"
 
 

@@ -30,7 +30,7 @@ from churn.storage.local import file_fingerprint
 # Each task is a fresh interpreter that runs one step: heavy libraries (scikit-learn,
 # pandera, MLflow) are imported by the steps that use them, not by every task.
 if TYPE_CHECKING:
-    from churn.monitoring import ReferenceProfile
+    from churn.monitoring.reference import ReferenceProfile
     from churn.training.models import ChurnModel
 
 MODEL_FILE = "churn_model.joblib"
@@ -358,8 +358,7 @@ def register(
     """
     import mlflow
 
-    from churn.registry import connect, log_candidate, register_challenger
-    from churn.registry.mlflow_registry import mlflow_errors
+    from churn.registry.mlflow_registry import connect, log_candidate, mlflow_errors, register_challenger
 
     with mlflow_errors(tracking_uri, "log the training run and register the winner"):
         experiment_id = connect(
@@ -465,7 +464,7 @@ def reference_for(
     distribution of the model's probabilities on it, and its test ROC-AUC with that
     estimate's standard error (from the test labels): what "normal" means for this model.
     """
-    from churn.monitoring import fit_reference
+    from churn.monitoring.reference import fit_reference
     from churn.monitoring.stats import roc_auc_standard_error
 
     positives = int(test_labels.sum())
@@ -501,8 +500,7 @@ def promote(
     """
     import mlflow
 
-    from churn.registry import connect_registry, promote_if_better
-    from churn.registry.mlflow_registry import mlflow_errors, mlflow_identity
+    from churn.registry.mlflow_registry import connect_registry, mlflow_errors, mlflow_identity, promote_if_better
 
     with mlflow_identity(*identity), mlflow_errors(tracking_uri, "run the promotion gate (move @champion)"):
         connect_registry(tracking_uri, timeout=timeout, retries=retries)
@@ -537,7 +535,7 @@ def deploy(
 
     from churn.config import get_settings
     from churn.deploy import ServingTarget, apply, inference_service, storage_uri, write_manifest
-    from churn.registry import connect_registry
+    from churn.registry.mlflow_registry import connect_registry
 
     if mode not in ("local", "cluster"):
         raise ChurnError(f"deploy mode must be local or cluster, not {mode!r}")
@@ -620,7 +618,7 @@ def monitor(
 
     Loads the model and its reference profile from MLflow, scores the increment, runs the
     drift and performance checks, writes the JSON, Markdown and Evidently HTML reports
-    and pushes the metrics (see :func:`churn.monitoring.run_monitoring` for the failure
+    and pushes the metrics (see :func:`churn.monitoring.run.run_monitoring` for the failure
     rules). ``source`` names the increment in the report (the file or URI it was loaded
     from; ``raw`` when omitted).
 
@@ -629,8 +627,8 @@ def monitor(
 
     """
     from churn.config import get_settings
-    from churn.registry import connect_registry, download_model
-    from churn.registry.mlflow_registry import load_model_dir, reference_from_dir, reference_sample_from_dir
+    from churn.registry.mlflow_registry import connect_registry, download_model
+    from churn.registry.model_dir import load_model_dir, reference_from_dir, reference_sample_from_dir
     from churn.validation.reader import read_raw_file
 
     settings = get_settings().monitoring
@@ -678,7 +676,7 @@ def _run_monitoring(
     source: str,
 ) -> dict[str, Any]:
     from churn.config import get_settings
-    from churn.monitoring import run_monitoring
+    from churn.monitoring.run import run_monitoring
 
     run = run_monitoring(
         profile,
@@ -699,7 +697,7 @@ def _run_monitoring(
 
 def monitoring_metrics(report: dict[str, Any]) -> dict[str, float]:
     """The key numbers of a drift report, for the KFP Metrics artifact."""
-    from churn.monitoring import LEVELS
+    from churn.monitoring.report import LEVELS
 
     features = report.get("features", [])
     metrics = {

@@ -28,8 +28,8 @@ from churn.kfp.catalog import PIPELINES
 from churn.kfp.compile import compile_pipeline
 from churn.kfp.local import LocalRun, local_parameters, run_local
 from churn.kfp.retrain import submit_training, trigger_training
-from churn.monitoring import ReferenceProfile
-from churn.registry import connect_registry, load_reference
+from churn.monitoring.reference import ReferenceProfile
+from churn.registry.mlflow_registry import connect_registry, load_reference
 from churn.validation import validate_file
 
 pytestmark = pytest.mark.components

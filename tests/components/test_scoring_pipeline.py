@@ -21,7 +21,7 @@ from churn.data.files import write_raw
 from churn.errors import ChurnError
 from churn.kfp.local import LocalRun, local_parameters, run_local
 from churn.predictions.log import read_prediction_log
-from churn.registry import connect_registry
+from churn.registry.mlflow_registry import connect_registry
 from churn.scoring.batch import BASE_COLUMNS, reason_columns
 from churn.scoring.table import read_manifest, read_table
 from churn.serving.local import free_port

@@ -19,7 +19,7 @@ from churn.errors import ChurnError
 from churn.jobs.files import generate_file
 from churn.kfp.compile import compile_pipeline
 from churn.kfp.local import local_parameters, run_local
-from churn.registry import connect_registry
+from churn.registry.mlflow_registry import connect_registry
 
 pytestmark = pytest.mark.components
 ROOT = Path(__file__).resolve().parents[2]

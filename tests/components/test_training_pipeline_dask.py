@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from churn.cli import app
 from churn.config import Settings
-from churn.registry import connect_registry, load_churn_model
+from churn.registry.mlflow_registry import connect_registry, load_churn_model
 from churn.scale.split import SPLITS
 from churn.steps import load_model
 

@@ -132,8 +132,8 @@ def champions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Champion]:
     """Each family trained on a small sample, logged to MLflow and downloaded as KServe would."""
     import mlflow
 
-    from churn.registry import connect, log_candidate
-    from churn.registry.mlflow_registry import load_model_dir
+    from churn.registry.mlflow_registry import connect, log_candidate
+    from churn.registry.model_dir import load_model_dir
 
     root = tmp_path_factory.mktemp("serving-image-models")
     connect(f"sqlite:///{root}/mlflow.db", experiment="serving-image", artifact_location=(root / "artifacts").as_uri())

@@ -50,8 +50,7 @@ def served_champion(tmp_path_factory: pytest.TempPathFactory) -> ServedChampion:
 
     from churn.data import generate_customers
     from churn.data.files import write_raw
-    from churn.registry import CHAMPION, connect, log_candidate, register_challenger
-    from churn.registry.mlflow_registry import load_churn_model
+    from churn.registry.mlflow_registry import CHAMPION, connect, load_churn_model, log_candidate, register_challenger
     from churn.scoring.batch import fit_risk_deciles
     from churn.training import split_frame, train_family
 

@@ -26,7 +26,8 @@ from churn.config import Settings
 from churn.data import generate_customers
 from churn.errors import ChurnError
 from churn.kfp.local import LocalRun, local_parameters, run_local
-from churn.registry.mlflow_registry import CHALLENGER, CHAMPION, PIPELINE_FILE, load_churn_model
+from churn.registry.mlflow_registry import CHALLENGER, CHAMPION, load_churn_model
+from churn.registry.model_dir import PIPELINE_FILE
 from churn.training.models import FAMILIES, predict_matrix
 from servers import s3_client
 

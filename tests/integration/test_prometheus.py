@@ -26,8 +26,11 @@ import yaml
 
 from churn.data import generate_customers
 from churn.errors import ChurnError
-from churn.monitoring import DriftReport, ReferenceProfile, check_drift, fit_reference, run_monitoring
+from churn.monitoring.checks import check_drift
 from churn.monitoring.publish import alert_rules_path, push_report
+from churn.monitoring.reference import ReferenceProfile, fit_reference
+from churn.monitoring.report import DriftReport
+from churn.monitoring.run import run_monitoring
 
 pytestmark = pytest.mark.integration
 
@@ -247,7 +250,7 @@ def test_a_concept_drift_cohort_raises_the_realized_performance_alert_and_the_dr
 
     import pandas as pd
 
-    from churn.monitoring.performance import evaluate_cohorts
+    from churn.monitoring.cohorts import evaluate_cohorts
     from churn.monitoring.publish import push_performance
 
     push_report(run_on(profile, "none"), pushgateway)

@@ -27,7 +27,7 @@ def logged_model(tmp_path_factory: pytest.TempPathFactory) -> LoggedModel:
     """A small LightGBM model logged like the training pipeline logs its winner, downloaded as KServe would."""
     import mlflow
 
-    from churn.registry import connect, log_candidate
+    from churn.registry.mlflow_registry import connect, log_candidate
     from churn.scoring.batch import fit_risk_deciles
 
     root = tmp_path_factory.mktemp("scoring-model")

@@ -36,8 +36,7 @@ def mlflow_auth_setup(
     passwords through the environment, not the command line, so that no process list shows them.
     """
     from churn.mlflow_auth import ensure_identities, identities
-    from churn.registry import connect_registry
-    from churn.registry.mlflow_registry import mlflow_errors
+    from churn.registry.mlflow_registry import connect_registry, mlflow_errors
 
     settings = get_settings()
     uri = settings.mlflow.tracking_uri

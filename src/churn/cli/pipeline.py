@@ -61,7 +61,7 @@ def run_pipeline(name: str, settings: Settings, *, runner: Runner = "subprocess"
 
 
 def _print_training_summary(settings: Settings) -> None:
-    from churn.registry import describe_model
+    from churn.registry.mlflow_registry import describe_model
 
     summary = describe_model(settings.tracking_uri, settings.mlflow.model_name)
     out.print(f"  mlflow        {redact(settings.tracking_uri)}  (experiment {settings.mlflow.experiment!r})")

@@ -46,7 +46,7 @@ def log_day_predictions(settings: Settings, raw_path: Path, *, label_delay_days:
 
     from churn.data.labels import publish_labels
     from churn.predictions.log import write_prediction_log
-    from churn.registry import CHAMPION, connect_registry, load_churn_model
+    from churn.registry.mlflow_registry import CHAMPION, connect_registry, load_churn_model
     from churn.validation.reader import read_raw_file
 
     connect_registry(settings.tracking_uri, timeout=settings.mlflow.timeout_seconds)

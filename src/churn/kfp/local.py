@@ -174,7 +174,7 @@ def run_local(
         # Fail before any task runs when the tracking server is unreachable (the register
         # task would fail too, but only after every model has trained). The registry imports
         # MLflow and the training stack: only here.
-        from churn.registry import connect_registry
+        from churn.registry.mlflow_registry import connect_registry
 
         connect_registry(tracking_uri, timeout=settings.mlflow.timeout_seconds, retries=settings.mlflow.max_retries)
     stop = threading.Event()

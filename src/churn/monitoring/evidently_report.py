@@ -1,7 +1,7 @@
 """An Evidently (0.7 API) data-drift report as a self-contained HTML page.
 
 Evidently draws the per-column distributions a person wants to look at after an alert;
-the verdict itself comes from :func:`churn.monitoring.check_drift`, which is much faster
+the verdict itself comes from :func:`churn.monitoring.checks.check_drift`, which is much faster
 and works from the stored reference profile. Evidently needs the reference rows, so the
 HTML is made where the champion's training frame is at hand, on a random sample when the
 frames are large.

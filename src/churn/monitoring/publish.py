@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.error import HTTPError
 
 from churn.errors import ChurnError
+from churn.monitoring.perf_report import PERFORMANCE_CHECKS, PerformanceReport
 from churn.monitoring.report import CHECKS, LEVELS, DriftReport
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from churn.monitoring.performance import PerformanceReport
 
 DEFAULT_JOB = "churn-monitoring"
 
@@ -128,8 +128,6 @@ def performance_registry(report: PerformanceReport, *, timestamp: float | None =
     gauges hold the newest cohort's numbers for alerts and single-stat panels.
     """
     from prometheus_client import CollectorRegistry, Gauge
-
-    from churn.monitoring.performance import PERFORMANCE_CHECKS
 
     registry = CollectorRegistry()
 

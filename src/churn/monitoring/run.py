@@ -21,6 +21,8 @@ import pandas as pd
 from churn.config import MonitoringSettings
 from churn.errors import ChurnError
 from churn.monitoring.checks import check_drift
+from churn.monitoring.evidently_report import write_evidently_report
+from churn.monitoring.publish import push_failure, push_report
 from churn.monitoring.reference import ReferenceProfile
 from churn.monitoring.report import DriftReport, write_report
 
@@ -100,8 +102,6 @@ def run_monitoring(
     written_json, written_md = write_report(report, json_path, markdown_path)
     written_html = None
     if html_path is not None and reference_frame is not None:
-        from churn.monitoring.evidently_report import write_evidently_report
-
         written_html = write_evidently_report(
             reference_frame,
             current,
@@ -110,8 +110,6 @@ def run_monitoring(
             current_probabilities=probabilities,
         )
     if gateway:
-        from churn.monitoring.publish import push_report
-
         try:
             push_report(report, gateway, job=s.push_job, timeout=s.push_timeout_seconds)
         except ChurnError as error:
@@ -120,8 +118,6 @@ def run_monitoring(
 
 
 def _record_failure(gateway: str, s: MonitoringSettings, error: ChurnError) -> None:
-    from churn.monitoring.publish import push_failure
-
     try:
         push_failure(gateway, job=s.push_job, timeout=s.push_timeout_seconds)
     except ChurnError as push_error:

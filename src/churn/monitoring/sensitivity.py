@@ -6,7 +6,7 @@ often each column is flagged. Drift tests are per column, so one frame with ever
 column stretched by the same factor answers for all columns at once. Factor 1 is the
 unchanged population: every flag there is a false alarm.
 
-Both contenders see the same frames: ours (:func:`churn.monitoring.check_drift` from the
+Both contenders see the same frames: ours (:func:`churn.monitoring.checks.check_drift` from the
 profile fitted on the reference rows; "detected" = level warn or alert) and Evidently's
 ``DataDriftPreset`` (its per-column drift flag). The benchmark
 (``scripts/bench_drift_sensitivity.py``) prints the whole curve; a unit test checks a
@@ -44,7 +44,8 @@ def detected(contender: str, reference: pd.DataFrame, current: pd.DataFrame, col
     """The numeric ``columns`` that ``contender`` (see :data:`CONTENDERS`) calls drifted."""
     if contender in ("churn", "psi"):
         from churn.config import MonitoringSettings
-        from churn.monitoring import check_drift, fit_reference
+        from churn.monitoring.checks import check_drift
+        from churn.monitoring.reference import fit_reference
 
         off = {"wasserstein_warn": math.inf, "wasserstein_alert": math.inf} if contender == "psi" else {}
         settings = MonitoringSettings(**off)

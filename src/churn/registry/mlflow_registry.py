@@ -4,7 +4,8 @@ A candidate is logged with its native flavor (scikit-learn, XGBoost or LightGBM)
 model matrix, and the fitted feature pipeline plus ``churn_model.json`` (family,
 threshold, feature names) travel inside the model directory as extra files: whoever
 downloads a model version (KServe's storage initializer, the promotion gate, the
-monitoring job) gets the estimator and its features from one place.
+monitoring job) gets the estimator and its features from one place. What a model directory
+holds, and reading it back, is :mod:`churn.registry.model_dir`.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import joblib
 import numpy as np
 import pandas as pd
 
 from churn.data.schema import LABEL
 from churn.errors import ChurnError
+from churn.registry.model_dir import FLAVORS, load_model_dir, reference_from_dir, write_model_files
 from churn.training.evaluate import classification_metrics
 from churn.training.models import ChurnModel
 
@@ -35,13 +36,6 @@ if TYPE_CHECKING:
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
-PIPELINE_FILE = "feature_pipeline.joblib"
-MODEL_INFO_FILE = "churn_model.json"
-#: The monitoring reference profile (:class:`churn.monitoring.ReferenceProfile`) of the training split.
-REFERENCE_FILE = "monitoring_reference.json"
-#: A sample of the training rows, for the Evidently report of a monitoring run.
-REFERENCE_SAMPLE_FILE = "monitoring_reference_sample.parquet"
-_FLAVORS = {"logistic_regression": "sklearn", "random_forest": "sklearn", "xgboost": "xgboost", "lightgbm": "lightgbm"}
 
 
 def connect(
@@ -152,42 +146,6 @@ def _check_server(uri: str, timeout: int) -> None:
         raise ChurnError(f"MLflow tracking server {uri} is unreachable: {reason}") from None
 
 
-def _model_files(
-    model: ChurnModel,
-    folder: Path,
-    reference: ReferenceProfile | None = None,
-    reference_sample: pd.DataFrame | None = None,
-    risk_deciles: list[float] | None = None,
-) -> list[str]:
-    pipeline = folder / PIPELINE_FILE
-    joblib.dump(model.features, pipeline)
-    info = folder / MODEL_INFO_FILE
-    info.write_text(
-        json.dumps(
-            {
-                "family": model.family,
-                "threshold": model.threshold,
-                "feature_names": model.features.get_feature_names_out().tolist(),
-                "params": model.params,
-            },
-            indent=2,
-            default=str,
-        )
-    )
-    files = [str(pipeline), str(info)]
-    if reference is not None:
-        (folder / REFERENCE_FILE).write_text(json.dumps(reference.to_dict(), indent=1))
-        files.append(str(folder / REFERENCE_FILE))
-    if reference_sample is not None:
-        reference_sample.to_parquet(folder / REFERENCE_SAMPLE_FILE, index=False)
-        files.append(str(folder / REFERENCE_SAMPLE_FILE))
-    if risk_deciles is not None:
-        from churn.scoring.batch import write_risk_deciles
-
-        files.append(str(write_risk_deciles(risk_deciles, folder, rows=reference.rows if reference else 0)))
-    return files
-
-
 def log_candidate(
     model: ChurnModel,
     *,
@@ -224,9 +182,9 @@ def log_candidate(
     mlflow.set_tags(tags)
     mlflow.log_dict(json.loads(example.to_json(orient="records", date_format="iso")), "raw_input_example.json")
     with tempfile.TemporaryDirectory() as tmp:
-        extra = _model_files(model, Path(tmp), reference, reference_sample, risk_deciles)
+        extra = write_model_files(model, Path(tmp), reference, reference_sample, risk_deciles)
         mlflow.log_artifact(extra[0], artifact_path="feature_pipeline")
-        flavor = _FLAVORS[model.family]
+        flavor = FLAVORS[model.family]
         common: dict[str, Any] = {
             "name": "model",
             "pip_requirements": _requirements(flavor),
@@ -274,6 +232,22 @@ def download_model(model_uri: str) -> Path:
         raise ChurnError(f"cannot fetch model {model_uri}: {exc}") from exc
 
 
+def resolve_version(model_uri: str) -> str:
+    """Registry version behind ``models:/name@alias`` or ``models:/name/N``; the URI itself otherwise."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    if not model_uri.startswith("models:/"):
+        return model_uri
+    name, _, ref = model_uri.removeprefix("models:/").partition("@")
+    try:
+        if ref:
+            return str(MlflowClient().get_model_version_by_alias(name, ref).version)
+    except MlflowException as exc:
+        raise ChurnError(f"cannot resolve {model_uri}: {exc.message}") from None
+    return model_uri.rsplit("/", 1)[-1]
+
+
 def load_reference(model_uri: str) -> ReferenceProfile:
     """The monitoring reference profile logged with a model (see :func:`log_candidate`).
 
@@ -286,42 +260,6 @@ def load_reference(model_uri: str) -> ReferenceProfile:
 
     """
     return reference_from_dir(download_model(model_uri))
-
-
-def reference_from_dir(path: Path) -> ReferenceProfile:
-    """The reference profile inside a downloaded model directory."""
-    from churn.monitoring.reference import ReferenceProfile
-
-    file = path / "extra_files" / REFERENCE_FILE
-    if not file.is_file():
-        raise ChurnError(f"model {path} has no monitoring reference ({REFERENCE_FILE}); retrain it to log one")
-    return ReferenceProfile.from_dict(json.loads(file.read_text()))
-
-
-def reference_sample_from_dir(path: Path) -> pd.DataFrame | None:
-    """The sample of training rows inside a downloaded model directory (None when absent)."""
-    file = path / "extra_files" / REFERENCE_SAMPLE_FILE
-    if not file.is_file():
-        return None
-    import pyarrow.parquet as pq
-
-    frame: pd.DataFrame = pq.read_table(file).to_pandas(date_as_object=False)
-    return frame
-
-
-def load_model_dir(path: Path) -> ChurnModel:
-    """Load a churn model from a downloaded MLflow model directory (as KServe lays it out)."""
-    import mlflow
-
-    info_file = path / "extra_files" / MODEL_INFO_FILE
-    if not info_file.is_file():
-        raise ChurnError(f"{path} is not a churn model directory: {info_file.name} is missing")
-    info = json.loads(info_file.read_text())
-    flavor = _FLAVORS[info["family"]]
-    loader = {"sklearn": mlflow.sklearn, "xgboost": mlflow.xgboost, "lightgbm": mlflow.lightgbm}[flavor]
-    estimator = loader.load_model(str(path))
-    features = joblib.load(path / "extra_files" / PIPELINE_FILE)
-    return ChurnModel(info["family"], features, estimator, float(info["threshold"]), info.get("params", {}))
 
 
 def _requirements(flavor: str) -> list[str]:

@@ -9,14 +9,13 @@ per part; an engine with partitions (Dask's ``map_partitions``) can call the sam
 function per partition.
 
 Risk deciles come from cut points fitted once, on the champion's training split, and
-stored in the model directory (:data:`RISK_DECILES_FILE`): decile 10 is the riskiest
+stored in the model directory (:data:`churn.registry.model_dir.RISK_DECILES_FILE`): decile 10 is the riskiest
 tenth of the customers the model was trained on, on every day, whatever the day's mix.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -31,11 +30,12 @@ import pyarrow as pa
 from churn.data.schema import ID
 from churn.errors import ChurnError
 from churn.features.derive import to_columns
+from churn.registry.mlflow_registry import connect_registry, download_model, resolve_version
+from churn.registry.model_dir import load_model_dir, read_risk_deciles
 from churn.scoring.reasons import SHAP, TOP_REASONS, Explainer, TopReasons, format_values
 from churn.storage import Location, copy, s3
 from churn.training.models import ChurnModel
 
-RISK_DECILES_FILE = "risk_deciles.json"
 #: Columns of the scored table, in order (then ``reason_<i>``, ``reason_<i>_value``, ``reason_<i>_contribution``).
 BASE_COLUMNS = (
     ID,
@@ -70,29 +70,6 @@ def risk_decile(probabilities: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return (np.searchsorted(edges, probabilities, side="right") + 1).astype(np.int8)
 
 
-def write_risk_deciles(edges: list[float], folder: Path, *, rows: int) -> Path:
-    """The cut points as ``risk_deciles.json`` in ``folder`` (an extra file of the logged model)."""
-    path = folder / RISK_DECILES_FILE
-    path.write_text(json.dumps({"edges": edges, "fitted_on": "training split", "rows": rows}, indent=2))
-    return path
-
-
-def read_risk_deciles(model_dir: Path) -> np.ndarray:
-    """The cut points stored in a downloaded model directory.
-
-    Raises:
-        ChurnError: The model was logged without them (trained before batch scoring existed).
-
-    """
-    file = model_dir / "extra_files" / RISK_DECILES_FILE
-    if not file.is_file():
-        raise ChurnError(f"model {model_dir} has no risk decile cut points ({RISK_DECILES_FILE}); retrain it")
-    edges = np.asarray(json.loads(file.read_text())["edges"], dtype=np.float64)
-    if edges.shape != (9,) or np.any(np.diff(edges) < 0):
-        raise ChurnError(f"{file} must hold nine increasing cut points")
-    return edges
-
-
 @dataclass
 class Scorer:
     """Everything a partition needs to be scored: the model, its coordinates and its decile cut points."""
@@ -109,8 +86,6 @@ class Scorer:
         cls, model_dir: Path, *, model_name: str, model_version: str, reasons: bool = True, method: str = SHAP
     ) -> Scorer:
         """A scorer for a downloaded model directory (KServe's layout); ``method`` of the reasons (see Explainer)."""
-        from churn.registry.mlflow_registry import load_model_dir
-
         model = load_model_dir(model_dir)
         return cls(
             model,
@@ -358,9 +333,6 @@ def write_scored(
 
 def fetch_model(model_uri: str, tracking_uri: str) -> tuple[Path, str]:
     """The local directory and the registry version of ``model_uri`` (a ``models:/`` URI or a model folder)."""
-    from churn.registry import connect_registry, download_model
-    from churn.serving.loading import resolve_version
-
     if not Path(model_uri).is_dir():
         connect_registry(tracking_uri)
     folder = download_model(model_uri)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from churn.errors import ChurnError
+from churn.registry.mlflow_registry import connect_registry, load_churn_model, resolve_version
+from churn.registry.model_dir import MODEL_INFO_FILE, load_model_dir
 from churn.training.models import ChurnModel
 
 DEFAULT_MODEL_DIR = "/mnt/models"
@@ -63,8 +65,6 @@ def load_or_exit(args: argparse.Namespace) -> ServedModel:
 
 def load_served_model(args: argparse.Namespace) -> ServedModel:
     """Load the model named by ``--model_uri`` or ``--model_dir`` and work out its version."""
-    from churn.registry.mlflow_registry import connect_registry, load_churn_model, load_model_dir
-
     if args.model_uri:
         if args.tracking_uri:
             connect_registry(args.tracking_uri)
@@ -77,22 +77,6 @@ def load_served_model(args: argparse.Namespace) -> ServedModel:
     return ServedModel(load_model_dir(path), version, str(path))
 
 
-def resolve_version(model_uri: str) -> str:
-    """Registry version behind ``models:/name@alias`` or ``models:/name/N``; the URI itself otherwise."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    if not model_uri.startswith("models:/"):
-        return model_uri
-    name, _, ref = model_uri.removeprefix("models:/").partition("@")
-    try:
-        if ref:
-            return str(MlflowClient().get_model_version_by_alias(name, ref).version)
-    except MlflowException as exc:
-        raise ChurnError(f"cannot resolve {model_uri}: {exc.message}") from None
-    return model_uri.rsplit("/", 1)[-1]
-
-
 def _run_version(path: Path) -> str:
     """Without a registry, name the model by the MLflow run that logged it."""
     mlmodel = path / "MLmodel"
@@ -100,5 +84,5 @@ def _run_version(path: Path) -> str:
         for line in mlmodel.read_text().splitlines():
             if line.startswith("run_id:"):
                 return f"run-{line.split(':', 1)[1].strip()[:8]}"
-    info = path / "extra_files" / "churn_model.json"
+    info = path / "extra_files" / MODEL_INFO_FILE
     return f"dir-{json.loads(info.read_text()).get('family', 'model')}" if info.is_file() else "unknown"

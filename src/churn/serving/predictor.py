@@ -126,8 +126,9 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m churn.serving.predictor``."""
     telemetry_off_by_default()
     from churn.config import get_settings
+    from churn.serving.flags import build_parser
     from churn.serving.loading import load_or_exit
-    from churn.serving.server import build_parser, serve
+    from churn.serving.server import serve
 
     parser = build_parser("churn-mlops KServe predictor (V2 protocol, MLflow model).")
     parser.add_argument(

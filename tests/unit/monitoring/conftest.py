@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from churn.data import generate_customers
-from churn.monitoring import ReferenceProfile, fit_reference
+from churn.monitoring.reference import ReferenceProfile, fit_reference
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from churn.monitoring import ReferenceProfile, check_drift
+from churn.monitoring.checks import check_drift
 from churn.monitoring.publish import dashboard_path, performance_registry, report_registry
+from churn.monitoring.reference import ReferenceProfile
 from churn.scoring.publish import scoring_registry
 
 pytestmark = pytest.mark.unit
@@ -57,7 +58,7 @@ def _performance_report(frame: Any, probability: Any) -> Any:
 
     import pandas as pd
 
-    from churn.monitoring.performance import evaluate_cohorts
+    from churn.monitoring.cohorts import evaluate_cohorts
 
     log = pd.DataFrame(
         {

@@ -14,8 +14,9 @@ from churn.data import generate_customers
 from churn.data.schema import CATEGORY_COLUMNS
 from churn.errors import ChurnError
 from churn.features.derive import NUMERIC_INPUTS
-from churn.monitoring import DriftReport, ReferenceProfile, check_drift, fit_reference, write_report
-from churn.monitoring.reference import MISSING
+from churn.monitoring.checks import check_drift
+from churn.monitoring.reference import MISSING, ReferenceProfile, fit_reference
+from churn.monitoring.report import DriftReport, write_report
 
 pytestmark = pytest.mark.unit
 

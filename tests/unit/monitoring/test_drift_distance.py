@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from scipy.stats import wasserstein_distance
 
 from churn.data import generate_customers
-from churn.monitoring import check_drift, fit_reference
-from churn.monitoring.reference import ReferenceProfile, fit_sketch
+from churn.monitoring.checks import check_drift
+from churn.monitoring.reference import ReferenceProfile, fit_reference, fit_sketch
 from churn.monitoring.sensitivity import detected, detection_curve, stretched
 from churn.monitoring.stats import bin_moments, quantile_edges, wasserstein_binned, wasserstein_p_value
 

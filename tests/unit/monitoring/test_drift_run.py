@@ -12,7 +12,8 @@ import pytest
 from churn.config import MonitoringSettings
 from churn.data import generate_customers
 from churn.errors import ChurnError
-from churn.monitoring import ReferenceProfile, run_monitoring
+from churn.monitoring.reference import ReferenceProfile
+from churn.monitoring.run import run_monitoring
 
 pytestmark = pytest.mark.unit
 

@@ -22,7 +22,8 @@ import pandas as pd
 import pytest
 
 from churn.data import SCENARIOS, generate_customers
-from churn.monitoring import ReferenceProfile, check_drift, fit_reference
+from churn.monitoring.checks import check_drift
+from churn.monitoring.reference import ReferenceProfile, fit_reference
 
 pytestmark = pytest.mark.unit
 

@@ -16,15 +16,11 @@ import pytest
 from sklearn.metrics import average_precision_score, brier_score_loss, precision_score, recall_score, roc_auc_score
 
 from churn.data import generate_customers
-from churn.monitoring import check_drift, fit_reference
-from churn.monitoring.performance import (
-    Calibrator,
-    cbpe,
-    evaluate_cohorts,
-    fit_calibrator,
-    join_labels,
-    realized_metrics,
-)
+from churn.monitoring.cbpe import Calibrator, cbpe, fit_calibrator
+from churn.monitoring.checks import check_drift
+from churn.monitoring.cohorts import evaluate_cohorts, join_labels
+from churn.monitoring.realized import realized_metrics
+from churn.monitoring.reference import fit_reference
 from churn.training import split_frame, train_family
 from churn.training.models import ChurnModel
 

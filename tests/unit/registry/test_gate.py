@@ -13,8 +13,15 @@ from sklearn.metrics import roc_auc_score
 
 from churn.data import generate_customers
 from churn.errors import ChurnError
-from churn.registry import CHALLENGER, CHAMPION, connect, load_churn_model, log_candidate, promote_if_better
-from churn.registry import register_challenger as register
+from churn.registry.mlflow_registry import (
+    CHALLENGER,
+    CHAMPION,
+    connect,
+    load_churn_model,
+    log_candidate,
+    promote_if_better,
+)
+from churn.registry.mlflow_registry import register_challenger as register
 from churn.training import ChurnModel, split_frame, train_family
 
 pytestmark = pytest.mark.unit

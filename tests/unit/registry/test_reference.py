@@ -9,9 +9,9 @@ import pytest
 
 from churn.data import generate_customers
 from churn.errors import ChurnError
-from churn.monitoring import fit_reference
-from churn.registry import load_reference
-from churn.registry.mlflow_registry import REFERENCE_FILE
+from churn.monitoring.reference import fit_reference
+from churn.registry.mlflow_registry import load_reference
+from churn.registry.model_dir import REFERENCE_FILE
 
 pytestmark = pytest.mark.unit
 

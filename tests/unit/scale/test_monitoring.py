@@ -12,8 +12,7 @@ from distributed import Client
 
 from churn.data.generator import generate_customers
 from churn.errors import ChurnError
-from churn.monitoring import check_drift
-from churn.monitoring.checks import count_current
+from churn.monitoring.checks import check_drift, count_current
 from churn.monitoring.reference import category_counts, fit_reference, numeric_values
 from churn.monitoring.stats import bin_counts
 from churn.scale.frames import read_raw, typed

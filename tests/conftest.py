@@ -65,7 +65,9 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             env={**os.environ, **AWS_ENV},
         )
     try:
-        wait_http(url, process, log, seconds=10, ok=None)
+        # Generous: it returns as soon as the endpoint answers; a loaded machine (CI beside other jobs)
+        # once took more than 10 s to start moto_server, which failed every test using S3.
+        wait_http(url, process, log, seconds=90, ok=None)
         s3_client(url).create_bucket(Bucket=BUCKET)
         yield url
     finally:

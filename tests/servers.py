@@ -114,7 +114,7 @@ def mlflow_server_process(
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=server_env, cwd=root)
     try:
-        wait_http(f"{uri}/health", process, log, seconds=60, ok={200})
+        wait_http(f"{uri}/health", process, log, seconds=180, ok={200})  # returns once up; generous under load
         yield uri
     finally:
         stop(process)

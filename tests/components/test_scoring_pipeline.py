@@ -43,7 +43,7 @@ def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http(f"{url}/-/ready", process, log, seconds=20, ok={200})
+        wait_http(f"{url}/-/ready", process, log, seconds=90, ok={200})  # returns once up; generous under load
         yield url
     finally:
         stop(process)

@@ -391,7 +391,7 @@ def test_a_pushgateway_with_basic_auth_takes_only_the_publishers_pushes(
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_for("the Pushgateway to listen", lambda: _answers(f"{gateway}/-/ready"), seconds=30)
+        wait_for("the Pushgateway to listen", lambda: _answers(f"{gateway}/-/ready"), seconds=90)
         report = run_on(profile, "none")
         monkeypatch.delenv("CHURN_MONITORING__PUSHGATEWAY_USERNAME", raising=False)
         with pytest.raises(ChurnError, match=r"refused the push \(401\)"):

@@ -21,7 +21,7 @@ from churn.cli import app
 from churn.config import Settings
 from churn.registry.mlflow_registry import connect_registry, load_churn_model
 from churn.scale.split import SPLITS
-from churn.steps import load_model
+from churn.stages.training import load_model
 
 pytestmark = [pytest.mark.components, pytest.mark.slow]
 

@@ -25,7 +25,8 @@ from churn.scale.frames import compute, meta_of, read_raw, typed
 from churn.validation.reader import parse_columns
 from churn.validation.report import DataValidationError, ValidationReport, Violation
 from churn.validation.schema import null_rate_check, raw_schema
-from churn.validation.validate import _column_violation, _violations, reported
+from churn.validation.validate import reported
+from churn.validation.violations import column_violation, failure_violations
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -67,7 +68,7 @@ def _check_partition(part: pd.DataFrame, offset: int, duplicated: frozenset[str]
         raw_schema(1).validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases
-        found += _violations(cases, frame, parsed.unparsed, max_examples)
+        found += failure_violations(cases, frame, parsed.unparsed, max_examples)
         isin = cases[cases["check"].astype(str).str.startswith("isin")]
         for (column, check), group in isin.groupby(["column", "check"], sort=False):
             values = sorted({str(v) for v in group["failure_case"]})[:max_examples]
@@ -100,7 +101,7 @@ def _merge(partials: Sequence[_Partial], max_examples: int) -> list[Violation]:
         if (check, column) in merged:
             # The message names the smallest unknown values of the whole export, as the pandas path does.
             group = pd.DataFrame({"index": [float("nan")] * len(seen), "failure_case": sorted(seen)})
-            message = _column_violation(column, check, group, max_examples).message
+            message = column_violation(column, check, group, max_examples).message
             merged[(check, column)] = dataclasses.replace(merged[(check, column)], message=message)
     return list(merged.values())
 
@@ -117,7 +118,7 @@ def _global_violations(
     if duplicate_rows:
         examples = [(row, value) for p in partials for row, value in p.duplicates][:max_examples]
         group = pd.DataFrame({"index": [r for r, _ in examples], "failure_case": [v for _, v in examples]})
-        unique = _column_violation(ID, _UNIQUE, group, max_examples)
+        unique = column_violation(ID, _UNIQUE, group, max_examples)
         found.append(dataclasses.replace(unique, failed_rows=duplicate_rows))
     for spec in RAW_COLUMNS:
         if spec.nullable and spec.name in nulls and rows:

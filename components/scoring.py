@@ -37,7 +37,7 @@ def score_base(
     alias: str = "champion",
     reasons: bool = True,
     pushgateway_url: str = "",
-    engine: str = "",
+    engine: str = "pandas",
     source_uri: str = "",
 ) -> str:
     """Score the base with models:/<model_name>@<alias> (its own features, threshold, deciles); return the version.

@@ -76,9 +76,9 @@ from churn.features.pipeline import FeaturePipeline
 from churn.data.files import write_raw
 from pathlib import Path
 if Path(A['train']).is_dir():
-    from churn.scale import steps as dask_steps
-    from churn.scale.features import features, fit_pipeline
-    from churn.scale.frames import read_raw
+    from churn.engine.dask import stages as dask_steps
+    from churn.engine.dask.features import features, fit_pipeline
+    from churn.engine.dask.frames import read_raw
     with dask_steps.engine_client():
         frame = read_raw(A['train'])
         pipeline = fit_pipeline(frame)
@@ -120,9 +120,9 @@ from churn.stages import training
 model = training.load_model(A['dir'] + '/winner')
 profile = joblib.load(A['dir'] + '/reference.joblib')
 if Path(A['test']).is_dir():
-    from churn.scale import steps as dask_steps
-    from churn.scale.frames import read_raw
-    from churn.scale.monitoring import check_drift_dask
+    from churn.engine.dask import stages as dask_steps
+    from churn.engine.dask.frames import read_raw
+    from churn.engine.dask.monitoring import check_drift_dask
     with dask_steps.engine_client():
         report, _ = check_drift_dask(profile, read_raw(A['test']), model)
 else:

@@ -12,6 +12,7 @@ import datetime as dt
 import re
 from pathlib import Path
 
+from churn.data.dataset import is_dataset, part_uris
 from churn.data.files import FileFormat
 from churn.errors import ChurnError
 from churn.storage import Location, atomic_folder, copy, s3, write_object
@@ -106,7 +107,7 @@ def publish_increment(raw: str | Path, *, date: str = "", destination: str = "",
     """
     from churn.data.generator import parse_date
 
-    if Path(raw).is_dir():
+    if is_dataset(raw):
         return _publish_folder(Path(raw), f"customers_{parse_date(date or None):%Y%m%d}", destination or str(raw_dir))
     target = Location.parse(destination or str(raw_dir)).folder().join(raw_file_name(parse_date(date or None), "csv"))
     if target.is_s3:
@@ -121,8 +122,6 @@ def publish_increment(raw: str | Path, *, date: str = "", destination: str = "",
 
 def _publish_folder(raw: Path, name: str, target: str) -> str:
     """Publish a dataset's parts as ``<target>/<name>/``: whole (local rename) or marked complete last (S3)."""
-    from churn.scale.dataset import part_uris
-
     parts = part_uris(raw)
     root = Location.parse(target).folder().join(f"{name}/")
     if root.is_s3:

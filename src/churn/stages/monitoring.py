@@ -8,11 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from churn.data.files import write_raw
-from churn.data.increments import fetch, is_folder_increment, latest_increment
+from churn.data.increments import is_folder_increment, latest_increment
+from churn.engine import engine_for
 from churn.errors import ChurnError
-from churn.provenance import file_fingerprint
-from churn.stages.data import check_engine, validate
+from churn.stages.data import validate
 
 # Each task is a fresh interpreter that runs one step: heavy libraries (scikit-learn,
 # pandera, MLflow) are imported by the functions that use them, not by every task.
@@ -31,27 +30,16 @@ def load_current(
     A folder increment is loaded as a folder whatever the engine (it may not fit in memory);
     on the Dask engine a parquet file is too. A CSV file is one process's work on either engine.
     """
-    from churn.scale import dataset
-    from churn.scale import steps as dask_steps
-
-    check_engine(engine)
+    chosen = engine_for(engine)
     out = Path(out)
     uri = latest_increment(source_uri or raw_dir) if not source_uri or source_uri.endswith("/") else source_uri
     folder = is_folder_increment(uri)
-    if folder or (engine == "dask" and uri.lower().endswith((".parquet", ".pq"))):
-        dask_steps.ingest(uri, out)
-        fingerprint, size = dataset.fingerprint(out)
-        return {"source": uri.rstrip("/") if folder else uri, "fingerprint": fingerprint, "bytes": size}
-    if uri.lower().endswith((".parquet", ".pq")):
-        fetched = out.with_name(out.name + ".parquet")
-        fetch(uri, fetched)
-        import pyarrow.parquet as pq
-
-        write_raw([pq.read_table(fetched).to_pandas(date_as_object=False)], out, "csv")
-        fetched.unlink()
-    else:
-        fetch(uri, out)
-    return {"source": uri, "fingerprint": file_fingerprint(out), "bytes": out.stat().st_size}
+    if folder or not uri.lower().endswith((".parquet", ".pq")):
+        # The increment's kind decides: a folder is the Dask engine's dataset, a CSV file the pandas one's.
+        chosen = engine_for("dask" if folder else "pandas")
+    chosen.load_increment(uri, out)
+    fingerprint, size = chosen.fingerprint(out)
+    return {"source": uri.rstrip("/") if folder else uri, "fingerprint": fingerprint, "bytes": size}
 
 
 def validate_current(
@@ -105,7 +93,8 @@ def monitor(
     drift and performance checks, writes the JSON, Markdown and Evidently HTML reports
     and pushes the metrics (see :func:`churn.monitoring.run.run_monitoring` for the failure
     rules). ``source`` names the increment in the report (the file or URI it was loaded
-    from; ``raw`` when omitted).
+    from; ``raw`` when omitted). A folder of parts (the Dask engine's) is counted partition
+    by partition on a cluster, and Evidently's report draws from a bounded seeded sample of it.
 
     Returns:
         The report as a dict (``source``, ``verdict``, ``flagged``, ...).
@@ -114,7 +103,6 @@ def monitor(
     from churn.config import get_settings
     from churn.registry.mlflow_registry import connect_registry, download_model
     from churn.registry.model_dir import load_model_dir, reference_from_dir, reference_sample_from_dir
-    from churn.validation.reader import read_raw_file
 
     settings = get_settings().monitoring
     url = pushgateway_url or None
@@ -123,28 +111,9 @@ def monitor(
     model = load_model_dir(folder)
     profile = reference_from_dir(folder)
     sample = reference_sample_from_dir(folder)
-    if not Path(raw).is_dir():
-        parsed = read_raw_file(raw)
-        if parsed.frame is None or parsed.violations:
-            reasons = "; ".join(v.message for v in parsed.violations) or "unreadable"
-            raise ChurnError(f"monitoring failed: the current data cannot be read: {reasons}")
-        frame = parsed.frame
+    with engine_for(None, raw).monitoring_rows(raw, profile, model, settings) as (current, check):
         return _run_monitoring(
-            model, profile, sample, frame, None, json_path, markdown_path, html_path, url, source or str(raw)
-        )
-
-    from churn.scale import steps as dask_steps
-    from churn.scale.frames import read_raw, typed
-    from churn.scale.monitoring import check_drift_dask
-
-    # A folder of parts (the Dask engine's): the checks count every row per partition, and
-    # Evidently's report draws from a bounded seeded sample of them.
-    with dask_steps.engine_client(name="churn-monitor"):
-        current = typed(read_raw(raw))
-        shown = dask_steps.sample(raw, 20_000)
-        check = lambda: check_drift_dask(profile, current, model, settings=settings)[0]  # noqa: E731
-        return _run_monitoring(
-            model, profile, sample, shown, check, json_path, markdown_path, html_path, url, source or str(raw)
+            model, profile, sample, current, check, json_path, markdown_path, html_path, url, source or str(raw)
         )
 
 

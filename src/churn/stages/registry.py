@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from churn.data.schema import LABEL
+from churn.engine import engine_for
 from churn.provenance import engine_tags, git_commit
 from churn.stages.markdown import comparison_markdown
-from churn.stages.training import fits_in_process, load_model, read_split
+from churn.stages.training import load_model, read_split
 
 # Each task is a fresh interpreter that runs one step: heavy libraries (scikit-learn,
 # pandera, MLflow) are imported by the functions that use them, not by every task.
@@ -103,27 +103,18 @@ def register(
 
 def example_and_test_labels(test_path: str | Path) -> tuple[pd.DataFrame, pd.Series]:
     """Five input rows (the model's logged example) and the label column of the test split, file or folder."""
-    if Path(test_path).is_dir():
-        from churn.scale import steps as dask_steps
-
-        return dask_steps.head(test_path, 5).drop(columns=[LABEL]), dask_steps.label_column(test_path)
-    test = read_split(test_path)
-    return test.drop(columns=[LABEL]).head(5), test[LABEL]
+    return engine_for(None, test_path).example_and_labels(test_path)
 
 
 def reference_rows(train_path: str | Path) -> pd.DataFrame:
     """The training rows a reference is fitted on: the whole split file, or a seeded bounded sample of a folder.
 
     On the Dask engine the profile's bin edges, category shares and the deciles come from
-    :data:`churn.scale.steps.SINGLE_NODE_SAMPLE_ROWS` rows: quantiles of 500K rows are within a
+    :data:`churn.engine.dask.stages.SINGLE_NODE_SAMPLE_ROWS` rows: quantiles of 500K rows are within a
     fraction of a percentile of the whole split's, and the driver stays bounded at any size. A
     folder within that many rows is read whole, in order: the very rows the sample would hold.
     """
-    if Path(train_path).is_dir() and not fits_in_process(train_path):
-        from churn.scale import steps as dask_steps
-
-        return dask_steps.sample(train_path)
-    return read_split(train_path)
+    return engine_for(None, train_path).reference_rows(train_path)
 
 
 def reference_for(

@@ -6,14 +6,14 @@ import json
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from churn.data.schema import LABEL
+from churn.engine import engine_for
 from churn.errors import ChurnError
 from churn.storage import atomic_path, write_json
 
@@ -29,16 +29,11 @@ SELECTION_FILE = "selection.json"
 
 
 def read_split(path: str | Path) -> pd.DataFrame:
-    """Read a split written by :func:`split` (dates as ``datetime64``, as the feature code prefers)."""
-    import pyarrow.parquet as pq
+    """Read a split written by :func:`churn.stages.data.split` (dates as ``datetime64``, as the feature code prefers).
 
-    if Path(path).is_dir():  # the Dask engine's dataset: its folder of parts, or the S3 prefix it points at
-        from churn.scale.dataset import arrow_dataset
-
-        folder: pd.DataFrame = arrow_dataset(path).to_table().to_pandas(date_as_object=False)
-        return folder
-    frame: pd.DataFrame = pq.read_table(path).to_pandas(date_as_object=False)
-    return frame
+    A file, or the Dask engine's dataset (its folder of parts, or the S3 prefix it points at).
+    """
+    return engine_for(None, path).read(path)
 
 
 def train(
@@ -53,27 +48,10 @@ def train(
 ) -> dict[str, Any]:
     """Train one family; save the model and its info (metrics, timings) into ``model_dir``.
 
-    Split folders (the Dask engine's) train on a Dask cluster: see :func:`churn.scale.steps.train`.
+    Split folders (the Dask engine's) train on a Dask cluster: see :func:`churn.engine.dask.stages.train`.
     """
-    from churn.training.models import train_family
-
-    if Path(train_path).is_dir():
-        from churn.scale import steps as dask_steps
-        from churn.scale.training import DASK_FAMILIES
-
-        # The sampled families fit a seeded sample here: no cluster to start for them.
-        cluster = (
-            dask_steps.engine_client(name=f"churn-train-{family.replace('_', '-')}")
-            if family in DASK_FAMILIES
-            else nullcontext()
-        )
-        with cluster as client:
-            model = dask_steps.train(
-                family, client, train_path, validation_path, params=params, n_jobs=n_jobs, seed=seed
-            )
-        save_model(model, model_dir)
-        return model.info
-    model = train_family(family, read_split(train_path), read_split(validation_path), params, n_jobs=n_jobs, seed=seed)
+    engine = engine_for(None, train_path)
+    model = engine.train(family, train_path, validation_path, params=params, n_jobs=n_jobs, seed=seed)
     save_model(model, model_dir)
     return model.info
 
@@ -109,17 +87,11 @@ def scoring_on_test(test_path: str | Path) -> Iterator[tuple[np.ndarray, Callabl
 
     A split folder (the Dask engine's) larger than one process should hold is scored partition
     by partition on a Dask cluster that lives as long as the ``with`` block; a file, or a folder
-    within :data:`churn.scale.steps.SINGLE_NODE_SAMPLE_ROWS` rows, is read into memory (the same
+    within :data:`churn.engine.dask.stages.SINGLE_NODE_SAMPLE_ROWS` rows, is read into memory (the same
     probabilities, without a cluster's start-up).
     """
-    if Path(test_path).is_dir() and not fits_in_process(test_path):
-        from churn.scale import steps as dask_steps
-
-        with dask_steps.engine_client(name="churn-evaluate"):
-            yield dask_steps.scorer(test_path)
-        return
-    test = read_split(test_path)
-    yield test[LABEL].to_numpy(dtype=np.int64), lambda model: model.predict_proba(test)
+    with engine_for(None, test_path).test_scorer(test_path) as scored:
+        yield scored
 
 
 def select(model_dirs: dict[str, str | Path], test_path: str | Path, winner_dir: str | Path) -> dict[str, Any]:
@@ -170,10 +142,3 @@ def select(model_dirs: dict[str, str | Path], test_path: str | Path, winner_dir:
 def read_selection(winner_dir: str | Path) -> dict[str, Any]:
     """The selection written beside the winning model by :func:`select`."""
     return dict(json.loads((Path(winner_dir) / SELECTION_FILE).read_text()))
-
-
-def fits_in_process(path: str | Path) -> bool:
-    """Whether a Dask dataset is small enough to read into this process (a cluster would only add its start-up)."""
-    from churn.scale import steps as dask_steps
-
-    return dask_steps.fits_in_process(path)

@@ -10,18 +10,17 @@ import pandas as pd
 import pytest
 from distributed import Client
 
-from churn.data import increments
+from churn.data import dataset, increments
 from churn.data.files import write_raw
+from churn.engine.dask import stages as dask_steps
+from churn.engine.dask.features import fit_sample
+from churn.engine.dask.frames import read_raw, typed
 from churn.errors import ChurnError
-from churn.scale import dataset
-from churn.scale import steps as dask_steps
-from churn.scale.features import fit_sample
-from churn.scale.frames import read_raw, typed
-from churn.scale.split import SPLITS, hash_split_frame
 from churn.stages import data as data_stage
 from churn.stages import registry, training
 from churn.stages.monitoring import load_current
 from churn.storage import copy, write_object
+from churn.training.split import SPLITS, hash_split_frame
 from churn.validation.reader import parse_columns
 
 Writer = Callable[[pd.DataFrame, Path, int], Path]
@@ -139,7 +138,7 @@ def test_ingest_refuses_what_it_cannot_read_and_leaves_nothing(
 
 
 def test_an_unknown_engine_is_refused_before_any_work(tmp_path: Path) -> None:
-    with pytest.raises(ChurnError, match="engine must be one of pandas, dask, got 'spark'"):
+    with pytest.raises(ChurnError, match="engine must be pandas or dask, got 'spark'"):
         data_stage.load_data(tmp_path / "raw", rows=10, engine="spark")
     assert not (tmp_path / "raw").exists()
 

@@ -21,7 +21,7 @@ import pandera.pandas as pa
 
 from churn.config import DaskSettings
 from churn.data.schema import ID, RAW_COLUMNS
-from churn.scale.frames import compute, meta_of, read_raw, typed
+from churn.engine.dask.frames import compute, meta_of, read_raw, typed
 from churn.validation.reader import parse_columns
 from churn.validation.report import DataValidationError, ValidationReport, Violation
 from churn.validation.schema import null_rate_check, raw_schema
@@ -138,7 +138,7 @@ def validate_dask(
     """Validate a raw export held as a Dask DataFrame, with the pandas path's rules and verdict.
 
     Args:
-        raw: The export as read (see :func:`churn.scale.frames.read_raw`), one partition per file or part.
+        raw: The export as read (see :func:`churn.engine.dask.frames.read_raw`), one partition per file or part.
         source: Where it came from, for the report.
         min_rows: Fewest data rows a valid export may have.
         max_examples: Example rows listed per violation.
@@ -204,14 +204,14 @@ def validate_and_report_dask(
 ) -> ValidationReport:
     """Validate a partitioned parquet export on a Dask cluster and write the report whatever the outcome.
 
-    The cluster comes from :func:`churn.scale.cluster.dask_client` and is closed before returning.
+    The cluster comes from :func:`churn.engine.dask.cluster.dask_client` and is closed before returning.
     ``source`` is what the report names as the data (the user's folder, not a pipeline's copy).
 
     Raises:
         DataValidationError: After the report is written, when any rule failed.
 
     """
-    from churn.scale.cluster import dask_client
+    from churn.engine.dask.cluster import dask_client
 
     with dask_client(settings):
         _, report = reported(

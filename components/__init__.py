@@ -1,1 +1,1 @@
-"""Kubeflow Pipelines v2 components: each a thin shell over one function of :mod:`churn.steps`."""
+"""Kubeflow Pipelines v2 components: each a thin shell over one function of a module of :mod:`churn.stages`."""

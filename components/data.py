@@ -21,9 +21,9 @@ def load_data(
     On the ``dask`` engine the dataset is a folder of parquet parts, and every later step
     that reads it runs on a Dask cluster.
     """
-    from churn import steps
+    from churn.stages import data
 
-    info = steps.load_data(
+    info = data.load_data(
         raw.path, source_uri=source_uri, rows=rows, date=date, seed=seed, scenario=scenario, engine=engine
     )
     raw.metadata.update(info)
@@ -33,9 +33,9 @@ def load_data(
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def validate_data(raw: Input[Dataset], report: Output[Artifact], summary: Output[Markdown], min_rows: int = 100):
     """Validate the raw export against the schema; fail the run (after writing the report) when invalid."""
-    from churn import steps
+    from churn.stages import data
 
-    steps.validate(raw.path, report.path, summary=summary.path, min_rows=min_rows, source=raw.metadata.get("source"))
+    data.validate(raw.path, report.path, summary=summary.path, min_rows=min_rows, source=raw.metadata.get("source"))
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -47,8 +47,8 @@ def split_data(
     seed: int = 42,
 ):
     """Stratified, seeded 70/15/15 split into parquet datasets."""
-    from churn import steps
+    from churn.stages import data
 
-    counts = steps.split(raw.path, {"train": train.path, "validation": validation.path, "test": test.path}, seed=seed)
+    counts = data.split(raw.path, {"train": train.path, "validation": validation.path, "test": test.path}, seed=seed)
     for artifact, name in ((train, "train"), (validation, "validation"), (test, "test")):
         artifact.metadata["rows"] = counts[f"{name}_rows"]

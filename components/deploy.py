@@ -18,10 +18,10 @@ def deploy_model(
     timeout_seconds: int = 600,
 ) -> str:
     """Create or patch the InferenceService to ``version`` (cluster), or write the manifest it would apply (local)."""
-    from churn import steps
     from churn.config import get_settings
+    from churn.stages import deploy
 
-    result = steps.deploy(
+    result = deploy.deploy(
         version,
         manifest.path,
         tracking_uri=tracking_uri or get_settings().tracking_uri,

@@ -13,9 +13,9 @@ def load_current(current: Output[Dataset], source_uri: str = "", engine: str = "
     A folder of parts (and on the ``dask`` engine a parquet file) is checked on a Dask cluster.
     """
     from churn.config import get_settings
-    from churn.data import increments
+    from churn.stages import monitoring
 
-    info = increments.load_current(current.path, source_uri=source_uri, raw_dir=get_settings().raw_dir, engine=engine)
+    info = monitoring.load_current(current.path, source_uri=source_uri, raw_dir=get_settings().raw_dir, engine=engine)
     current.metadata.update(info)
     return str(info["source"])
 
@@ -29,12 +29,12 @@ def validate_current(
     pushgateway_url: str = "",
 ):
     """Validate the increment; invalid or empty data fails the run and is pushed as a failed monitoring run."""
-    from churn import steps
     from churn.config import get_settings
+    from churn.stages import monitoring
 
     gateway = pushgateway_url or get_settings().monitoring.pushgateway_url
     source = current.metadata.get("source")  # the user's file, not this task's copy of it
-    steps.validate_current(
+    monitoring.validate_current(
         current.path, report.path, summary=summary.path, min_rows=min_rows, pushgateway_url=gateway, source=source
     )
 
@@ -55,11 +55,11 @@ def check_drift(
 
     Returns the verdict ("ok", "warn" or "alert"); the flagged features are in the report's metadata.
     """
-    from churn import steps
     from churn.config import get_settings
+    from churn.stages import monitoring
 
     settings = get_settings()
-    result = steps.monitor(
+    result = monitoring.monitor(
         current.path,
         json_path=report.path,
         markdown_path=summary.path,
@@ -71,7 +71,7 @@ def check_drift(
         retries=settings.mlflow.max_retries,
         source=current.metadata.get("source"),  # the user's file, not this task's copy of it
     )
-    for name, value in steps.monitoring_metrics(result).items():
+    for name, value in monitoring.monitoring_metrics(result).items():
         metrics.log_metric(name, value)
     report.metadata.update({"verdict": result["verdict"], "flagged": result["flagged"]})
     return str(result["verdict"])
@@ -142,7 +142,7 @@ def trigger_retraining(
     from churn.config import get_settings
     from churn.kfp.retrain import trigger_training
     from churn.kfp.schedule import Release
-    from churn.retraining import retraining_reason
+    from churn.stages.monitoring import retraining_reason
 
     reason = retraining_reason(verdict, json.loads(Path(performance.path).read_text()).get("levels"))
     if not reason:

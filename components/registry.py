@@ -29,8 +29,8 @@ def register_model(
     """
     from collections import namedtuple
 
-    from churn import steps
     from churn.config import get_settings
+    from churn.stages import registry, training
 
     settings = get_settings()
     candidates = {
@@ -40,9 +40,9 @@ def register_model(
         "lightgbm": lightgbm.path,
     }
     uri = tracking_uri or settings.tracking_uri
-    result = steps.register(
+    result = registry.register(
         candidates,
-        steps.read_selection(winner.path),
+        training.read_selection(winner.path),
         test.path,
         tracking_uri=uri,
         experiment=experiment,
@@ -69,11 +69,11 @@ def promote_model(
     margin: float = 0.002,
 ) -> str:
     """Promotion gate: challenger and champion scored on the same test rows; ``@champion`` moves only if earned."""
-    from churn import steps
     from churn.config import get_settings
+    from churn.stages import markdown, registry
 
     settings = get_settings()
-    result = steps.promote(
+    result = registry.promote(
         version,
         test.path,
         tracking_uri=tracking_uri or settings.tracking_uri,
@@ -84,5 +84,5 @@ def promote_model(
         retries=settings.mlflow.max_retries,
         identity=settings.mlflow.gate_identity,
     )
-    steps.write_text(decision.path, steps.gate_markdown(result))
+    markdown.write_text(decision.path, markdown.gate_markdown(result))
     return "promoted" if result["promoted"] else "rejected"

@@ -10,9 +10,9 @@ from components._image import IMAGE
 def load_base(base: Output[Dataset], source_uri: str = "", latest_only: bool = False) -> str:
     """Copy the customer base (file, folder of parts or s3://; empty: the raw folder's newest day) into parts."""
     from churn.config import get_settings
-    from churn.scoring import steps
+    from churn.stages import scoring
 
-    info = steps.load_base(source_uri, base.path, latest_only=latest_only, raw_dir=get_settings().raw_dir)
+    info = scoring.load_base(source_uri, base.path, latest_only=latest_only, raw_dir=get_settings().raw_dir)
     base.metadata.update(info)
     return str(info["source"])
 
@@ -21,10 +21,10 @@ def load_base(base: Output[Dataset], source_uri: str = "", latest_only: bool = F
 def validate_base(base: Input[Dataset], report: Output[Artifact], min_rows: int = 1, pushgateway_url: str = ""):
     """Validate every part against the schema; an invalid base fails the run (pushed as a failed scoring run)."""
     from churn.config import get_settings
-    from churn.scoring import steps
+    from churn.stages import scoring
 
     gateway = pushgateway_url or get_settings().monitoring.pushgateway_url or ""
-    steps.validate_base(base.path, report.path, min_rows=min_rows, pushgateway_url=gateway)
+    scoring.validate_base(base.path, report.path, min_rows=min_rows, pushgateway_url=gateway)
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -37,7 +37,7 @@ def score_base(
     alias: str = "champion",
     reasons: bool = True,
     pushgateway_url: str = "",
-    engine: str = "",
+    engine: str = "pandas",
     source_uri: str = "",
 ) -> str:
     """Score the base with models:/<model_name>@<alias> (its own features, threshold, deciles); return the version.
@@ -45,10 +45,10 @@ def score_base(
     engine: pandas or dask (empty: CHURN_ENGINE); on dask an s3:// source_uri is read by the workers directly.
     """
     from churn.config import get_settings
-    from churn.scoring import steps
+    from churn.stages import scoring
 
     settings = get_settings()
-    result = steps.score(
+    result = scoring.score(
         base.path,
         scored.path,
         tracking_uri=tracking_uri or settings.tracking_uri,
@@ -63,7 +63,7 @@ def score_base(
     )
     for name in ("rows", "churned", "seconds"):
         metrics.log_metric(name, float(result[name]))
-    metrics.log_metric("probability_mean", steps.probability_mean(result))
+    metrics.log_metric("probability_mean", scoring.probability_mean(result))
     scored.metadata.update({"model_version": result["model_version"], "rows": result["rows"]})
     return str(result["model_version"])
 
@@ -77,10 +77,10 @@ def publish_scored(
     The predictions go to CHURN_PERFORMANCE__PREDICTION_LOG_URI (default data/predictions).
     """
     from churn.config import get_settings
-    from churn.scoring import steps
+    from churn.stages import scoring
 
     settings = get_settings()
-    result = steps.publish(
+    result = scoring.publish(
         scored.path,
         destination or settings.scored_uri,
         pushgateway_url=pushgateway_url or settings.monitoring.pushgateway_url or "",

@@ -20,11 +20,11 @@ def train_model(
     """Fit the feature pipeline and one model family; log its validation metrics."""
     import json
 
-    from churn import steps
     from churn.config import get_settings
+    from churn.stages import training
 
     params = json.loads(params_json) if params_json else get_settings().training.params(family)
-    info = steps.train(family, train.path, validation.path, model.path, params=params, n_jobs=n_jobs, seed=seed)
+    info = training.train(family, train.path, validation.path, model.path, params=params, n_jobs=n_jobs, seed=seed)
     model.metadata.update({"family": family, "threshold": info["validation"]["threshold"]})
     for name, value in info["validation"].items():
         metrics.log_metric(f"val_{name}", float(value))
@@ -44,7 +44,7 @@ def select_model(
     comparison: Output[Markdown],
 ) -> str:
     """Score every candidate on the test split, keep the best by validation ROC-AUC, report the comparison."""
-    from churn import steps
+    from churn.stages import markdown, training
 
     candidates = {
         "logistic_regression": logistic_regression.path,
@@ -52,12 +52,12 @@ def select_model(
         "xgboost": xgboost.path,
         "lightgbm": lightgbm.path,
     }
-    selection = steps.select(candidates, test.path, winner.path)
+    selection = training.select(candidates, test.path, winner.path)
     winner.metadata["family"] = selection["winner"]
     for name, value in selection["winner_test"].items():
         metrics.log_metric(f"test_{name}", float(value))
     curves = selection["curves"]
     roc.log_roc_curve(curves["fpr"], curves["tpr"], curves["thresholds"])
     roc.log_confusion_matrix(["retained", "churned"], curves["confusion_matrix"])
-    steps.write_text(comparison.path, steps.comparison_markdown(selection))
+    markdown.write_text(comparison.path, markdown.comparison_markdown(selection))
     return str(selection["winner"])

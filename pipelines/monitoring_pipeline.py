@@ -106,7 +106,7 @@ def monitoring_pipeline(
     performance.after(checked).set_display_name("performance per cohort (logged predictions + labels)")
     performance.set_caching_options(False)
     # Retraining decides itself whether an alert calls for it (a drift alert or a realized-performance
-    # alert, churn.retraining.retraining_reason): a KFP condition compares one output with a constant.
+    # alert, churn.stages.monitoring.retraining_reason): a KFP condition compares one output with a constant.
     with dsl.If(retrain_on_alert == True, name="retrain-on-alert"):  # noqa: E712 (a KFP condition, not Python)
         retrain = trigger_retraining(
             verdict=drift.outputs["Output"],

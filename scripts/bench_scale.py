@@ -1,7 +1,7 @@
 """Benchmark: the training pipeline's stages on the pandas and the Dask engine, wall time and peak memory.
 
 Each stage runs in its own child process, as a KFP task does (``python -c`` calling the
-same :mod:`churn.steps` function the component calls), so each stage's driver peak is its
+same :mod:`churn.stages` function the component calls), so each stage's driver peak is its
 own. A sampler in this process reads the resident memory of the stage process and of
 every process it starts (the Dask workers and their nanny) five times a second; the table
 prints, per stage, the wall time, the driver's peak RSS and the largest worker's peak RSS.
@@ -61,21 +61,24 @@ class Stage:
 # One script per stage, run with `python -c`: exactly what a component's body does.
 _STAGE = {
     "generate": """
-from churn import steps
-steps.load_data(A['raw'], rows=A['rows'], date=A['date'], engine=A['engine'])
+from churn.stages import data
+data.load_data(A['raw'], rows=A['rows'], date=A['date'], engine=A['engine'])
 """,
-    "validate": "from churn import steps; steps.validate(A['raw'], A['dir'] + '/validation.json', min_rows=100)",
-    "split": "from churn import steps; R = steps.split(A['raw'], {n: A[n] for n in ('train', 'validation', 'test')})",
+    "validate": "from churn.stages import data; data.validate(A['raw'], A['dir'] + '/validation.json', min_rows=100)",
+    "split": """
+from churn.stages import data
+R = data.split(A['raw'], {n: A[n] for n in ('train', 'validation', 'test')})
+""",
     "features": """
-from churn import steps
+from churn.stages import training
 from churn.features.build import feature_table
 from churn.features.pipeline import FeaturePipeline
 from churn.data.files import write_raw
 from pathlib import Path
 if Path(A['train']).is_dir():
-    from churn.scale import steps as dask_steps
-    from churn.scale.features import features, fit_pipeline
-    from churn.scale.frames import read_raw
+    from churn.engine.dask import stages as dask_steps
+    from churn.engine.dask.features import features, fit_pipeline
+    from churn.engine.dask.frames import read_raw
     with dask_steps.engine_client():
         frame = read_raw(A['train'])
         pipeline = fit_pipeline(frame)
@@ -83,49 +86,48 @@ if Path(A['train']).is_dir():
         R = {'rows': dask_steps.write_parts(table, A['dir'] + '/features', what='features', raw=False)}
 else:
     import pyarrow.parquet as pq
-    train = steps.read_split(A['train'])
+    train = training.read_split(A['train'])
     table = feature_table(FeaturePipeline().fit(train), train)
     pq.write_table(__import__('pyarrow').Table.from_pandas(table), A['dir'] + '/features.parquet')
     R = {'rows': len(table)}
 """,
     "train": """
-from churn import steps
+from churn.stages import training
 from churn.config import get_settings
-info = steps.train(A['family'], A['train'], A['validation'], A['dir'] + '/model-' + A['family'],
+info = training.train(A['family'], A['train'], A['validation'], A['dir'] + '/model-' + A['family'],
                    params=get_settings().training.params(A['family']), n_jobs=2)
 R = {'val_roc_auc': info['validation']['roc_auc'], 'train_rows': info.get('sampled_rows', info['train_rows'])}
 R.update({k: info[k] for k in ('best_iteration', 'trained_rounds') if info.get(k) is not None})
 """,
     "select": """
-from churn import steps
-sel = steps.select({f: A['dir'] + '/model-' + f for f in A['families']}, A['test'], A['dir'] + '/winner')
+from churn.stages import training
+sel = training.select({f: A['dir'] + '/model-' + f for f in A['families']}, A['test'], A['dir'] + '/winner')
 R = {'winner': sel['winner'], 'test_roc_auc': {c['family']: c['test']['roc_auc'] for c in sel['candidates']}}
 """,
     "reference": """
-from churn import steps
-from churn.storage import write_json
-model = steps.load_model(A['dir'] + '/winner')
-_, labels = steps.example_and_test_labels(A['test'])
-train = steps.reference_rows(A['train'])
-profile, _ = steps.reference_for(model, train, roc_auc=0.8, test_labels=labels)
+from churn.stages import registry, training
+model = training.load_model(A['dir'] + '/winner')
+_, labels = registry.example_and_test_labels(A['test'])
+train = registry.reference_rows(A['train'])
+profile, _ = registry.reference_for(model, train, roc_auc=0.8, test_labels=labels)
 import joblib; joblib.dump(profile, A['dir'] + '/reference.joblib')
 R = {'reference_rows': profile.rows}
 """,
     "monitor": """
 from pathlib import Path
 import joblib
-from churn import steps
-model = steps.load_model(A['dir'] + '/winner')
+from churn.stages import training
+model = training.load_model(A['dir'] + '/winner')
 profile = joblib.load(A['dir'] + '/reference.joblib')
 if Path(A['test']).is_dir():
-    from churn.scale import steps as dask_steps
-    from churn.scale.frames import read_raw
-    from churn.scale.monitoring import check_drift_dask
+    from churn.engine.dask import stages as dask_steps
+    from churn.engine.dask.frames import read_raw
+    from churn.engine.dask.monitoring import check_drift_dask
     with dask_steps.engine_client():
         report, _ = check_drift_dask(profile, read_raw(A['test']), model)
 else:
     from churn.monitoring.checks import check_drift
-    test = steps.read_split(A['test'])
+    test = training.read_split(A['test'])
     report = check_drift(profile, test, model.predict_proba(test))
 R = {'verdict': report.verdict, 'rows': report.current_rows}
 """,

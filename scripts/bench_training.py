@@ -564,7 +564,7 @@ def import_costs(repeat: int = 3) -> dict[str, float]:
     modules = {
         "interpreter alone": "pass",
         "kfp executor (every task)": "import kfp.dsl.executor_main",
-        "churn.steps (module import)": "import churn.steps",
+        "churn.stages.training (module import)": "import churn.stages.training",
         "xgboost": "import xgboost",
         "lightgbm": "import lightgbm",
         "mlflow + flavors (register, promote)": "import mlflow, mlflow.sklearn, mlflow.xgboost, mlflow.lightgbm",

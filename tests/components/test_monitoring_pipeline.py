@@ -299,7 +299,7 @@ def test_a_realized_performance_alert_triggers_retraining_without_any_drift(trai
 
 
 def test_no_alert_no_retraining_even_when_switched_on() -> None:
-    from churn.retraining import retraining_reason
+    from churn.stages.monitoring import retraining_reason
 
     assert retraining_reason("ok", {"realized": "ok", "estimated": "alert", "labels": "alert"}) == ""
     assert retraining_reason("warn", {"realized": "warn"}) == ""

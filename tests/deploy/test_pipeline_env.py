@@ -182,7 +182,7 @@ def test_pipelines_compiled_for_another_registry_run_its_images(
 def test_a_task_reading_the_configmap_gets_the_charts_dask_settings(
     helm: str, enabled: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from churn.scale.cluster import make_cluster_spec
+    from churn.engine.dask.cluster import make_cluster_spec
 
     values = ["--set", "imageRegistry=registry.example.com/ml", "--set", f"dask.enabled={str(enabled).lower()}"]
     objects = render(helm, *values, release="prod")

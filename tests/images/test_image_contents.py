@@ -42,7 +42,7 @@ def test_component_image_runs_as_the_chart_runs_it_and_imports_every_family(engi
     assert "pipeline" in help_text and "serve" in help_text
     script = (
         "import os, kfp, evidently, mlflow, sklearn.ensemble, sklearn.linear_model, xgboost, lightgbm; "
-        "import churn.steps; print(os.getuid(), lightgbm.__version__, xgboost.__version__)"
+        "import churn.stages.training; print(os.getuid(), lightgbm.__version__, xgboost.__version__)"
     )
     uid, *versions = engine.run("run", "--rm", *engine.SECURE, images.churn, "python", "-c", script).stdout.split()
     assert uid == "10001"

@@ -11,6 +11,7 @@ import pytest
 
 from churn.data import increments
 from churn.errors import ChurnError
+from churn.stages.monitoring import load_current
 from churn.storage import write_object
 
 pytestmark = pytest.mark.integration
@@ -47,17 +48,17 @@ def test_monitoring_reads_the_newest_increment_the_data_pipeline_published(
     write_object(where, "customers_latest.csv", b"day,latest\n")
 
     assert increments.latest_increment(where) == f"{where}customers_20260310.csv"
-    loaded = increments.load_current(tmp_path / "current.csv", source_uri=where)
+    loaded = load_current(tmp_path / "current.csv", source_uri=where)
     assert loaded["source"] == f"{where}customers_20260310.csv"
     assert (tmp_path / "current.csv").read_text() == "day,2026-03-10\n"
     # A file URI is read as given.
-    increments.load_current(tmp_path / "given.csv", source_uri=f"{where}customers_20260302.csv")
+    load_current(tmp_path / "given.csv", source_uri=f"{where}customers_20260302.csv")
     assert (tmp_path / "given.csv").read_text() == "day,2026-03-02\n"
 
 
 def test_an_empty_prefix_says_where_it_looked(s3_env: None, s3_bucket: str, tmp_path: Path) -> None:
     with pytest.raises(ChurnError, match=f"no daily increment .* in s3://{s3_bucket}/nothing-here/"):
-        increments.load_current(tmp_path / "current.csv", source_uri=f"s3://{s3_bucket}/nothing-here/")
+        load_current(tmp_path / "current.csv", source_uri=f"s3://{s3_bucket}/nothing-here/")
     assert not list(tmp_path.iterdir())
 
 

@@ -24,11 +24,11 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from churn import steps
 from churn.config import Settings
 from churn.errors import ChurnError
 from churn.kfp.local import local_parameters, run_local
 from churn.registry.mlflow_registry import CHALLENGER, CHAMPION, connect_registry
+from churn.stages import registry
 from servers import AWS_ENV, BIN, mlflow_server_process
 
 pytestmark = pytest.mark.integration
@@ -250,5 +250,5 @@ def test_the_training_pipeline_runs_as_the_pipeline_with_the_gate_as_its_own(
     with pytest.raises(
         ChurnError, match=re.escape("user churn-pipeline may not run the promotion gate (move @champion) (403")
     ):
-        steps.promote(newer, test_split, tracking_uri=auth_server.uri, model_name=model, margin=-1.0)
+        registry.promote(newer, test_split, tracking_uri=auth_server.uri, model_name=model, margin=-1.0)
     assert client.get_model_version_by_alias(model, CHAMPION).version == champion.version

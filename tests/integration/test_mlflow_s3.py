@@ -21,13 +21,13 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from churn import steps
 from churn.config import Settings
 from churn.data import generate_customers
 from churn.errors import ChurnError
 from churn.kfp.local import LocalRun, local_parameters, run_local
 from churn.registry.mlflow_registry import CHALLENGER, CHAMPION, load_churn_model
 from churn.registry.model_dir import PIPELINE_FILE
+from churn.stages import registry
 from churn.training.models import FAMILIES, predict_matrix
 from servers import s3_client
 
@@ -191,7 +191,7 @@ def test_unreachable_tracking_server_fails_fast(first_run: Trained, closed_port_
     # In a cluster the register task itself is the check: it fails at once, with bounded retries.
     start = time.perf_counter()
     with pytest.raises(ChurnError, match="unreachable"):
-        steps.register(
+        registry.register(
             {},
             {},
             "unused.parquet",

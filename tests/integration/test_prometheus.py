@@ -302,7 +302,7 @@ def test_a_scoring_run_of_a_risky_base_raises_the_high_risk_alert_and_a_failed_r
 
     from churn.scoring.batch import Scorer, fit_risk_deciles, score_base
     from churn.scoring.publish import push_scoring
-    from churn.scoring.steps import validate_base
+    from churn.stages.scoring import validate_base
     from churn.training import split_frame, train_family
 
     parts = split_frame(generate_customers(6_000, "2026-01-05", seed=31).frame, seed=3)

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from churn.config import Settings
-from churn.errors import ChurnError
+from churn.engine import Engine, engine_for
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -44,12 +44,9 @@ def stage_progress(bar: Progress) -> Callable[[str, int, int], None]:
     return report
 
 
-def resolve_engine(given: str | None, settings: Settings) -> str:
-    """The ``--engine`` given, else the configured one; refused unless it is pandas or dask."""
-    engine = given or settings.engine
-    if engine not in ("pandas", "dask"):
-        raise ChurnError(f"--engine must be pandas or dask, got {engine!r}")
-    return engine
+def resolve_engine(given: str | None, settings: Settings) -> Engine:
+    """The ``--engine`` given, else the configured one (see :func:`churn.engine.engine_for`, which refuses others)."""
+    return engine_for(given or settings.engine, option="--engine")
 
 
 def day_option(text: str | None, name: str) -> dt.date | None:

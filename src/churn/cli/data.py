@@ -42,9 +42,8 @@ def data_generate(
     """Generate a raw customer export (initial load or daily increment)."""
     settings = get_settings()
     total = settings.data.rows if rows is None else rows
-    engine = resolve_engine(engine, settings)
-    if engine == "dask":
-        from churn.scale.generate import generate_partitioned
+    if resolve_engine(engine, settings).partitioned:
+        from churn.data.partitioned import generate_partitioned
 
         if strength != 1.0 or fmt == "csv":
             raise ChurnError("--engine dask writes parquet parts at strength 1: drop --strength and --format")
@@ -95,21 +94,14 @@ def data_validate(
     """Validate a raw export against the declared schema; exit 1 listing every violation."""
     from rich.markup import escape
 
-    from churn.validation import DataValidationError, validate_and_report
+    from churn.validation import DataValidationError
 
     settings = get_settings()
-    engine = resolve_engine(engine, settings)
+    chosen = resolve_engine(engine, settings)
     report_path = report or settings.reports_dir / f"{file.name.split('.')[0]}.validation.json"
     least, examples = min_rows or settings.validation.min_rows, settings.validation.max_examples
     try:
-        if engine == "dask":
-            from churn.scale.validation import validate_and_report_dask
-
-            result = validate_and_report_dask(
-                file, report_path, min_rows=least, max_examples=examples, settings=settings.dask
-            )
-        else:
-            _, result = validate_and_report(file, report_path, min_rows=least, max_examples=examples)
+        result = chosen.validate(file, report_path, min_rows=least, max_examples=examples)
     except DataValidationError as exc:
         err.print(f"[red]invalid:[/red] {escape(str(exc))}", highlight=False)
         err.print(f"report: {report_path}")

@@ -32,15 +32,15 @@ def score_command(
     ] = None,
 ) -> None:
     """Score a customer base with the champion and commit the scored table (atomically) where --out says."""
-    from churn.scoring.batch import fetch_model, score_source
+    from churn.scoring.batch import fetch_model
 
     if not source.strip():
         raise ChurnError(f"the source to score is empty ({source!r}): give a .csv/.parquet file, a folder or s3://...")
     settings = get_settings()
-    engine = resolve_engine(engine, settings)
+    chosen = resolve_engine(engine, settings)
     model_uri = model or f"models:/{settings.mlflow.model_name}@champion"
     location = out_uri or settings.scored_uri
-    with err.status(f"scoring {source} with {model_uri} ({engine})..."):
+    with err.status(f"scoring {source} with {model_uri} ({chosen.name})..."):
         model_dir, version = fetch_model(model_uri, settings.tracking_uri)
         common: dict[str, Any] = {
             "model_dir": model_dir,
@@ -50,12 +50,7 @@ def score_command(
             "part_rows": settings.scoring.part_rows,
             "method": settings.scoring.reasons_method,
         }
-        if engine == "dask":
-            from churn.scale.scoring import score_source_dask
-
-            summary = score_source_dask(source, location, settings=settings.dask, **common)
-        else:
-            summary = score_source(source, location, **common)
+        summary = chosen.score_source(source, location, **common)
     out.print(
         f"[bold]scored[/bold] {summary.rows} customers with {model_uri} (version {version}) in {summary.seconds:.1f}s: "
         f"{summary.churned} labelled churn; table {location} "

@@ -11,12 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 from pathlib import Path
-from typing import Any
 
-from churn.data.files import FileFormat, write_raw
+from churn.data.dataset import is_dataset, part_uris
+from churn.data.files import FileFormat
 from churn.errors import ChurnError
 from churn.storage import Location, atomic_folder, copy, s3, write_object
-from churn.storage.local import file_fingerprint
 
 #: A daily increment: one file, or (the Dask engine's) a folder or prefix of parquet parts.
 _INCREMENT = re.compile(r"customers_(\d{8})(\.(csv|parquet)|/)$")
@@ -85,42 +84,8 @@ def latest_increment(location: str | Path) -> str:
     return base + max(dated)[1]
 
 
-def load_current(
-    out: str | Path, *, source_uri: str = "", raw_dir: str | Path = "data/raw", engine: str = "pandas"
-) -> dict[str, Any]:
-    """Copy the increment to check into ``out``: as CSV, or as a folder of parquet parts checked on Dask.
-
-    ``source_uri`` is a file or folder of parts (path or ``s3://``) or a folder or ``s3://``
-    prefix ending in ``/`` (its latest increment); empty: the latest increment in ``raw_dir``.
-    A folder increment is loaded as a folder whatever the engine (it may not fit in memory);
-    on the Dask engine a parquet file is too. A CSV file is one process's work on either engine.
-    """
-    # The engines sit above the data layer: imported here, by the one function that dispatches to them.
-    from churn.scale import dataset
-    from churn.scale import steps as dask_steps
-    from churn.steps import check_engine
-
-    check_engine(engine)
-    out = Path(out)
-    uri = latest_increment(source_uri or raw_dir) if not source_uri or source_uri.endswith("/") else source_uri
-    folder = _is_folder_increment(uri)
-    if folder or (engine == "dask" and uri.lower().endswith((".parquet", ".pq"))):
-        dask_steps.ingest(uri, out)
-        fingerprint, size = dataset.fingerprint(out)
-        return {"source": uri.rstrip("/") if folder else uri, "fingerprint": fingerprint, "bytes": size}
-    if uri.lower().endswith((".parquet", ".pq")):
-        fetched = out.with_name(out.name + ".parquet")
-        fetch(uri, fetched)
-        import pyarrow.parquet as pq
-
-        write_raw([pq.read_table(fetched).to_pandas(date_as_object=False)], out, "csv")
-        fetched.unlink()
-    else:
-        fetch(uri, out)
-    return {"source": uri, "fingerprint": file_fingerprint(out), "bytes": out.stat().st_size}
-
-
-def _is_folder_increment(uri: str) -> bool:
+def is_folder_increment(uri: str) -> bool:
+    """Whether ``uri`` names a folder increment (a folder of parts, or an ``s3://`` prefix of them)."""
     where = Location.parse(uri)
     if where.is_s3:
         return uri.endswith("/") or re.fullmatch(r"customers_\d{8}", where.name) is not None
@@ -142,7 +107,7 @@ def publish_increment(raw: str | Path, *, date: str = "", destination: str = "",
     """
     from churn.data.generator import parse_date
 
-    if Path(raw).is_dir():
+    if is_dataset(raw):
         return _publish_folder(Path(raw), f"customers_{parse_date(date or None):%Y%m%d}", destination or str(raw_dir))
     target = Location.parse(destination or str(raw_dir)).folder().join(raw_file_name(parse_date(date or None), "csv"))
     if target.is_s3:
@@ -157,8 +122,6 @@ def publish_increment(raw: str | Path, *, date: str = "", destination: str = "",
 
 def _publish_folder(raw: Path, name: str, target: str) -> str:
     """Publish a dataset's parts as ``<target>/<name>/``: whole (local rename) or marked complete last (S3)."""
-    from churn.scale.dataset import part_uris
-
     parts = part_uris(raw)
     root = Location.parse(target).folder().join(f"{name}/")
     if root.is_s3:

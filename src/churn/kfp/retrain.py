@@ -1,7 +1,7 @@
 """Alert-triggered retraining: start a training run, locally or on a Kubeflow Pipelines backend.
 
 The monitoring pipeline's retraining task calls :func:`trigger_training` when retraining is
-switched on and :func:`churn.retraining.retraining_reason` finds an alert. Either way the
+switched on and :func:`churn.stages.monitoring.retraining_reason` finds an alert. Either way the
 new model only registers as ``@challenger``; the training pipeline's promotion gate still
 decides whether it becomes ``@champion``. No pipeline definition is imported here (the
 training pipeline's own components import this module):

@@ -114,7 +114,7 @@ class PredictionLogger:
 
     def start(self) -> PredictionLogger:
         """Start the writer thread; a normal interpreter exit flushes what is queued."""
-        import churn.serving.metrics  # noqa: F401  (imported here, not on the writer thread's first flush)
+        import churn.predictions.metrics  # noqa: F401  (imported here, not on the writer thread's first flush)
 
         self._thread.start()
         atexit.register(self.close)
@@ -127,7 +127,7 @@ class PredictionLogger:
         try:
             self._queue.put_nowait(Scored(request_id, customer_ids, probabilities, labels, time.time()))
         except queue.Full:
-            from churn.serving.metrics import PREDICTION_LOG_DROPPED
+            from churn.predictions.metrics import PREDICTION_LOG_DROPPED
 
             PREDICTION_LOG_DROPPED.inc(len(probabilities))
 
@@ -141,7 +141,7 @@ class PredictionLogger:
 
     def flush(self) -> int:
         """Write everything queued now; return the number of records written."""
-        from churn.serving.metrics import PREDICTION_LOG_DROPPED, PREDICTION_LOG_RECORDS
+        from churn.predictions.metrics import PREDICTION_LOG_DROPPED, PREDICTION_LOG_RECORDS
 
         items = self._drain()
         if not items:

@@ -413,3 +413,16 @@ def validate_parts(parts: list[Path], *, min_rows: int = 1) -> int:
             raise ChurnError(f"the customer base is invalid: {part.name}: {exc}") from None
         rows += len(frame)
     return rows
+
+
+def base_parts(folder: str | Path) -> list[Path]:
+    """The part files of a customer base folder, in name order.
+
+    Raises:
+        ChurnError: The folder holds no part.
+
+    """
+    parts = sorted(p for p in Path(folder).iterdir() if p.is_file())
+    if not parts:
+        raise ChurnError(f"the customer base {folder} holds no part")
+    return parts

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from prometheus_client import Counter, Histogram, Info
 
+# Registered with the others, so /metrics always shows the prediction log's counters.
+from churn.predictions.metrics import PREDICTION_LOG_DROPPED, PREDICTION_LOG_RECORDS  # noqa: F401
 from churn.serving.contract import REASONS
 
 LABELS = ("retained", "churned")
@@ -45,10 +47,3 @@ def observe_all(histogram: Histogram, values: np.ndarray) -> None:
         if count:
             bucket.inc(int(count))
     histogram._sum.inc(float(values.sum()))
-
-
-PREDICTION_LOG_RECORDS = Counter("churn_prediction_log_records", "Predictions written to the prediction log (records).")
-PREDICTION_LOG_DROPPED = Counter(
-    "churn_prediction_log_dropped",
-    "Predictions the prediction log could not keep (queue full or store unreachable; records).",
-)

@@ -9,7 +9,6 @@ image imports this module (it has no pyarrow), so nothing here imports a heavy l
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -94,12 +93,3 @@ def copy_file(source: str | os.PathLike[str], destination: str | os.PathLike[str
     with atomic_path(destination) as tmp:
         shutil.copyfile(source, tmp)
     return Path(destination)
-
-
-def file_fingerprint(path: str | os.PathLike[str]) -> str:
-    """``sha256:<hex>`` of a file's bytes: the data version recorded with every run."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return f"sha256:{digest.hexdigest()}"

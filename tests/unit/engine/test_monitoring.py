@@ -11,12 +11,12 @@ import pytest
 from distributed import Client
 
 from churn.data.generator import generate_customers
+from churn.engine.dask.frames import read_raw, typed
+from churn.engine.dask.monitoring import check_drift_dask, drift_counts
 from churn.errors import ChurnError
 from churn.monitoring.checks import check_drift, count_current
 from churn.monitoring.reference import category_counts, fit_reference, numeric_values
 from churn.monitoring.stats import bin_counts
-from churn.scale.frames import read_raw, typed
-from churn.scale.monitoring import check_drift_dask, drift_counts
 from churn.training.models import train_family
 
 Writer = Callable[[pd.DataFrame, Path, int], Path]

@@ -13,17 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from churn.engine import engine_for
 from churn.errors import ChurnError
-from churn.scoring.batch import (
-    PART_ROWS,
-    Scorer,
-    fetch_model,
-    input_parts,
-    read_part,
-    score_base,
-    validate_parts,
-)
-from churn.storage import Location, write_json
+from churn.scoring.batch import PART_ROWS, base_parts, fetch_model, input_parts, validate_parts
+from churn.storage import write_json
 
 
 def load_base(
@@ -66,24 +59,17 @@ def _suffix(path: Path) -> str:
     return ".csv" if path.suffix.lower() == ".csv" else ".parquet"
 
 
-def _parts(folder: str | Path) -> list[Path]:
-    parts = sorted(p for p in Path(folder).iterdir() if p.is_file())
-    if not parts:
-        raise ChurnError(f"the customer base {folder} holds no part")
-    return parts
-
-
 def validate_base(
     base_dir: str | Path, report: str | Path, *, min_rows: int = 1, pushgateway_url: str = ""
 ) -> dict[str, Any]:
     """Validate every part of the base; on failure push ``churn_scoring_failed 1`` (when a gateway is set) and raise."""
     try:
-        rows = validate_parts(_parts(base_dir), min_rows=min_rows)
+        rows = validate_parts(base_parts(base_dir), min_rows=min_rows)
     except ChurnError as error:
         write_json({"valid": False, "error": str(error)}, report)
         _push_failure(pushgateway_url, error)
         raise
-    result = {"valid": True, "rows": rows, "parts": len(_parts(base_dir))}
+    result = {"valid": True, "rows": rows, "parts": len(base_parts(base_dir))}
     write_json(result, report)
     return result
 
@@ -105,21 +91,23 @@ def score(
     """Score the validated base with ``models:/<model_name>@<alias>`` into a committed table in ``table_dir``.
 
     With ``engine="dask"`` the base's parquet parts are scored partition by partition on a
-    Dask cluster (:mod:`churn.scale.scoring`), into the same table: read from ``source_uri``
+    Dask cluster (:mod:`churn.engine.dask.scoring`), into the same table: read from ``source_uri``
     when it is on S3 (where every worker can read it), else from ``base_dir``.
     """
     try:
-        if engine not in ("pandas", "dask"):
-            raise ChurnError(f"engine must be pandas or dask, got {engine!r}")
+        chosen = engine_for(engine)
         model_dir, version = fetch_model(f"models:/{model_name}@{alias}", tracking_uri)
-        if engine == "dask":
-            summary = _score_dask(base_dir, source_uri, str(table_dir), model_dir, model_name, version, reasons, method)
-        else:
-            scorer = Scorer.from_model_dir(
-                model_dir, model_name=model_name, model_version=version, reasons=reasons, method=method
-            )
-            parts = (read_part(p) for p in _parts(base_dir))
-            summary = score_base(parts, scorer, str(table_dir), part_rows=part_rows)
+        summary = chosen.score_base(
+            base_dir,
+            str(table_dir),
+            model_dir=model_dir,
+            model_name=model_name,
+            model_version=version,
+            reasons=reasons,
+            method=method,
+            part_rows=part_rows,
+            source_uri=source_uri,
+        )
     except ChurnError as error:
         _push_failure(pushgateway_url, error)
         raise
@@ -185,44 +173,6 @@ def publish(
             timeout=timeout,
         )
     return {"destination": destination, "run_id": committed["run_id"], "rows": committed["rows"], "seconds": seconds}
-
-
-def _score_dask(
-    base_dir: str | Path,
-    source_uri: str,
-    location: str,
-    model_dir: Path,
-    model_name: str,
-    version: str,
-    reasons: bool,
-    method: str,
-) -> Any:
-    from churn.config import get_settings
-    from churn.scale.cluster import in_kubernetes
-    from churn.scale.scoring import score_source_dask
-
-    settings = get_settings()
-    on_s3 = Location.parse(source_uri).is_s3
-    source = source_uri if on_s3 else str(base_dir)
-    if settings.dask.kubernetes and in_kubernetes() and not on_s3:
-        raise ChurnError(
-            f"the Dask engine on Kubernetes scores a base on S3 (its workers cannot read this pod's {source}); "
-            "give the scoring pipeline an s3:// source_uri"
-        )
-    if any(p.suffix.lower() == ".csv" for p in _parts(base_dir)):
-        raise ChurnError("the Dask engine scores parquet parts; this base holds CSV files (score it with pandas)")
-    return score_source_dask(
-        source,
-        location,
-        model_dir=model_dir,
-        model_name=model_name,
-        model_version=version,
-        reasons=reasons,
-        validate=False,  # the validate step checked every part
-        part_rows=settings.scoring.part_rows,
-        method=method,
-        settings=settings.dask,
-    )
 
 
 def _push_failure(gateway: str, error: ChurnError) -> None:

@@ -1,4 +1,4 @@
-"""The training pipeline's stages on the Dask engine: the same inputs and outputs as :mod:`churn.steps`.
+"""The pipeline stages' work on the Dask engine: the same inputs and outputs as the pandas engine's.
 
 A dataset between stages is a folder of ``part-*.parquet`` (the pandas engine writes one
 file); every stage reads it with Dask, so no process holds more than a partition, a
@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from churn.data import dataset
 from churn.data.schema import LABEL
+from churn.engine.dask.frames import compute, read_raw
 from churn.errors import ChurnError
-from churn.scale import dataset
-from churn.scale.frames import compute, read_raw
 from churn.storage import Location, copy, s3
 
 if TYPE_CHECKING:
@@ -40,16 +40,11 @@ SINGLE_NODE_SAMPLE_ROWS = 500_000
 
 @contextmanager
 def engine_client(settings: DaskSettings | None = None, *, name: str = "churn") -> Iterator[Client]:
-    """The run's Dask client (see :func:`churn.scale.cluster.dask_client`)."""
-    from churn.scale.cluster import dask_client
+    """The run's Dask client (see :func:`churn.engine.dask.cluster.dask_client`)."""
+    from churn.engine.dask.cluster import dask_client
 
     with dask_client(settings, name=name) as client:
         yield client
-
-
-def is_partitioned(path: str | Path) -> bool:
-    """Whether ``path`` is a folder of parquet parts (a Dask-engine dataset)."""
-    return Path(path).is_dir()
 
 
 def _write_part(part: pd.DataFrame, destination: str, raw: bool) -> int:
@@ -66,7 +61,7 @@ def write_parts(frame: dd.DataFrame, folder: str | Path, *, what: str, raw: bool
     """Write each partition as ``part-NNNNN.parquet`` from the workers, as the dataset at ``folder``; the row count.
 
     The parts go into ``folder`` itself, or under a new S3 work prefix it points at (see
-    :mod:`churn.scale.dataset`). Raw rows are written with the raw export's schema (the pandas
+    :mod:`churn.data.dataset`). Raw rows are written with the raw export's schema (the pandas
     engine's split files have it); other tables (features) with the types they have.
     """
     from dask import delayed
@@ -119,8 +114,8 @@ def ingest(source: str, out: str | Path) -> None:
 
 def _split_part(part: pd.DataFrame, cuts: Any, seed: int, index: int, targets: dict[str, str]) -> list[int]:
     """Type one raw partition once and write its rows of each split: the rows per split."""
-    from churn.scale.frames import typed_partition
-    from churn.scale.split import SPLITS, assign
+    from churn.engine.dask.frames import typed_partition
+    from churn.training.split import SPLITS, assign
 
     rows = typed_partition(part)
     which = assign(rows, cuts, seed)
@@ -144,15 +139,16 @@ def split(
 
     The cut points come from the id and label columns alone; then one pass types each raw
     partition once and writes its rows of all three splits (the same rows as
-    :func:`churn.scale.split.hash_split`).
+    :func:`churn.engine.dask.split.hash_split`).
     """
     from contextlib import ExitStack
 
     from dask import delayed
 
     from churn.data.schema import ID
-    from churn.scale.frames import typed
-    from churn.scale.split import SPLITS, dask_split_cuts
+    from churn.engine.dask.frames import typed
+    from churn.engine.dask.split import dask_split_cuts
+    from churn.training.split import SPLITS
 
     frame = read_raw(raw)
     keys = typed(frame[[ID, LABEL]]) if ID in frame.columns and LABEL in frame.columns else frame
@@ -177,7 +173,7 @@ def train(
 ) -> ChurnModel:
     """Train one family on split folders: boosters on every row on ``client``, the others on a seeded sample.
 
-    The boosters' feature pipeline is fitted on a bounded sample (see :mod:`churn.scale.features`).
+    The boosters' feature pipeline is fitted on a bounded sample (see :mod:`churn.engine.dask.features`).
     Logistic Regression and Random Forest are fitted with scikit-learn in this process on
     :func:`sample` of each split, which needs no cluster (``client`` may be ``None``): a forest
     on millions of rows would take hours and many GiB in one process.
@@ -186,7 +182,7 @@ def train(
         ChurnError: a booster without a Dask client.
 
     """
-    from churn.scale.training import DASK_FAMILIES, train_dask
+    from churn.engine.dask.training import DASK_FAMILIES, train_dask
     from churn.training.models import train_family
 
     if family not in DASK_FAMILIES:
@@ -201,8 +197,8 @@ def train(
         return model
     if client is None:
         raise ChurnError(f"{family} trains on a Dask cluster: no client given")
-    from churn.scale.cluster import cluster_size
-    from churn.scale.features import fit_pipeline
+    from churn.engine.dask.cluster import cluster_size
+    from churn.engine.dask.features import fit_pipeline
 
     train_frame, validation_frame = read_raw(train_path), read_raw(validation_path)
     start = time.perf_counter()
@@ -263,15 +259,15 @@ def label_column(path: str | Path) -> pd.Series:
 def sample(path: str | Path, rows: int = SINGLE_NODE_SAMPLE_ROWS, *, seed: int = 0) -> pd.DataFrame:
     """A seeded, bounded sample of a partitioned dataset's rows, read here, part by part, without a cluster.
 
-    The rows :func:`churn.scale.features.fit_sample` takes on a cluster (the same salted hash of
+    The rows :func:`churn.engine.dask.features.fit_sample` takes on a cluster (the same salted hash of
     ``customer_id``), typed as the pandas path types a file. A sample is one process's work
     anyway: reading the parts here skips the cluster's start and shipping the rows back to the
     driver (measured at 1M rows: 57 s on a LocalCluster for the Logistic Regression stage).
     Memory holds one part (250K rows, ~160 MB) beside the sample.
     """
     from churn.data.schema import ID
-    from churn.scale.features import sample_mask
-    from churn.scale.frames import typed_partition
+    from churn.engine.dask.features import sample_mask
+    from churn.engine.dask.frames import typed_partition
 
     data = dataset.arrow_dataset(path)
     total = int(data.count_rows())

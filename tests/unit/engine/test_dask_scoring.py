@@ -12,8 +12,8 @@ import pytest
 from distributed import Client
 
 from churn.config import DaskSettings
+from churn.engine.dask.scoring import score_source_dask
 from churn.errors import ChurnError
-from churn.scale.scoring import score_source_dask
 from churn.scoring.batch import Scorer, score_source
 from churn.scoring.table import read_manifest, read_table
 

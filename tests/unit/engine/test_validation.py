@@ -13,7 +13,7 @@ import pytest
 from distributed import Client
 
 from churn.data.files import raw_table
-from churn.scale.validation import validate_path
+from churn.engine.dask.validation import validate_path
 from churn.validation import DataValidationError, ValidationReport, validate_file
 
 Writer = Callable[[pd.DataFrame, Path, int], Path]

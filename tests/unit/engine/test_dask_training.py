@@ -17,11 +17,9 @@ from xgboost import XGBClassifier
 
 from churn.data.generator import generate_customers
 from churn.data.schema import LABEL
-from churn.errors import ChurnError
-from churn.features.pipeline import FeaturePipeline
-from churn.scale.frames import read_raw, typed
-from churn.scale.split import hash_split, hash_split_frame
-from churn.scale.training import (
+from churn.engine.dask.frames import read_raw, typed
+from churn.engine.dask.split import hash_split
+from churn.engine.dask.training import (
     LIGHTGBM_BLOCK_ROUNDS,
     add_raw_score,
     early_stopping_round,
@@ -29,7 +27,10 @@ from churn.scale.training import (
     train_dask,
     validation_auc_by_round,
 )
+from churn.errors import ChurnError
+from churn.features.pipeline import FeaturePipeline
 from churn.training.models import train_family
+from churn.training.split import hash_split_frame
 
 Writer = Callable[[pd.DataFrame, Path, int], Path]
 PARAMS = {

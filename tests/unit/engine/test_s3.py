@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 from distributed import Client
 
-from churn.scale.frames import read_raw, typed
+from churn.engine.dask.frames import read_raw, typed
 from churn.storage import copy
 
 Writer = Callable[[pd.DataFrame, Path, int], Path]

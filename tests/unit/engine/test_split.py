@@ -10,9 +10,10 @@ import pytest
 from distributed import Client
 
 from churn.data.schema import ID, LABEL
+from churn.engine.dask.frames import read_raw, typed
+from churn.engine.dask.split import dask_split_cuts, hash_split
 from churn.errors import ChurnError
-from churn.scale.frames import read_raw, typed
-from churn.scale.split import SPLITS, dask_split_cuts, hash_split, hash_split_frame, split_cuts
+from churn.training.split import SPLITS, hash_split_frame, split_cuts
 
 Writer = Callable[[pd.DataFrame, Path, int], Path]
 

@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 
 from churn.data.schema import ID
+from churn.engine.dask.frames import compute, meta_of
 from churn.features.build import feature_table
 from churn.features.pipeline import FeaturePipeline
-from churn.scale.frames import compute, id_hashes, meta_of
+from churn.training.split import id_hashes
 
 if TYPE_CHECKING:
     import dask.dataframe as dd

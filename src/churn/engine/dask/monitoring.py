@@ -18,10 +18,10 @@ import pandas as pd
 
 from churn.config import MonitoringSettings
 from churn.data.schema import LABEL
+from churn.engine.dask.frames import compute
 from churn.errors import ChurnError
 from churn.monitoring.checks import CurrentCounts, check_counts, count_current, known_labels
 from churn.monitoring.reference import ReferenceProfile, numeric_values
-from churn.scale.frames import compute
 
 if TYPE_CHECKING:
     import dask.dataframe as dd

@@ -13,10 +13,10 @@ from distributed import Client
 
 from churn.data.files import raw_table
 from churn.data.schema import ID
+from churn.engine.dask.features import features, fit_pipeline, fit_sample, transform
+from churn.engine.dask.frames import read_raw, typed
 from churn.features.build import feature_table
 from churn.features.pipeline import FeaturePipeline
-from churn.scale.features import features, fit_pipeline, fit_sample, transform
-from churn.scale.frames import read_raw, typed
 from churn.validation.reader import read_raw_file
 
 Writer = Callable[[pd.DataFrame, Path, int], Path]

@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 
 from churn.config import DaskSettings
+from churn.engine.dask.cluster import dask_client
+from churn.engine.dask.features import transform
+from churn.engine.dask.frames import compute, read_raw, typed
 from churn.errors import ChurnError
 from churn.features.pipeline import FeaturePipeline
-from churn.scale.cluster import dask_client
-from churn.scale.features import transform
-from churn.scale.frames import compute, read_raw, typed
 
 Writer = Callable[[pd.DataFrame, Path, int], Path]
 SETTINGS = DaskSettings(n_workers=2, threads_per_worker=1, memory_limit="1GiB")

@@ -10,16 +10,17 @@ import pandas as pd
 import pytest
 from distributed import Client
 
-from churn import steps
-from churn.data import increments
+from churn.data import dataset, increments
 from churn.data.files import write_raw
+from churn.engine.dask import stages as dask_steps
+from churn.engine.dask.features import fit_sample
+from churn.engine.dask.frames import read_raw, typed
 from churn.errors import ChurnError
-from churn.scale import dataset
-from churn.scale import steps as dask_steps
-from churn.scale.features import fit_sample
-from churn.scale.frames import read_raw, typed
-from churn.scale.split import SPLITS, hash_split_frame
+from churn.stages import data as data_stage
+from churn.stages import registry, training
+from churn.stages.monitoring import load_current
 from churn.storage import copy, write_object
+from churn.training.split import SPLITS, hash_split_frame
 from churn.validation.reader import parse_columns
 
 Writer = Callable[[pd.DataFrame, Path, int], Path]
@@ -53,7 +54,7 @@ def test_split_writes_the_hash_split_as_part_folders(
         assert len(list(outputs[name].glob("part-*.parquet"))) == 3
         # Read back by the pandas reader (it takes the folder too): what a one-file split would hold.
         one_file = write_raw([expected[name]], tmp_path / f"{name}.parquet", "parquet")
-        pd.testing.assert_frame_equal(steps.read_split(outputs[name]), steps.read_split(one_file))
+        pd.testing.assert_frame_equal(training.read_split(outputs[name]), training.read_split(one_file))
     assert not list(tmp_path.glob(".[!.]*")), "a temporary folder was left behind"
 
 
@@ -137,8 +138,8 @@ def test_ingest_refuses_what_it_cannot_read_and_leaves_nothing(
 
 
 def test_an_unknown_engine_is_refused_before_any_work(tmp_path: Path) -> None:
-    with pytest.raises(ChurnError, match="engine must be one of pandas, dask, got 'spark'"):
-        steps.load_data(tmp_path / "raw", rows=10, engine="spark")
+    with pytest.raises(ChurnError, match="engine must be pandas or dask, got 'spark'"):
+        data_stage.load_data(tmp_path / "raw", rows=10, engine="spark")
     assert not (tmp_path / "raw").exists()
 
 
@@ -153,7 +154,7 @@ def test_a_folder_increment_on_s3_counts_once_marked_complete(
     write_object(where, "customers_20260629.csv", b"x")
     copy(folder / "part-00000.parquet", f"{where}customers_20260701/part-00000.parquet")
     assert increments.latest_increment(where) == published
-    info = increments.load_current(tmp_path / "current", source_uri=where)
+    info = load_current(tmp_path / "current", source_uri=where)
     assert info["source"] == published.rstrip("/")
     assert info["fingerprint"] == _fingerprint(folder)
     # Locally the folder is published whole, and found as the latest day.
@@ -171,22 +172,22 @@ def test_with_a_work_uri_tasks_pass_only_pointers_and_workers_use_s3(
     monkeypatch.setenv("CHURN_DASK__N_WORKERS", "1")
     monkeypatch.setenv("CHURN_DASK__MEMORY_LIMIT", "1GiB")
     raw = tmp_path / "raw"
-    info = steps.load_data(raw, rows=4_000, date="2026-06-30", engine="dask")
+    info = data_stage.load_data(raw, rows=4_000, date="2026-06-30", engine="dask")
     assert info["fingerprint"].startswith("sha256:") and info["bytes"] > 0
-    steps.validate(raw, tmp_path / "report.json", min_rows=100)
+    data_stage.validate(raw, tmp_path / "report.json", min_rows=100)
     outputs = {name: tmp_path / name for name in SPLITS}
-    counts = steps.split(raw, outputs, seed=3)
+    counts = data_stage.split(raw, outputs, seed=3)
     for folder in (raw, *outputs.values()):
         # Each task's artifact is only a pointer to a new prefix under the work URI.
         assert [p.name for p in folder.iterdir()] == [dataset.POINTER], folder
         assert dataset.location(folder).startswith(work + "/")
     assert len({dataset.location(f) for f in (raw, *outputs.values())}) == 4
-    assert dask_steps.row_count(outputs["test"]) == counts["test_rows"] == len(steps.read_split(outputs["test"]))
+    assert dask_steps.row_count(outputs["test"]) == counts["test_rows"] == len(training.read_split(outputs["test"]))
     # The same rows as the pandas engine's split of the same export.
-    whole = steps.read_split(raw)
+    whole = training.read_split(raw)
     expected = hash_split_frame(_typed(whole), seed=3)
-    assert set(steps.read_split(outputs["train"])["customer_id"]) == set(expected["train"]["customer_id"])
-    model_info = steps.train(
+    assert set(training.read_split(outputs["train"])["customer_id"]) == set(expected["train"]["customer_id"])
+    model_info = training.train(
         "xgboost",
         outputs["train"],
         outputs["validation"],
@@ -196,11 +197,11 @@ def test_with_a_work_uri_tasks_pass_only_pointers_and_workers_use_s3(
     )
     assert model_info["engine"] == "dask" and model_info["train_rows"] == counts["train_rows"]
     # A sampled family reads its sample from S3 in the task's process, with no cluster.
-    sampled = steps.train("logistic_regression", outputs["train"], outputs["validation"], tmp_path / "lr", params={})
+    sampled = training.train("logistic_regression", outputs["train"], outputs["validation"], tmp_path / "lr", params={})
     assert sampled["sampled_rows"] == counts["train_rows"] and sampled["cluster"]["dask.sample_rows"] == str(
         counts["train_rows"]
     )
-    example, labels = steps.example_and_test_labels(outputs["test"])
+    example, labels = registry.example_and_test_labels(outputs["test"])
     assert len(example) == 5 and len(labels) == counts["test_rows"]
     # The data pipeline's publish step copies the parts from the work prefix to the raw folder.
     published = increments.publish_increment(raw, date="2026-06-30", destination=str(tmp_path / "published"))

@@ -14,7 +14,7 @@ from distributed import Client
 from churn.config import DaskSettings
 from churn.data.files import raw_table
 from churn.data.generator import generate_customers
-from churn.scale.cluster import dask_client
+from churn.engine.dask.cluster import dask_client
 
 SETTINGS = DaskSettings(n_workers=2, threads_per_worker=1, memory_limit="2GiB")
 

@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from churn.data.generator import generate_customers
+from churn.data.partitioned import generate_partitioned, write_partitioned
 from churn.errors import ChurnError
-from churn.scale.generate import generate_partitioned, write_partitioned
 
 
 def test_parts_hold_the_generators_rows_in_order_and_repeat_byte_for_byte(tmp_path: Path) -> None:

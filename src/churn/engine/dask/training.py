@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from churn.data.schema import LABEL
+from churn.engine.dask.features import transform
+from churn.engine.dask.frames import compute
 from churn.errors import ChurnError
 from churn.features.pipeline import FeaturePipeline
-from churn.scale.features import transform
-from churn.scale.frames import compute
 from churn.training.evaluate import best_f1_threshold, classification_metrics
 from churn.training.models import ChurnModel, build_estimator, predict_matrix
 

@@ -13,8 +13,8 @@ import yaml
 from distributed import Client, LocalCluster
 
 from churn.config import DaskSettings, Settings
+from churn.engine.dask.cluster import cluster_size, dask_client, make_cluster_spec
 from churn.errors import ChurnError
-from churn.scale.cluster import cluster_size, dask_client, make_cluster_spec
 
 CRDS = Path(__file__).parents[2] / "vendor" / "crds" / "dask-operator"
 K8S_VERSION = "1.30"

@@ -21,11 +21,12 @@ import pandera.pandas as pa
 
 from churn.config import DaskSettings
 from churn.data.schema import ID, RAW_COLUMNS
-from churn.scale.frames import compute, meta_of, read_raw, typed
+from churn.engine.dask.frames import compute, meta_of, read_raw, typed
 from churn.validation.reader import parse_columns
 from churn.validation.report import DataValidationError, ValidationReport, Violation
 from churn.validation.schema import null_rate_check, raw_schema
-from churn.validation.validate import _column_violation, _violations, reported
+from churn.validation.validate import reported
+from churn.validation.violations import column_violation, failure_violations
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -67,7 +68,7 @@ def _check_partition(part: pd.DataFrame, offset: int, duplicated: frozenset[str]
         raw_schema(1).validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases
-        found += _violations(cases, frame, parsed.unparsed, max_examples)
+        found += failure_violations(cases, frame, parsed.unparsed, max_examples)
         isin = cases[cases["check"].astype(str).str.startswith("isin")]
         for (column, check), group in isin.groupby(["column", "check"], sort=False):
             values = sorted({str(v) for v in group["failure_case"]})[:max_examples]
@@ -100,7 +101,7 @@ def _merge(partials: Sequence[_Partial], max_examples: int) -> list[Violation]:
         if (check, column) in merged:
             # The message names the smallest unknown values of the whole export, as the pandas path does.
             group = pd.DataFrame({"index": [float("nan")] * len(seen), "failure_case": sorted(seen)})
-            message = _column_violation(column, check, group, max_examples).message
+            message = column_violation(column, check, group, max_examples).message
             merged[(check, column)] = dataclasses.replace(merged[(check, column)], message=message)
     return list(merged.values())
 
@@ -117,7 +118,7 @@ def _global_violations(
     if duplicate_rows:
         examples = [(row, value) for p in partials for row, value in p.duplicates][:max_examples]
         group = pd.DataFrame({"index": [r for r, _ in examples], "failure_case": [v for _, v in examples]})
-        unique = _column_violation(ID, _UNIQUE, group, max_examples)
+        unique = column_violation(ID, _UNIQUE, group, max_examples)
         found.append(dataclasses.replace(unique, failed_rows=duplicate_rows))
     for spec in RAW_COLUMNS:
         if spec.nullable and spec.name in nulls and rows:
@@ -137,7 +138,7 @@ def validate_dask(
     """Validate a raw export held as a Dask DataFrame, with the pandas path's rules and verdict.
 
     Args:
-        raw: The export as read (see :func:`churn.scale.frames.read_raw`), one partition per file or part.
+        raw: The export as read (see :func:`churn.engine.dask.frames.read_raw`), one partition per file or part.
         source: Where it came from, for the report.
         min_rows: Fewest data rows a valid export may have.
         max_examples: Example rows listed per violation.
@@ -203,14 +204,14 @@ def validate_and_report_dask(
 ) -> ValidationReport:
     """Validate a partitioned parquet export on a Dask cluster and write the report whatever the outcome.
 
-    The cluster comes from :func:`churn.scale.cluster.dask_client` and is closed before returning.
+    The cluster comes from :func:`churn.engine.dask.cluster.dask_client` and is closed before returning.
     ``source`` is what the report names as the data (the user's folder, not a pipeline's copy).
 
     Raises:
         DataValidationError: After the report is written, when any rule failed.
 
     """
-    from churn.scale.cluster import dask_client
+    from churn.engine.dask.cluster import dask_client
 
     with dask_client(settings):
         _, report = reported(

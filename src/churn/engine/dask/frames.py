@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
+from churn.data.dataset import location
 from churn.errors import ChurnError
-from churn.scale.dataset import location
 from churn.storage import Location
 from churn.storage.s3 import s3_filesystem
 from churn.validation.reader import parse_columns
@@ -30,7 +29,7 @@ def read_raw(path: str | Path) -> dd.DataFrame:
     import dask
     import dask.dataframe as dd
 
-    path = location(path)  # a task's folder may only point at parts on S3 (see churn.scale.dataset)
+    path = location(path)  # a task's folder may only point at parts on S3 (see churn.data.dataset)
     options: dict[str, Any] = {}
     if Location.parse(path).is_s3:
         options["filesystem"] = s3_filesystem()
@@ -81,9 +80,3 @@ def compute(*collections: Any, what: str) -> tuple[Any, ...]:
             f"{what} failed: Dask workers died repeatedly while running it ({exc}); they may be short of memory "
             "(raise CHURN_DASK__MEMORY_LIMIT or add workers); nothing was written"
         ) from None
-
-
-def id_hashes(ids: pd.Series, seed: int) -> np.ndarray:
-    """A seeded 64-bit hash of each id: a row's own random number, the same on every run and partitioning."""
-    key = f"{seed:016d}"[-16:]
-    return np.asarray(pd.util.hash_pandas_object(ids.astype(str), index=False, hash_key=key).to_numpy(), np.uint64)

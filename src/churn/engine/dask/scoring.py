@@ -20,8 +20,8 @@ import pandas as pd
 import pyarrow as pa
 
 from churn.config import DaskSettings
+from churn.engine.dask.frames import meta_of, read_raw, typed
 from churn.errors import ChurnError
-from churn.scale.frames import meta_of, read_raw, typed
 from churn.scoring.batch import PART_ROWS, Scorer, ScoreSummary, write_scored
 from churn.scoring.reasons import SHAP
 
@@ -91,7 +91,7 @@ def score_source_dask(
     method: str = SHAP,
     settings: DaskSettings | None = None,
 ) -> ScoreSummary:
-    """:func:`churn.scoring.batch.score_source` on a Dask cluster (see :func:`churn.scale.cluster.dask_client`).
+    """:func:`churn.scoring.batch.score_source` on a Dask cluster (see :func:`churn.engine.dask.cluster.dask_client`).
 
     Args:
         source: A parquet export: a folder of parts, one file, or an ``s3://`` prefix (read by the workers).
@@ -110,13 +110,13 @@ def score_source_dask(
         ChurnError: The base is not parquet, is invalid, or scoring failed; the previous table stays.
 
     """
-    from churn.scale.cluster import dask_client
+    from churn.engine.dask.cluster import dask_client
     from churn.validation import DataValidationError
 
     with dask_client(settings, name="churn-scoring"):
         raw = read_raw(source)
         if validate:
-            from churn.scale.validation import validate_dask
+            from churn.engine.dask.validation import validate_dask
 
             try:
                 frame, _ = validate_dask(raw, source=str(source), min_rows=min_rows)

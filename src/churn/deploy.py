@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from churn.errors import ChurnError
 from churn.storage import atomic_path
 from churn.storage.s3 import s3_settings
-from churn.telemetry import telemetry_environment
+from churn.telemetry import telemetry_env_vars
 
 if TYPE_CHECKING:
     from churn.config import Settings
@@ -101,7 +101,7 @@ def inference_service(
     if canary_percent is not None:
         predictor["canaryTrafficPercent"] = canary_percent
     # The deploy task's own telemetry choice (the chart's pipeline env) first, as the chart renders it.
-    env: list[dict[str, Any]] = [{"name": name, "value": value} for name, value in telemetry_environment().items()]
+    env: list[dict[str, Any]] = [*telemetry_env_vars()]
     env += [{"name": "STORAGE_URI", "value": storage}, {"name": "HOME", "value": "/tmp"}]
     log_args = []
     if target.prediction_log_uri:  # the log's writer (churn.storage.sigv4) needs the S3 endpoint and credentials

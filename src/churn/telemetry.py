@@ -40,6 +40,11 @@ def telemetry_environment(environ: Mapping[str, str] | None = None) -> dict[str,
     return chosen or dict(TELEMETRY_OFF)
 
 
+def telemetry_env_vars(environ: Mapping[str, str] | None = None) -> list[dict[str, str]]:
+    """:func:`telemetry_environment` as a Kubernetes container's ``env`` entries (for the pods a task creates)."""
+    return [{"name": name, "value": value} for name, value in telemetry_environment(environ).items()]
+
+
 def telemetry_off_by_default(environ: MutableMapping[str, str] | None = None) -> None:
     """Switch telemetry off in this process unless the user chose otherwise.
 

@@ -199,9 +199,12 @@ Where MLflow keeps its users: beside the runs, on the sqlite volume or in the sa
 
 {{/* MLflow's usage telemetry (and any tool honouring DO_NOT_TRACK): off unless telemetry.enabled. Every
 container gets both, so the image's default can be overridden either way (see churn/telemetry.py). */}}
+{{- define "churn.telemetryOff" -}}
+{{ ternary "false" "true" .Values.telemetry.enabled | quote }}
+{{- end }}
 {{- define "churn.telemetryEnv" -}}
 - name: MLFLOW_DISABLE_TELEMETRY
-  value: {{ ternary "false" "true" .Values.telemetry.enabled | quote }}
+  value: {{ include "churn.telemetryOff" . }}
 - name: DO_NOT_TRACK
-  value: {{ ternary "false" "true" .Values.telemetry.enabled | quote }}
+  value: {{ include "churn.telemetryOff" . }}
 {{- end }}

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from churn.config import DaskSettings, get_settings
 from churn.errors import ChurnError
-from churn.telemetry import telemetry_environment
+from churn.telemetry import telemetry_env_vars
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -122,7 +122,7 @@ def make_cluster_spec(settings: DaskSettings | None = None, *, name: str = "chur
         idle_timeout=s.idle_timeout_seconds,
     )
     spec["metadata"]["namespace"] = s.namespace
-    telemetry = [{"name": key, "value": value} for key, value in telemetry_environment().items()]
+    telemetry = telemetry_env_vars()
     for role in ("scheduler", "worker"):
         for container in spec["spec"][role]["spec"]["containers"]:
             # The operator writes null, which a PodSpec does not allow; the step's telemetry choice goes along.

@@ -28,8 +28,12 @@ format: setup ## Apply ruff fixes and formatting
 typecheck: setup ## mypy (strict) on src/churn
 	$(BIN)/mypy src/churn
 
-pytest: setup prometheus ## Run the tests only
-	$(BIN)/pytest
+# Two pytest-xdist workers, a whole file each at a time, in tests/conftest.py's RUN_ORDER
+# (docs/testing.md): about half the wall time of one process on two cores. PYTEST_WORKERS=0
+# runs everything in this process.
+PYTEST_WORKERS ?= 2
+pytest: setup prometheus ## Run the tests only (PYTEST_WORKERS=2 xdist workers; 0 for one process)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 prometheus: ## Install promtool, prometheus and prometheus-pushgateway (Debian) when missing
 	@bash scripts/install_prometheus.sh

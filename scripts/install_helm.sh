@@ -8,6 +8,13 @@ dest=.tools/k8s
 if [[ -x "$dest/helm" && -x "$dest/kubectl" ]]; then
   exit 0
 fi
+# Test workers may all want helm at once: one installs, the others wait and find it there.
+mkdir -p .tools
+exec 9>.tools/k8s.lock
+flock 9
+if [[ -x "$dest/helm" && -x "$dest/kubectl" ]]; then
+  exit 0
+fi
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 uv_bin="$(command -v uv || echo .tools/uv/bin/uv)"

@@ -31,7 +31,8 @@ if ((${#missing[@]})); then
   echo "install_podman: apt-get install ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Another process of the same run may be installing at the same moment: wait for its dpkg lock.
+  $SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 conf=.tools/containers

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from hypothesis import HealthCheck, settings
 
 from churn.data import generate_customers
 from churn.serving.local import free_port
-from image_build import BACKGROUND, ImageBuild, wanted
+from image_build import BACKGROUND, BUILD_DIR_VARIABLE, ImageBuild, wanted
 from servers import AWS_ENV, BIN, BUCKET, s3_client, stop, wait_http
 
 settings.register_profile("ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -19,18 +20,58 @@ settings.register_profile("dev", max_examples=25, deadline=None, suppress_health
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
+RUN_ORDER = ("components", "integration", "e2e", "unit", "deploy", "images")
+"""Folders in the order their files are handed out. `make test` runs the suite on two
+pytest-xdist workers, a whole file at a time (--dist loadfile, so a file's fixtures are
+built once) and in this order (--no-loadscope-reorder): the longest files first, so that
+neither worker is left with a long file at the end, and the image tests last, when the
+images built in the background since collection ended are ready."""
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _runs_workers(config: pytest.Config) -> bool:
+    return not _is_worker(config) and bool(getattr(config.option, "numprocesses", None))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before the workers start: name the folder of this run's image build; they inherit it."""
+    if _runs_workers(config) and BUILD_DIR_VARIABLE not in os.environ:
+        os.environ[BUILD_DIR_VARIABLE] = tempfile.mkdtemp(prefix="churn-images-")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files in RUN_ORDER's folder order (a stable sort: each file's tests stay together, in order)."""
+
+    def rank(item: pytest.Item) -> int:
+        parts = item.nodeid.split("/")
+        folder = parts[1] if len(parts) > 2 and parts[0] == "tests" else ""
+        return RUN_ORDER.index(folder if folder in RUN_ORDER else "unit")
+
+    items.sort(key=rank)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start building the images now when the run has image tests: they build beside the other tests."""
-    if wanted([item.nodeid for item in session.items]) and "build" not in BACKGROUND:
-        BACKGROUND["build"] = ImageBuild.start()
+    if not _is_worker(session.config) and wanted([item.nodeid for item in session.items]):
+        BACKGROUND.setdefault("build", ImageBuild.start())
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
+    """On the xdist controller, as soon as the first worker has collected: the one build of this run."""
+    if "build" not in BACKGROUND and wanted(ids):
+        BACKGROUND["build"] = ImageBuild.start(Path(os.environ[BUILD_DIR_VARIABLE]))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """A build nobody waited for (the image tests deselected or stopped early) does not outlive the run."""
     build = BACKGROUND.pop("build", None)
-    if build is not None and build.process.poll() is None:
-        build.process.terminate()
-        build.wait(timeout=60)
+    if build is not None:
+        build.stop()
 
 
 @pytest.fixture(scope="session")

@@ -113,10 +113,11 @@ def images(engine: Engine) -> Images:
         for tag in tags:
             engine.run("image", "exists", tag)
         return Images(*tags, build_log="(reused)")
-    # Started when collection ended (tests/conftest.py), so it ran beside the other tests; else now.
-    build = BACKGROUND.pop("build", None) or ImageBuild.start()
+    # Started when collection ended (tests/conftest.py; by the xdist controller when the run has workers),
+    # so it ran beside the other tests; else now.
+    build = BACKGROUND.pop("build", None) or ImageBuild.started_elsewhere() or ImageBuild.start()
     code, text = build.wait()
-    print(f"images built in {time.monotonic() - build.started:.0f} s (since the build started)")
+    print(f"images built in {time.time() - build.started:.0f} s (since the build started)")
     assert code == 0, f"scripts/build_images.sh failed:\n{text[-6000:]}"
     return Images(
         f"{REGISTRY}/churn:{VERSION}", f"{REGISTRY}/churn-serving:{VERSION}", f"{REGISTRY}/mlflow:{VERSION}", text

@@ -80,6 +80,17 @@ def storage_uri(download_uri: str) -> str:
     )
 
 
+CONTAINER_SECURITY: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": 10001,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+"""The chart's ``churn.containerSecurity`` (restricted Pod Security Standard); a test holds them equal."""
+
+
 def inference_service(
     target: ServingTarget, storage: str, *, model_version: str, canary_percent: int | None = None
 ) -> dict[str, Any]:
@@ -88,6 +99,8 @@ def inference_service(
     args = [f"--model_version={model_version}"] if model_version else []
     predictor: dict[str, Any] = {
         "serviceAccountName": account,
+        # The account carries the S3 credentials for KServe's storage initializer; the servers call no Kubernetes API.
+        "automountServiceAccountToken": False,
         "minReplicas": 1,
         "maxReplicas": 3,
         "model": {
@@ -126,6 +139,7 @@ def inference_service(
             *log_args,
         ],
         "env": env,
+        "securityContext": CONTAINER_SECURITY,
     }
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
@@ -140,6 +154,7 @@ def inference_service(
             "predictor": predictor,
             "transformer": {
                 "serviceAccountName": account,
+                "automountServiceAccountToken": False,
                 "minReplicas": 1,
                 "maxReplicas": 3,
                 "containers": [transformer],

@@ -318,3 +318,92 @@ def test_every_workload_has_telemetry_switched_as_the_values_say(helm: str, args
     pipeline_env = next(o for o in objects if o["metadata"]["name"].endswith("-pipeline-env"))
     assert pipeline_env["data"]["MLFLOW_DISABLE_TELEMETRY"] == expected
     assert pipeline_env["data"]["DO_NOT_TRACK"] == expected
+
+
+#: Volume types the restricted Pod Security Standard allows.
+RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim"}
+RESTRICTED_VOLUMES |= {"projected", "secret"}
+
+
+def _pod_specs(obj: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every pod spec a rendered workload makes, named ``Kind/name[/role]``."""
+    spec = obj.get("spec") or {}
+    name = f"{obj['kind']}/{obj['metadata']['name']}"
+    if obj["kind"] in ("Deployment", "StatefulSet", "Job"):
+        yield name, spec["template"]["spec"]
+    elif obj["kind"] in ("Pod", "ServingRuntime"):
+        yield name, spec
+    elif obj["kind"] == "InferenceService":
+        for role in ("predictor", "transformer"):
+            yield f"{name}/{role}", spec[role]
+
+
+def hardening_violations(obj: dict[str, Any], *, resources: bool = True) -> Iterator[str]:
+    """What breaks the restricted Pod Security Standard, or kube-score's token and resource checks."""
+    for name, pod in _pod_specs(obj):
+        # A ServingRuntime has no such field (the CRD's pod spec is partial): its pods are the
+        # InferenceService predictor's, which sets it.
+        if obj["kind"] != "ServingRuntime" and pod.get("automountServiceAccountToken") is not False:
+            yield f"{name}: mounts a service account token (no pod of ours calls the Kubernetes API)"
+        for field in ("hostNetwork", "hostPID", "hostIPC"):
+            if pod.get(field):
+                yield f"{name}: {field}"
+        for volume in pod.get("volumes", []):
+            kinds = set(volume) - {"name"}
+            if not kinds <= RESTRICTED_VOLUMES:
+                yield f"{name}: volume {volume['name']} of type {sorted(kinds)}"
+        pod_security = pod.get("securityContext") or {}
+        for container in [*pod.get("containers", []), *pod.get("initContainers", [])]:
+            where = f"{name}/{container.get('name')}"
+            security = container.get("securityContext") or {}
+            if not security.get("runAsNonRoot", pod_security.get("runAsNonRoot")):
+                yield f"{where}: runAsNonRoot is not true"
+            if security.get("allowPrivilegeEscalation") is not False or security.get("privileged"):
+                yield f"{where}: may escalate privileges"
+            if not security.get("readOnlyRootFilesystem"):
+                yield f"{where}: writable root filesystem"
+            capabilities = security.get("capabilities") or {}
+            if "ALL" not in capabilities.get("drop", []) or set(capabilities.get("add", [])) - {"NET_BIND_SERVICE"}:
+                yield f"{where}: capabilities {capabilities}"
+            seccomp = (security.get("seccompProfile") or pod_security.get("seccompProfile") or {}).get("type")
+            if seccomp not in ("RuntimeDefault", "Localhost"):
+                yield f"{where}: seccomp profile {seccomp}"
+            limits = container.get("resources", {}).get("limits", {})
+            requests = container.get("resources", {}).get("requests", {})
+            if resources and not ({"cpu", "memory"} <= set(requests) and "memory" in limits):
+                wanted = "wanted cpu and memory requests, a memory limit"
+                yield f"{where}: resources {container.get('resources')} ({wanted})"
+
+
+@pytest.mark.parametrize(
+    "args", [[], ALL_ON, ["--set", "serving.enabled=false"]], ids=["defaults", "all-on", "no-inference-service"]
+)
+def test_every_workload_is_hardened(helm: str, args: list[str]) -> None:
+    """Restricted Pod Security Standard, no service-account token, requests and a memory limit, in every pod."""
+    objects = render(helm, *args)
+    checked = [obj for obj in objects if list(_pod_specs(obj))]
+    assert [v for obj in checked for v in hardening_violations(obj)] == []
+    names = {f"{o['kind']}/{o['metadata']['name']}" for o in checked}
+    wanted = {"Deployment/churn-mlflow", "Deployment/churn-pushgateway", "StatefulSet/churn-minio"}
+    wanted |= {"Job/churn-create-bucket", "Job/churn-mlflow-users", "Pod/churn-test-v2-request"}
+    wanted |= {"ServingRuntime/churn-mlflow"}
+    assert wanted <= names
+    assert ("InferenceService/churn-model" in names) == ("serving.enabled=false" not in args)
+
+
+def test_the_hardening_check_finds_what_it_looks_for(helm: str) -> None:
+    """The rules above can fail: a pod that breaks each one is named for each."""
+    (job,) = [o for o in render(helm) if o["metadata"]["name"] == "churn-create-bucket"]
+    pod = job["spec"]["template"]["spec"]
+    del pod["automountServiceAccountToken"]
+    pod["hostNetwork"] = True
+    pod["volumes"].append({"name": "host", "hostPath": {"path": "/"}})
+    container = pod["containers"][0]
+    container["securityContext"].update(allowPrivilegeEscalation=True, readOnlyRootFilesystem=False, runAsNonRoot=False)
+    container["securityContext"]["capabilities"] = {"drop": ["ALL"], "add": ["SYS_ADMIN"]}
+    del container["securityContext"]["seccompProfile"]
+    del container["resources"]["limits"]
+    found = "\n".join(hardening_violations(job))
+    for expected in ("token", "hostNetwork", "hostPath", "escalate", "writable", "runAsNonRoot", "SYS_ADMIN"):
+        assert expected in found
+    assert "seccomp profile None" in found and "memory limit" in found

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from test_chart import render, validate
+from test_chart import hardening_violations, render, validate
 
 from churn.deploy import ServingTarget, apply, inference_service, storage_uri, write_manifest
 from churn.errors import ChurnError
@@ -76,15 +76,17 @@ def test_manifest_is_the_charts_inference_service(helm: str) -> None:
     ours = inference_service(ServingTarget(namespace="ml"), STORAGE, model_version="4")
     assert_same_serving(ours, chart)
     assert list(validate([ours])) == []
+    # The pipeline's InferenceService is as hardened as the chart's (resources are the chart's values only).
+    assert list(hardening_violations(ours, resources=False)) == []
 
 
 def assert_same_serving(ours: dict[str, Any], chart: dict[str, Any]) -> None:
-    """Predictor and transformer equal, but for what only the chart sets (resources, security, ports, pull policy)."""
+    """Predictor and transformer equal, security included; not what only the chart sets (resources, ports, pulls)."""
     for key in ("predictor", "transformer"):
         wanted, got = copy.deepcopy(chart["spec"][key]), copy.deepcopy(ours["spec"][key])
         for spec in (wanted, got):
             for container in spec.get("containers", []):
-                for field in ("resources", "securityContext", "ports", "imagePullPolicy"):
+                for field in ("resources", "ports", "imagePullPolicy"):
                     container.pop(field, None)
         assert got == wanted, key
 

@@ -93,7 +93,32 @@ CASES = [
     _case("lone surrogate", "country", "\ud800", "'country' in row 0 is not valid UTF-8 text", {"hex": "eda080"}),
     _case("nullable category missing", "gender", None, None),
     _case("empty category is missing", "gender", "", None),
-    _case("unknown category", "country", "ZZ", None),
+    _case("unknown category", "country", "ZZ", "'country' in row 0 is 'ZZ'; expected one of "),
+    # Control characters, in every kind of string field: numpy's text arrays drop a trailing NUL,
+    # so "2026-01-05\x00" was scored as 2026-01-05.
+    _case(
+        "NUL after a date",
+        "snapshot_date",
+        "2026-01-05\x00",
+        "'snapshot_date' in row 0 is '2026-01-05\\x00'; it holds a control character",
+    ),
+    _case("line break in a category", "country", "DE\n", "'country' in row 0 is 'DE\\n'; it holds a control character"),
+    _case(
+        "DEL in a category",
+        "payment_method",
+        "debit_card\x7f",
+        "'payment_method' in row 0 is 'debit_card\\x7f'; it holds",
+    ),
+    _case(
+        "tab in customer_id", "customer_id", "c-1\t2", "'customer_id' in row 0 is 'c-1\\t2'; it must be printable text"
+    ),
+    _case(
+        "NUL in customer_id", "customer_id", "c\x00", "'customer_id' in row 0 is 'c\\x00'; it must be printable text"
+    ),
+    _case(
+        "long customer_id", "customer_id", "c" * 129, "'customer_id' in row 0 is 129 characters long; the limit is 128"
+    ),
+    _case("customer_id as object", "customer_id", {"id": 1}, "'customer_id' in row 0 must be a string, got dict", SKIP),
 ]
 
 
@@ -368,6 +393,61 @@ def test_gzip_bodies_are_read_and_other_encodings_are_415(
     assert mislabelled.status_code == 400 and "gzip" in mislabelled.json()["error"]
     other = requests.post(v2, data=plain, headers={**headers, "Content-Encoding": "br"}, timeout=10)
     assert other.status_code == 415 and "'br'" in other.json()["error"]
+
+
+def _server_errors(url: str) -> float:
+    text = requests.get(f"{url}/metrics", timeout=10).text
+    return float(next(line.split()[-1] for line in text.splitlines() if line.startswith("churn_request_errors_total ")))
+
+
+def _nested(levels: int, inner: str = "1") -> str:
+    return '{"a":' * levels + inner + "}" * levels
+
+
+def test_deep_bare_and_undecodable_json_bodies_are_400s_saying_what_arrived(
+    churn_service: LocalService, base_row: dict[str, Any]
+) -> None:
+    """Every JSON parse of caller data bounds nesting (32 levels) and names what it received; nothing is a 5xx."""
+    config = churn_service.config
+    json_headers = {"Content-Type": "application/json"}
+    plain = _dumps({"inputs": _tensors(base_row)}).encode()
+    deep = _nested(10_000)
+    records_element = {"name": "records", "datatype": "BYTES", "shape": [1], "data": [deep]}
+    binary_body, length = binary_request(_tensors(base_row))
+    deep_header = ('{"inputs": [' + _nested(10_000, "[]") + "]}").encode()
+    before = {url: _server_errors(url) for url in (config.transformer_url, config.predictor_url)}
+    cases: list[tuple[str, str, bytes, dict[str, str], str]] = []
+    for base in (config.transformer_url, config.predictor_url):
+        v2, v1 = f"{base}/v2/models/{NAME}/infer", f"{base}/v1/models/{NAME}"
+        cases += [
+            (base, v2, f'{{"inputs": {deep}}}'.encode(), json_headers, "nested more than 32 levels deep"),
+            (base, v2, ("[" * 40 + "]" * 40).encode(), json_headers, "nested more than 32 levels deep"),
+            (base, v2, b'"inputs"', json_headers, 'the request body is a JSON string ("inputs")'),
+            (base, v2, b"[1, 2]", json_headers, "the request body is a JSON array ([1, 2]); an inference request"),
+            (base, v2, gzip.compress(plain), json_headers, "Content-Encoding: gzip"),
+            (base, v2, b"\xff\xfe{}", {}, "the request body is not UTF-8 JSON text"),
+            (base, v2, b'{"inputs": [', json_headers, "the request body is not valid JSON"),
+            (base, f"{v1}:predict", f'{{"instances": [{deep}]}}'.encode(), json_headers, "nested more than 32"),
+            (base, f"{v1}:predict", b'"instances"', json_headers, "is a JSON string"),
+            (base, f"{v1}:predict", b"[NaN, " + deep.encode() + b"]", json_headers, "nested more than 32"),
+            (base, f"{v1}:explain", f'{{"instances": [{deep}]}}'.encode(), json_headers, "nested more than 32"),
+        ]
+    transformer_v2 = f"{config.transformer_url}/v2/models/{NAME}/infer"
+    binary_headers = {"Content-Type": "application/octet-stream"}
+    cases += [
+        (config.transformer_url, transformer_v2, _dumps({"inputs": [records_element]}).encode(), json_headers,
+         "input 'records' element 0 is JSON nested more than 32 levels deep"),
+        (config.transformer_url, transformer_v2, deep_header + binary_body[length:],
+         {**binary_headers, "Inference-Header-Content-Length": str(len(deep_header))}, "nested more than 32"),
+    ]  # fmt: skip
+    for _, url, body, headers, message in cases:
+        response = requests.post(url, data=body, headers=headers, timeout=30)
+        assert response.status_code == 400, (url, body[:60], response.status_code, response.text[:300])
+        assert message in response.json()["error"], (url, body[:60], response.text[:300])
+    # The door lets good bodies through, labelled or not.
+    assert requests.post(transformer_v2, data=plain, headers=json_headers, timeout=30).status_code == 200
+    assert requests.post(transformer_v2, data=plain, timeout=30).status_code == 200
+    assert {url: _server_errors(url) for url in before} == before
 
 
 def test_a_body_shorter_than_its_content_length_gets_a_408(churn_service: LocalService) -> None:

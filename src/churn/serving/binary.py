@@ -16,11 +16,11 @@ import math
 import struct
 from typing import Any
 
-import orjson
 from kserve import InferInput, InferRequest
 from kserve.protocol.infer_type import RequestedOutput
 
-from churn.serving.contract import RequestError
+from churn.serving.json_input import parse_json
+from churn.serving.refusal import RequestError
 
 HEADER = "inference-header-content-length"
 #: Bytes per element of each fixed-size V2 datatype.
@@ -44,12 +44,7 @@ DATATYPES = (*ELEMENT_BYTES, "BYTES")
 def parse_request(body: bytes, header_length: str | None, model_name: str) -> InferRequest:
     """An :class:`InferRequest` from a binary-extension body, or a RequestError saying what does not add up."""
     json_length = _header_length(header_length, len(body))
-    try:
-        header = orjson.loads(body[:json_length])
-    except orjson.JSONDecodeError as exc:
-        raise RequestError(
-            "malformed_request", f"the first {json_length} bytes (Inference-Header-Content-Length) are not JSON: {exc}"
-        ) from None
+    header = parse_json(body[:json_length], f"the first {json_length} bytes (Inference-Header-Content-Length)")
     if not isinstance(header, dict) or not isinstance(header.get("inputs"), list) or not header["inputs"]:
         raise RequestError("malformed_request", 'the JSON header must be an object with a non-empty "inputs" list')
     offset = json_length

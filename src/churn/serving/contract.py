@@ -23,15 +23,17 @@ from __future__ import annotations
 import json
 import math
 import operator
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import orjson
 
 from churn.data.schema import COLUMNS_BY_NAME, ID, Kind, RawColumn
 from churn.features.derive import FEATURE_INPUTS, MISSING, Columns
+from churn.serving.json_input import is_utf8, parse_json
+from churn.serving.refusal import RequestError
 
 RECORDS_INPUT = "records"
 #: Fields a request must carry (the feature inputs), in the export's order.
@@ -46,38 +48,14 @@ _HIGH = np.asarray([np.inf if c.max is None else c.max for c in _NUMERIC_FIELDS]
 _WHOLE = np.asarray([c.kind is Kind.INT for c in _NUMERIC_FIELDS])
 _NUMBER_TYPES = frozenset({int, float, type(None)})
 _TEXT_TYPES = frozenset({str, type(None)})
+#: C0 and C1 control characters: no field of a record holds one (NUL, escapes, line breaks, DEL...).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CATEGORIES = {c.name: frozenset((*c.categories, None)) for c in REQUIRED_FIELDS if c.kind is Kind.CATEGORY}
+#: Longest customer_id echoed back.
+MAX_ID_LENGTH = 128
 _NUMERIC_DATATYPES = frozenset(
     {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 )
-#: Reasons a request is refused; the label values of ``churn_input_validation_failures_total``.
-REASONS = (
-    "malformed_request",
-    "empty_batch",
-    "batch_too_large",
-    "missing_field",
-    "unknown_field",
-    "wrong_type",
-    "wrong_shape",
-    "not_finite",
-    "null_not_allowed",
-    "out_of_range",
-    "not_whole_number",
-    "bad_date",
-    "inconsistent_record",
-    "unknown_output",
-)
-
-
-class RequestError(ValueError):
-    """A caller's mistake: the message names the field and the problem; ``reason`` is one of :data:`REASONS`."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
 
 
 @dataclass(frozen=True)
@@ -138,7 +116,7 @@ def from_records(records: Any, *, max_rows: int, where: str = "instances") -> Ba
     if any(ID in r for r in records):
         raw_ids = [record.get(ID) for record in records]
         _check_utf8(ID, [v if isinstance(v, str) else None for v in raw_ids])
-        ids = _ids(raw_ids)
+        ids = _check_ids(raw_ids)
     return _checked(columns, ids, where)
 
 
@@ -156,17 +134,7 @@ def from_records_tensor(elements: Sequence[Any], *, max_rows: int) -> Batch:
                 ) from None
         if not isinstance(text, str):
             raise RequestError("wrong_type", f"input {RECORDS_INPUT!r} element {index} must be a JSON string")
-        try:
-            parsed = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            # Python's parser also reads NaN/Infinity tokens and lone surrogates, which orjson refuses:
-            # the record rules then name the field, as they do for V1 and tensor requests.
-            try:
-                parsed = json.loads(text)
-            except ValueError:
-                raise RequestError(
-                    "malformed_request", f"input {RECORDS_INPUT!r} element {index} is not valid JSON: {exc}"
-                ) from None
+        parsed = parse_json(text, f"input {RECORDS_INPUT!r} element {index}")
         records.extend(parsed if isinstance(parsed, list) else [parsed])
         if len(records) > max_rows:  # stop reading: the rest need not be parsed to refuse the request
             raise RequestError(
@@ -222,7 +190,7 @@ def from_tensors(tensors: Mapping[str, tuple[str, Sequence[int], np.ndarray | li
             raise RequestError("wrong_type", f"input {ID!r} must be BYTES (strings), not {flat[ID][0]}")
         texts = _texts(ID, flat[ID][1])
         _check_utf8(ID, texts)
-        ids = _ids(texts)
+        ids = _check_ids(texts)
     return _checked(columns, ids, "the request")
 
 
@@ -232,17 +200,9 @@ def _texts(name: str, values: Sequence[Any] | np.ndarray) -> list[Any]:
     try:
         texts = [v.decode("utf-8") if type(v) is bytes else v for v in items]
     except UnicodeDecodeError:
-        row = next(i for i, v in enumerate(items) if type(v) is bytes and not _decodes(v))
+        row = next(i for i, v in enumerate(items) if type(v) is bytes and not is_utf8(v))
         raise RequestError("wrong_type", f"{name!r} in row {row} is not valid UTF-8 text") from None
     return [None if v == "" else v for v in texts]
-
-
-def _decodes(value: bytes) -> bool:
-    try:
-        value.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def _check_field_names(names: Any, where: str) -> None:
@@ -297,8 +257,16 @@ def _column_from_values(column: RawColumn, values: list[Any], where: str) -> np.
         row = values.index(None)
         raise RequestError("null_not_allowed", f"{name!r} in row {row} is null; it is required")
     _check_utf8(name, values)
+    _check_no_control(name, values)
     if column.kind is Kind.DATE:
         return _dates(name, values)
+    allowed = _CATEGORIES.get(name)
+    if allowed is not None and not allowed.issuperset(values):
+        row = next(i for i, v in enumerate(values) if v not in allowed)
+        raise RequestError(
+            "unknown_category",
+            f"{name!r} in row {row} is {values[row]!r}; expected one of {', '.join(column.categories)}",
+        )
     if type(None) in kinds:
         values = [MISSING if v is None else v for v in values]
     return np.asarray(values, dtype=str)
@@ -313,10 +281,36 @@ def _check_utf8(name: str, values: list[Any]) -> None:
         raise RequestError("wrong_type", f"{name!r} in row {row} is not valid UTF-8 text") from None
 
 
+def _check_no_control(name: str, values: list[Any]) -> None:
+    """Refuse control characters (NUL included: numpy's text arrays would silently drop a trailing one)."""
+    if _CONTROL.search("".join(v for v in values if v is not None)):
+        row = next(i for i, v in enumerate(values) if v is not None and _CONTROL.search(v))
+        raise RequestError("bad_text", f"{name!r} in row {row} is {values[row]!r}; it holds a control character")
+
+
+def _check_ids(values: list[Any]) -> list[str]:
+    """``customer_id``: printable text (or a whole number) of at most MAX_ID_LENGTH characters; echoed as text."""
+    for row, value in enumerate(values):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise RequestError("wrong_type", f"{ID!r} in row {row} must be a string, got {_describe(value)}")
+        text = str(value)
+        if len(text) > MAX_ID_LENGTH:
+            raise RequestError(
+                "bad_text", f"{ID!r} in row {row} is {len(text)} characters long; the limit is {MAX_ID_LENGTH}"
+            )
+        if not text.isprintable():
+            raise RequestError("bad_text", f"{ID!r} in row {row} is {text!r}; it must be printable text")
+    return _ids(values)
+
+
 def check_request_id(value: Any) -> None:
     """A request id is echoed in the answer: it must be text that UTF-8 can carry."""
     if value is not None and (not isinstance(value, str) or not _encodes(value)):
         raise RequestError("malformed_request", "the request id must be valid UTF-8 text")
+    if value is not None and _CONTROL.search(value):
+        raise RequestError("bad_text", f"the request id {value!r} holds a control character")
 
 
 def requested_outputs(requested: Sequence[Any] | None, known: Sequence[str]) -> list[str] | None:

@@ -14,16 +14,15 @@ Inference Protocol or the request contract:
 
 from __future__ import annotations
 
-import contextlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from churn.serving.binary import HEADER, parse_request
-from churn.serving.contract import RequestError
+from churn.serving.json_input import parse_json
 from churn.serving.metrics import VALIDATION_FAILURES
+from churn.serving.refusal import RequestError
 
 
 def decode_bodies_strictly(dataplane: Any) -> None:
@@ -42,14 +41,17 @@ def decode_bodies_strictly(dataplane: Any) -> None:
         """V1 bodies orjson refuses (NaN tokens, lone surrogates), read by Python's parser instead.
 
         The contract then names the field, as it does for every other request form; a body
-        that is not JSON at all keeps KServe's own message.
+        that is not JSON, not UTF-8 or nested too deeply is refused naming the problem.
         """
         if isinstance(body, bytes) and protocol_version == "v1":
             try:
                 orjson.loads(body)
             except orjson.JSONDecodeError:
-                with contextlib.suppress(ValueError):
-                    body = json.loads(body)
+                try:
+                    body = parse_json(body, "the request body")
+                except RequestError as exc:
+                    VALIDATION_FAILURES.labels(reason=exc.reason).inc()
+                    raise InvalidInput(exc.message) from None
         return decode(body, headers, protocol_version=protocol_version, model_name=model_name)
 
     def decode_inference_request(body: Any, headers: dict[str, str], model_name: str) -> Any:

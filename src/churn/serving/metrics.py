@@ -11,7 +11,7 @@ from prometheus_client import Counter, Histogram, Info
 
 # Registered with the others, so /metrics always shows the prediction log's counters.
 from churn.predictions.metrics import PREDICTION_LOG_DROPPED, PREDICTION_LOG_RECORDS  # noqa: F401
-from churn.serving.contract import REASONS
+from churn.serving.refusal import REASONS
 
 LABELS = ("retained", "churned")
 

@@ -11,7 +11,9 @@ from typing import Any
 
 import orjson
 
+from churn.serving.json_input import check_json_body
 from churn.serving.metrics import REQUEST_ERRORS, VALIDATION_FAILURES
+from churn.serving.refusal import RequestError
 from churn.serving.state import ServerState
 
 Scope = MutableMapping[str, Any]
@@ -32,6 +34,8 @@ class ServiceMiddleware:
     - Request bodies are read here, with a deadline (408) and a size bound (413);
       ``Content-Encoding: gzip`` is decoded, any other encoding is a 415.
     - An inference body with no label, or curl's default form label, is read as the JSON it is.
+    - A JSON inference body is checked at the door (:func:`churn.serving.json_input.check_json_body`):
+      UTF-8, valid, at most 32 levels deep, an object; else a 400 saying what arrived.
     - Every server-side failure is counted in ``churn_request_errors_total``.
     """
 
@@ -69,16 +73,24 @@ class ServiceMiddleware:
         try:
             refusal = _route_version(scope, self.state.model_versions)
             headers = {name.lower(): value for name, value in scope["headers"]}
+            body = None
             if refusal is None and scope["method"] in ("POST", "PUT"):
-                refusal, receive = await _read_body(scope, headers, receive, self.state.body_read_timeout_seconds)
+                refusal, receive, body = await _read_body(scope, headers, receive, self.state.body_read_timeout_seconds)
             if refusal is not None:
                 await _answer(send, *refusal)
                 return
-            if _is_inference(scope["path"]) and _json_by_default(headers):
+            inference = _is_inference(scope["path"])
+            if inference and _json_by_default(headers):
                 scope["headers"] = [
                     *((k, v) for k, v in scope["headers"] if k.lower() != b"content-type"),
                     (b"content-type", b"application/json"),
                 ]
+            if inference and body is not None and _is_json(headers):
+                try:
+                    check_json_body(body, v1=not scope["path"].endswith("/infer"))
+                except RequestError as exc:
+                    await _answer(send, 400, exc.message, reason=exc.reason)
+                    return
             await self.app(scope, receive, watch)
         except Exception:
             REQUEST_ERRORS.inc()
@@ -99,6 +111,14 @@ def _json_by_default(headers: dict[bytes, bytes]) -> bool:
         return False
     label = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
     return label in (b"", b"application/x-www-form-urlencoded")
+
+
+def _is_json(headers: dict[bytes, bytes]) -> bool:
+    """A body the server will parse as JSON: labelled so, or read so by default (above)."""
+    label = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+    return _json_by_default(headers) or (
+        label == b"application/json" and b"inference-header-content-length" not in headers
+    )
 
 
 def _without_nulls(body: bytes) -> bytes:
@@ -140,11 +160,18 @@ def _route_version(scope: Scope, versions: Mapping[str, str]) -> tuple[int, str]
 
 async def _read_body(
     scope: Scope, headers: dict[bytes, bytes], receive: Receive, timeout: float
-) -> tuple[tuple[int, str] | None, Receive]:
-    """The whole request body, read within ``timeout`` seconds and decoded; a refusal, or a receive that replays it."""
+) -> tuple[tuple[int, str] | None, Receive, bytes | None]:
+    """The whole request body, read within ``timeout`` seconds and decoded.
+
+    Returns a refusal, or a receive that replays the body and the body itself.
+    """
     encoding = headers.get(b"content-encoding", b"identity").decode("latin-1").strip().lower()
     if encoding not in ("identity", "gzip"):
-        return (415, f"Content-Encoding {encoding!r} is not supported; send the body plain or gzip-encoded"), receive
+        return (
+            (415, f"Content-Encoding {encoding!r} is not supported; send the body plain or gzip-encoded"),
+            receive,
+            None,
+        )
     chunks: list[bytes] = []
     size = 0
     more = True
@@ -153,20 +180,20 @@ async def _read_body(
             while more:
                 message = await receive()
                 if message["type"] == "http.disconnect":
-                    return (400, "the client closed the connection before the body was complete"), receive
+                    return (400, "the client closed the connection before the body was complete"), receive, None
                 chunks.append(message.get("body", b""))
                 size += len(chunks[-1])
                 more = message.get("more_body", False)
                 if size > MAX_BODY_BYTES:
-                    return (413, f"the request body is over {MAX_BODY_BYTES} bytes"), receive
+                    return (413, f"the request body is over {MAX_BODY_BYTES} bytes"), receive, None
     except TimeoutError:
-        return (408, f"the request body did not arrive within {timeout:g} s"), receive
+        return (408, f"the request body did not arrive within {timeout:g} s"), receive, None
     body = b"".join(chunks)
     if encoding == "gzip":
         try:
             body = _gunzip(body)
         except (OSError, EOFError, zlib.error, ValueError) as exc:
-            return (400, f"the body is not valid gzip data ({exc})"), receive
+            return (400, f"the body is not valid gzip data ({exc})"), receive, None
         scope["headers"] = [
             (name, value)
             for name, value in scope["headers"]
@@ -181,7 +208,7 @@ async def _read_body(
         replayed = True
         return {"type": "http.request", "body": body, "more_body": False}
 
-    return None, replay
+    return None, replay, body
 
 
 def _gunzip(body: bytes) -> bytes:
@@ -194,9 +221,9 @@ def _gunzip(body: bytes) -> bytes:
     return out
 
 
-async def _answer(send: Send, status: int, error: str) -> None:
+async def _answer(send: Send, status: int, error: str, *, reason: str = "malformed_request") -> None:
     if status == 400:
-        VALIDATION_FAILURES.labels(reason="malformed_request").inc()
+        VALIDATION_FAILURES.labels(reason=reason).inc()
     body = json.dumps({"error": error}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 408:

@@ -18,9 +18,10 @@ import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput
 
-from churn.serving.contract import RequestError, check_batch_size, check_request_id, requested_outputs
+from churn.serving.contract import check_batch_size, check_request_id, requested_outputs
 from churn.serving.loading import ServedModel
 from churn.serving.metrics import MODEL_INFO, VALIDATION_FAILURES
+from churn.serving.refusal import RequestError
 from churn.telemetry import telemetry_off_by_default
 from churn.training.models import set_threads
 

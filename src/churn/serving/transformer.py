@@ -28,7 +28,6 @@ from churn.scoring.reasons import SHAP, Explainer, TopReasons, reason_records, r
 from churn.serving.contract import (
     RECORDS_INPUT,
     Batch,
-    RequestError,
     check_request_id,
     from_records,
     from_records_tensor,
@@ -39,6 +38,7 @@ from churn.serving.contract import (
 from churn.serving.loading import ServedModel
 from churn.serving.metrics import MODEL_INFO, PREDICTIONS, PROBABILITY, VALIDATION_FAILURES, observe_all
 from churn.serving.predictor import FEATURES_INPUT, PROBABILITY_OUTPUT
+from churn.serving.refusal import RequestError
 from churn.telemetry import telemetry_off_by_default
 from churn.training.models import set_threads
 

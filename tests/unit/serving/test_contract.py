@@ -14,14 +14,15 @@ from hypothesis import strategies as st
 from churn.data.schema import COLUMNS_BY_NAME, LABEL
 from churn.features.derive import FEATURE_INPUTS, to_columns
 from churn.serving.contract import (
-    REASONS,
-    RequestError,
+    MAX_ID_LENGTH,
+    check_request_id,
     from_records,
     from_records_tensor,
     from_tensors,
     input_metadata,
     tensor_type,
 )
+from churn.serving.refusal import REASONS, RequestError
 
 pytestmark = pytest.mark.unit
 
@@ -97,6 +98,17 @@ def _one(rows: list[dict[str, Any]], **changes: Any) -> list[dict[str, Any]]:
         ({"signup_date": "05/01/2024"}, "bad_date", "expected a date as YYYY-MM-DD"),
         ({"snapshot_date": 20260105}, "wrong_type", "must be a string"),
         ({"signup_date": "2099-01-01"}, "inconsistent_record", "after snapshot_date"),
+        ({"snapshot_date": "2026-01-05\x00"}, "bad_text", "'snapshot_date' in row 0 is '2026-01-05\\x00'; it holds a"),
+        ({"signup_date": "\x1b[2J2024-01-01"}, "bad_text", "'signup_date' in row 0 is '\\x1b[2J2024-01-01'"),
+        ({"gender": "male\r"}, "bad_text", "'gender' in row 0 is 'male\\r'; it holds a control character"),
+        ({"country": "D\x85E"}, "bad_text", "'country' in row 0 is 'D\\x85E'"),  # C1 control (NEL)
+        ({"country": "ZZ"}, "unknown_category", "'country' in row 0 is 'ZZ'; expected one of "),
+        ({"membership_tier": "Gold"}, "unknown_category", "expected one of basic, silver, gold, platinum"),
+        ({"customer_id": "a\u2028b"}, "bad_text", "'customer_id' in row 0 is 'a\\u2028b'; it must be printable"),
+        ({"customer_id": "x" * (MAX_ID_LENGTH + 1)}, "bad_text", "129 characters long; the limit is 128"),
+        ({"customer_id": [1]}, "wrong_type", "'customer_id' in row 0 must be a string, got list"),
+        ({"customer_id": 1.5}, "wrong_type", "'customer_id' in row 0 must be a string, got float"),
+        ({"customer_id": True}, "wrong_type", "'customer_id' in row 0 must be a string, got bool"),
     ],
 )
 def test_bad_records_name_field_and_reason(
@@ -108,10 +120,16 @@ def test_bad_records_name_field_and_reason(
     assert message in str(caught.value)
 
 
-def test_nullable_fields_accept_null_and_unknown_categories_pass(rows: list[dict[str, Any]]) -> None:
-    batch = from_records(_one(rows, age=None, gender=None, country="ZZ", satisfaction_score=None), max_rows=1)
+def test_nullable_fields_accept_null_and_every_declared_category_passes(rows: list[dict[str, Any]]) -> None:
+    batch = from_records(_one(rows, age=None, gender=None, country="FR", satisfaction_score=None), max_rows=1)
     assert np.isnan(batch.columns["age"][0]) and batch.columns["gender"][0] == "missing"
-    assert batch.columns["country"][0] == "ZZ"
+    assert batch.columns["country"][0] == "FR"
+    for column in (c for c in COLUMNS_BY_NAME.values() if c.categories):
+        values = from_records([{**rows[0], column.name: v} for v in column.categories], max_rows=100)
+        assert list(values.columns[column.name]) == list(column.categories)
+    # An id is printable text or a whole number, echoed as text.
+    ids = from_records([{**rows[0], "customer_id": v} for v in ("C-1 ü", 42, "x" * MAX_ID_LENGTH)], max_rows=3)
+    assert ids.customer_ids == ["C-1 ü", "42", "x" * MAX_ID_LENGTH]
 
 
 def test_batch_limits(rows: list[dict[str, Any]]) -> None:
@@ -155,9 +173,23 @@ def test_metadata_lists_every_field_with_its_type() -> None:
 def test_any_value_either_passes_or_is_a_request_error(name: str, value: Any) -> None:
     record: dict[str, Any] = {n: COLUMNS_BY_NAME[n].min for n in FEATURE_INPUTS}
     record |= {"signup_date": "2025-01-01", "snapshot_date": "2026-01-05"}
-    record |= {n: "x" for n in FEATURE_INPUTS if COLUMNS_BY_NAME[n].kind.value == "category"}
+    record |= {n: COLUMNS_BY_NAME[n].categories[0] for n in FEATURE_INPUTS if COLUMNS_BY_NAME[n].categories}
     record[name] = value
     try:
         from_records([record], max_rows=1)
     except RequestError as exc:
         assert (exc.reason in REASONS and name in str(exc)) or exc.reason == "inconsistent_record"
+
+
+def test_a_request_id_is_printable_utf8_text() -> None:
+    check_request_id("req-1 ü")
+    check_request_id(None)
+    for bad, reason, message in [
+        ("req\x00", "bad_text", "the request id 'req\\x00' holds a control character"),
+        ("a\nb", "bad_text", "holds a control character"),
+        ("\ud800", "malformed_request", "the request id must be valid UTF-8 text"),
+        (5, "malformed_request", "the request id must be valid UTF-8 text"),
+    ]:
+        with pytest.raises(RequestError) as caught:
+            check_request_id(bad)
+        assert caught.value.reason == reason and message in str(caught.value)

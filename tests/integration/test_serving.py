@@ -212,7 +212,7 @@ def test_bad_requests_get_400_and_are_counted(churn_service: LocalService, rows:
     text_spend = column_tensors(rows[:2])
     text_spend[4]["data"] = ["x", "y"]  # total_spend as text in an FP64 tensor
     cases: list[tuple[Any, str]] = [
-        (b"{not json", "malformed request"),
+        (b"{not json", "the request body is not valid JSON"),
         ({"inputs": "x"}, "malformed request"),
         ({"inputs": []}, "missing field(s)"),
         ({"inputs": [{"name": "records", "datatype": "BYTES", "shape": [0], "data": []}]}, "empty batch"),

@@ -444,6 +444,11 @@ def test_deep_bare_and_undecodable_json_bodies_are_400s_saying_what_arrived(
         response = requests.post(url, data=body, headers=headers, timeout=30)
         assert response.status_code == 400, (url, body[:60], response.status_code, response.text[:300])
         assert message in response.json()["error"], (url, body[:60], response.text[:300])
+    # gRPC carries the records input's elements as raw bytes: the same parse, the same bound.
+    url = f"{config.host}:{config.transformer_grpc_port}"
+    (answer,) = _grpc(url, [{"inputs": [records_element]}])
+    assert answer["error"]["status"] == "StatusCode.INVALID_ARGUMENT", answer
+    assert "input 'records' element 0 is JSON nested more than 32 levels deep" in answer["error"]["message"]
     # The door lets good bodies through, labelled or not.
     assert requests.post(transformer_v2, data=plain, headers=json_headers, timeout=30).status_code == 200
     assert requests.post(transformer_v2, data=plain, timeout=30).status_code == 200

@@ -141,3 +141,33 @@ def test_no_module_imports_a_private_name_from_another(graph: grimp.ImportGraph)
         module = ".".join(path.relative_to(source).with_suffix("").parts).removesuffix(".__init__")
         found += _private_imports(path, module, set(graph.modules))
     assert not found, "private names imported from another module:\n" + "\n".join(found)
+
+
+def _arrow_filesystem_imports(path: Path) -> list[str]:
+    """``import pyarrow.fs``, ``from pyarrow import fs``, ``from pyarrow.fs import ...`` in one file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names if alias.name.startswith("pyarrow.fs")]
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            names = [module] if module.startswith("pyarrow.fs") else []
+            names += [f"{module}.fs" for alias in node.names if module == "pyarrow" and alias.name == "fs"]
+        else:
+            continue
+        found += [f"{path.relative_to(ROOT)}:{node.lineno} imports {name}" for name in names]
+    return found
+
+
+def test_only_the_storage_layer_imports_arrows_filesystems() -> None:
+    """import-linter cannot name a subpackage of an external package (pyarrow.fs) in a contract: checked here."""
+    storage = ROOT / "src" / "churn" / "storage"
+    found = [
+        hit
+        for path in sorted((ROOT / "src" / "churn").rglob("*.py"))
+        if storage not in path.parents
+        for hit in _arrow_filesystem_imports(path)
+    ]
+    assert not found, "pyarrow.fs outside churn.storage:\n" + "\n".join(found)
+    # The check can fail: the storage layer itself does import it.
+    assert [hit for path in sorted(storage.rglob("*.py")) for hit in _arrow_filesystem_imports(path)]

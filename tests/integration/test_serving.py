@@ -89,9 +89,12 @@ def test_tritonclient_http_column_tensors_binary(
     assert client.is_server_ready() and client.is_model_ready(NAME)
     inputs = []
     for tensor in column_tensors(rows[:50]):
-        dtype = np.object_ if tensor["datatype"] == "BYTES" else np.float64
         item = httpclient.InferInput(tensor["name"], tensor["shape"], tensor["datatype"])
-        item.set_data_from_numpy(np.asarray(tensor["data"], dtype=dtype), binary_data=True)
+        if tensor["datatype"] == "BYTES":  # missing is an empty element (tritonclient would send None as "None")
+            values = np.asarray(["" if v is None else v for v in tensor["data"]], dtype=np.object_)
+        else:
+            values = np.asarray(tensor["data"], dtype=np.float64)
+        item.set_data_from_numpy(values, binary_data=True)
         inputs.append(item)
     result = client.infer(NAME, inputs)
     np.testing.assert_allclose(result.as_numpy("churn_probability"), expected[:50], rtol=1e-12)

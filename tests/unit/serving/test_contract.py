@@ -193,3 +193,19 @@ def test_a_request_id_is_printable_utf8_text() -> None:
         with pytest.raises(RequestError) as caught:
             check_request_id(bad)
         assert caught.value.reason == reason and message in str(caught.value)
+
+
+@pytest.mark.parametrize("value", [{"id": 1}, [1], 1.5, True])
+def test_a_customer_id_tensor_holding_json_that_is_not_text_is_a_request_error(value: Any) -> None:
+    """A JSON BYTES tensor can carry any JSON value; it was a TypeError (a 500) in the UTF-8 check."""
+    record = {n: COLUMNS_BY_NAME[n].min for n in FEATURE_INPUTS}
+    record |= {"signup_date": "2025-01-01", "snapshot_date": "2026-01-05"}
+    record |= {n: COLUMNS_BY_NAME[n].categories[0] for n in FEATURE_INPUTS if COLUMNS_BY_NAME[n].categories}
+    tensors = {
+        name: ("BYTES" if COLUMNS_BY_NAME[name].categories or "date" in name else "FP64", [1], [record[name]])
+        for name in FEATURE_INPUTS
+    }
+    tensors["customer_id"] = ("BYTES", [1], [value])
+    with pytest.raises(RequestError) as caught:
+        from_tensors(tensors, max_rows=5)
+    assert caught.value.reason == "wrong_type" and "'customer_id' in row 0 must be a string" in str(caught.value)

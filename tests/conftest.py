@@ -56,8 +56,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start building the images now when the run has image tests: they build beside the other tests."""
-    if not _is_worker(session.config) and wanted([item.nodeid for item in session.items]):
-        BACKGROUND.setdefault("build", ImageBuild.start())
+    if not _is_worker(session.config) and "build" not in BACKGROUND and wanted([i.nodeid for i in session.items]):
+        BACKGROUND["build"] = ImageBuild.start()
 
 
 @pytest.hookimpl(optionalhook=True)

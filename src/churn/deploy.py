@@ -10,6 +10,7 @@ URI back. Without a cluster it writes the manifest it would apply, and says so.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,7 +140,7 @@ def inference_service(
             *log_args,
         ],
         "env": env,
-        "securityContext": CONTAINER_SECURITY,
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY),  # a manifest of its own, never the shared dict
     }
     return {
         "apiVersion": f"{GROUP}/{VERSION}",

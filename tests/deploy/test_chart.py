@@ -288,17 +288,24 @@ def test_dask_engine_rbac_and_network_policy(helm: str) -> None:
     assert not [o for o in quiet if o["metadata"]["name"] == "churn-dask"]
 
 
-def _containers(obj: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every container a rendered workload runs, named ``Kind/name/container``."""
+def _pod_specs(obj: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every pod spec a rendered workload makes, named ``Kind/name[/role]``."""
     spec = obj.get("spec") or {}
-    pod_specs = [spec.get("template", {}).get("spec", {})]  # Deployment, StatefulSet, Job
-    if obj["kind"] in ("Pod", "ServingRuntime"):
-        pod_specs = [spec]
-    if obj["kind"] == "InferenceService":
-        pod_specs = [spec.get(role, {}) for role in ("predictor", "transformer")]
-    for pod in pod_specs:
+    name = f"{obj['kind']}/{obj['metadata']['name']}"
+    if obj["kind"] in ("Deployment", "StatefulSet", "Job"):
+        yield name, spec["template"]["spec"]
+    elif obj["kind"] in ("Pod", "ServingRuntime"):
+        yield name, spec
+    elif obj["kind"] == "InferenceService":
+        for role in ("predictor", "transformer"):
+            yield f"{name}/{role}", spec[role]
+
+
+def _containers(obj: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every container a rendered workload runs, named ``Kind/name[/role]/container``."""
+    for name, pod in _pod_specs(obj):
         for container in [*pod.get("containers", []), *pod.get("initContainers", [])]:
-            yield f"{obj['kind']}/{obj['metadata']['name']}/{container.get('name')}", container
+            yield f"{name}/{container.get('name')}", container
 
 
 @pytest.mark.parametrize(("args", "expected"), [([], "true"), (["--set", "telemetry.enabled=true"], "false")])
@@ -323,19 +330,6 @@ def test_every_workload_has_telemetry_switched_as_the_values_say(helm: str, args
 #: Volume types the restricted Pod Security Standard allows.
 RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim"}
 RESTRICTED_VOLUMES |= {"projected", "secret"}
-
-
-def _pod_specs(obj: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every pod spec a rendered workload makes, named ``Kind/name[/role]``."""
-    spec = obj.get("spec") or {}
-    name = f"{obj['kind']}/{obj['metadata']['name']}"
-    if obj["kind"] in ("Deployment", "StatefulSet", "Job"):
-        yield name, spec["template"]["spec"]
-    elif obj["kind"] in ("Pod", "ServingRuntime"):
-        yield name, spec
-    elif obj["kind"] == "InferenceService":
-        for role in ("predictor", "transformer"):
-            yield f"{name}/{role}", spec[role]
 
 
 def hardening_violations(obj: dict[str, Any], *, resources: bool = True) -> Iterator[str]:

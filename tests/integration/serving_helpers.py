@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import requests
 
 from churn.data.schema import COLUMNS_BY_NAME, LABEL
 from churn.features.derive import FEATURE_INPUTS
@@ -69,3 +70,11 @@ def _raw(value: Any) -> bytes:
     if isinstance(value, dict):
         return bytes.fromhex(value["hex"])
     return str(value).encode()
+
+
+def metric(url: str, series: str) -> float:
+    """The value of one series (``name{labels}``) on a server's ``/metrics``."""
+    for line in requests.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{series} not exposed at {url}")

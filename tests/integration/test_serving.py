@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-from serving_helpers import NAME, column_tensors, records
+from serving_helpers import NAME, column_tensors, metric, records
 
 from churn.features.derive import FEATURE_INPUTS
 from churn.serving.client import answer_rows, predict_records, read_records_file
@@ -224,7 +224,7 @@ def test_bad_requests_get_400_and_are_counted(churn_service: LocalService, rows:
         ({"inputs": text_spend}, "'total_spend'"),
         ({"inputs": column_tensors(rows[:2])[:-3]}, "missing field(s)"),
     ]
-    before = _metric(base, 'churn_input_validation_failures_total{reason="malformed_request"}')
+    before = metric(base, 'churn_input_validation_failures_total{reason="malformed_request"}')
     for body, message in cases:
         if isinstance(body, bytes):
             response = requests.post(v2, data=body, headers={"Content-Type": "application/json"}, timeout=10)
@@ -235,23 +235,16 @@ def test_bad_requests_get_400_and_are_counted(churn_service: LocalService, rows:
     too_many = [rows[0]] * (churn_service.config.max_batch_size + 1)
     response = requests.post(f"{base}/v1/models/{NAME}:predict", json={"instances": too_many}, timeout=30)
     assert response.status_code == 400 and "limit is 2000" in response.json()["error"]
-    assert _metric(base, 'churn_input_validation_failures_total{reason="malformed_request"}') >= before + 2
-
-
-def _metric(url: str, series: str) -> float:
-    for line in requests.get(f"{url}/metrics", timeout=5).text.splitlines():
-        if line.startswith(series + " "):
-            return float(line.split()[-1])
-    raise AssertionError(f"{series} not exposed")
+    assert metric(base, 'churn_input_validation_failures_total{reason="malformed_request"}') >= before + 2
 
 
 def test_metrics_exposes_latency_predictions_and_model_info(
     churn_service: LocalService, rows: list[dict[str, Any]]
 ) -> None:
     base = churn_service.config.transformer_url
-    scored = sum(_metric(base, f'churn_predictions_total{{label="{label}"}}') for label in ("churned", "retained"))
+    scored = sum(metric(base, f'churn_predictions_total{{label="{label}"}}') for label in ("churned", "retained"))
     predict_records(base, NAME, rows[:7])
-    after = sum(_metric(base, f'churn_predictions_total{{label="{label}"}}') for label in ("churned", "retained"))
+    after = sum(metric(base, f'churn_predictions_total{{label="{label}"}}') for label in ("churned", "retained"))
     assert after == scored + 7
     text = requests.get(f"{base}/metrics", timeout=5).text
     assert f'request_preprocess_seconds_count{{model_name="{NAME}"}}' in text

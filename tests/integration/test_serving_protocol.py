@@ -30,7 +30,7 @@ import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from serving_helpers import NAME, binary_request, records
+from serving_helpers import NAME, binary_request, metric, records
 
 from churn.data.schema import COLUMNS_BY_NAME, ID
 from churn.features.derive import FEATURE_INPUTS
@@ -395,11 +395,6 @@ def test_gzip_bodies_are_read_and_other_encodings_are_415(
     assert other.status_code == 415 and "'br'" in other.json()["error"]
 
 
-def _server_errors(url: str) -> float:
-    text = requests.get(f"{url}/metrics", timeout=10).text
-    return float(next(line.split()[-1] for line in text.splitlines() if line.startswith("churn_request_errors_total ")))
-
-
 def _nested(levels: int, inner: str = "1") -> str:
     return '{"a":' * levels + inner + "}" * levels
 
@@ -415,7 +410,7 @@ def test_deep_bare_and_undecodable_json_bodies_are_400s_saying_what_arrived(
     records_element = {"name": "records", "datatype": "BYTES", "shape": [1], "data": [deep]}
     binary_body, length = binary_request(_tensors(base_row))
     deep_header = ('{"inputs": [' + _nested(10_000, "[]") + "]}").encode()
-    before = {url: _server_errors(url) for url in (config.transformer_url, config.predictor_url)}
+    before = {url: metric(url, "churn_request_errors_total") for url in (config.transformer_url, config.predictor_url)}
     cases: list[tuple[str, str, bytes, dict[str, str], str]] = []
     for base in (config.transformer_url, config.predictor_url):
         v2, v1 = f"{base}/v2/models/{NAME}/infer", f"{base}/v1/models/{NAME}"
@@ -452,7 +447,7 @@ def test_deep_bare_and_undecodable_json_bodies_are_400s_saying_what_arrived(
     # The door lets good bodies through, labelled or not.
     assert requests.post(transformer_v2, data=plain, headers=json_headers, timeout=30).status_code == 200
     assert requests.post(transformer_v2, data=plain, timeout=30).status_code == 200
-    assert {url: _server_errors(url) for url in before} == before
+    assert {url: metric(url, "churn_request_errors_total") for url in before} == before
 
 
 def test_a_body_shorter_than_its_content_length_gets_a_408(churn_service: LocalService) -> None:

@@ -114,9 +114,7 @@ def from_records(records: Any, *, max_rows: int, where: str = "instances") -> Ba
     }
     ids = None
     if any(ID in r for r in records):
-        raw_ids = [record.get(ID) for record in records]
-        _check_utf8(ID, [v if isinstance(v, str) else None for v in raw_ids])
-        ids = _check_ids(raw_ids)
+        ids = _check_ids([record.get(ID) for record in records])
     return _checked(columns, ids, where)
 
 
@@ -188,10 +186,7 @@ def from_tensors(tensors: Mapping[str, tuple[str, Sequence[int], np.ndarray | li
     if ID in flat:
         if flat[ID][0] != "BYTES":
             raise RequestError("wrong_type", f"input {ID!r} must be BYTES (strings), not {flat[ID][0]}")
-        texts = _texts(ID, flat[ID][1])
-        # A JSON tensor can hold anything: the type rule names it before the text rules run.
-        _check_utf8(ID, [v if isinstance(v, str) else None for v in texts])
-        ids = _check_ids(texts)
+        ids = _check_ids(_texts(ID, flat[ID][1]))
     return _checked(columns, ids, "the request")
 
 
@@ -290,7 +285,17 @@ def _check_no_control(name: str, values: list[Any]) -> None:
 
 
 def _check_ids(values: list[Any]) -> list[str]:
-    """``customer_id``: printable text (or a whole number) of at most MAX_ID_LENGTH characters; echoed as text."""
+    """``customer_id``: printable text (or a whole number) of at most MAX_ID_LENGTH characters; echoed as text.
+
+    A V1 record or a JSON tensor can hold any JSON value there: the UTF-8 rule looks at the
+    strings only, and the type rule names anything else. The common case (all strings, all
+    fine) is a few C-level passes; the per-value loop only runs to name the row at fault.
+    """
+    texts = [v for v in values if isinstance(v, str)]
+    _check_utf8(ID, [v if isinstance(v, str) else None for v in values])
+    all_text = len(texts) + values.count(None) == len(values)
+    if all_text and max(map(len, texts), default=0) <= MAX_ID_LENGTH and "".join(texts).isprintable():
+        return _ids(values)
     for row, value in enumerate(values):
         if value is None:
             continue

@@ -34,17 +34,17 @@ def parse_json(data: bytes | str, what: str) -> Any:
         parsed = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         if "depth" in str(exc):  # orjson's own bound (1,024 levels)
-            raise too_deep(what) from None
+            raise _too_deep(what) from None
         if isinstance(data, bytes) and not is_utf8(data):
-            raise not_utf8(what, data) from None
+            raise _not_utf8(what, data) from None
         try:
             parsed = json.loads(data)
         except RecursionError:
-            raise too_deep(what) from None
+            raise _too_deep(what) from None
         except ValueError:
             raise RequestError("malformed_request", f"{what} is not valid JSON: {exc}") from None
     if json_depth(parsed) > MAX_JSON_DEPTH:
-        raise too_deep(what)
+        raise _too_deep(what)
     return parsed
 
 
@@ -57,7 +57,7 @@ def check_json_body(body: bytes, *, v1: bool) -> None:
         expected = "'instances' (V1)" if v1 else "an 'inputs' array (V2)"
         raise RequestError(
             "malformed_request",
-            f"the request body is {describe_json(parsed)}; an inference request is a JSON object with {expected}",
+            f"the request body is {_describe_json(parsed)}; an inference request is a JSON object with {expected}",
         )
 
 
@@ -80,21 +80,21 @@ def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
     return depth
 
 
-def too_deep(what: str) -> RequestError:
+def _too_deep(what: str) -> RequestError:
     return RequestError(
         "too_deeply_nested",
         f"{what} is JSON nested more than {MAX_JSON_DEPTH} levels deep; the limit is {MAX_JSON_DEPTH}",
     )
 
 
-def not_utf8(what: str, data: bytes) -> RequestError:
+def _not_utf8(what: str, data: bytes) -> RequestError:
     hint = ""
     if data.startswith(_GZIP_MAGIC):
         hint = " (it starts like gzip data: send a compressed body with the header Content-Encoding: gzip)"
     return RequestError("malformed_request", f"{what} is not UTF-8 JSON text{hint}")
 
 
-def describe_json(value: Any) -> str:
+def _describe_json(value: Any) -> str:
     """``a JSON string ("inputs")``: what a caller sent, in JSON's terms, shortened."""
     kind = {str: "string", bool: "boolean", int: "number", float: "number", list: "array", dict: "object"}
     name = "null" if value is None else kind.get(type(value), type(value).__name__)

@@ -23,6 +23,9 @@ Send = Callable[[Message], Awaitable[None]]
 
 #: Largest request body, before and after gzip decoding (a bound on what a gzip bomb can cost).
 MAX_BODY_BYTES = 256 * 1024 * 1024
+#: Labels of an inference body read as JSON although they do not say so (``_json_by_default``).
+_UNLABELLED = (b"", b"application/x-www-form-urlencoded")
+_JSON_LABELS = (*_UNLABELLED, b"application/json")
 _VERSIONED = re.compile(r"^(/v2/models/(?P<name>[^/]+))/versions/(?P<version>[^/]+)(?P<rest>/ready|/infer)?$")
 
 
@@ -107,18 +110,17 @@ def _json_by_default(headers: dict[bytes, bytes]) -> bool:
     tritonclient's HTTP client sends pure-JSON requests with no Content-Type (KServe would
     take them for binary) and ``curl -d`` labels its body a form, which no V1 or V2 body is.
     """
-    if b"inference-header-content-length" in headers:
-        return False
-    label = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-    return label in (b"", b"application/x-www-form-urlencoded")
+    return b"inference-header-content-length" not in headers and _label(headers) in _UNLABELLED
 
 
 def _is_json(headers: dict[bytes, bytes]) -> bool:
     """A body the server will parse as JSON: labelled so, or read so by default (above)."""
-    label = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-    return _json_by_default(headers) or (
-        label == b"application/json" and b"inference-header-content-length" not in headers
-    )
+    return b"inference-header-content-length" not in headers and _label(headers) in _JSON_LABELS
+
+
+def _label(headers: dict[bytes, bytes]) -> bytes:
+    """The body's media type, without parameters, lower case (``b""`` when there is none)."""
+    return headers.get(b"content-type", b"").split(b";")[0].strip().lower()
 
 
 def _without_nulls(body: bytes) -> bytes:

@@ -169,11 +169,16 @@ def test_metadata_lists_every_field_with_its_type() -> None:
     assert meta["total_orders"] == "FP64" and meta["payment_method"] == "BYTES" and meta["records"] == "BYTES"
 
 
-@given(name=st.sampled_from(FEATURE_INPUTS), value=st.from_type(object).filter(lambda v: True) | st.none())
-def test_any_value_either_passes_or_is_a_request_error(name: str, value: Any) -> None:
+def _smallest_valid_record() -> dict[str, Any]:
+    """Every number at its minimum, fixed dates, every category its first declared value."""
     record: dict[str, Any] = {n: COLUMNS_BY_NAME[n].min for n in FEATURE_INPUTS}
     record |= {"signup_date": "2025-01-01", "snapshot_date": "2026-01-05"}
-    record |= {n: COLUMNS_BY_NAME[n].categories[0] for n in FEATURE_INPUTS if COLUMNS_BY_NAME[n].categories}
+    return record | {n: COLUMNS_BY_NAME[n].categories[0] for n in FEATURE_INPUTS if COLUMNS_BY_NAME[n].categories}
+
+
+@given(name=st.sampled_from(FEATURE_INPUTS), value=st.from_type(object).filter(lambda v: True) | st.none())
+def test_any_value_either_passes_or_is_a_request_error(name: str, value: Any) -> None:
+    record = _smallest_valid_record()
     record[name] = value
     try:
         from_records([record], max_rows=1)
@@ -198,9 +203,7 @@ def test_a_request_id_is_printable_utf8_text() -> None:
 @pytest.mark.parametrize("value", [{"id": 1}, [1], 1.5, True])
 def test_a_customer_id_tensor_holding_json_that_is_not_text_is_a_request_error(value: Any) -> None:
     """A JSON BYTES tensor can carry any JSON value; it was a TypeError (a 500) in the UTF-8 check."""
-    record = {n: COLUMNS_BY_NAME[n].min for n in FEATURE_INPUTS}
-    record |= {"signup_date": "2025-01-01", "snapshot_date": "2026-01-05"}
-    record |= {n: COLUMNS_BY_NAME[n].categories[0] for n in FEATURE_INPUTS if COLUMNS_BY_NAME[n].categories}
+    record = _smallest_valid_record()
     tensors = {
         name: ("BYTES" if COLUMNS_BY_NAME[name].categories or "date" in name else "FP64", [1], [record[name]])
         for name in FEATURE_INPUTS

@@ -115,6 +115,10 @@ class MlflowSettings(BaseModel):
         return self.gate_username, self.gate_password.get_secret_value() if self.gate_password else None
 
 
+#: How the service runs: see :attr:`ServingSettings.mode`.
+ServingMode = Literal["transformer", "single"]
+
+
 class ServingSettings(BaseModel):
     """The KServe predictor and transformer, and ``churn serve`` on a laptop."""
 
@@ -125,6 +129,11 @@ class ServingSettings(BaseModel):
     predictor_grpc_port: int = Field(8086, ge=1, le=65535, description="gRPC port of the local predictor.")
     transformer_http_port: int = Field(8080, ge=1, le=65535, description="REST port of the local transformer.")
     transformer_grpc_port: int = Field(8081, ge=1, le=65535, description="gRPC port of the local transformer.")
+    mode: ServingMode = Field(
+        "transformer",
+        description="transformer: our transformer (contract, features, reasons) in front of the predictor (KServe's "
+        "shape); single: one model server does it all in one pass (no hop; see docs/serving.md#modes).",
+    )
     predictor_protocol: Literal["grpc-v2", "v2"] = Field(
         "grpc-v2", description="How the transformer calls the predictor: gRPC (default) or V2 REST."
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from churn.config import ServingMode
 from churn.serving.local import LocalService, ServiceConfig, free_port
 from churn.training.models import ChurnModel
 from servers import mlflow_server_process
@@ -74,16 +75,37 @@ def served_champion(tmp_path_factory: pytest.TempPathFactory) -> ServedChampion:
 @pytest.fixture(scope="session")
 def churn_service(served_champion: ServedChampion, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalService]:
     """Predictor and transformer (gRPC between them) as real KServe servers on free loopback ports."""
-    config = ServiceConfig.on_free_ports(
+    config = _shared_service_config(served_champion, tmp_path_factory.mktemp("serving-logs"), mode="transformer")
+    with LocalService(config).start(timeout=120) as service:
+        yield service
+
+
+def _shared_service_config(served_champion: ServedChampion, log_dir: Path, mode: ServingMode) -> ServiceConfig:
+    return ServiceConfig.on_free_ports(
         "models:/churn-model@champion",
         tracking_uri=served_champion.tracking_uri,
+        mode=mode,
         max_batch_size=2_000,
-        log_dir=tmp_path_factory.mktemp("serving-logs"),
+        log_dir=log_dir,
         # A short body deadline, so the test of a body that never completes need not wait 30 s.
         extra_env={"CHURN_SERVING__BODY_READ_TIMEOUT_SECONDS": "3"},
     )
+
+
+@pytest.fixture(scope="session")
+def single_service(served_champion: ServedChampion, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalService]:
+    """The same champion in single-pass mode (one KServe server), configured as ``churn_service``."""
+    config = _shared_service_config(served_champion, tmp_path_factory.mktemp("single-serving-logs"), mode="single")
     with LocalService(config).start(timeout=120) as service:
         yield service
+
+
+@pytest.fixture(scope="module", params=["transformer", "single"])
+def service(request: pytest.FixtureRequest) -> LocalService:
+    """The champion's service in each serving mode: a module using it runs every test against both."""
+    name = "churn_service" if request.param == "transformer" else "single_service"
+    served: LocalService = request.getfixturevalue(name)
+    return served
 
 
 @pytest.fixture

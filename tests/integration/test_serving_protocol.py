@@ -10,6 +10,9 @@ field or a JSON-only token, so those cases skip them; there, NaN is how "missing
 Then the rest of the protocol a client relies on: the binary extension's sizes checked
 (hypothesis over header lengths, sizes and truncations: never a 5xx), requested outputs,
 versioned endpoints, answers without nulls, gzip bodies, and a body that never completes.
+
+Every test runs against both serving modes (the ``service`` fixture: predictor + transformer,
+and the single-pass server), and one test holds the two modes' answers equal, byte for byte.
 """
 
 from __future__ import annotations
@@ -126,13 +129,14 @@ def _row(base: dict[str, Any], case: Case, binary: bool) -> dict[str, Any]:
     return {**base, case.field: case.in_binary() if binary else case.value}
 
 
-def _tensors(row: dict[str, Any]) -> list[dict[str, Any]]:
+def _tensors(*rows: dict[str, Any]) -> list[dict[str, Any]]:
+    """One JSON tensor per field, missing values as null."""
     return [
         {
             "name": name,
             "datatype": "BYTES" if name == ID else tensor_type(COLUMNS_BY_NAME[name]),
-            "shape": [1],
-            "data": [row[name]],
+            "shape": [len(rows)],
+            "data": [row[name] for row in rows],
         }
         for name in (*FEATURE_INPUTS, ID)
     ]
@@ -178,25 +182,25 @@ def _grpc(url: str, grpc_requests: list[dict[str, Any]]) -> list[dict[str, Any]]
 
 
 @pytest.fixture(scope="module")
-def base_row(churn_service: LocalService, served_champion: Any) -> dict[str, Any]:
+def base_row(service: LocalService, served_champion: Any) -> dict[str, Any]:
     """A real record with every field present (so each case changes exactly one thing)."""
     rows = records(served_champion.rows)
     return next(r for r in rows if all(r[name] is not None for name in FEATURE_INPUTS))
 
 
 def _log_sizes(service: LocalService) -> dict[str, int]:
-    return {role: (service.config.log_dir / f"{role}.log").stat().st_size for role in ("transformer", "predictor")}
+    return {role: (service.config.log_dir / f"{role}.log").stat().st_size for role in service.config.roles}
 
 
 @pytest.fixture(scope="module")
-def log_start(churn_service: LocalService) -> dict[str, int]:
+def log_start(service: LocalService) -> dict[str, int]:
     """Where each server's log stood before this module's hostile requests."""
-    return _log_sizes(churn_service)
+    return _log_sizes(service)
 
 
 @pytest.fixture(scope="module")
 def answers(
-    churn_service: LocalService, base_row: dict[str, Any], log_start: dict[str, int]
+    service: LocalService, base_row: dict[str, Any], log_start: dict[str, int]
 ) -> dict[str, dict[str, tuple[int, Any]]]:
     """Every case in every form that can carry it: case name -> form -> (status, message or probability)."""
     out: dict[str, dict[str, tuple[int, Any]]] = {}
@@ -204,11 +208,11 @@ def answers(
     for case in CASES:
         out[case.name] = {}
         for form in ("tensors_json", "records", "v1"):
-            out[case.name][form] = _send_rest(churn_service, form, _row(base_row, case, binary=False))
+            out[case.name][form] = _send_rest(service, form, _row(base_row, case, binary=False))
         if case.in_binary() is not SKIP:
-            out[case.name]["tensors_binary"] = _send_rest(churn_service, "tensors_binary", _row(base_row, case, True))
+            out[case.name]["tensors_binary"] = _send_rest(service, "tensors_binary", _row(base_row, case, True))
             grpc_cases.append(case)
-    url = f"{churn_service.config.host}:{churn_service.config.transformer_grpc_port}"
+    url = f"{service.config.host}:{service.config.transformer_grpc_port}"
     grpc_answers = _grpc(url, [{"inputs": _tensors(_row(base_row, case, True))} for case in grpc_cases])
     for case, answer in zip(grpc_cases, grpc_answers, strict=True):
         if "error" in answer:
@@ -248,10 +252,10 @@ def _post_binary(service: LocalService, body: bytes, header_length: str) -> requ
 
 
 def test_binary_requests_score_and_malformed_ones_are_400s_naming_the_problem(
-    churn_service: LocalService, base_row: dict[str, Any]
+    service: LocalService, base_row: dict[str, Any]
 ) -> None:
     body, length = binary_request(_tensors(base_row))
-    assert _post_binary(churn_service, body, str(length)).status_code == 200
+    assert _post_binary(service, body, str(length)).status_code == 200
     head = json.loads(body[:length])
     age_at = next(i for i, t in enumerate(head["inputs"]) if t["name"] == "age")
     wrong_size = json.loads(json.dumps(head))
@@ -265,14 +269,14 @@ def test_binary_requests_score_and_malformed_ones_are_400s_naming_the_problem(
         (json.dumps(wrong_size).encode() + body[length:], str(len(json.dumps(wrong_size))), "'age'"),
     ]
     for data, header, message in cases:
-        response = _post_binary(churn_service, data, header)
+        response = _post_binary(service, data, header)
         assert response.status_code == 400, (header, response.text)
         assert message in response.json()["error"], response.text
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_no_binary_body_gets_a_5xx(churn_service: LocalService, base_row: dict[str, Any], data: st.DataObject) -> None:
+def test_no_binary_body_gets_a_5xx(service: LocalService, base_row: dict[str, Any], data: st.DataObject) -> None:
     body, length = binary_request(_tensors(base_row))
     head = json.loads(body[:length])
     mutate = data.draw(st.sampled_from(["truncate", "extend", "header", "size", "shape", "datatype"]))
@@ -294,22 +298,22 @@ def test_no_binary_body_gets_a_5xx(churn_service: LocalService, base_row: dict[s
         new_head = json.dumps(head).encode()
         body, header = new_head + body[length:], str(len(new_head))
     try:
-        response = _post_binary(churn_service, body, header.encode("latin-1", "replace").decode("latin-1"))
+        response = _post_binary(service, body, header.encode("latin-1", "replace").decode("latin-1"))
     except (UnicodeEncodeError, ValueError):
         return  # a header value requests itself cannot send
     assert response.status_code < 500, response.text
 
 
 # --------------------------------------------------------------------------- the rest of the protocol
-def test_requested_outputs_are_the_outputs_returned(churn_service: LocalService, base_row: dict[str, Any]) -> None:
-    v2 = f"{churn_service.config.transformer_url}/v2/models/{NAME}/infer"
+def test_requested_outputs_are_the_outputs_returned(service: LocalService, base_row: dict[str, Any]) -> None:
+    v2 = f"{service.config.transformer_url}/v2/models/{NAME}/infer"
     body = {"inputs": _tensors(base_row), "outputs": [{"name": "churn_label"}]}
     answer = requests.post(v2, json=body, timeout=10).json()
     assert [o["name"] for o in answer["outputs"]] == ["churn_label"]
     body["outputs"] = [{"name": "churn_score"}]
     refused = requests.post(v2, json=body, timeout=10)
     assert refused.status_code == 400 and "'churn_score'" in refused.json()["error"]
-    url = f"{churn_service.config.host}:{churn_service.config.transformer_grpc_port}"
+    url = f"{service.config.host}:{service.config.transformer_grpc_port}"
     grpc = _grpc(
         url,
         [
@@ -319,19 +323,19 @@ def test_requested_outputs_are_the_outputs_returned(churn_service: LocalService,
     )
     assert list(grpc[0]["outputs"]) == ["churn_probability"]
     assert grpc[1]["error"]["status"] == "StatusCode.INVALID_ARGUMENT"
+    if "predictor" not in service.config.roles:
+        return
     # The predictor holds its own input and output names to its metadata.
-    predictor = f"{churn_service.config.predictor_url}/v2/models/{NAME}/infer"
-    width = requests.get(f"{churn_service.config.predictor_url}/v2/models/{NAME}", timeout=10).json()
+    predictor = f"{service.config.predictor_url}/v2/models/{NAME}/infer"
+    width = requests.get(f"{service.config.predictor_url}/v2/models/{NAME}", timeout=10).json()
     n = width["inputs"][0]["shape"][1]
     matrix = {"name": "matrix", "datatype": "FP64", "shape": [1, n], "data": [0.0] * n}
     refused = requests.post(predictor, json={"inputs": [matrix]}, timeout=10)
     assert refused.status_code == 400 and "'matrix'" in refused.json()["error"]
 
 
-def test_versioned_endpoints_serve_the_loaded_version_only(
-    churn_service: LocalService, base_row: dict[str, Any]
-) -> None:
-    for base in (churn_service.config.transformer_url, churn_service.config.predictor_url):
+def test_versioned_endpoints_serve_the_loaded_version_only(service: LocalService, base_row: dict[str, Any]) -> None:
+    for base in service.config.urls.values():
         metadata = requests.get(f"{base}/v2/models/{NAME}", timeout=10).json()
         (version,) = metadata["versions"]
         assert requests.get(f"{base}/v2/models/{NAME}/versions/{version}", timeout=10).json() == metadata
@@ -339,10 +343,10 @@ def test_versioned_endpoints_serve_the_loaded_version_only(
         for path in ("", "/ready"):
             missing = requests.get(f"{base}/v2/models/{NAME}/versions/999{path}", timeout=10)
             assert missing.status_code == 404 and "no version '999'" in missing.json()["error"]
-    v2 = f"{churn_service.config.transformer_url}/v2/models/{NAME}/versions/{version}/infer"
+    v2 = f"{service.config.transformer_url}/v2/models/{NAME}/versions/{version}/infer"
     assert requests.post(v2, json={"inputs": _tensors(base_row)}, timeout=10).status_code == 200
     assert requests.post(v2.replace(f"/{version}/", "/999/"), json={}, timeout=10).status_code == 404
-    url = f"{churn_service.config.host}:{churn_service.config.transformer_grpc_port}"
+    url = f"{service.config.host}:{service.config.transformer_grpc_port}"
     grpc = _grpc(
         url,
         [
@@ -352,6 +356,50 @@ def test_versioned_endpoints_serve_the_loaded_version_only(
     )
     assert grpc[0]["model_version"] == version
     assert grpc[1]["error"]["status"] == "StatusCode.NOT_FOUND"
+
+
+def _without_ids(answer: Any) -> Any:
+    """An answer with its per-request ids dropped (each server makes its own)."""
+    return {key: value for key, value in answer.items() if key != "id"} if isinstance(answer, dict) else answer
+
+
+def test_both_modes_answer_exactly_the_same(
+    churn_service: LocalService, single_service: LocalService, served_champion: Any
+) -> None:
+    """Single-pass mode is the transformer's contract, model and answers in one process: byte for byte the same."""
+    rows = records(served_champion.rows.head(40))
+    with_reasons = [{"name": name} for name in ("churn_probability", "churn_label", "customer_id", "churn_reasons")]
+    bad = {**rows[0], "country": "ZZ"}
+    requests_to_send: list[tuple[str, str, Any]] = [
+        ("GET", f"/v2/models/{NAME}", None),
+        ("GET", f"/v1/models/{NAME}", None),
+        ("POST", f"/v2/models/{NAME}/infer", {"id": "r1", "inputs": _tensors(rows[0])}),
+        ("POST", f"/v2/models/{NAME}/infer", {"inputs": _tensors(*rows), "outputs": with_reasons}),
+        ("POST", f"/v2/models/{NAME}/infer", {"inputs": [{"name": "records", "datatype": "BYTES", "shape": [1],
+                                                          "data": [_dumps(rows)]}]}),
+        ("POST", f"/v1/models/{NAME}:predict", {"instances": rows}),
+        ("POST", f"/v1/models/{NAME}:explain", {"instances": rows[:5]}),
+        ("POST", f"/v2/models/{NAME}/infer", {"inputs": _tensors(bad)}),
+        ("POST", f"/v1/models/{NAME}:predict", {"instances": [bad]}),
+        ("POST", f"/v2/models/{NAME}/infer", {"inputs": _tensors(rows[0]), "outputs": [{"name": "churn_score"}]}),
+    ]  # fmt: skip
+    counters = ('churn_predictions_total{label="churned"}', 'churn_predictions_total{label="retained"}')
+    answers, counted = {}, {}
+    json_headers = {"Content-Type": "application/json"}
+    for mode, service in (("transformer", churn_service), ("single", single_service)):
+        base = service.config.transformer_url
+        before = [metric(base, series) for series in counters]
+        answers[mode] = []
+        for verb, path, body in requests_to_send:
+            data = None if body is None else _dumps(body)  # NaN is how a JSON tensor says "missing"
+            response = requests.request(verb, base + path, data=data, headers=json_headers, timeout=30)
+            answers[mode].append((response.status_code, _without_ids(response.json())))
+        counted[mode] = [metric(base, series) - start for series, start in zip(counters, before, strict=True)]
+        grpc_url = f"{service.config.host}:{service.config.transformer_grpc_port}"
+        answers[mode].append(_grpc(grpc_url, [{"inputs": _tensors(row)} for row in rows[:3]]))
+    assert [status for status, _ in answers["transformer"][:-1]] == [200] * 7 + [400] * 3
+    assert answers["single"] == answers["transformer"]
+    assert counted["single"] == counted["transformer"] and sum(counted["single"]) == 1 + 40 + 40 + 40 + 5
 
 
 def _nulls(value: Any, path: str = "") -> list[str]:
@@ -365,24 +413,22 @@ def _nulls(value: Any, path: str = "") -> list[str]:
 
 
 def test_answers_hold_no_nulls_where_the_spec_has_arrays_or_objects(
-    churn_service: LocalService, base_row: dict[str, Any]
+    service: LocalService, base_row: dict[str, Any]
 ) -> None:
-    for base in (churn_service.config.transformer_url, churn_service.config.predictor_url):
+    for base in service.config.urls.values():
         for path in ("/v2", f"/v2/models/{NAME}", f"/v2/models/{NAME}/ready"):
             answer = requests.get(base + path, timeout=10).json()
             assert not _nulls(answer), (path, answer)
     answer = requests.post(
-        f"{churn_service.config.transformer_url}/v2/models/{NAME}/infer",
+        f"{service.config.transformer_url}/v2/models/{NAME}/infer",
         json={"inputs": _tensors(base_row)},
         timeout=10,
     ).json()
     assert not _nulls(answer), answer
 
 
-def test_gzip_bodies_are_read_and_other_encodings_are_415(
-    churn_service: LocalService, base_row: dict[str, Any]
-) -> None:
-    v2 = f"{churn_service.config.transformer_url}/v2/models/{NAME}/infer"
+def test_gzip_bodies_are_read_and_other_encodings_are_415(service: LocalService, base_row: dict[str, Any]) -> None:
+    v2 = f"{service.config.transformer_url}/v2/models/{NAME}/infer"
     plain = json.dumps({"inputs": _tensors(base_row)}).encode()
     headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
     zipped = requests.post(v2, data=gzip.compress(plain), headers=headers, timeout=10)
@@ -400,19 +446,19 @@ def _nested(levels: int, inner: str = "1") -> str:
 
 
 def test_deep_bare_and_undecodable_json_bodies_are_400s_saying_what_arrived(
-    churn_service: LocalService, base_row: dict[str, Any]
+    service: LocalService, base_row: dict[str, Any]
 ) -> None:
     """Every JSON parse of caller data bounds nesting (32 levels) and names what it received; nothing is a 5xx."""
-    config = churn_service.config
+    config = service.config
     json_headers = {"Content-Type": "application/json"}
     plain = _dumps({"inputs": _tensors(base_row)}).encode()
     deep = _nested(10_000)
     records_element = {"name": "records", "datatype": "BYTES", "shape": [1], "data": [deep]}
     binary_body, length = binary_request(_tensors(base_row))
     deep_header = ('{"inputs": [' + _nested(10_000, "[]") + "]}").encode()
-    before = {url: metric(url, "churn_request_errors_total") for url in (config.transformer_url, config.predictor_url)}
+    before = {url: metric(url, "churn_request_errors_total") for url in config.urls.values()}
     cases: list[tuple[str, str, bytes, dict[str, str], str]] = []
-    for base in (config.transformer_url, config.predictor_url):
+    for base in config.urls.values():
         v2, v1 = f"{base}/v2/models/{NAME}/infer", f"{base}/v1/models/{NAME}"
         cases += [
             (base, v2, f'{{"inputs": {deep}}}'.encode(), json_headers, "nested more than 32 levels deep"),
@@ -450,9 +496,9 @@ def test_deep_bare_and_undecodable_json_bodies_are_400s_saying_what_arrived(
     assert {url: metric(url, "churn_request_errors_total") for url in before} == before
 
 
-def test_a_body_shorter_than_its_content_length_gets_a_408(churn_service: LocalService) -> None:
+def test_a_body_shorter_than_its_content_length_gets_a_408(service: LocalService) -> None:
     """The server stops waiting (CHURN_SERVING__BODY_READ_TIMEOUT_SECONDS, 3 s in these tests)."""
-    host, port = churn_service.config.host, churn_service.config.transformer_http_port
+    host, port = service.config.host, service.config.transformer_http_port
     with socket.create_connection((host, port), timeout=30) as connection:
         connection.sendall(
             f"POST /v2/models/{NAME}/infer HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
@@ -464,16 +510,17 @@ def test_a_body_shorter_than_its_content_length_gets_a_408(churn_service: LocalS
     assert answer.startswith("HTTP/1.1 408"), answer
     assert waited < 20
     # The server still answers.
-    assert requests.get(f"{churn_service.config.transformer_url}/v2/health/ready", timeout=10).status_code == 200
+    assert requests.get(f"{service.config.transformer_url}/v2/health/ready", timeout=10).status_code == 200
 
 
 def test_a_callers_mistake_is_one_log_line_not_a_traceback(
-    churn_service: LocalService, answers: dict[str, Any], log_start: dict[str, int]
+    service: LocalService, answers: dict[str, Any], log_start: dict[str, int]
 ) -> None:
     """Hundreds of hostile requests must not fill the servers' logs with stacks."""
     refused = sum(1 for by_form in answers.values() for status, _ in by_form.values() if status == 400)
     assert refused > 50
-    written = (churn_service.config.log_dir / "transformer.log").read_bytes()[log_start["transformer"] :].decode()
+    front = service.config.front
+    written = (service.config.log_dir / f"{front}.log").read_bytes()[log_start[front] :].decode()
     assert "Traceback" not in written, written[-3000:]
     warnings = [line for line in written.splitlines() if " 400 POST /v" in line or "INVALID_ARGUMENT" in line]
     assert len(warnings) >= refused // 2, written[-2000:]

@@ -6,12 +6,12 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 
 from churn.cli.console import err, out
-from churn.config import get_settings
+from churn.config import ServingMode, get_settings
 from churn.errors import ChurnError
 from churn.jobs.show import print_answers
 
@@ -28,8 +28,15 @@ def serve_command(
     protocol: Annotated[
         str | None, typer.Option(help="Transformer -> predictor protocol: grpc-v2 or v2 [default: settings].")
     ] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            help="transformer (predictor + transformer, KServe's shape) or single (one server, one pass) "
+            "[default: settings]."
+        ),
+    ] = None,
 ) -> None:
-    """Start predictor and transformer on 127.0.0.1, wait until both are ready, serve until Ctrl-C."""
+    """Start the model servers on 127.0.0.1, wait until they are ready, serve until Ctrl-C."""
     from churn.serving.local import LocalService, ServiceConfig
 
     settings = get_settings()
@@ -37,16 +44,24 @@ def serve_command(
         model = f"models:/{settings.mlflow.model_name}/{version}"
     if protocol not in (None, "grpc-v2", "v2"):
         raise ChurnError(f"--protocol must be grpc-v2 or v2, not {protocol!r}")
-    overrides = {"predictor_protocol": protocol} if protocol else {}
+    if mode not in (None, *get_args(ServingMode)):
+        raise ChurnError(f"--mode must be one of {', '.join(get_args(ServingMode))}, not {mode!r}")
+    overrides: dict[str, str] = ({"predictor_protocol": protocol} if protocol else {}) | (
+        {"mode": mode} if mode else {}
+    )
     config = ServiceConfig.from_settings(settings, model, **overrides)
     service = LocalService(config)
-    with err.status(f"starting predictor and transformer for {config.model_uri}..."):
+    with err.status(f"starting {' and '.join(config.roles)} for {config.model_uri}..."):
         service.start(timeout=settings.serving.start_timeout_seconds)
     name = config.model_name
     out.print(f"[bold]serving[/bold] {config.model_uri} as {name!r} (logs in {config.log_dir.resolve()})")
-    out.print(f"  transformer  REST {config.transformer_url}  gRPC {config.host}:{config.transformer_grpc_port}")
-    out.print(f"  predictor    REST {config.predictor_url}  gRPC {config.host}:{config.predictor_grpc_port}")
-    out.print(f"  metrics      {config.transformer_url}/metrics  {config.predictor_url}/metrics")
+    front = "single pass" if config.mode == "single" else "transformer"
+    out.print(f"  {front:<12} REST {config.transformer_url}  gRPC {config.host}:{config.transformer_grpc_port}")
+    metrics = f"{config.transformer_url}/metrics"
+    if "predictor" in config.roles:
+        out.print(f"  predictor    REST {config.predictor_url}  gRPC {config.host}:{config.predictor_grpc_port}")
+        metrics += f"  {config.predictor_url}/metrics"
+    out.print(f"  metrics      {metrics}")
     out.print("  try          churn predict --file <raw export or JSON records>   (Ctrl-C stops)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a plain `kill` stops the servers too
     try:

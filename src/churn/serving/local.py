@@ -1,8 +1,10 @@
-"""Predictor and transformer as two local processes, as KServe runs them as two containers.
+"""The model servers as local processes, as KServe runs them as containers.
 
-Used by ``churn serve``, the main job, the integration tests and the serving benchmark:
-start both from a model URI or directory, wait until both answer ``/v2/health/ready``,
-and stop both (SIGTERM, then SIGKILL) whatever happens.
+In ``transformer`` mode a predictor and a transformer (two processes, as KServe runs two
+containers); in ``single`` mode one single-pass server on the transformer's ports (the
+service's front door either way). Used by ``churn serve``, the main job, the integration
+tests and the serving benchmark: start them from a model URI or directory, wait until each
+answers ``/v2/health/ready``, and stop them (SIGTERM, then SIGKILL) whatever happens.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Self
 from churn.errors import ChurnError
 
 if TYPE_CHECKING:
-    from churn.config import Settings
+    from churn.config import ServingMode, Settings
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -49,6 +51,8 @@ class ServiceConfig:
     transformer_http_port: int = 8080
     transformer_grpc_port: int = 8081
     predictor_protocol: str = "grpc-v2"
+    #: ``transformer`` (predictor + transformer) or ``single`` (one server, on the transformer's ports).
+    mode: ServingMode = "transformer"
     max_batch_size: int = 10_000
     log_dir: Path = Path("data/serving")
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -67,6 +71,7 @@ class ServiceConfig:
             "transformer_http_port": serving.transformer_http_port,
             "transformer_grpc_port": serving.transformer_grpc_port,
             "predictor_protocol": serving.predictor_protocol,
+            "mode": serving.mode,
             "max_batch_size": serving.max_batch_size,
             "log_dir": settings.data_dir / "serving",
         }
@@ -81,7 +86,23 @@ class ServiceConfig:
         return cls(model_uri=model_uri, **(ports | values))
 
     @property
+    def roles(self) -> tuple[str, ...]:
+        """The processes this mode runs, the service's front door last."""
+        return ("predictor", "transformer") if self.mode == "transformer" else ("single",)
+
+    @property
+    def front(self) -> str:
+        """The role that answers callers: the transformer, or the single-pass server."""
+        return self.roles[-1]
+
+    @property
+    def urls(self) -> dict[str, str]:
+        """Each running role's REST URL."""
+        return {role: self.predictor_url if role == "predictor" else self.transformer_url for role in self.roles}
+
+    @property
     def transformer_url(self) -> str:
+        """The service's front door: the transformer, or the single-pass server on its ports."""
         return f"http://{self.host}:{self.transformer_http_port}"
 
     @property
@@ -110,25 +131,42 @@ class ServiceConfig:
     def transformer_command(self) -> list[str]:
         port = self.predictor_grpc_port if self.predictor_protocol == "grpc-v2" else self.predictor_http_port
         return [
+            *self._front_command("churn.serving.transformer"),
+            "--predictor_host",
+            f"{self.host}:{port}",
+            "--predictor_protocol",
+            self.predictor_protocol,
+        ]
+
+    def single_command(self) -> list[str]:
+        return self._front_command("churn.serving.single")
+
+    def command(self, role: str) -> list[str]:
+        """The command line of one of :attr:`roles`."""
+        commands = {
+            "predictor": self.predictor_command,
+            "transformer": self.transformer_command,
+            "single": self.single_command,
+        }
+        return commands[role]()
+
+    def _front_command(self, module: str) -> list[str]:
+        return [
             sys.executable,
             "-m",
-            "churn.serving.transformer",
+            module,
             *self._model_flags(),
             "--http_port",
             str(self.transformer_http_port),
             "--grpc_port",
             str(self.transformer_grpc_port),
-            "--predictor_host",
-            f"{self.host}:{port}",
-            "--predictor_protocol",
-            self.predictor_protocol,
             "--max_batch_size",
             str(self.max_batch_size),
         ]
 
 
 class LocalService:
-    """The two serving processes; a context manager that always stops them."""
+    """The serving processes of a mode; a context manager that always stops them."""
 
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config
@@ -136,7 +174,7 @@ class LocalService:
         self.logs: dict[str, Path] = {}
 
     def start(self, timeout: float = 120.0) -> Self:
-        """Start predictor then transformer; return once both are ready.
+        """Start the mode's servers (predictor first); return once each is ready.
 
         Raises:
             ChurnError: A port is taken, a server exits, or readiness takes longer than ``timeout``
@@ -144,22 +182,20 @@ class LocalService:
 
         """
         config = self.config
-        for port in (
-            config.predictor_http_port,
-            config.predictor_grpc_port,
-            config.transformer_http_port,
-            config.transformer_grpc_port,
-        ):
+        ports = [config.transformer_http_port, config.transformer_grpc_port]
+        if "predictor" in config.roles:
+            ports += [config.predictor_http_port, config.predictor_grpc_port]
+        for port in ports:
             if _listening(config.host, port):
                 raise ChurnError(f"port {port} on {config.host} is already in use; choose other serving ports")
         config.log_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", **config.extra_env}
         try:
-            self._spawn("predictor", config.predictor_command(), env)
-            self._spawn("transformer", config.transformer_command(), env)
+            for role in config.roles:
+                self._spawn(role, config.command(role), env)
             deadline = time.monotonic() + timeout
-            self._wait_ready("predictor", config.predictor_url, deadline)
-            self._wait_ready("transformer", config.transformer_url, deadline)
+            for role, url in config.urls.items():
+                self._wait_ready(role, url, deadline)
         except BaseException:
             self.stop()
             raise
@@ -191,7 +227,7 @@ class LocalService:
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM both servers (KServe drains), SIGKILL whatever is left after ``grace`` seconds."""
+        """SIGTERM the servers (KServe drains), SIGKILL whatever is left after ``grace`` seconds."""
         for process in self.processes.values():
             if process.poll() is None:
                 _signal_group(process, signal.SIGTERM)

@@ -14,10 +14,11 @@ predictor:8081 --predictor_protocol grpc-v2``.
 from __future__ import annotations
 
 import contextvars
+import inspect
 import math
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from kserve import InferenceGRPCClient, InferInput, InferOutput, InferRequest, InferResponse, Model
@@ -141,6 +142,8 @@ class ChurnTransformer(Model):  # type: ignore[misc]
     """Preprocess raw records with the model's own feature pipeline; label the predictor's probabilities."""
 
     _grpc_client_stub: InferenceGRPCClient | None  # set by KServe's Model.__init__
+    #: Whether ``predict`` is KServe's call to the predictor named by ``--predictor_host``.
+    calls_predictor: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -204,6 +207,25 @@ class ChurnTransformer(Model):  # type: ignore[misc]
         ]
 
     def preprocess(self, payload: InferRequest | dict[str, Any], headers: dict[str, str] | None = None) -> InferRequest:
+        matrix = self.prepare(payload)
+        request_id = _PENDING.get().request_id
+        if self._grpc:
+            features = InferInput(FEATURES_INPUT, list(matrix.shape), "FP64")
+            features.set_data_from_numpy(matrix, binary_data=True)  # raw bytes in the protobuf
+        else:
+            # JSON numbers on REST (KServe's predictor rejects its own client's binary body); tolist() is C-fast.
+            features = InferInput(FEATURES_INPUT, list(matrix.shape), "FP64", data=matrix.ravel().tolist())
+        return InferRequest(model_name=self.name, infer_inputs=[features], request_id=request_id)
+
+    def prepare(self, payload: InferRequest | dict[str, Any]) -> np.ndarray:
+        """Check a request against the contract and run the feature pipeline: the model matrix.
+
+        What postprocess and the reasons need about the request is kept in this request's context.
+
+        Raises:
+            InvalidInput: The request breaks the contract (a 400 naming the field; counted by reason).
+
+        """
         try:
             batch = decode(payload, max_rows=self.max_batch_size)
             outputs = None
@@ -218,16 +240,10 @@ class ChurnTransformer(Model):  # type: ignore[misc]
         _EXPLAIN.set(_Explain(matrix, batch.columns, wanted=bool(outputs and REASONS_OUTPUT in outputs)))
         request_id = (None if isinstance(payload, dict) else payload.id) or str(uuid.uuid4())
         _PENDING.set(_Pending(isinstance(payload, dict), request_id, batch.customer_ids, outputs))
-        if self._grpc:
-            features = InferInput(FEATURES_INPUT, list(matrix.shape), "FP64")
-            features.set_data_from_numpy(matrix, binary_data=True)  # raw bytes in the protobuf
-        else:
-            # JSON numbers on REST (KServe's predictor rejects its own client's binary body); tolist() is C-fast.
-            features = InferInput(FEATURES_INPUT, list(matrix.shape), "FP64", data=matrix.ravel().tolist())
-        return InferRequest(model_name=self.name, infer_inputs=[features], request_id=request_id)
+        return matrix
 
     def postprocess(
-        self, result: InferResponse | dict[str, Any], headers: dict[str, str] | None = None
+        self, result: InferResponse | np.ndarray | dict[str, Any], headers: dict[str, str] | None = None
     ) -> InferResponse | dict[str, Any]:
         pending = _PENDING.get()
         probabilities = _probabilities(result)
@@ -270,12 +286,16 @@ class ChurnTransformer(Model):  # type: ignore[misc]
 
     # --- reasons: only requests that ask for them (output churn_reasons, or :explain) reach these
 
-    async def explain(self, payload: InferRequest, headers: dict[str, str] | None = None) -> InferResponse:
+    async def explain(
+        self, payload: InferRequest | np.ndarray, headers: dict[str, str] | None = None
+    ) -> InferResponse | np.ndarray:
         """KServe's ``/v1/models/<name>:explain``: the prediction, and postprocess adds each row's reasons."""
         state = _EXPLAIN.get()
         if state is not None:
             _EXPLAIN.set(_Explain(state.matrix, state.columns, wanted=True))
-        response: InferResponse = await self.predict(payload, headers)
+        response = self.predict(payload, headers)  # the predictor's answer (awaited), or the model's own
+        if inspect.isawaitable(response):
+            response = await response
         return response
 
     def _top_reasons(self) -> tuple[TopReasons, dict[str, np.ndarray]]:
@@ -300,7 +320,9 @@ class ChurnTransformer(Model):  # type: ignore[misc]
             prediction[REASONS_OUTPUT] = reasons
 
 
-def _probabilities(result: InferResponse | dict[str, Any]) -> np.ndarray:
+def _probabilities(result: InferResponse | np.ndarray | dict[str, Any]) -> np.ndarray:
+    if isinstance(result, np.ndarray):  # scored in this process (single-pass mode)
+        return result
     if not isinstance(result, InferResponse):  # KServe returns a dict only for V1 predictors and graphs
         raise TypeError("the predictor did not answer on the V2 protocol (set --predictor_protocol grpc-v2 or v2)")
     output = result.get_output_by_name(PROBABILITY_OUTPUT) or result.outputs[0]
@@ -309,13 +331,18 @@ def _probabilities(result: InferResponse | dict[str, Any]) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m churn.serving.transformer``."""
+    run(ChurnTransformer, "churn-mlops KServe transformer (raw records -> features -> predictor).", argv)
+
+
+def run(model_class: type[ChurnTransformer], description: str, argv: list[str] | None = None) -> None:
+    """Parse the flags, load the model, start the prediction log and serve a ``model_class`` until stopped."""
     telemetry_off_by_default()
     from churn.config import get_settings
     from churn.serving.flags import build_parser
     from churn.serving.loading import load_or_exit
     from churn.serving.server import serve
 
-    parser = build_parser("churn-mlops KServe transformer (raw records -> features -> predictor).")
+    parser = build_parser(description)
     settings = get_settings()
     serving = settings.serving
     parser.add_argument("--max_batch_size", type=int, default=serving.max_batch_size, help="Most records per request.")
@@ -335,10 +362,12 @@ def main(argv: list[str] | None = None) -> None:
     # not KServe's 600 s.
     parser.set_defaults(predictor_protocol="grpc-v2", predictor_request_timeout_seconds=30)
     args = parser.parse_args(argv)
-    if args.predictor_protocol not in ("grpc-v2", "v2"):
+    if model_class.calls_predictor and args.predictor_protocol not in ("grpc-v2", "v2"):
         parser.error(
             f"--predictor_protocol must be grpc-v2 or v2 (the predictor speaks V2), not {args.predictor_protocol}"
         )
+    if not model_class.calls_predictor and args.predictor_host:
+        parser.error("--predictor_host: this server scores the model itself (single-pass mode); it calls no predictor")
     if args.prediction_log_flush_seconds <= 0:
         parser.error("--prediction_log_flush_seconds must be > 0")
     served = load_or_exit(args)
@@ -359,15 +388,15 @@ def main(argv: list[str] | None = None) -> None:
             flush_seconds=args.prediction_log_flush_seconds,
             max_queue=serving.prediction_log_max_queue,
         ).start()
-    transformer = ChurnTransformer(
+    model = model_class(
         args.model_name,
         served,
         max_batch_size=args.max_batch_size,
         prediction_log=prediction_log,
         reasons_method=settings.scoring.reasons_method,  # the batch scorer's, so both give the same reasons
     )
-    transformer.load()
-    serve(transformer, args)
+    model.load()
+    serve(model, args)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ by default):
   L1  in-process preprocess + predict of raw records (ChurnModel.predict_proba)
   L3  our predictor alone (KServe server), V2 over REST and over gRPC
   L4  transformer + predictor (raw records in; transformer->predictor over gRPC, and over REST)
+  L5  single-pass mode (raw records in; one KServe server runs contract, features and model)
   MLS MLServer 1.7.1 + mlserver-mlflow (KServe's stock runtime for ``modelFormat: mlflow``),
       installed in its own venv (.venv-mlserver, from scripts/mlserver-requirements.txt), serving
       the same model directory, V2 over REST and gRPC.
@@ -41,9 +42,12 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from churn.serving.local import ServiceConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "churn-model"
@@ -274,6 +278,35 @@ def measure_endpoint(client: Client, n: int, n_each: int, repeats: int) -> dict[
     }
 
 
+def measure_columns(
+    config: ServiceConfig,
+    level: str,
+    records: list[dict[str, Any]],
+    matrix: np.ndarray,
+    n: int,
+    n_each: int,
+    repeats: int,
+) -> dict[str, Any]:
+    """The front door fed one tensor per raw column: over gRPC, and over REST in the binary extension."""
+    result = {}
+    for proto, port, binary in (
+        ("grpc", config.transformer_grpc_port, False),
+        ("http", config.transformer_http_port, True),
+    ):
+        print(f"{level} {config.mode} {proto}, column tensors...", file=sys.stderr)
+        client = Client(
+            proto,
+            f"{config.host}:{port}",
+            matrix_input=None,
+            records=records,
+            matrix=matrix,
+            columns=True,
+            binary=binary,
+        )
+        result[f"{level}_{proto}_columns"] = measure_endpoint(client, n, n_each, repeats)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=50_000, help="Rows to train the served model on.")
@@ -341,23 +374,14 @@ def main() -> None:
                     client = Client(proto, f"{host}:{port}", matrix_input=None, records=records, matrix=matrix)
                     result[f"L4_{proto}_hop_{hop}"] = measure_endpoint(client, n, n_each, repeats)
                 if hop == "grpc-v2":
-                    print("L4 transformer grpc, column tensors (hop grpc-v2)...", file=sys.stderr)
-                    port = config.transformer_grpc_port
-                    client = Client(
-                        "grpc", f"{host}:{port}", matrix_input=None, records=records, matrix=matrix, columns=True
-                    )
-                    result["L4_grpc_columns"] = measure_endpoint(client, n, n_each, repeats)
-                    print("L4 transformer http, binary column tensors (hop grpc-v2)...", file=sys.stderr)
-                    client = Client(
-                        "http",
-                        f"{host}:{config.transformer_http_port}",
-                        matrix_input=None,
-                        records=records,
-                        matrix=matrix,
-                        columns=True,
-                        binary=True,
-                    )
-                    result["L4_http_columns"] = measure_endpoint(client, n, n_each, repeats)
+                    result |= measure_columns(config, "L4", records, matrix, n, n_each, repeats)
+        config = ServiceConfig.on_free_ports(str(model_dir), tracking_uri=tracking, mode="single", log_dir=workdir)
+        with LocalService(config).start(timeout=120):
+            for proto, port in (("http", config.transformer_http_port), ("grpc", config.transformer_grpc_port)):
+                print(f"L5 single pass {proto}...", file=sys.stderr)
+                client = Client(proto, f"{config.host}:{port}", matrix_input=None, records=records, matrix=matrix)
+                result[f"L5_{proto}"] = measure_endpoint(client, n, n_each, repeats)
+            result |= measure_columns(config, "L5", records, matrix, n, n_each, repeats)
 
         ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
         process = start_mlserver(python, model_dir, workdir, ports)
@@ -519,6 +543,10 @@ def print_table(r: dict[str, Any]) -> None:
         ("L4 transformer REST binary columns", "L4_http_columns"),
         ("L4 transformer REST (hop REST)", "L4_http_hop_v2"),
         ("L4 transformer gRPC (hop REST)", "L4_grpc_hop_v2"),
+        ("L5 single pass REST", "L5_http"),
+        ("L5 single pass gRPC", "L5_grpc"),
+        ("L5 single pass gRPC columns", "L5_grpc_columns"),
+        ("L5 single pass REST binary columns", "L5_http_columns"),
         ("MLServer 1.7 mlflow REST", "MLS_http"),
         ("MLServer 1.7 mlflow gRPC", "MLS_grpc"),
     ]
@@ -580,6 +608,26 @@ def print_table(r: dict[str, Any]) -> None:
         f"{ratio(columns['single']['rps'], r['L3_grpc']['single']['rps'])}, 8 clients "
         f"{ratio(columns['concurrent8']['rps'], r['L3_grpc']['concurrent8']['rps'])}   [>= 0.5x]"
     )
+    print("  end to end, raw records in (ours) / MLServer fed the ready feature matrix, single row:")
+    for label, key in (("single pass", "L5"), ("transformer, hop gRPC", "L4")):
+        for proto in ("http", "grpc"):
+            ours = r[f"{key}_{proto}" if key == "L5" else f"{key}_{proto}_hop_grpc-v2"]
+            peer = r[f"MLS_{proto}"]
+            aim = "   [>= 1.5x]" if key == "L5" else ""
+            print(
+                f"    {label:<22} {proto:<4}  1 client {ratio(ours['single']['rps'], peer['single']['rps'])}"
+                f", 8 clients {ratio(ours['concurrent8']['rps'], peer['concurrent8']['rps'])}{aim}"
+            )
+    for label, key in (
+        ("http records", "L5_http"),
+        ("grpc records", "L5_grpc"),
+        ("grpc columns", "L5_grpc_columns"),
+        ("http binary columns", "L5_http_columns"),
+    ):
+        print(
+            f"  single pass {BATCH:,}-row batch / L1 rows/s, {label:<19}  "
+            f"{ratio(r[key]['batch']['rows_per_s'], r['L1']['batch']['rows_per_s'])}   [>= 0.5x]"
+        )
 
 
 if __name__ == "__main__":

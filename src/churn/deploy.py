@@ -36,6 +36,8 @@ class ServingTarget:
     release: str = "churn"
     image: str = "ghcr.io/churn-mlops/churn-serving:0.1.0"
     predictor_protocol: str = "grpc-v2"
+    #: ``transformer`` (our transformer in front of our predictor) or ``single`` (one single-pass predictor).
+    mode: str = "transformer"
     max_batch_size: int = 10_000
     deployment_mode: str = "RawDeployment"
     #: Where the transformer logs its answers (empty: no log), and the S3 it writes them to.
@@ -57,6 +59,7 @@ class ServingTarget:
             release=settings.deploy.release,
             image=settings.deploy.serving_image,
             predictor_protocol=settings.serving.predictor_protocol,
+            mode=settings.serving.mode,
             max_batch_size=settings.serving.max_batch_size,
             deployment_mode=settings.deploy.deployment_mode,
             prediction_log_uri=settings.serving.prediction_log_uri or "",
@@ -95,53 +98,61 @@ CONTAINER_SECURITY: dict[str, Any] = {
 def inference_service(
     target: ServingTarget, storage: str, *, model_version: str, canary_percent: int | None = None
 ) -> dict[str, Any]:
-    """The InferenceService for ``storage``: our predictor runtime and our transformer, as the chart renders them."""
+    """The InferenceService for ``storage`` as the chart renders it.
+
+    Our predictor runtime and our transformer; in single-pass mode (``target.mode``) the
+    single-pass runtime alone.
+    """
     account = f"{target.release}-models"
-    args = [f"--model_version={model_version}"] if model_version else []
+    single = target.mode == "single"
+    version_args = [f"--model_version={model_version}"] if model_version else []
+    log_args, log_env = _prediction_log(target)
+    model: dict[str, Any] = {
+        "modelFormat": {"name": "mlflow"},
+        "protocolVersion": "v2" if single else target.predictor_protocol,
+        "runtime": f"{target.release}-{'single' if single else 'mlflow'}",
+        "storageUri": storage,
+    }
+    model_args = [*version_args, *log_args] if single else version_args
+    if model_args:
+        model["args"] = model_args
+    if single and log_env:
+        model["env"] = log_env
     predictor: dict[str, Any] = {
         "serviceAccountName": account,
         # The account carries the S3 credentials for KServe's storage initializer; the servers call no Kubernetes API.
         "automountServiceAccountToken": False,
         "minReplicas": 1,
         "maxReplicas": 3,
-        "model": {
-            "modelFormat": {"name": "mlflow"},
-            "protocolVersion": target.predictor_protocol,
-            "runtime": f"{target.release}-mlflow",
-            "storageUri": storage,
-            **({"args": args} if args else {}),
-        },
+        "model": model,
     }
     if canary_percent is not None:
         predictor["canaryTrafficPercent"] = canary_percent
-    # The deploy task's own telemetry choice (the chart's pipeline env) first, as the chart renders it.
-    env: list[dict[str, Any]] = [*telemetry_env_vars()]
-    env += [{"name": "STORAGE_URI", "value": storage}, {"name": "HOME", "value": "/tmp"}]
-    log_args = []
-    if target.prediction_log_uri:  # the log's writer (churn.storage.sigv4) needs the S3 endpoint and credentials
-        log_args = [f"--prediction_log={target.prediction_log_uri}"]
-        env += [
-            {"name": "AWS_ENDPOINT_URL", "value": target.s3_endpoint},
-            {"name": "AWS_DEFAULT_REGION", "value": target.s3_region},
-        ]
-        env += [
-            {"name": key, "valueFrom": {"secretKeyRef": {"name": target.s3_secret, "key": key}}}
-            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-        ]
-    transformer = {
-        "name": "kserve-container",
-        "image": target.image,
-        "command": ["python", "-m", "churn.serving.transformer"],
-        "args": [
-            "--model_dir=/mnt/models",
-            f"--predictor_protocol={target.predictor_protocol}",
-            f"--max_batch_size={target.max_batch_size}",
-            *args,
-            *log_args,
-        ],
-        "env": env,
-        "securityContext": copy.deepcopy(CONTAINER_SECURITY),  # a manifest of its own, never the shared dict
-    }
+    spec: dict[str, Any] = {"predictor": predictor}
+    if not single:
+        # The deploy task's own telemetry choice (the chart's pipeline env) first, as the chart renders it.
+        env = [*telemetry_env_vars(), {"name": "STORAGE_URI", "value": storage}, {"name": "HOME", "value": "/tmp"}]
+        transformer = {
+            "name": "kserve-container",
+            "image": target.image,
+            "command": ["python", "-m", "churn.serving.transformer"],
+            "args": [
+                "--model_dir=/mnt/models",
+                f"--predictor_protocol={target.predictor_protocol}",
+                f"--max_batch_size={target.max_batch_size}",
+                *version_args,
+                *log_args,
+            ],
+            "env": env + log_env,
+            "securityContext": copy.deepcopy(CONTAINER_SECURITY),  # a manifest of its own, never the shared dict
+        }
+        spec["transformer"] = {
+            "serviceAccountName": account,
+            "automountServiceAccountToken": False,
+            "minReplicas": 1,
+            "maxReplicas": 3,
+            "containers": [transformer],
+        }
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "InferenceService",
@@ -151,17 +162,23 @@ def inference_service(
             "annotations": {"serving.kserve.io/deploymentMode": target.deployment_mode},
             "labels": {"app.kubernetes.io/managed-by": "churn-mlops", "churn-mlops/model-version": model_version},
         },
-        "spec": {
-            "predictor": predictor,
-            "transformer": {
-                "serviceAccountName": account,
-                "automountServiceAccountToken": False,
-                "minReplicas": 1,
-                "maxReplicas": 3,
-                "containers": [transformer],
-            },
-        },
+        "spec": spec,
     }
+
+
+def _prediction_log(target: ServingTarget) -> tuple[list[str], list[dict[str, Any]]]:
+    """The log's flag and the environment its writer (churn.storage.sigv4) needs: S3 endpoint and credentials."""
+    if not target.prediction_log_uri:
+        return [], []
+    env: list[dict[str, Any]] = [
+        {"name": "AWS_ENDPOINT_URL", "value": target.s3_endpoint},
+        {"name": "AWS_DEFAULT_REGION", "value": target.s3_region},
+    ]
+    env += [
+        {"name": key, "valueFrom": {"secretKeyRef": {"name": target.s3_secret, "key": key}}}
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    ]
+    return [f"--prediction_log={target.prediction_log_uri}"], env
 
 
 class CustomObjects(Protocol):
@@ -211,7 +228,7 @@ def apply(manifest: dict[str, Any], api: CustomObjects, *, timeout: float = 600,
     if previous is None:
         api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, manifest)
     else:
-        api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, manifest)
+        api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, _replacing(manifest, previous))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = _existing(api, namespace, name) or {}
@@ -246,4 +263,15 @@ def _rollback(wanted: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any
     """A canary goes to 0% (KServe serves the previous revision); a full rollout gets the old model back."""
     if "canaryTrafficPercent" in wanted["spec"]["predictor"]:
         return {"spec": {"predictor": {"canaryTrafficPercent": 0}}}
-    return {"spec": previous["spec"]}
+    return _replacing({"spec": previous["spec"]}, wanted)
+
+
+def _replacing(patch: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch that also removes the components ``current`` has and ``patch`` does not.
+
+    The API server merges a patch (RFC 7386): a component left out stays. Switching serving
+    modes must drop the transformer (single-pass) or the rollback must drop it again, so a
+    component the patch leaves out is sent as null.
+    """
+    spec = {key: None for key in current.get("spec", {}) if key not in patch["spec"]}
+    return {**patch, "spec": {**patch["spec"], **spec}}

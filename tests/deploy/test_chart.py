@@ -35,6 +35,8 @@ ALL_ON = [
     *("--set", "dask.enabled=true"),
 ]
 
+SINGLE = ["--set", "serving.mode=single"]
+
 
 def render(helm: str, *args: str, release: str = "churn") -> list[dict[str, Any]]:
     done = subprocess.run(
@@ -89,7 +91,7 @@ def test_helm_lint_passes(helm: str) -> None:
         assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("args", [[], ALL_ON], ids=["defaults", "all-on"])
+@pytest.mark.parametrize("args", [[], ALL_ON, [*ALL_ON, *SINGLE]], ids=["defaults", "all-on", "all-on-single-pass"])
 def test_rendered_objects_validate_against_kubernetes_and_crd_schemas(helm: str, args: list[str]) -> None:
     objects = render(helm, *args)
     kinds = {o["kind"] for o in objects}
@@ -137,6 +139,28 @@ def test_inference_service_wiring(helm: str) -> None:
     assert rest[("ServingRuntime", "churn-mlflow")]["spec"]["containers"][0]["ports"][0]["name"] == "http1"
 
 
+def test_single_pass_mode_is_one_predictor_that_callers_reach(helm: str) -> None:
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in render(helm, *ALL_ON, *SINGLE)}
+    isvc = objects[("InferenceService", "churn-model")]
+    assert set(isvc["spec"]) == {"predictor"}  # no transformer
+    model = isvc["spec"]["predictor"]["model"]
+    assert model["runtime"] == "churn-single" and model["protocolVersion"] == "v2"
+    assert model["args"] == ["--model_version=7", "--prediction_log=s3://mlflow/predictions/"]
+    assert {e["name"] for e in model["env"]} >= {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    runtime = objects[("ServingRuntime", "churn-single")]["spec"]
+    (container,) = runtime["containers"]
+    assert container["command"] == ["python", "-m", "churn.serving.single"]
+    assert container["ports"] == [{"containerPort": 8080, "name": "http1", "protocol": "TCP"}]
+    assert not runtime["supportedModelFormats"][0]["autoSelect"]  # chosen by name, never for someone else's model
+    # The predictor is the front door: no policy keeps callers out, helm test and NOTES call it.
+    assert ("NetworkPolicy", "churn-predictor") not in objects
+    assert ("NetworkPolicy", "churn-predictor") in {(o["kind"], o["metadata"]["name"]) for o in render(helm, *ALL_ON)}
+    test_pod = objects[("Pod", "churn-test-v2-request")]
+    assert "http://churn-model-predictor.ml/v2/models/churn-model/infer" in test_pod["spec"]["containers"][0]["args"][0]
+    env = objects[("ConfigMap", "churn-pipeline-env")]["data"]
+    assert env["CHURN_SERVING__MODE"] == "single"
+
+
 def test_existing_secret_replaces_the_generated_one(helm: str) -> None:
     def secrets_and_account(*args: str) -> tuple[set[str], list[dict[str, str]]]:
         objects = render(helm, "--set", "s3.existingSecret=team-s3", *args)
@@ -158,6 +182,8 @@ def test_existing_secret_replaces_the_generated_one(helm: str) -> None:
     [
         (["--set", "serving.maxBatchSize=lots"], "maxBatchSize"),
         (["--set", "serving.predictorProtocol=v1"], "predictorProtocol"),
+        (["--set", "serving.mode=sidecar"], "mode"),
+        (["--set", "serving.single.minReplicas=-1"], "minReplicas"),
         (["--set", "serving.replicas=3"], "replicas"),
         (["--set", "s3.endpoint=http://minio:9000"], "endpoint"),
         (["--set", "serving.canaryTrafficPercent=150"], "canaryTrafficPercent"),
@@ -298,7 +324,8 @@ def _pod_specs(obj: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
         yield name, spec
     elif obj["kind"] == "InferenceService":
         for role in ("predictor", "transformer"):
-            yield f"{name}/{role}", spec[role]
+            if role in spec:  # single-pass mode has a predictor only
+                yield f"{name}/{role}", spec[role]
 
 
 def _containers(obj: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -370,7 +397,9 @@ def hardening_violations(obj: dict[str, Any], *, resources: bool = True) -> Iter
 
 
 @pytest.mark.parametrize(
-    "args", [[], ALL_ON, ["--set", "serving.enabled=false"]], ids=["defaults", "all-on", "no-inference-service"]
+    "args",
+    [[], ALL_ON, [*ALL_ON, *SINGLE], ["--set", "serving.enabled=false"]],
+    ids=["defaults", "all-on", "all-on-single-pass", "no-inference-service"],
 )
 def test_every_workload_is_hardened(helm: str, args: list[str]) -> None:
     """Restricted Pod Security Standard, no service-account token, requests and a memory limit, in every pod."""
@@ -380,7 +409,7 @@ def test_every_workload_is_hardened(helm: str, args: list[str]) -> None:
     names = {f"{o['kind']}/{o['metadata']['name']}" for o in checked}
     wanted = {"Deployment/churn-mlflow", "Deployment/churn-pushgateway", "StatefulSet/churn-minio"}
     wanted |= {"Job/churn-create-bucket", "Job/churn-mlflow-users", "Pod/churn-test-v2-request"}
-    wanted |= {"ServingRuntime/churn-mlflow"}
+    wanted |= {"ServingRuntime/churn-mlflow"} | ({"ServingRuntime/churn-single"} if SINGLE[-1] in args else set())
     assert wanted <= names
     assert ("InferenceService/churn-model" in names) == ("serving.enabled=false" not in args)
 

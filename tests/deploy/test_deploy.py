@@ -51,14 +51,25 @@ class StandInCustomObjects:
         self, group: str, version: str, namespace: str, plural: str, name: str, body: Any
     ) -> Any:
         self.calls.append(("patch", body))
-        if "metadata" in body:
-            self.objects[name] = copy.deepcopy(body)
-        else:
-            self.objects[name]["spec"]["predictor"].update(body["spec"].get("predictor", {}))
+        self.objects[name] = merge_patch(self.objects[name], body)  # what the API server does with a merge patch
         return self.objects[name]
 
 
-def test_manifest_is_the_charts_inference_service(helm: str) -> None:
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: objects merge key by key, null removes a key, anything else replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
+
+
+@pytest.mark.parametrize("mode", ["transformer", "single"])
+def test_manifest_is_the_charts_inference_service(helm: str, mode: str) -> None:
     chart = next(
         o
         for o in render(
@@ -70,10 +81,13 @@ def test_manifest_is_the_charts_inference_service(helm: str) -> None:
             # ServingTarget() has no log (the settings give it one: test_pipeline_env covers the log's args).
             "--set",
             "performance.predictionLog=false",
+            "--set",
+            f"serving.mode={mode}",
         )
         if o["kind"] == "InferenceService"
     )
-    ours = inference_service(ServingTarget(namespace="ml"), STORAGE, model_version="4")
+    ours = inference_service(ServingTarget(namespace="ml", mode=mode), STORAGE, model_version="4")
+    assert ("transformer" in ours["spec"]) is (mode == "transformer")
     assert_same_serving(ours, chart)
     assert list(validate([ours])) == []
     # The pipeline's InferenceService is as hardened as the chart's (resources are the chart's values only).
@@ -82,7 +96,8 @@ def test_manifest_is_the_charts_inference_service(helm: str) -> None:
 
 def assert_same_serving(ours: dict[str, Any], chart: dict[str, Any]) -> None:
     """Predictor and transformer equal, security included; not what only the chart sets (resources, ports, pulls)."""
-    for key in ("predictor", "transformer"):
+    assert set(ours["spec"]) == set(chart["spec"])
+    for key in chart["spec"]:
         wanted, got = copy.deepcopy(chart["spec"][key]), copy.deepcopy(ours["spec"][key])
         for spec in (wanted, got):
             for container in spec.get("containers", []):
@@ -140,3 +155,31 @@ def test_a_full_rollout_that_fails_gets_the_previous_model_back() -> None:
     with pytest.raises(ChurnError, match="rolled back to the previous model"):
         apply(inference_service(ServingTarget(), STORAGE, model_version="2"), api, timeout=0.05, poll=0.01)
     assert api.objects["churn-model"]["spec"]["predictor"]["model"]["storageUri"] == "s3://mlflow/old"
+
+
+def test_switching_to_single_pass_mode_removes_the_transformer_and_a_failed_switch_brings_it_back() -> None:
+    old = inference_service(ServingTarget(), "s3://mlflow/old", model_version="1")
+    single = inference_service(ServingTarget(mode="single"), STORAGE, model_version="2")
+    api = StandInCustomObjects(existing=old)
+    assert apply(single, api, timeout=5, poll=0).ready
+    assert api.objects["churn-model"]["spec"] == single["spec"]  # no transformer left behind by the merge
+    assert api.calls[-1][1]["spec"]["transformer"] is None
+    api = StandInCustomObjects(existing=old, ready_after=None)
+    with pytest.raises(ChurnError, match="rolled back to the previous model"):
+        apply(single, api, timeout=0.05, poll=0.01)
+    assert api.objects["churn-model"]["spec"] == old["spec"]
+    back = StandInCustomObjects(existing=single)
+    assert apply(old, back, timeout=5, poll=0).ready and back.objects["churn-model"]["spec"] == old["spec"]
+
+
+def test_the_single_pass_manifest_carries_the_prediction_log_on_its_model() -> None:
+    target = ServingTarget(
+        mode="single", prediction_log_uri="s3://mlflow/predictions/", s3_endpoint="http://minio:9000"
+    )
+    model = inference_service(target, STORAGE, model_version="3")["spec"]["predictor"]["model"]
+    assert model["runtime"] == "churn-single" and model["protocolVersion"] == "v2"
+    assert model["args"] == ["--model_version=3", "--prediction_log=s3://mlflow/predictions/"]
+    assert {e["name"] for e in model["env"]} == {
+        "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"
+    }  # fmt: skip
+    assert list(validate([inference_service(target, STORAGE, model_version="3")])) == []

@@ -53,6 +53,29 @@ nothing else; the bucket Job creates it); else the read/write Secret.
 {{- end -}}
 {{- end -}}
 
+{{/* The front door's service: the transformer's, or in single-pass mode the predictor's. */}}
+{{- define "churn.servingFront" -}}
+{{- printf "%s-%s" .Values.serving.name (ternary "predictor" "transformer" (eq .Values.serving.mode "single")) -}}
+{{- end -}}
+
+{{/*
+The environment of the container that writes the prediction log (churn.storage.sigv4: one
+signed PUT a flush): the S3 endpoint and the write-only log user (churn.predictionLogSecret).
+*/}}
+{{- define "churn.predictionLogEnv" -}}
+- name: AWS_ENDPOINT_URL
+  value: {{ include "churn.s3Url" . | quote }}
+- name: AWS_DEFAULT_REGION
+  value: {{ .Values.s3.region | quote }}
+{{- range $key := list "AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY" }}
+- name: {{ $key }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "churn.predictionLogSecret" $ }}
+      key: {{ $key }}
+{{- end }}
+{{- end -}}
+
 {{/* Whether the chart creates the log's write-only MinIO user (its Secret, policy and the Job's lines). */}}
 {{- define "churn.predictionLogUser" -}}
 {{- if and .Values.performance.predictionLog .Values.minio.enabled (not .Values.performance.predictionLogExistingSecret) -}}true{{- end -}}

@@ -9,7 +9,8 @@ KServe's controller adds (``--model_name``, ``--predictor_host``, ``--http_port`
 transformer reaches the predictor over grpc-v2 at the predictor container's address, as it
 reaches the predictor Service in a cluster. tritonclient (REST binary tensors and gRPC) must
 get the probabilities in-process scoring gives, so a library missing from the image in any
-family fails here.
+family fails here. The single-pass runtime (``serving.mode=single``) runs in the same image
+and must give the same probabilities.
 """
 
 from __future__ import annotations
@@ -254,6 +255,51 @@ def test_each_family_serves_in_the_image_with_in_process_probabilities(
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 400
     assert "age" in json.loads(refused.value.read())["error"]
+
+
+def test_the_single_pass_runtime_serves_in_the_image_as_the_transformer_path_does(
+    engine: Engine, images: Images, champions: dict[str, Champion], fresh_rows: pd.DataFrame
+) -> None:
+    """``serving.mode=single``: the rendered churn-single runtime, the model's args and env merged as KServe does."""
+    objects = _render_chart("--set", "serving.mode=single")
+    isvc = next(o for o in objects if o["kind"] == "InferenceService")
+    assert "transformer" not in isvc["spec"]
+    model = isvc["spec"]["predictor"]["model"]
+    runtime = next(o for o in objects if o["metadata"]["name"] == model["runtime"])
+    (container,) = runtime["spec"]["containers"]
+    name = isvc["metadata"]["name"]
+    merged = {
+        **container,
+        "args": [arg.replace("{{.Name}}", name) for arg in container["args"]] + model.get("args", []),
+        "env": container["env"] + model.get("env", []),
+    }
+    champion = champions["xgboost"]
+    port, box = free_port(), f"churn-test-single-{free_port()}"
+    mount = ["--volume", f"{champion.model_dir}:/mnt/models:ro"]
+    try:
+        engine.run(
+            "run", "-d", "--name", box, *mount, "--publish", f"127.0.0.1:{port}:8080",
+            *_run_flags(merged, images.serving, []),
+        )  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        engine.wait_ready(box, f"{base}/v2/models/{name}/ready", 90)
+        rows = records(fresh_rows)
+        body = {"instances": rows}
+        request = urllib.request.Request(
+            f"{base}/v1/models/{name}:predict", json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.loads(response.read())
+        probabilities = [p["churn_probability"] for p in answer["predictions"]]
+        np.testing.assert_allclose(probabilities, champion.model.predict_proba(fresh_rows), rtol=1e-12, atol=1e-15)
+        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+            exposed = response.read().decode()
+        counted = sum(
+            float(line.split()[-1]) for line in exposed.splitlines() if line.startswith("churn_predictions_total{")
+        )
+        assert counted == len(rows)
+    finally:
+        engine.run("rm", "-f", "-t", "2", box, check=False)
 
 
 def test_the_images_transformer_logs_every_answer_where_the_chart_says_and_monitoring_reads_it_back(

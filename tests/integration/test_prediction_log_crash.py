@@ -4,7 +4,8 @@ A real predictor + transformer pair logs to a folder with a 0.5 s flush interval
 four clients send single-record V2 requests, each with its own request id. The transformer
 is killed with SIGKILL mid-traffic. Afterwards every object in the log must be a whole,
 readable gzipped JSON-lines file, nothing may be logged twice, and every request answered more than
-one flush interval (plus the write in flight) before the kill must be in the log.
+one flush interval (plus the write in flight) before the kill must be in the log. The same
+holds for the single-pass server, which logs with the same writer.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from serving_helpers import NAME, records
 
+from churn.config import ServingMode
 from churn.predictions.log import read_log_object, read_prediction_log
 from churn.serving.local import LocalService, ServiceConfig
 
@@ -29,11 +32,13 @@ FLUSH_SECONDS = 0.5
 WRITE_SLACK_SECONDS = 0.5
 
 
+@pytest.mark.parametrize("mode", ["transformer", "single"])
 def test_a_transformer_killed_under_load_loses_at_most_the_last_flush_interval_and_no_object_is_corrupt(
-    own_service_config: ServiceConfig, served_champion, tmp_path: Path
+    own_service_config: ServiceConfig, served_champion, tmp_path: Path, mode: ServingMode
 ) -> None:
     log_root = tmp_path / "predictions"
     config = own_service_config
+    config.mode = mode  # the single-pass server logs with the same writer
     config.extra_env = {
         "CHURN_SERVING__PREDICTION_LOG_URI": str(log_root),
         "CHURN_SERVING__PREDICTION_LOG_FLUSH_SECONDS": str(FLUSH_SECONDS),
@@ -76,8 +81,8 @@ def test_a_transformer_killed_under_load_loses_at_most_the_last_flush_interval_a
             thread.start()
         time.sleep(3.0)
         killed = time.monotonic()
-        os.killpg(service.processes["transformer"].pid, signal.SIGKILL)
-        service.processes["transformer"].wait()
+        os.killpg(service.processes[config.front].pid, signal.SIGKILL)
+        service.processes[config.front].wait()
         stop.set()
         for thread in threads:
             thread.join(10)

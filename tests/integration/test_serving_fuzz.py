@@ -23,7 +23,7 @@ from churn.serving.contract import tensor_type
 from churn.serving.local import LocalService
 
 pytestmark = pytest.mark.integration
-SENT = {"transformer": 0, "predictor": 0}
+SENT = {"transformer": 0, "single": 0, "predictor": 0}
 FIELDS = [*FEATURE_INPUTS, "customer_id"]
 DATATYPES = ["BYTES", "FP64", "FP32", "INT64", "INT32", "BOOL", "UINT8", "FP16", "STRING", ""]
 
@@ -112,8 +112,10 @@ def base(served_champion: Any) -> list[dict[str, Any]]:
     return records(served_champion.rows.head(20))
 
 
-def test_fuzz_transformer_never_answers_5xx(churn_service: LocalService, base: list[dict[str, Any]]) -> None:
-    url = churn_service.config.transformer_url
+def test_fuzz_front_door_never_answers_5xx(service: LocalService, base: list[dict[str, Any]]) -> None:
+    """The transformer, and the single-pass server (the ``service`` fixture runs both modes)."""
+    url = service.config.transformer_url
+    front = service.config.front
 
     @settings(max_examples=1_000, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(request=transformer_requests(base))
@@ -121,14 +123,14 @@ def test_fuzz_transformer_never_answers_5xx(churn_service: LocalService, base: l
         protocol, body = request
         path = f"/v1/models/{NAME}:predict" if protocol == "v1" else f"/v2/models/{NAME}/infer"
         response = _post(url + path, body)
-        SENT["transformer"] += 1
+        SENT[front] += 1
         _check(response, body)
         if response.status_code == 200 and protocol == "v2":
             outputs = {o["name"]: o["data"] for o in response.json()["outputs"]}
             assert all(0.0 <= p <= 1.0 for p in outputs["churn_probability"])
 
     fuzz()
-    assert SENT["transformer"] >= 1_000
+    assert SENT[front] >= 1_000
     good = _post(f"{url}/v1/models/{NAME}:predict", {"instances": base[:2]})
     assert good.status_code == 200 and len(good.json()["predictions"]) == 2
     errors = [line for line in requests.get(f"{url}/metrics", timeout=5).text.splitlines()]

@@ -298,16 +298,6 @@ def test_a_realized_performance_alert_triggers_retraining_without_any_drift(trai
     assert len({v.version for v in client.search_model_versions("name='churn-model'")} - before) == 1
 
 
-def test_no_alert_no_retraining_even_when_switched_on() -> None:
-    from churn.stages.monitoring import retraining_reason
-
-    assert retraining_reason("ok", {"realized": "ok", "estimated": "alert", "labels": "alert"}) == ""
-    assert retraining_reason("warn", {"realized": "warn"}) == ""
-    assert retraining_reason("alert", None) == "drift alert"
-    assert retraining_reason("ok", {"realized": "alert"}) == "realized performance alert"
-    assert retraining_reason("alert", {"realized": "alert"}) == "drift alert and realized performance alert"
-
-
 def _cli(settings: Settings, *args: str) -> subprocess.Popen[str]:
     """``churn ...`` in a child process on the module's data folder, as a user runs it in a terminal."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "CHURN_"))}

@@ -120,10 +120,13 @@ def check_performance(
 def trigger_retraining(
     verdict: str,
     performance: Input[Artifact],
+    summary: Output[Markdown],
+    metrics: Output[Metrics],
     mode: str = "local",
     kfp_host: str = "",
     rows: int = 100_000,
     date: str = "",
+    as_of: str = "",
     seed: int = 42,
     source_uri: str = "",
     n_jobs: int = 2,
@@ -135,19 +138,17 @@ def trigger_retraining(
     cluster_env: str = "",
     engine: str = "pandas",
 ) -> str:
-    """On a drift or realized-performance alert, start a training run (here or via the KFP API); the gate decides."""
+    """On a drift alert or a realized alert on the champion's cohorts, start a training run unless held back.
+
+    Held back while the last retraining runs (or rolls out) and within the cooldown
+    (churn.stages.monitoring.retraining_reason); the summary says why. The gate decides promotion.
+    """
     import json
     from pathlib import Path
 
     from churn.config import get_settings
-    from churn.kfp.retrain import trigger_training
+    from churn.kfp.retrain import retrain_on_alert
     from churn.kfp.schedule import Release
-    from churn.stages.monitoring import retraining_reason
-
-    reason = retraining_reason(verdict, json.loads(Path(performance.path).read_text()).get("levels"))
-    if not reason:
-        print(f"drift verdict {verdict}, no realized-performance alert: no retraining")
-        return "no retraining: no alert"
 
     release = Release(get_settings().deploy.release)
     parameters = {
@@ -167,8 +168,13 @@ def trigger_retraining(
         "mlflow_secret": release.mlflow_secret("pipeline"),
         "gate_secret": release.mlflow_secret("gate"),
     }
-    print(f"{reason}: retraining ({mode})")
-    return trigger_training(parameters, mode=mode, kfp_host=kfp_host)
+    report = json.loads(Path(performance.path).read_text())
+    decision, started = retrain_on_alert(verdict, report, parameters, mode=mode, kfp_host=kfp_host, as_of=as_of)
+    print(f"{decision.summary()} ({mode})")
+    Path(summary.path).write_text(decision.markdown() + (f"\nStarted: {started}\n" if started else ""))
+    for name, value in decision.metrics().items():
+        metrics.log_metric(name, value)
+    return started or decision.summary()
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

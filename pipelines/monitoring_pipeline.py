@@ -54,7 +54,8 @@ def monitoring_pipeline(
         mlflow_tracking_uri: MLflow tracking URI (empty: CHURN_MLFLOW__TRACKING_URI or the local default).
         model_name: Registered model whose @champion is monitored.
         pushgateway_url: Prometheus Pushgateway (empty: CHURN_MONITORING__PUSHGATEWAY_URL; unset: no push).
-        retrain_on_alert: Start a training run when the drift verdict or the realized performance is "alert".
+        retrain_on_alert: Start a training run when the drift verdict, or the realized performance of the
+            champion's own cohorts, is "alert" (not while one runs, nor within CHURN_MONITORING__RETRAIN_COOLDOWN_DAYS).
         retrain_mode: "local" (run it in-process with the local runner) or "kfp" (submit to the KFP API).
         kfp_host: KFP API endpoint for retrain_mode "kfp" (empty: the in-cluster default).
         retrain_rows: Rows the retraining run generates when no retrain_source_uri is given.
@@ -68,7 +69,8 @@ def monitoring_pipeline(
             or data/predictions).
         labels_uri: Folder or s3:// prefix of the labels_YYYYMMDD.csv files (empty: CHURN_PERFORMANCE__LABELS_URI
             or data/labels).
-        as_of: The day performance is judged on, YYYY-MM-DD (empty: today): labels dated later have not arrived.
+        as_of: The day performance is judged on, YYYY-MM-DD (empty: today): labels dated later have not arrived;
+            the retraining cooldown counts in these days.
         engine: "pandas" or "dask": a folder increment (customers_YYYYMMDD/part-*.parquet) is always checked on
             Dask, and with "dask" a parquet file too; the retraining run uses this engine.
         s3_secret: In a cluster, the Secret with the S3 credentials (the chart's ``<release>-s3``).
@@ -115,6 +117,7 @@ def monitoring_pipeline(
             kfp_host=kfp_host,
             rows=retrain_rows,
             date=date,
+            as_of=as_of,
             seed=seed,
             source_uri=retrain_source_uri,
             n_jobs=n_jobs,

@@ -275,6 +275,18 @@ class MonitoringSettings(BaseModel):
     )
     push_job: str = Field("churn-monitoring", description="Pushgateway job name (grouping key) of monitoring runs.")
     push_timeout_seconds: float = Field(10.0, gt=0, description="HTTP timeout of a push.")
+    retrain_cooldown_days: int = Field(
+        7,
+        ge=0,
+        le=365,
+        description="Days after a retraining started (counted in monitoring days, as_of) in which an alert does not "
+        "start another; 0 = off. A retraining still running (or rolling out) blocks the next one either way.",
+    )
+    retraining_record_uri: str | None = Field(
+        None,
+        description="Folder or s3:// prefix where monitoring records the retraining it started (retraining.json); "
+        "unset = data_dir/monitoring.",
+    )
 
     @model_validator(mode="after")
     def _warn_below_alert(self) -> MonitoringSettings:
@@ -366,6 +378,11 @@ class Settings(BaseSettings):
     def labels_uri(self) -> str:
         """Where the delayed churn labels arrive."""
         return self.performance.labels_uri or str(self.data_dir / "labels")
+
+    @property
+    def retraining_record_uri(self) -> str:
+        """Where monitoring records the retraining it started (the cooldown's and the running rule's fact)."""
+        return self.monitoring.retraining_record_uri or str(self.data_dir / "monitoring")
 
     @property
     def features_dir(self) -> Path:

@@ -249,7 +249,10 @@ def test_retraining_in_a_cluster_submits_the_compiled_training_pipeline(monkeypa
         submit_training({}, host="http://nowhere:1", client_factory=Refusing)
 
 
-def test_drift_alert_triggers_retraining_and_the_gate_decides(trained: Settings) -> None:
+def test_drift_alert_triggers_retraining_and_the_gate_decides(
+    trained: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHURN_MONITORING__RETRAINING_RECORD_URI", str(tmp_path))  # this test's own last retraining
     connect_registry(trained.tracking_uri)
     client = MlflowClient()
     before = {v.version for v in client.search_model_versions("name='churn-model'")}
@@ -275,7 +278,9 @@ def test_drift_alert_triggers_retraining_and_the_gate_decides(trained: Settings)
     assert len(pd.read_csv(trained.raw_dir / "customers_20260109.csv")) == 1_000
 
 
-def test_a_realized_performance_alert_triggers_retraining_without_any_drift(trained: Settings) -> None:
+def test_a_realized_performance_alert_triggers_retraining_without_any_drift(
+    trained: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Today's increment is clean (no drift alert); the labels of an earlier, concept-drifted day show the drop.
 
     (The concept-drifted day itself would also alert the drift run: its increment carries its
@@ -283,6 +288,7 @@ def test_a_realized_performance_alert_triggers_retraining_without_any_drift(trai
     """
     from churn.jobs.demos import log_day_predictions
 
+    monkeypatch.setenv("CHURN_MONITORING__RETRAINING_RECORD_URI", str(tmp_path))  # this test's own last retraining
     connect_registry(trained.tracking_uri)
     client = MlflowClient()
     before = {v.version for v in client.search_model_versions("name='churn-model'")}
@@ -298,14 +304,60 @@ def test_a_realized_performance_alert_triggers_retraining_without_any_drift(trai
     assert len({v.version for v in client.search_model_versions("name='churn-model'")} - before) == 1
 
 
-def test_no_alert_no_retraining_even_when_switched_on() -> None:
-    from churn.stages.monitoring import retraining_reason
+def _task_output(run: LocalRun, task: str) -> Any:
+    assert run.run_dir is not None
+    return json.loads((run.run_dir / task / "executor_output.json").read_text())["parameterValues"]["Output"]
 
-    assert retraining_reason("ok", {"realized": "ok", "estimated": "alert", "labels": "alert"}) == ""
-    assert retraining_reason("warn", {"realized": "warn"}) == ""
-    assert retraining_reason("alert", None) == "drift alert"
-    assert retraining_reason("ok", {"realized": "alert"}) == "realized performance alert"
-    assert retraining_reason("alert", {"realized": "alert"}) == "drift alert and realized performance alert"
+
+def test_after_a_concept_drift_five_daily_runs_retrain_once_and_the_new_champion_starts_clean(
+    trained: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Day 1 retrains on the champion's realized alert; days 2-5 judge the new champion's own cohorts.
+
+    The old version's concept-drifted cohort stays in the 90-day window (and alerting) all
+    week; with the cooldown off, only the per-version rule keeps it from retraining again.
+    """
+    from churn.jobs.demos import log_day_predictions
+
+    own = {"prediction_log_uri": str(tmp_path / "predictions"), "labels_uri": str(tmp_path / "labels")}
+    logged = trained.model_copy(update={"performance": trained.performance.model_copy(update=own)})
+    monkeypatch.setenv("CHURN_MONITORING__RETRAINING_RECORD_URI", str(tmp_path / "monitoring"))
+    monkeypatch.setenv("CHURN_MONITORING__RETRAIN_COOLDOWN_DAYS", "0")
+    connect_registry(trained.tracking_uri)
+    client = MlflowClient()
+    before = {v.version for v in client.search_model_versions("name='churn-model'")}
+    old = log_day_predictions(logged, Path(_day(trained, "2026-01-14", "concept_drift")), label_delay_days=1)
+    clean = _day(trained, "2026-01-15", "none")
+    runs = []
+    for day in range(15, 20):
+        as_of = f"2026-01-{day}"
+        # gate_margin -1: the gate promotes the retrained model, so a new champion takes over.
+        run = _monitor(trained, clean, as_of=as_of, retrain_on_alert=True, retrain_rows=3_000, gate_margin=-1.0, **own)
+        runs.append(run)
+        if day == 15:  # the new champion scores the day; its labels arrive the next day
+            new = log_day_predictions(logged, Path(clean), label_delay_days=1)
+    assert len({v.version for v in client.search_model_versions("name='churn-model'")} - before) == 1
+    assert new["version"] != old["version"]
+    assert str(client.get_model_version_by_alias("churn-model", "champion").version) == new["version"]
+    assert runs[0].run_dir is not None
+    judged = json.loads((runs[0].run_dir / "check-performance" / "report").read_text())
+    assert judged["champion_version"] == old["version"]
+    assert judged["levels_by_version"][old["version"]]["realized"] == "alert"
+    assert _task_output(runs[0], "trigger-retraining") == "local training run: promoted"
+    for run in runs[1:]:
+        assert run.run_dir is not None and run.output != "alert"
+        report = json.loads((run.run_dir / "check-performance" / "report").read_text())
+        assert report["champion_version"] == new["version"]
+        levels = report["levels_by_version"]
+        assert levels[old["version"]]["realized"] == "alert" and levels[new["version"]]["realized"] == "ok"
+        (own_cohort,) = [c for c in report["cohorts"] if c["model_version"] == new["version"]]
+        assert own_cohort["cohort"] == "2026-01-15" and own_cohort["labelled"] == 1_000
+        held = f"realized alert only on cohorts of version {old['version']}, not the champion's ({new['version']})"
+        assert _task_output(run, "trigger-retraining") == f"no alert: no retraining ({held})"
+        summary = (run.run_dir / "trigger-retraining" / "summary").read_text()
+        assert "# Retraining: not needed" in summary and held in summary
+        metrics = json.loads((run.run_dir / "trigger-retraining" / "executor_output.json").read_text())
+        assert metrics["artifacts"]["metrics"]["artifacts"][0]["metadata"]["retraining_started"] == 0
 
 
 def _cli(settings: Settings, *args: str) -> subprocess.Popen[str]:

@@ -1,4 +1,8 @@
-"""Judge each daily cohort of the prediction log: join the labels, measure, estimate and level.
+"""Judge each daily cohort of the prediction log, per model version: join the labels, measure, estimate and level.
+
+A cohort is the customers one model version scored on one UTC day (the log records each
+answer's version): a day on which a new champion took over is two cohorts, so each version
+is judged on its own answers, and the retraining decision can look at the champion's alone.
 
 Levels: a drop of the realized or the estimated ROC-AUC below the champion's test ROC-AUC
 is "warn"/"alert" when it exceeds ``auc_drop_warn``/``auc_drop_alert`` *and* is significant
@@ -73,7 +77,7 @@ def evaluate_cohorts(
     reference_cohorts: int = 7,
     settings: MonitoringSettings | None = None,
 ) -> PerformanceReport:
-    """Realized and estimated performance of each daily cohort of the prediction log.
+    """Realized and estimated performance of each daily cohort of each model version in the prediction log.
 
     Args:
         predictions: The prediction log (:func:`churn.predictions.log.read_prediction_log`).
@@ -85,9 +89,9 @@ def evaluate_cohorts(
         reference_roc_auc_standard_error: Its standard error.
         label_delay_days: Expected delay of the labels.
         label_grace_days: Days of lateness tolerated before "labels overdue".
-        calibrator: Maps scores to calibrated probabilities for CBPE; fitted on the
-            labelled rows of the oldest ``reference_cohorts`` cohorts when omitted (identity
-            when there are too few).
+        calibrator: Maps scores to calibrated probabilities for CBPE; when omitted, one per model
+            version, fitted on the labelled rows of that version's oldest ``reference_cohorts``
+            cohorts (identity when there are too few: a new champion's scores are not another's).
         calibration: What the given calibrator was fitted on (for the report).
         reference_cohorts: How many of the oldest labelled cohorts the calibrator is fitted on.
         settings: Thresholds (the configured defaults when omitted).
@@ -98,18 +102,27 @@ def evaluate_cohorts(
     report = PerformanceReport(
         as_of, reference_roc_auc, reference_roc_auc_standard_error, threshold, label_delay_days, calibration
     )
-    if calibrator is None:
-        calibrator, report.calibration = fit_calibrator(frame, reference_cohorts)
-    for key, cohort in frame.groupby("date", sort=True):
+    frame["model_version"] = frame["model_version"].astype(str)
+    calibrators: dict[str, Calibrator] = {}
+    for name, scored in frame.groupby("model_version", sort=True):
+        if calibrator is None:
+            calibrators[str(name)], fitted_on = fit_calibrator(scored, reference_cohorts)
+            report.calibration += ("; " if report.calibration else "") + f"version {name}: {fitted_on}"
+        else:
+            calibrators[str(name)] = calibrator
+    report.calibration = report.calibration or "nothing (no predictions)"
+    for (key, served), cohort in frame.groupby(["date", "model_version"], sort=True):
         day = key if isinstance(key, dt.date) else pd.Timestamp(str(key)).date()
+        version = str(served)
+        where = f"cohort {day} (version {version})"
         p = cohort["churn_probability"].to_numpy(dtype=np.float64)
         known = cohort["churned"].notna().to_numpy()
         due = day + dt.timedelta(days=label_delay_days)
         estimated = realized = None
         try:
-            e = cbpe(p, threshold, calibrator, seed=day.toordinal()) if len(p) >= 2 else None
+            e = cbpe(p, threshold, calibrators[version], seed=day.toordinal()) if len(p) >= 2 else None
         except ChurnError as error:  # every calibrated probability 0 or 1: nothing to estimate from
-            report.notes.append(f"cohort {day}: no estimate ({error})")
+            report.notes.append(f"{where}: no estimate ({error})")
             e = None
         if e is not None:
             level = drop_level(
@@ -125,12 +138,11 @@ def evaluate_cohorts(
             realized = RealizedPerformance(labelled=int(known.sum()), **r, level=level)
         elif known.any():
             report.notes.append(
-                f"cohort {day}: {int(known.sum())} labels so far, need {MIN_LABELLED_ROWS} with both classes"
+                f"{where}: {int(known.sum())} labels so far, need {MIN_LABELLED_ROWS} with both classes"
             )
         overdue = as_of > due + dt.timedelta(days=label_grace_days) and known.mean() < 0.5
-        versions = tuple(sorted(set(cohort["model_version"].astype(str))))
         report.cohorts.append(
-            CohortPerformance(day, len(p), int(known.sum()), due, bool(overdue), versions, estimated, realized)
+            CohortPerformance(day, len(p), int(known.sum()), due, bool(overdue), version, estimated, realized)
         )
     if not report.cohorts:
         report.notes.append(f"no predictions logged up to {as_of}")

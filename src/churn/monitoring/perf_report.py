@@ -2,7 +2,8 @@
 
 Drift checks look at the inputs; a performance run looks at the predictions the system made
 (the prediction log) and, once they arrive, the customers' real outcomes (the delayed labels).
-Per **daily cohort** (the UTC day the customers were scored) it reports **realized**
+Per **daily cohort and model version** (the UTC day the customers were scored, and the
+version that scored them, as the log records it) it reports **realized**
 performance where labels have arrived (:mod:`churn.monitoring.realized`) and **estimated**
 performance for every cohort, labelled or not (CBPE, :mod:`churn.monitoring.cbpe`); the
 cohorts are judged in :mod:`churn.monitoring.cohorts`.
@@ -54,14 +55,14 @@ class EstimatedPerformance:
 
 @dataclass(frozen=True)
 class CohortPerformance:
-    """One day's scored customers and what is known about how well they were scored."""
+    """One day's customers scored by one model version, and what is known about how well they were scored."""
 
     cohort: dt.date
     scored: int
     labelled: int
     labels_due: dt.date
     labels_overdue: bool
-    model_versions: tuple[str, ...]
+    model_version: str
     estimated: EstimatedPerformance | None
     realized: RealizedPerformance | None
 
@@ -84,14 +85,19 @@ class PerformanceReport:
     calibration: str
     cohorts: list[CohortPerformance] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: The registry version of the model monitored (the champion), when known.
+    champion_version: str | None = None
 
     @property
     def levels(self) -> dict[str, Level]:
-        return {
-            "realized": worst([c.realized.level for c in self.cohorts if c.realized]),
-            "estimated": worst([c.estimated.level for c in self.cohorts if c.estimated]),
-            "labels": "alert" if any(c.labels_overdue for c in self.cohorts) else "ok",
-        }
+        """The worst level of each check over every cohort, whichever version scored it."""
+        return check_levels(self.cohorts)
+
+    @property
+    def levels_by_version(self) -> dict[str, dict[str, Level]]:
+        """The worst level of each check over the cohorts each model version scored."""
+        versions = sorted({c.model_version for c in self.cohorts})
+        return {v: check_levels([c for c in self.cohorts if c.model_version == v]) for v in versions}
 
     @property
     def verdict(self) -> Level:
@@ -100,6 +106,7 @@ class PerformanceReport:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["levels"], out["verdict"], out["lines"] = self.levels, self.verdict, self.lines()
+        out["levels_by_version"] = self.levels_by_version
         for cohort, obj in zip(out["cohorts"], self.cohorts, strict=True):
             cohort["level"] = obj.level
         return dict(_jsonable(out))
@@ -120,7 +127,7 @@ class PerformanceReport:
         """One line per cohort: estimated ROC-AUC, and realized where labels have arrived."""
         out = []
         for c in self.cohorts:
-            text = f"cohort {c.cohort}  {c.scored:>6} scored  "
+            text = f"cohort {c.cohort}  v{c.model_version}  {c.scored:>6} scored  "
             if c.estimated:
                 e = c.estimated
                 text += f"estimated ROC-AUC {e.roc_auc:.3f} ± {e.roc_auc_standard_error:.3f} ({e.level})  "
@@ -142,12 +149,12 @@ class PerformanceReport:
         rows = [
             f"# Performance as of {self.as_of}: {self.verdict}",
             "",
-            f"Champion's test ROC-AUC {ref}; labels arrive {self.label_delay_days} days after scoring; "
-            f"CBPE calibrated on {self.calibration}.",
+            f"Champion's test ROC-AUC {ref}{self._version()}; labels arrive {self.label_delay_days} days after "
+            f"scoring; CBPE calibrated on {self.calibration}.",
             "",
-            "| cohort | scored | labelled | estimated ROC-AUC | realized ROC-AUC | PR-AUC | precision | recall "
-            "| lift@10% | Brier | ECE | level |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| cohort | version | scored | labelled | estimated ROC-AUC | realized ROC-AUC | PR-AUC | precision "
+            "| recall | lift@10% | Brier | ECE | level |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for c in self.cohorts:
             e, r = c.estimated, c.realized
@@ -157,9 +164,25 @@ class PerformanceReport:
                 real += [f"{r.recall:.3f}", f"{r.lift_top_decile:.2f}", f"{r.brier:.4f}", f"{r.ece:.4f}"]
             else:
                 real = ["overdue" if c.labels_overdue else f"due {c.labels_due}", *["–"] * 6]
-            rows.append(f"| {c.cohort} | {c.scored} | {c.labelled} | {est} | " + " | ".join(real) + f" | {c.level} |")
+            rows.append(
+                f"| {c.cohort} | {c.model_version} | {c.scored} | {c.labelled} | {est} | "
+                + " | ".join(real)
+                + f" | {c.level} |"
+            )
         rows += ["", *[f"- {note}" for note in self.notes]]
         return "\n".join(rows) + "\n"
+
+    def _version(self) -> str:
+        return "" if self.champion_version is None else f" (version {self.champion_version})"
+
+
+def check_levels(cohorts: list[CohortPerformance]) -> dict[str, Level]:
+    """The worst realized and estimated level of ``cohorts``, and "alert" when any one's labels are overdue."""
+    return {
+        "realized": worst([c.realized.level for c in cohorts if c.realized]),
+        "estimated": worst([c.estimated.level for c in cohorts if c.estimated]),
+        "labels": "alert" if any(c.labels_overdue for c in cohorts) else "ok",
+    }
 
 
 def _jsonable(value: Any) -> Any:

@@ -19,7 +19,7 @@ from churn.monitoring.perf_report import PerformanceReport
 from churn.monitoring.publish import push_performance
 from churn.monitoring.report import write_report
 from churn.predictions.log import read_prediction_log
-from churn.registry.mlflow_registry import connect_registry, download_model
+from churn.registry.mlflow_registry import connect_registry, download_model, resolve_version
 from churn.registry.model_dir import load_model_dir, reference_from_dir
 
 
@@ -39,9 +39,10 @@ def monitor_performance(
     """The monitoring pipeline's performance step: join the prediction log with the labels, judge each cohort.
 
     Loads the model's stored threshold and test ROC-AUC (the reference profile logged with it)
-    from MLflow, reads the last ``window_days`` of the prediction log and the labels that
-    have arrived by ``as_of`` (today, UTC, when empty), writes the JSON and Markdown reports
-    and pushes the metrics to the Pushgateway (its own job, ``churn-performance``).
+    from MLflow (and the registry version behind ``model_uri``'s alias), reads the last
+    ``window_days`` of the prediction log and the labels that have arrived by ``as_of`` (today,
+    UTC, when empty), writes the JSON and Markdown reports and pushes the metrics to the
+    Pushgateway (its own job, ``churn-performance``).
 
     Raises:
         ChurnError: The model, the log or the labels cannot be read, or the push failed
@@ -52,6 +53,8 @@ def monitor_performance(
     p = settings.performance
     day = parse_date(as_of or None)
     connect_registry(tracking_uri, timeout=timeout, retries=retries)
+    # The version behind the alias: its own cohorts are the ones the retraining decision looks at.
+    champion_version = resolve_version(model_uri) if model_uri.startswith("models:/") else None
     folder = download_model(model_uri)
     model = load_model_dir(folder)
     profile = reference_from_dir(folder)
@@ -69,6 +72,7 @@ def monitor_performance(
         reference_cohorts=p.reference_cohorts,
         settings=settings.monitoring,
     )
+    report.champion_version = champion_version
     written, _ = write_report(report, json_path, markdown_path)
     gateway = pushgateway_url or settings.monitoring.pushgateway_url
     if gateway:

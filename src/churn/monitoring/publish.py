@@ -4,8 +4,9 @@ A monitoring run is a batch job, so it pushes instead of being scraped: Promethe
 scrapes the Pushgateway (with ``honor_labels: true``) and evaluates the alert rules in
 ``rules/churn-alerts.yaml``. All metrics are gauges with a ``churn_`` prefix, base units
 and at most one label (``feature``, ``check`` or ``source``), so cardinality stays fixed;
-the performance run's per-cohort gauges add a ``cohort`` label, bounded by its look-back
-window, and push to a job of their own so the two runs never replace each other's metrics.
+the performance run's per-cohort gauges add ``cohort`` and ``model_version`` labels, bounded by
+its look-back window (and the few versions served in it), and push to a job of their own so
+the two runs never replace each other's metrics.
 
 A successful run replaces its whole group (``push``), so a feature that is no longer
 checked disappears. A failed run only adds ``churn_monitoring_failed 1`` and the failure
@@ -123,8 +124,9 @@ def push_report(
 def performance_registry(report: PerformanceReport, *, timestamp: float | None = None) -> CollectorRegistry:
     """The metrics of one performance run, in a fresh registry.
 
-    Per-cohort series carry a ``cohort`` label (the scoring day); their number is bounded
-    by the run's look-back window (``CHURN_PERFORMANCE__WINDOW_DAYS``). The ``latest``
+    Per-cohort series carry ``cohort`` (the scoring day) and ``model_version`` (the version that
+    scored it) labels; their number is bounded by the run's look-back window
+    (``CHURN_PERFORMANCE__WINDOW_DAYS``) and the versions served in it. The ``latest``
     gauges hold the newest cohort's numbers for alerts and single-stat panels.
     """
     from prometheus_client import CollectorRegistry, Gauge
@@ -135,41 +137,51 @@ def performance_registry(report: PerformanceReport, *, timestamp: float | None =
         return Gauge(name, doc, labels, registry=registry)
 
     auc = gauge(
-        "churn_performance_roc_auc", "ROC-AUC of a daily cohort, realized or estimated (CBPE).", ("cohort", "kind")
+        "churn_performance_roc_auc",
+        "ROC-AUC of a daily cohort, realized or estimated (CBPE).",
+        ("cohort", "model_version", "kind"),
     )
     auc_se = gauge(
-        "churn_performance_roc_auc_standard_error", "Standard error of a cohort's ROC-AUC.", ("cohort", "kind")
+        "churn_performance_roc_auc_standard_error",
+        "Standard error of a cohort's ROC-AUC.",
+        ("cohort", "model_version", "kind"),
     )
     realized = gauge(
         "churn_performance_realized",
         "Realized metric of a labelled cohort: pr_auc, precision, recall, lift_top_decile, brier, ece, churn_rate.",
-        ("cohort", "metric"),
+        ("cohort", "model_version", "metric"),
     )
     estimated = gauge(
-        "churn_performance_estimated", "CBPE estimate of a cohort: precision, recall, churn_rate.", ("cohort", "metric")
+        "churn_performance_estimated",
+        "CBPE estimate of a cohort: precision, recall, churn_rate.",
+        ("cohort", "model_version", "metric"),
     )
-    scored = gauge("churn_performance_scored_rows", "Customers scored in a cohort.", ("cohort",))
-    labelled = gauge("churn_performance_labelled_rows", "Customers of a cohort whose label has arrived.", ("cohort",))
-    cohort_level = gauge("churn_performance_cohort_level", "Level of a cohort: 0 ok, 1 warn, 2 alert.", ("cohort",))
+    scored = gauge("churn_performance_scored_rows", "Customers scored in a cohort.", ("cohort", "model_version"))
+    labelled = gauge(
+        "churn_performance_labelled_rows", "Customers of a cohort whose label has arrived.", ("cohort", "model_version")
+    )
+    cohort_level = gauge(
+        "churn_performance_cohort_level", "Level of a cohort: 0 ok, 1 warn, 2 alert.", ("cohort", "model_version")
+    )
     latest = gauge(
         "churn_performance_latest_roc_auc", "ROC-AUC of the newest cohort with one (realized or estimated).", ("kind",)
     )
     for c in report.cohorts:
-        day = c.cohort.isoformat()
-        scored.labels(cohort=day).set(c.scored)
-        labelled.labels(cohort=day).set(c.labelled)
-        cohort_level.labels(cohort=day).set(LEVELS.index(c.level))
+        day, version = c.cohort.isoformat(), c.model_version
+        scored.labels(cohort=day, model_version=version).set(c.scored)
+        labelled.labels(cohort=day, model_version=version).set(c.labelled)
+        cohort_level.labels(cohort=day, model_version=version).set(LEVELS.index(c.level))
         if c.estimated:
-            auc.labels(cohort=day, kind="estimated").set(c.estimated.roc_auc)
-            auc_se.labels(cohort=day, kind="estimated").set(c.estimated.roc_auc_standard_error)
+            auc.labels(cohort=day, model_version=version, kind="estimated").set(c.estimated.roc_auc)
+            auc_se.labels(cohort=day, model_version=version, kind="estimated").set(c.estimated.roc_auc_standard_error)
             for metric in ("precision", "recall", "churn_rate"):
-                estimated.labels(cohort=day, metric=metric).set(getattr(c.estimated, metric))
+                estimated.labels(cohort=day, model_version=version, metric=metric).set(getattr(c.estimated, metric))
             latest.labels(kind="estimated").set(c.estimated.roc_auc)
         if c.realized:
-            auc.labels(cohort=day, kind="realized").set(c.realized.roc_auc)
-            auc_se.labels(cohort=day, kind="realized").set(c.realized.roc_auc_standard_error)
+            auc.labels(cohort=day, model_version=version, kind="realized").set(c.realized.roc_auc)
+            auc_se.labels(cohort=day, model_version=version, kind="realized").set(c.realized.roc_auc_standard_error)
             for metric in ("pr_auc", "precision", "recall", "lift_top_decile", "brier", "ece", "churn_rate"):
-                realized.labels(cohort=day, metric=metric).set(getattr(c.realized, metric))
+                realized.labels(cohort=day, model_version=version, metric=metric).set(getattr(c.realized, metric))
             latest.labels(kind="realized").set(c.realized.roc_auc)
     if report.reference_roc_auc is not None:
         gauge("churn_performance_reference_roc_auc", "The champion's ROC-AUC on its test split.").set(

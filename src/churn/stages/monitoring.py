@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +19,7 @@ from churn.stages.data import validate
 # pandera, MLflow) are imported by the functions that use them, not by every task.
 if TYPE_CHECKING:
     from churn.monitoring.reference import ReferenceProfile
+    from churn.monitoring.retraining import RetrainingRecord
     from churn.training.models import ChurnModel
 
 
@@ -176,24 +179,128 @@ def monitoring_metrics(report: dict[str, Any]) -> dict[str, float]:
     return metrics
 
 
-def retraining_reason(drift_verdict: str, performance_levels: dict[str, str] | None = None) -> str:
-    """Why a monitoring run retrains ("" = it does not): a drift alert, a realized-performance alert, or both.
+@dataclass(frozen=True)
+class RetrainingDecision:
+    """Whether a monitoring run retrains, and why (or why not).
 
-    This is THE retraining decision of the monitoring pipeline (``trigger_retraining`` calls it):
-    any rule about when not to retrain belongs here. Today a realized-performance alert retrains
-    again on every daily run while the old cohorts that caused it stay in the performance window;
-    a cohort or cooldown rule (retrain once per alerting cohort, or not again within N days of a
-    retraining) would be added here. Starting the run is :func:`churn.kfp.retrain.trigger_training`;
-    the new model only registers as ``@challenger``, and the training pipeline's promotion gate
-    still decides whether it becomes ``@champion``.
+    Attributes:
+        reason: The alerts that call for a retraining ("" = none).
+        skipped: Why none starts although an alert was seen ("" = nothing held it back).
+        champion_version: The champion whose cohorts were judged (None: unknown, every cohort counted).
+        days_since_last: Monitoring days since the last recorded retraining started (None: none recorded).
 
-    Only the realized level counts among the performance checks: the estimate (CBPE) follows
-    the inputs, which the drift checks already judge, and overdue labels are a data problem
-    that a new model would not fix.
     """
+
+    reason: str
+    skipped: str = ""
+    champion_version: str | None = None
+    days_since_last: int | None = None
+
+    @property
+    def retrain(self) -> bool:
+        return bool(self.reason) and not self.skipped
+
+    def summary(self) -> str:
+        """One line for the task's log and output."""
+        if self.retrain:
+            return f"{self.reason}: retraining"
+        if self.reason:
+            return f"{self.reason}, but {self.skipped}: no retraining"
+        return f"no alert: no retraining ({self.skipped})" if self.skipped else "no alert: no retraining"
+
+    def metrics(self) -> dict[str, float]:
+        """The decision's numbers, for the KFP Metrics artifact."""
+        out = {"retraining_started": float(self.retrain), "retraining_skipped": float(bool(self.skipped))}
+        if self.days_since_last is not None:
+            out["days_since_last_retraining"] = float(self.days_since_last)
+        return out
+
+    def markdown(self) -> str:
+        """The decision as the task's Markdown artifact."""
+        title = "started" if self.retrain else "skipped" if self.reason else "not needed"
+        version = self.champion_version or "unknown (every cohort counted)"
+        last = "none recorded" if self.days_since_last is None else f"{self.days_since_last} day(s) ago"
+        rows = [
+            f"# Retraining: {title}",
+            "",
+            f"- alerts that call for it: {self.reason or 'none'}",
+            f"- held back by: {self.skipped or 'nothing'}",
+            f"- champion judged: version {version}",
+            f"- last retraining started: {last}",
+        ]
+        return "\n".join(rows) + "\n"
+
+
+def retraining_reason(
+    drift_verdict: str,
+    performance: dict[str, Any] | None = None,
+    *,
+    last: RetrainingRecord | None = None,
+    running: bool = False,
+    today: dt.date | None = None,
+    cooldown_days: int = 0,
+) -> RetrainingDecision:
+    """Whether a monitoring run retrains: a drift alert or a realized alert on the champion's cohorts, unless held back.
+
+    This is THE retraining decision of the monitoring pipeline (``trigger_retraining`` calls it
+    through :func:`churn.kfp.retrain.retrain_on_alert`); every rule about when (not) to retrain
+    is here. Starting the run is :func:`churn.kfp.retrain.trigger_training`; the new model only
+    registers as ``@challenger``, and the training pipeline's promotion gate still decides
+    whether it becomes ``@champion``.
+
+    Rules, in order:
+
+    1. **Alerts.** A drift alert (the increment against the champion's reference), or a realized
+       performance alert on a cohort the current champion scored (``levels_by_version`` of the
+       performance report, at its ``champion_version``). Cohorts an older version scored stay
+       in the 90-day window after a new champion took over, but a retraining cannot fix them:
+       their alert is shown as the reason nothing started. Without a known champion version
+       (a model given by path), every cohort counts. Only the realized level counts: the
+       estimate (CBPE) follows the inputs, which the drift checks already judge, and overdue
+       labels are a data problem that a new model would not fix.
+    2. **Running.** No new retraining while the last one still runs, its rollout included
+       (``running``: what :func:`churn.kfp.retrain.retraining_running` says of ``last``).
+    3. **Cooldown.** None within ``cooldown_days`` monitoring days of the last one's start
+       (``today - last.day < cooldown_days``; a record dated after ``today``, a back-filled
+       run, is within it too); 0 switches the cooldown off.
+
+    Args:
+        drift_verdict: The drift check's verdict ("ok", "warn", "alert").
+        performance: The performance report as a dict (``levels``, ``levels_by_version``,
+            ``champion_version``); None when there is none.
+        last: The last retraining monitoring started (:mod:`churn.monitoring.retraining`).
+        running: Whether ``last`` still runs or rolls out.
+        today: The monitoring run's day (``as_of``); today (UTC) when None.
+        cooldown_days: ``CHURN_MONITORING__RETRAIN_COOLDOWN_DAYS``.
+
+    """
+    report = performance or {}
+    champion = report.get("champion_version")
+    by_version: dict[str, dict[str, str]] = report.get("levels_by_version") or {}
+    if champion is None:
+        judged = report.get("levels") or {}
+        others = []
+    else:
+        judged = by_version.get(str(champion), {})
+        others = sorted(v for v, levels in by_version.items() if v != str(champion) and levels["realized"] == "alert")
     reasons = []
     if drift_verdict == "alert":
         reasons.append("drift alert")
-    if (performance_levels or {}).get("realized") == "alert":
-        reasons.append("realized performance alert")
-    return " and ".join(reasons)
+    if judged.get("realized") == "alert":
+        whose = f" on the champion's cohorts (version {champion})" if champion else ""
+        reasons.append(f"realized performance alert{whose}")
+    reason = " and ".join(reasons)
+    day = today or dt.datetime.now(dt.UTC).date()
+    since = None if last is None else (day - last.day).days
+    if not reason:
+        skipped = f"realized alert only on cohorts of version {', '.join(others)}, not the champion's ({champion})"
+        return RetrainingDecision("", skipped if others else "", champion, since)
+    skipped = ""
+    if last is not None and running:
+        skipped = f"the retraining started on {last.day} ({last.run or last.mode}) is still running or rolling out"
+    elif last is not None and since is not None and cooldown_days > 0 and since < cooldown_days:
+        skipped = (
+            f"cooldown: the last retraining started on {last.day}, {since} day(s) before {day} "
+            f"(CHURN_MONITORING__RETRAIN_COOLDOWN_DAYS={cooldown_days})"
+        )
+    return RetrainingDecision(reason, skipped, champion, since)

@@ -38,9 +38,9 @@ def trained() -> tuple[ChurnModel, pd.DataFrame, float]:
 
 
 def scored(
-    model: ChurnModel, day: str, scenario: str, seed: int, rows: int = 2_000
+    model: ChurnModel, day: str, scenario: str, seed: int, rows: int = 2_000, version: str = "1"
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(prediction-log rows, labels) of one generated day scored by ``model``."""
+    """(prediction-log rows, labels) of one generated day scored by ``model``, logged as registry ``version``."""
     frame = generate_customers(rows, day, seed=seed, scenario=scenario).frame
     p = model.predict_proba(frame)
     log = pd.DataFrame(
@@ -49,7 +49,7 @@ def scored(
             "scored_at": pd.Timestamp(day, tz="UTC"),
             "churn_probability": p,
             "churn_label": (p >= model.threshold).astype(np.int8),
-            "model_version": "1",
+            "model_version": version,
             "date": dt.date.fromisoformat(day),
         }
     )
@@ -104,7 +104,7 @@ def test_cbpe_on_calibrated_probabilities_matches_the_truth_and_its_spread() -> 
 def test_on_unchanged_data_estimated_and_realized_roc_auc_agree_within_their_standard_error(trained) -> None:
     model, _, test_auc = trained
     report = run(model, test_auc, [(f"2026-01-{6 + i:02d}", "none", 100 + i) for i in range(5)], reference_cohorts=1)
-    assert report.calibration == "5000 labelled predictions of the cohorts 2026-01-06..2026-01-06"
+    assert report.calibration == "version 1: 5000 labelled predictions of the cohorts 2026-01-06..2026-01-06"
     gaps = []
     for cohort in report.cohorts[1:]:  # the first is the calibration period
         e, r = cohort.estimated, cohort.realized
@@ -158,7 +158,7 @@ def test_labels_arrive_after_the_delay_and_are_overdue_after_the_grace(trained) 
     )
     assert on_time.cohorts[0].realized is None and not on_time.cohorts[0].labels_overdue
     assert on_time.cohorts[0].labels_due == dt.date(2026, 2, 5) and on_time.levels["labels"] == "ok"
-    assert on_time.calibration.startswith("nothing")
+    assert on_time.calibration.startswith("version 1: nothing")
     late = evaluate_cohorts(
         log, labels.iloc[:0], as_of=dt.date(2026, 2, 9), threshold=model.threshold, reference_roc_auc=test_auc
     )
@@ -198,3 +198,36 @@ def test_a_cohort_that_cannot_be_estimated_is_noted_and_the_others_still_are(tra
     (cohort,) = report.cohorts
     assert cohort.estimated is None and cohort.realized is not None
     assert any("no estimate" in note for note in report.notes)
+
+
+def test_each_model_version_is_judged_on_its_own_cohorts_with_its_own_calibrator(trained) -> None:
+    """A day on which a new version took over is two cohorts; the old version's concept drift is its own alert."""
+    model, _, test_auc = trained
+    reference, reference_labels = scored(model, "2026-01-06", "none", 11, rows=5_000, version="1")
+    old, old_labels = scored(model, "2026-01-07", "concept_drift", 12, version="1")
+    new, new_labels = scored(model, "2026-01-07", "none", 13, version="2")
+    for frame in (new, new_labels):  # other customers than version 1's that day (the generator's ids are per day)
+        frame["customer_id"] = "new-" + frame["customer_id"]
+    report = evaluate_cohorts(
+        pd.concat([reference, old, new]),
+        pd.concat([reference_labels, old_labels, new_labels]),
+        as_of=AS_OF,
+        threshold=model.threshold,
+        reference_roc_auc=test_auc,
+        reference_roc_auc_standard_error=0.008,
+    )
+    assert [(c.cohort.isoformat(), c.model_version, c.scored) for c in report.cohorts] == [
+        ("2026-01-06", "1", 5_000),
+        ("2026-01-07", "1", 2_000),
+        ("2026-01-07", "2", 2_000),
+    ]
+    # Each version's calibrator comes from its own oldest labelled cohorts, not the other's.
+    assert report.calibration == (
+        "version 1: 7000 labelled predictions of the cohorts 2026-01-06..2026-01-07; "
+        "version 2: 2000 labelled predictions of the cohorts 2026-01-07..2026-01-07"
+    )
+    by_version = report.levels_by_version
+    assert by_version["1"]["realized"] == "alert" and by_version["2"]["realized"] == "ok"
+    assert report.levels["realized"] == "alert"  # the report as a whole still shows the old version's drop
+    assert report.to_dict()["levels_by_version"] == by_version
+    assert "| 2026-01-07 | 2 | 2000 |" in report.markdown() and " v2 " in report.lines()[-1]

@@ -107,7 +107,7 @@ def test_the_copys_champion_loads_and_a_new_version_is_written_in_the_copy(
     registered = client.get_model_version(trained.mlflow.model_name, version)
     stored = _local_path(client.get_model_version_download_uri(trained.mlflow.model_name, registered.version))
     assert stored.is_relative_to(trained.data_dir.resolve()) and (stored / "MLmodel").is_file()
-    assert client.get_model_version_by_alias(trained.mlflow.model_name, "challenger").version == version
+    assert str(client.get_model_version_by_alias(trained.mlflow.model_name, "challenger").version) == str(version)
     again = load_churn_model(f"models:/{trained.mlflow.model_name}/{version}")
     assert (again.predict_proba(rows) == probabilities).all()
     assert _fingerprint(champion_template / "data") == template  # the template is untouched

@@ -27,6 +27,12 @@ built once) and in this order (--no-loadscope-reorder): the longest files first,
 neither worker is left with a long file at the end, and the image tests last, when the
 images built in the background since collection ended are ready."""
 
+CHAMPION_USERS_LATER = ("tests/components/test_scoring_pipeline.py", "tests/components/test_trained_copy.py")
+"""Components files handed out after the folder's others: they use the session's trained champion
+(tests/components/conftest.py), which the first file using it (test_monitoring_pipeline.py) trains
+as the run starts; meanwhile the other worker runs the training pipeline's own tests rather than
+wait on the champion's lock."""
+
 
 def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
@@ -46,10 +52,11 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Files in RUN_ORDER's folder order (a stable sort: each file's tests stay together, in order)."""
 
-    def rank(item: pytest.Item) -> int:
+    def rank(item: pytest.Item) -> tuple[int, bool]:
         parts = item.nodeid.split("/")
         folder = parts[1] if len(parts) > 2 and parts[0] == "tests" else ""
-        return RUN_ORDER.index(folder if folder in RUN_ORDER else "unit")
+        later = item.nodeid.split("::")[0] in CHAMPION_USERS_LATER
+        return RUN_ORDER.index(folder if folder in RUN_ORDER else "unit"), later
 
     items.sort(key=rank)
 

@@ -1,7 +1,8 @@
 """The monitoring and daily data pipelines under KFP's local runner, and the drift -> retrain loop.
 
-One champion is trained (3,000 rows, ~40 s) for the whole module; each test then runs the
-short pipelines against it. The retraining loop test runs a second training pipeline.
+The module works on its own copy of the session's champion (3,000 rows, trained once per run:
+tests/components/conftest.py); each test then runs the short pipelines against it. The
+retraining loop tests run a second training pipeline in that copy.
 """
 
 from __future__ import annotations

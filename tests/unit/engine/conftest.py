@@ -1,4 +1,11 @@
-"""One LocalCluster (2 worker processes x 1 thread) shared by the Dask engine's tests of a module."""
+"""One LocalCluster (2 worker processes x 1 thread) per pytest process, a client of it per test module.
+
+Starting the cluster costs about 10 s of CPU (a scheduler and two worker processes importing
+the stack), so it starts once per pytest process, not once per module. Each module connects
+its own client to it (the engine's ``scheduler_address`` path) and closes it at the module's
+end, so no client outlives the module to become the default of later tests. The failure
+tests kill worker processes and start their own clusters (test_failure.py).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from distributed import Client
+from distributed import Client, LocalCluster
 
 from churn.config import DaskSettings
 from churn.data.files import raw_table
@@ -19,9 +26,22 @@ from churn.engine.dask.cluster import dask_client
 SETTINGS = DaskSettings(n_workers=2, threads_per_worker=1, memory_limit="2GiB")
 
 
+@pytest.fixture(scope="session")
+def dask_scheduler() -> Iterator[str]:
+    """Address of the LocalCluster ``dask_client`` would start for SETTINGS, without a client of its own."""
+    with LocalCluster(
+        n_workers=SETTINGS.n_workers,
+        threads_per_worker=SETTINGS.threads_per_worker,
+        memory_limit=SETTINGS.memory_limit,
+        processes=True,
+        dashboard_address=":0",
+    ) as cluster:
+        yield cluster.scheduler_address
+
+
 @pytest.fixture(scope="module")
-def client() -> Iterator[Client]:
-    with dask_client(SETTINGS) as c:
+def client(dask_scheduler: str) -> Iterator[Client]:
+    with dask_client(SETTINGS.model_copy(update={"scheduler_address": dask_scheduler})) as c:
         yield c
 
 

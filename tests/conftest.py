@@ -27,11 +27,15 @@ built once) and in this order (--no-loadscope-reorder): the longest files first,
 neither worker is left with a long file at the end, and the image tests last, when the
 images built in the background since collection ended are ready."""
 
-CHAMPION_USERS_LATER = ("tests/components/test_scoring_pipeline.py", "tests/components/test_trained_copy.py")
+CHAMPION_USERS_LATER = (
+    "tests/components/test_retraining_loop.py",
+    "tests/components/test_scoring_pipeline.py",
+    "tests/components/test_trained_copy.py",
+)
 """Components files handed out after the folder's others: they use the session's trained champion
 (tests/components/conftest.py), which the first file using it (test_monitoring_pipeline.py) trains
 as the run starts; meanwhile the other worker runs the training pipeline's own tests rather than
-wait on the champion's lock."""
+wait on the champion's lock. The retraining loop, the longest file, comes first of these."""
 
 
 def _is_worker(config: pytest.Config) -> bool:

@@ -1,8 +1,8 @@
-"""The monitoring and daily data pipelines under KFP's local runner, and the drift -> retrain loop.
+"""The monitoring and daily data pipelines under KFP's local runner.
 
 The module works on its own copy of the session's champion (3,000 rows, trained once per run:
 tests/components/conftest.py); each test then runs the short pipelines against it. The
-retraining loop tests run a second training pipeline in that copy.
+drift -> retrain loop is test_retraining_loop.py.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from typing import Any, ClassVar
 import pandas as pd
 import pytest
 import yaml
-from mlflow import MlflowClient
+from pipeline_runs import publish_day, run_monitoring
 
 from churn.config import Settings
 from churn.data.files import write_raw
 from churn.errors import ChurnError
 from churn.kfp.catalog import PIPELINES
 from churn.kfp.compile import compile_pipeline
-from churn.kfp.local import LocalRun, local_parameters, run_local
+from churn.kfp.local import local_parameters, run_local
 from churn.kfp.retrain import submit_training, trigger_training
 from churn.monitoring.reference import ReferenceProfile
 from churn.registry.mlflow_registry import connect_registry, load_reference
@@ -35,25 +35,6 @@ from churn.validation import validate_file
 
 pytestmark = pytest.mark.components
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _day(settings: Settings, date: str, scenario: str) -> str:
-    run = run_local(
-        "data",
-        settings,
-        log=settings.data_dir / "data.log",
-        **local_parameters(settings, "data", date=date, scenario=scenario, seed=int(date.replace("-", ""))),
-    )
-    return str(run.output)
-
-
-def _monitor(settings: Settings, current: str, **overrides: Any) -> LocalRun:
-    return run_local(
-        "monitoring",
-        settings,
-        log=settings.data_dir / "monitoring.log",
-        **local_parameters(settings, "monitoring", current_uri=current, **overrides),
-    )
 
 
 @pytest.mark.parametrize("name", [p for p in PIPELINES if p != "training"])
@@ -78,17 +59,17 @@ def test_champion_carries_its_reference_profile(trained: Settings) -> None:
 
 
 def test_data_pipeline_publishes_a_valid_daily_increment(trained: Settings) -> None:
-    published = Path(_day(trained, "2026-01-06", "none"))
+    published = Path(publish_day(trained, "2026-01-06", "none"))
     assert published == (trained.raw_dir / "customers_20260106.csv").resolve()
     frame, report = validate_file(published, min_rows=100)
     assert report.valid and len(frame) == trained.data.daily_rows == 1_000
 
 
 def test_clean_day_is_ok_and_drifted_day_alerts_with_artifacts(trained: Settings) -> None:
-    clean = _monitor(trained, _day(trained, "2026-01-06", "none"))
+    clean = run_monitoring(trained, publish_day(trained, "2026-01-06", "none"))
     assert clean.output == "ok"
-    day = _day(trained, "2026-01-07", "price_shock")
-    drifted = _monitor(trained, day)
+    day = publish_day(trained, "2026-01-07", "price_shock")
+    drifted = run_monitoring(trained, day)
     assert drifted.output == "alert"
     assert drifted.run_dir is not None
     task = drifted.run_dir / "check-drift"
@@ -118,7 +99,7 @@ def test_a_dask_day_is_a_folder_of_parts_checked_on_dask_with_the_pandas_verdict
     assert folder == (trained.raw_dir / "customers_20260109").resolve() and folder.is_dir()
     assert sorted(p.name for p in folder.iterdir()) == ["part-00000.parquet"]
     # The latest increment in the raw folder is now this folder: the default monitoring run checks it.
-    on_dask = _monitor(trained, "", engine="dask")
+    on_dask = run_monitoring(trained, "", engine="dask")
     assert on_dask.run_dir is not None
     report = json.loads((on_dask.run_dir / "check-drift/report").read_text())
     assert report["current_rows"] == 1_000
@@ -126,7 +107,7 @@ def test_a_dask_day_is_a_folder_of_parts_checked_on_dask_with_the_pandas_verdict
     # The same rows as one CSV, checked in one process: the same verdict and statistics.
     csv = trained.data_dir / "same-day.csv"
     write_raw([pd.read_parquet(folder / "part-00000.parquet")], csv, "csv")
-    in_process = _monitor(trained, str(csv))
+    in_process = run_monitoring(trained, str(csv))
     assert in_process.run_dir is not None and in_process.output == on_dask.output == "alert"
     expected = json.loads((in_process.run_dir / "check-drift/report").read_text())
     assert report["flagged"] == expected["flagged"]
@@ -169,7 +150,7 @@ def test_invalid_current_data_fails_the_run_and_records_a_failed_monitoring_run(
     bad = tmp_path / "customers_20260108.csv"
     bad.write_text(content)
     with pytest.raises(ChurnError, match="validate-current"):
-        _monitor(trained, str(bad), pushgateway_url=url)
+        run_monitoring(trained, str(bad), pushgateway_url=url)
     log = (trained.data_dir / "monitoring.log").read_text()
     assert "monitoring failed: the current data is invalid" in log
     assert len(pushes) == 1 and "churn_monitoring_failed 1.0" in pushes[0] and pushes[0].startswith("POST")
@@ -177,7 +158,7 @@ def test_invalid_current_data_fails_the_run_and_records_a_failed_monitoring_run(
 
 def test_a_good_run_pushes_its_metrics(trained: Settings, pushgateway: tuple[str, list[str]]) -> None:
     url, pushes = pushgateway
-    assert _monitor(trained, _day(trained, "2026-01-06", "none"), pushgateway_url=url).output == "ok"
+    assert run_monitoring(trained, publish_day(trained, "2026-01-06", "none"), pushgateway_url=url).output == "ok"
     drift = [p for p in pushes if p.startswith("PUT /metrics/job/churn-monitoring")]
     performance = [p for p in pushes if p.startswith("PUT /metrics/job/churn-performance")]
     assert len(drift) == len(performance) == 1 and len(pushes) == 2  # two jobs: neither replaces the other
@@ -189,10 +170,10 @@ def test_the_performance_step_joins_logged_predictions_with_the_labels_that_have
     from churn.jobs.demos import log_day_predictions
 
     for date in ("2026-01-09", "2026-01-10"):
-        published = Path(_day(trained, date, "none"))
+        published = Path(publish_day(trained, date, "none"))
         logged = log_day_predictions(trained, published, label_delay_days=1)
         assert logged["rows"] == 1_000 and Path(logged["predictions"][0]).parent.name == f"date={date}"
-    run = _monitor(trained, str(published), as_of="2026-01-10")
+    run = run_monitoring(trained, str(published), as_of="2026-01-10")
     assert run.run_dir is not None
     report = json.loads((run.run_dir / "check-performance" / "report").read_text())
     by_day = {c["cohort"]: c for c in report["cohorts"]}
@@ -250,117 +231,6 @@ def test_retraining_in_a_cluster_submits_the_compiled_training_pipeline(monkeypa
         submit_training({}, host="http://nowhere:1", client_factory=Refusing)
 
 
-def test_drift_alert_triggers_retraining_and_the_gate_decides(
-    trained: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("CHURN_MONITORING__RETRAINING_RECORD_URI", str(tmp_path))  # this test's own last retraining
-    connect_registry(trained.tracking_uri)
-    client = MlflowClient()
-    before = {v.version for v in client.search_model_versions("name='churn-model'")}
-    drifted = _monitor(
-        trained,
-        _day(trained, "2026-01-09", "price_shock"),
-        retrain_on_alert=True,
-        retrain_rows=3_000,
-        date="2026-01-09",
-    )
-    assert drifted.output == "alert"
-    assert drifted.run_dir is not None
-    executed = json.loads((drifted.run_dir / "trigger-retraining" / "executor_output.json").read_text())
-    outcome = executed["parameterValues"]["Output"]
-    assert outcome.startswith("local training run: ")
-    after = {v.version: v for v in client.search_model_versions("name='churn-model'")}
-    (new,) = set(after) - before
-    decision = after[new].tags["gate_decision"]
-    assert decision in ("promoted", "rejected") and outcome.endswith(decision)
-    assert after[new].tags["gate_reason"]
-    assert client.get_model_version_by_alias("churn-model", "challenger").version == new
-    assert load_reference(f"models:/churn-model/{new}").rows == 2_100
-    assert len(pd.read_csv(trained.raw_dir / "customers_20260109.csv")) == 1_000
-
-
-def test_a_realized_performance_alert_triggers_retraining_without_any_drift(
-    trained: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Today's increment is clean (no drift alert); the labels of an earlier, concept-drifted day show the drop.
-
-    (The concept-drifted day itself would also alert the drift run: its increment carries its
-    labels, so the drift run's own ROC-AUC check sees the drop.)
-    """
-    from churn.jobs.demos import log_day_predictions
-
-    monkeypatch.setenv("CHURN_MONITORING__RETRAINING_RECORD_URI", str(tmp_path))  # this test's own last retraining
-    connect_registry(trained.tracking_uri)
-    client = MlflowClient()
-    before = {v.version for v in client.search_model_versions("name='churn-model'")}
-    log_day_predictions(trained, Path(_day(trained, "2026-01-12", "concept_drift")), label_delay_days=1)
-    today = _day(trained, "2026-01-13", "none")
-    run = _monitor(trained, today, as_of="2026-01-13", retrain_on_alert=True, retrain_rows=3_000, date="2026-01-13")
-    # No drift alert (a small reference may "warn"): only the realized performance can retrain.
-    assert run.output != "alert" and run.run_dir is not None
-    performance = json.loads((run.run_dir / "check-performance" / "report").read_text())
-    assert performance["levels"]["realized"] == "alert"
-    executed = json.loads((run.run_dir / "trigger-retraining" / "executor_output.json").read_text())
-    assert executed["parameterValues"]["Output"].startswith("local training run: ")
-    assert len({v.version for v in client.search_model_versions("name='churn-model'")} - before) == 1
-
-
-def _task_output(run: LocalRun, task: str) -> Any:
-    assert run.run_dir is not None
-    return json.loads((run.run_dir / task / "executor_output.json").read_text())["parameterValues"]["Output"]
-
-
-def test_after_a_concept_drift_five_daily_runs_retrain_once_and_the_new_champion_starts_clean(
-    trained: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Day 1 retrains on the champion's realized alert; days 2-5 judge the new champion's own cohorts.
-
-    The old version's concept-drifted cohort stays in the 90-day window (and alerting) all
-    week; with the cooldown off, only the per-version rule keeps it from retraining again.
-    """
-    from churn.jobs.demos import log_day_predictions
-
-    own = {"prediction_log_uri": str(tmp_path / "predictions"), "labels_uri": str(tmp_path / "labels")}
-    logged = trained.model_copy(update={"performance": trained.performance.model_copy(update=own)})
-    monkeypatch.setenv("CHURN_MONITORING__RETRAINING_RECORD_URI", str(tmp_path / "monitoring"))
-    monkeypatch.setenv("CHURN_MONITORING__RETRAIN_COOLDOWN_DAYS", "0")
-    connect_registry(trained.tracking_uri)
-    client = MlflowClient()
-    before = {v.version for v in client.search_model_versions("name='churn-model'")}
-    old = log_day_predictions(logged, Path(_day(trained, "2026-01-14", "concept_drift")), label_delay_days=1)
-    clean = _day(trained, "2026-01-15", "none")
-    runs = []
-    for day in range(15, 20):
-        as_of = f"2026-01-{day}"
-        # gate_margin -1: the gate promotes the retrained model, so a new champion takes over.
-        run = _monitor(trained, clean, as_of=as_of, retrain_on_alert=True, retrain_rows=3_000, gate_margin=-1.0, **own)
-        runs.append(run)
-        if day == 15:  # the new champion scores the day; its labels arrive the next day
-            new = log_day_predictions(logged, Path(clean), label_delay_days=1)
-    assert len({v.version for v in client.search_model_versions("name='churn-model'")} - before) == 1
-    assert new["version"] != old["version"]
-    assert str(client.get_model_version_by_alias("churn-model", "champion").version) == new["version"]
-    assert runs[0].run_dir is not None
-    judged = json.loads((runs[0].run_dir / "check-performance" / "report").read_text())
-    assert judged["champion_version"] == old["version"]
-    assert judged["levels_by_version"][old["version"]]["realized"] == "alert"
-    assert _task_output(runs[0], "trigger-retraining") == "local training run: promoted"
-    for run in runs[1:]:
-        assert run.run_dir is not None and run.output != "alert"
-        report = json.loads((run.run_dir / "check-performance" / "report").read_text())
-        assert report["champion_version"] == new["version"]
-        levels = report["levels_by_version"]
-        assert levels[old["version"]]["realized"] == "alert" and levels[new["version"]]["realized"] == "ok"
-        (own_cohort,) = [c for c in report["cohorts"] if c["model_version"] == new["version"]]
-        assert own_cohort["cohort"] == "2026-01-15" and own_cohort["labelled"] == 1_000
-        held = f"realized alert only on cohorts of version {old['version']}, not the champion's ({new['version']})"
-        assert _task_output(run, "trigger-retraining") == f"no alert: no retraining ({held})"
-        summary = (run.run_dir / "trigger-retraining" / "summary").read_text()
-        assert "# Retraining: not needed" in summary and held in summary
-        metrics = json.loads((run.run_dir / "trigger-retraining" / "executor_output.json").read_text())
-        assert metrics["artifacts"]["metrics"]["artifacts"][0]["metadata"]["retraining_started"] == 0
-
-
 def _cli(settings: Settings, *args: str) -> subprocess.Popen[str]:
     """``churn ...`` in a child process on the module's data folder, as a user runs it in a terminal."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "CHURN_"))}
@@ -382,7 +252,10 @@ def _field(output: str, name: str) -> str:
 
 def test_two_runs_at_once_in_one_checkout_each_report_their_own_outputs(trained: Settings) -> None:
     """Two terminals, one data folder: each run prints its own verdict, outputs folder and log."""
-    days = {"ok": _day(trained, "2026-01-10", "none"), "alert": _day(trained, "2026-01-11", "price_shock")}
+    days = {
+        "ok": publish_day(trained, "2026-01-10", "none"),
+        "alert": publish_day(trained, "2026-01-11", "price_shock"),
+    }
     runs = {
         verdict: _cli(trained, "pipeline", "run", "monitoring", "--current-uri", day) for verdict, day in days.items()
     }
@@ -405,7 +278,7 @@ def test_two_runs_at_once_in_one_checkout_each_report_their_own_outputs(trained:
 
 
 def test_a_failed_validation_prints_the_violations_and_names_the_users_file(trained: Settings, tmp_path: Path) -> None:
-    frame = pd.read_csv(_day(trained, "2026-01-12", "none"))
+    frame = pd.read_csv(publish_day(trained, "2026-01-12", "none"))
     frame.loc[:2, "age"] = 500
     bad = tmp_path / "my_export.csv"
     frame.to_csv(bad, index=False)

@@ -1,5 +1,6 @@
 """Daily increments through a real S3 endpoint (``moto_server``): how the cluster's data and monitoring
-pipelines hand the day's file over (the data pipeline publishes under a prefix, monitoring picks the newest).
+pipelines hand the day's file over (the data pipeline publishes under a prefix, monitoring picks the newest),
+and the other small fact monitoring keeps in the bucket: the record of its last retraining.
 """
 
 from __future__ import annotations
@@ -74,3 +75,22 @@ def test_the_latest_local_increment_is_found_by_its_date(tmp_path: Path) -> None
     assert increments.latest_increment(f"{tmp_path}/") == f"{tmp_path}/customers_20260110.parquet"
     with pytest.raises(ChurnError, match="no daily increment"):
         increments.latest_increment(tmp_path / "missing")
+
+
+def test_the_retraining_record_round_trips_through_s3_and_a_missing_one_is_none(s3_env: None, s3_bucket: str) -> None:
+    """In a cluster the record lives at s3://<bucket>/monitoring/ (the chart's pipeline env)."""
+    import datetime as dt
+
+    from churn.monitoring.retraining import RetrainingRecord, read_record, write_record
+    from churn.storage import object_exists
+
+    root = f"s3://{s3_bucket}/{PREFIX}-monitoring/"
+    assert read_record(root) is None
+    record = RetrainingRecord.start(dt.date(2026, 1, 15), "drift alert", "3", "kfp").ended("submitted", "KFP run r-1")
+    written = write_record(root, record)
+    assert written == f"{root}retraining.json" and object_exists(written)
+    assert not object_exists(f"{root}retraining")  # S3 lists by prefix: only the exact key counts
+    assert read_record(root) == record
+    write_object(root, "retraining.json", b"{not json")
+    with pytest.raises(ChurnError, match="is not a retraining record"):
+        read_record(root)

@@ -16,7 +16,7 @@ import os
 from dataclasses import asdict, dataclass, replace
 
 from churn.errors import ChurnError
-from churn.storage import Location, read_object, s3, write_object
+from churn.storage import Location, object_exists, read_object, write_object
 
 RECORD_NAME = "retraining.json"
 #: A local run writes "running" before it starts and its outcome when it ends.
@@ -80,7 +80,7 @@ def read_record(root: str | os.PathLike[str]) -> RetrainingRecord | None:
 
     """
     where = record_location(root)
-    if not (s3.exists(where) if where.is_s3 else where.path.is_file()):
+    if not object_exists(where):
         return None
     try:
         fields = json.loads(read_object(where))

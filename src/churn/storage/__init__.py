@@ -13,7 +13,7 @@ Importing this package imports no boto3, botocore or pyarrow: the serving image 
 
 from churn.storage.local import atomic_folder, atomic_path, copy_file, write_bytes, write_json, write_parquet
 from churn.storage.location import Location
-from churn.storage.objects import copy, read_object, write_object
+from churn.storage.objects import copy, object_exists, read_object, write_object
 
 __all__ = [
     "Location",
@@ -21,6 +21,7 @@ __all__ = [
     "atomic_path",
     "copy",
     "copy_file",
+    "object_exists",
     "read_object",
     "write_bytes",
     "write_json",

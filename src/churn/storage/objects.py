@@ -76,6 +76,20 @@ def read_object(where: str | os.PathLike[str] | Location, *, client: Any = None)
         raise ChurnError(f"cannot read {location}: {exc}") from exc
 
 
+def object_exists(where: str | os.PathLike[str] | Location, *, client: Any = None) -> bool:
+    """Whether one file or S3 object exists (on S3 one listing call, no download).
+
+    Raises:
+        ChurnError: The store cannot be asked (named).
+
+    """
+    location = Location.parse(where)
+    try:
+        return s3.exists(location, client=client) if location.is_s3 else location.path.is_file()
+    except Exception as exc:  # boto3 raises many kinds; each means "cannot ask"
+        raise ChurnError(f"cannot look for {location}: {exc}") from exc
+
+
 def copy(
     source: str | os.PathLike[str] | Location, destination: str | os.PathLike[str] | Location, *, client: Any = None
 ) -> str:

@@ -22,7 +22,7 @@ from churn.storage.s3 import s3_settings
 from churn.telemetry import telemetry_env_vars
 
 if TYPE_CHECKING:
-    from churn.config import Settings
+    from churn.config import ServingMode, Settings
 
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 
@@ -37,7 +37,7 @@ class ServingTarget:
     image: str = "ghcr.io/churn-mlops/churn-serving:0.1.0"
     predictor_protocol: str = "grpc-v2"
     #: ``transformer`` (our transformer in front of our predictor) or ``single`` (one single-pass predictor).
-    mode: str = "transformer"
+    mode: ServingMode = "transformer"
     max_batch_size: int = 10_000
     deployment_mode: str = "RawDeployment"
     #: Where the transformer logs its answers (empty: no log), and the S3 it writes them to.

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from churn import __version__
@@ -169,6 +169,65 @@ class DeploySettings(BaseModel):
         description="Secret with the S3 credentials the transformer writes its prediction log with "
         "(in a cluster the chart's ConfigMap names its write-only <release>-s3-predlog).",
     )
+
+
+class RolloutSettings(BaseModel):
+    """How the deploy step rolls a new champion out: steps, analysis and the thresholds that roll it back.
+
+    At each step the canary takes ``steps[i]`` percent of the traffic; after
+    ``analysis_interval_seconds`` the canary is compared with the stable version over that
+    interval, from Prometheus. Every check passing moves to the next step (100 is full
+    promotion); any failing rolls back at once. Too little traffic or no Prometheus holds the
+    step, and past ``deadline_seconds`` rolls back: a rollout never promotes blind.
+    """
+
+    progressive: bool = Field(
+        True, description="Roll out in steps with analysis (true) or switch all traffic at once once Ready (false)."
+    )
+    steps: list[int] = Field(
+        [10, 50, 100], min_length=1, description="Canary traffic percent at each step; the last must be 100."
+    )
+    analysis_interval_seconds: float = Field(
+        300, gt=0, description="How long each step runs before the canary is compared with the stable version."
+    )
+    deadline_seconds: float = Field(
+        3600,
+        gt=0,
+        description="Longest a rollout waits for a verdict (no Prometheus, too little traffic) before it rolls back.",
+    )
+    prometheus_url: str = Field(
+        "",
+        description="Prometheus the analysis queries (in a cluster: the chart's value); empty = no analysis "
+        "possible, so a progressive rollout holds, then rolls back.",
+    )
+    min_requests: int = Field(
+        50, ge=1, description="Fewest requests each version must have answered in an interval for a verdict."
+    )
+    max_error_rate_increase: float = Field(
+        0.01, ge=0, le=1, description="Most the canary's server-error share of requests may exceed the stable's."
+    )
+    max_latency_ratio: float = Field(
+        1.5, gt=1, description="Most the canary's p95 latency may be, as a multiple of the stable's."
+    )
+    max_validation_failure_increase: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Most the canary's share of requests refused for their input may exceed the stable's.",
+    )
+    max_probability_psi: float = Field(
+        0.2, gt=0, description="Largest PSI between the two versions' predicted-probability histograms."
+    )
+    max_churn_share_change: float = Field(
+        0.1, ge=0, le=1, description="Largest absolute change in the share of customers predicted to churn."
+    )
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_climb_to_100(cls, steps: list[int]) -> list[int]:
+        if any(not 0 < step <= 100 for step in steps) or steps != sorted(set(steps)) or steps[-1] != 100:
+            raise ValueError(f"steps must rise strictly within 1..100 and end at 100, not {steps}")
+        return steps
 
 
 class DaskSettings(BaseModel):
@@ -354,6 +413,7 @@ class Settings(BaseSettings):
     performance: PerformanceSettings = PerformanceSettings()
     serving: ServingSettings = ServingSettings()
     deploy: DeploySettings = DeploySettings()
+    rollout: RolloutSettings = RolloutSettings()
     scoring: ScoringSettings = ScoringSettings()
 
     @property

@@ -15,6 +15,7 @@ from churn.cli.features import features_app
 from churn.cli.mlflow_auth import mlflow_auth_app
 from churn.cli.pipeline import pipeline_app, schedule_command
 from churn.cli.predictions import predictions_app
+from churn.cli.rollout import rollout_app
 from churn.cli.run import run
 from churn.cli.scoring import score_command
 from churn.cli.serving import predict_command, serve_command
@@ -34,6 +35,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(predictions_app, name="predictions")
 app.add_typer(mlflow_auth_app, name="mlflow-auth")
+app.add_typer(rollout_app, name="rollout")
 app.command()(run)
 app.command("serve")(serve_command)
 app.command("predict")(predict_command)

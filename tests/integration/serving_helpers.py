@@ -73,8 +73,19 @@ def _raw(value: Any) -> bytes:
 
 
 def metric(url: str, series: str) -> float:
-    """The value of one series (``name{labels}``) on a server's ``/metrics``."""
+    """The sum of the series ``name{labels}`` matches on a server's ``/metrics`` (every other label, e.g. the version).
+
+    ``churn_predictions_total{label="churned"}`` adds up that label's series of every model
+    version; a bare name adds up all of its series.
+    """
+    name, _, labels = series.partition("{")
+    wanted = set(filter(None, labels.rstrip("}").split(",")))
+    found = []
     for line in requests.get(f"{url}/metrics", timeout=10).text.splitlines():
-        if line.startswith(series + " "):
-            return float(line.split()[-1])
-    raise AssertionError(f"{series} not exposed at {url}")
+        head, _, value = line.rpartition(" ")
+        line_name, _, line_labels = head.partition("{")
+        if line_name == name and wanted <= set(filter(None, line_labels.rstrip("}").split(","))):
+            found.append(float(value))
+    if not found:
+        raise AssertionError(f"{series} not exposed at {url}")
+    return sum(found)

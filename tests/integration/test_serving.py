@@ -248,9 +248,10 @@ def test_metrics_exposes_latency_predictions_and_model_info(
     assert after == scored + 7
     text = requests.get(f"{base}/metrics", timeout=5).text
     assert f'request_preprocess_seconds_count{{model_name="{NAME}"}}' in text
-    assert "churn_prediction_probability_bucket{le=" in text
+    assert 'churn_prediction_probability_bucket{le="0.05",model_version="1"}' in text
+    assert metric(base, 'churn_request_duration_seconds_count{model_version="1"}') >= 1
     assert f'churn_model_info{{family="xgboost",model_name="{NAME}",model_version="1"}} 1.0' in text
-    assert "churn_request_errors_total 0.0" in text
+    assert 'churn_request_errors_total{model_version="1"} 0.0' in text
     predictor = requests.get(f"{churn_service.config.predictor_url}/metrics", timeout=5).text
     assert f'request_predict_seconds_count{{model_name="{NAME}"}}' in predictor
     # No log line per request (without --log_requests): the counts and latencies are here instead.
@@ -351,7 +352,7 @@ def test_a_dead_predictor_gives_503_and_the_transformer_keeps_serving(
         assert response.status_code == 503
         assert "the predictor did not answer (UNAVAILABLE" in response.json()["error"]
         assert requests.get(f"{config.transformer_url}/v2/health/live", timeout=5).status_code == 200
-        assert "churn_request_errors_total 1.0" in requests.get(f"{config.transformer_url}/metrics", timeout=5).text
+        assert metric(config.transformer_url, "churn_request_errors_total") == 1.0
         bad = requests.post(url, json={"inputs": []}, timeout=10)
         assert bad.status_code == 400  # input errors are still found before the predictor is needed
 

@@ -21,7 +21,7 @@ import orjson
 
 from churn.serving.binary import HEADER, parse_request
 from churn.serving.json_input import parse_json
-from churn.serving.metrics import VALIDATION_FAILURES
+from churn.serving.metrics import count_validation_failure
 from churn.serving.refusal import RequestError
 
 
@@ -50,7 +50,7 @@ def decode_bodies_strictly(dataplane: Any) -> None:
                 try:
                     body = parse_json(body, "the request body")
                 except RequestError as exc:
-                    VALIDATION_FAILURES.labels(reason=exc.reason).inc()
+                    count_validation_failure(exc.reason)
                     raise InvalidInput(exc.message) from None
         return decode(body, headers, protocol_version=protocol_version, model_name=model_name)
 
@@ -60,7 +60,7 @@ def decode_bodies_strictly(dataplane: Any) -> None:
         try:
             return parse_request(body, headers.get(HEADER), model_name)
         except RequestError as exc:
-            VALIDATION_FAILURES.labels(reason=exc.reason).inc()
+            count_validation_failure(exc.reason)
             raise InvalidInput(exc.message) from None
 
     dataplane.decode_inference_request = decode_inference_request

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from churn.serving.metrics import VALIDATION_FAILURES
+from churn.serving.metrics import count_validation_failure
 
 LOG = logging.getLogger("kserve.churn")  # under KServe's logger: its handler and format
 
@@ -31,13 +31,13 @@ def install_http_handlers(app: Any) -> None:
         for error in errors[:5]:
             where = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
             problems.append(f"{where}: {error.get('msg', 'invalid')}")
-        VALIDATION_FAILURES.labels(reason="malformed_request").inc()
+        count_validation_failure("malformed_request")
         return JSONResponse(status_code=400, content={"error": "malformed request: " + "; ".join(problems)})
 
     async def http_error(_: Any, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code == 400:
-            VALIDATION_FAILURES.labels(reason="malformed_request").inc()
+            count_validation_failure("malformed_request")
         return JSONResponse(status_code=exc.status_code, content={"error": str(exc.detail)}, headers=exc.headers)
 
     async def predictor_failed(_: Any, exc: Exception) -> JSONResponse:

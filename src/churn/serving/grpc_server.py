@@ -9,9 +9,12 @@ version this server does not hold, and log a caller's mistake in one line.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from concurrent import futures
 from typing import Any
+
+from churn.serving.metrics import end_request, observe_request, start_request
 
 LOG = logging.getLogger("kserve.churn")  # under KServe's logger: its handler and format
 
@@ -42,8 +45,13 @@ def client_errors_in_one_line(base: type) -> type:
     return Interceptor
 
 
-def versioned_servicer(base: type, versions: Mapping[str, str]) -> type:
-    """KServe's gRPC servicer, holding requests to the loaded model version (KServe ignores ``model_version``)."""
+def versioned_servicer(base: type, versions: Mapping[str, str], *, front_door: bool = True) -> type:
+    """KServe's gRPC servicer, holding requests to the loaded model version (KServe ignores ``model_version``).
+
+    On a front door each ModelInfer is timed, and counted as a server error unless it failed
+    for the caller's request (INVALID_ARGUMENT, NOT_FOUND), as the REST middleware does.
+    """
+    from kserve.errors import InvalidInput, ModelNotFound
 
     async def check(name: str, version: str, context: Any) -> None:
         loaded = versions.get(name)
@@ -64,12 +72,25 @@ def versioned_servicer(base: type, versions: Mapping[str, str]) -> type:
 
         async def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802
             await check(request.model_name, request.model_version, context)
-            return await super().ModelInfer(request, context)
+            if not front_door:
+                return await super().ModelInfer(request, context)
+            started, failed = time.perf_counter(), False
+            token = start_request()
+            try:
+                return await super().ModelInfer(request, context)
+            except (InvalidInput, ModelNotFound):
+                raise
+            except Exception:
+                failed = True
+                raise
+            finally:
+                observe_request(time.perf_counter() - started, failed=failed)
+                end_request(token)
 
     return VersionedServicer
 
 
-def bound_grpc_server_class(versions: Mapping[str, str]) -> type:
+def bound_grpc_server_class(versions: Mapping[str, str], *, front_door: bool = True) -> type:
     """KServe's gRPC server, listening on one host, with the versioned servicer and the one-line interceptor.
 
     Construct it as KServe's ``GRPCServer``, with the host first.
@@ -97,7 +118,7 @@ def bound_grpc_server_class(versions: Mapping[str, str]) -> type:
                     ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length")),
                 ],
             )
-            servicer = versioned_servicer(InferenceServicer, versions)(
+            servicer = versioned_servicer(InferenceServicer, versions, front_door=front_door)(
                 self._data_plane, self._model_repository_extension
             )
             grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)

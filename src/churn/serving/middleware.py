@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 import zlib
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
@@ -12,7 +13,13 @@ from typing import Any
 import orjson
 
 from churn.serving.json_input import check_json_body
-from churn.serving.metrics import REQUEST_ERRORS, VALIDATION_FAILURES
+from churn.serving.metrics import (
+    count_server_error,
+    count_validation_failure,
+    end_request,
+    observe_request,
+    start_request,
+)
 from churn.serving.refusal import RequestError
 from churn.serving.state import ServerState
 
@@ -39,7 +46,9 @@ class ServiceMiddleware:
     - An inference body with no label, or curl's default form label, is read as the JSON it is.
     - A JSON inference body is checked at the door (:func:`churn.serving.json_input.check_json_body`):
       UTF-8, valid, at most 32 levels deep, an object; else a 400 saying what arrived.
-    - Every server-side failure is counted in ``churn_request_errors_total``.
+    - Every server-side failure is counted in ``churn_request_errors_total`` and, on a front
+      door, every inference request timed in ``churn_request_duration_seconds``, both under the
+      model version that answered (:mod:`churn.serving.metrics`).
     """
 
     def __init__(self, app: Any, state: ServerState) -> None:
@@ -53,12 +62,15 @@ class ServiceMiddleware:
 
         held: Message | None = None  # a JSON answer's start, held until its body is cleaned of nulls
         clean = scope["path"].startswith("/v2")
+        status = 0
+        timed = self.state.front_door and _is_inference(scope["path"])
+        started = time.perf_counter()
+        token = start_request()
 
         async def watch(message: Message) -> None:
-            nonlocal held
+            nonlocal held, status
             if message["type"] == "http.response.start":
-                if message["status"] >= 500:
-                    REQUEST_ERRORS.inc()
+                status = message["status"]
                 if clean and (b"content-type", b"application/json") in message.get("headers", []):
                     held = message
                     return
@@ -96,8 +108,14 @@ class ServiceMiddleware:
                     return
             await self.app(scope, receive, watch)
         except Exception:
-            REQUEST_ERRORS.inc()
+            status = 500
             raise
+        finally:
+            if timed:
+                observe_request(time.perf_counter() - started, failed=status >= 500)
+            elif status >= 500:
+                count_server_error()
+            end_request(token)
 
 
 def _is_inference(path: str) -> bool:
@@ -225,7 +243,7 @@ def _gunzip(body: bytes) -> bytes:
 
 async def _answer(send: Send, status: int, error: str, *, reason: str = "malformed_request") -> None:
     if status == 400:
-        VALIDATION_FAILURES.labels(reason=reason).inc()
+        count_validation_failure(reason)
     body = json.dumps({"error": error}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 408:

@@ -12,7 +12,7 @@ Run: ``python -m churn.serving.predictor --model_dir /mnt/models --http_port 808
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse, Model
@@ -20,7 +20,7 @@ from kserve.errors import InvalidInput
 
 from churn.serving.contract import check_batch_size, check_request_id, requested_outputs
 from churn.serving.loading import ServedModel
-from churn.serving.metrics import MODEL_INFO, VALIDATION_FAILURES
+from churn.serving.metrics import MODEL_INFO, count_validation_failure, serve_version
 from churn.serving.refusal import RequestError
 from churn.telemetry import telemetry_off_by_default
 from churn.training.models import set_threads
@@ -37,6 +37,9 @@ class ChurnPredictor(Model):  # type: ignore[misc]
     ``{"instances": [[...], ...]}``; answers ``churn_probability`` (FP64, shape ``[n]``).
     """
 
+    #: Behind a transformer, not a front door: it times no requests (the transformer times the whole request).
+    front_door: ClassVar[bool] = False
+
     def __init__(self, name: str, served: ServedModel, *, max_batch_size: int, threads: int = 1) -> None:
         super().__init__(name)
         self.served = served
@@ -45,6 +48,7 @@ class ChurnPredictor(Model):  # type: ignore[misc]
 
     def load(self) -> bool:
         set_threads(self.served.model.family, self.served.model.estimator, self.threads)
+        serve_version(self.served.version)
         MODEL_INFO.info(
             {"model_name": self.name, "model_version": self.served.version, "family": self.served.model.family}
         )
@@ -66,7 +70,7 @@ class ChurnPredictor(Model):  # type: ignore[misc]
                 check_request_id(payload.id)
                 requested_outputs(payload.request_outputs, [PROBABILITY_OUTPUT])
         except RequestError as exc:
-            VALIDATION_FAILURES.labels(reason=exc.reason).inc()
+            count_validation_failure(exc.reason)
             raise InvalidInput(exc.message) from None
         probabilities = self.served.model.predict_matrix(matrix)
         if isinstance(payload, dict):

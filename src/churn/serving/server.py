@@ -5,7 +5,8 @@ given address (KServe always binds all interfaces; ``churn serve`` keeps to 127.
 :mod:`churn.serving.grpc_server` for gRPC), FastAPI's request-validation errors become 400s
 that name the field (KServe leaves them as 422s; :mod:`churn.serving.errors`), the protocol's
 gaps are filled (:mod:`churn.serving.middleware`, :mod:`churn.serving.dataplane`), and every
-server-side failure is counted in ``churn_request_errors_total``. The flags are
+server-side failure is counted in ``churn_request_errors_total`` and, on a front door, every
+inference request timed in ``churn_request_duration_seconds`` (both by model version). The flags are
 :mod:`churn.serving.flags`; what these parts share is one :class:`~churn.serving.state.ServerState`.
 """
 
@@ -35,8 +36,9 @@ def serve(model: Any, args: argparse.Namespace) -> None:
     state = ServerState(
         model_versions={model.name: model.served.version},
         body_read_timeout_seconds=get_settings().serving.body_read_timeout_seconds,
+        front_door=getattr(model, "front_door", True),
     )
-    grpc_server_class = bound_grpc_server_class(state.model_versions)
+    grpc_server_class = bound_grpc_server_class(state.model_versions, front_door=state.front_door)
 
     class _ChurnModelServer(ModelServer):  # type: ignore[misc]
         def start(self, models: list[Any]) -> None:

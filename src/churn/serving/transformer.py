@@ -37,7 +37,15 @@ from churn.serving.contract import (
     requested_outputs,
 )
 from churn.serving.loading import ServedModel
-from churn.serving.metrics import MODEL_INFO, PREDICTIONS, PROBABILITY, VALIDATION_FAILURES, observe_all
+from churn.serving.metrics import (
+    MODEL_INFO,
+    PREDICTIONS,
+    PROBABILITY,
+    answered_by,
+    count_validation_failure,
+    observe_all,
+    serve_version,
+)
 from churn.serving.predictor import FEATURES_INPUT, PROBABILITY_OUTPUT
 from churn.serving.refusal import RequestError
 from churn.telemetry import telemetry_off_by_default
@@ -144,6 +152,8 @@ class ChurnTransformer(Model):  # type: ignore[misc]
     _grpc_client_stub: InferenceGRPCClient | None  # set by KServe's Model.__init__
     #: Whether ``predict`` is KServe's call to the predictor named by ``--predictor_host``.
     calls_predictor: ClassVar[bool] = True
+    #: Callers reach this server: it times each whole request under the version that answered it.
+    front_door: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -163,6 +173,7 @@ class ChurnTransformer(Model):  # type: ignore[misc]
 
     def load(self) -> bool:
         model = self.served.model
+        serve_version(self.served.version)
         MODEL_INFO.info({"model_name": self.name, "model_version": self.served.version, "family": model.family})
         # Reasons of a request's few rows on one thread: the estimator keeps its training n_jobs
         # otherwise, and OpenMP's second thread made one row's TreeSHAP 10-50x slower on busy cores.
@@ -234,7 +245,7 @@ class ChurnTransformer(Model):  # type: ignore[misc]
                 if outputs and ID_OUTPUT in outputs and batch.customer_ids is None:
                     raise RequestError("unknown_output", f"output {ID_OUTPUT!r} needs the {ID_OUTPUT!r} input")
         except RequestError as exc:
-            VALIDATION_FAILURES.labels(reason=exc.reason).inc()
+            count_validation_failure(exc.reason)
             raise InvalidInput(exc.message) from None
         matrix = np.ascontiguousarray(self.served.model.features.transform(batch.columns))
         _EXPLAIN.set(_Explain(matrix, batch.columns, wanted=bool(outputs and REASONS_OUTPUT in outputs)))
@@ -249,9 +260,11 @@ class ChurnTransformer(Model):  # type: ignore[misc]
         probabilities = _probabilities(result)
         labels = self.served.model.labels(probabilities)
         churned = int(labels.sum())
-        PREDICTIONS.labels(label="churned").inc(churned)
-        PREDICTIONS.labels(label="retained").inc(len(labels) - churned)
-        observe_all(PROBABILITY, probabilities)
+        # The predictor's answer names its version (a canary predictor may sit behind this transformer).
+        version = answered_by(result.model_version if isinstance(result, InferResponse) else None)
+        PREDICTIONS.labels(version, "churned").inc(churned)
+        PREDICTIONS.labels(version, "retained").inc(len(labels) - churned)
+        observe_all(PROBABILITY.labels(version), probabilities)
         if self.prediction_log is not None:  # a queue append; a background thread writes
             self.prediction_log.record(pending.request_id, pending.customer_ids, probabilities, labels)
         if pending.v1:

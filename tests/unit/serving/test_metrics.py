@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 
-from churn.serving.metrics import PROBABILITY, observe_all
+from churn.serving.metrics import (
+    PROBABILITY,
+    answered_by,
+    answering_version,
+    end_request,
+    observe_all,
+    observe_request,
+    serve_version,
+    start_request,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -31,3 +40,28 @@ def test_observe_all_equals_one_observe_per_value(n: int) -> None:
     for key, value in expected.items():
         if not key.startswith("p_created"):
             assert got[key] == pytest.approx(value), key
+
+
+def _value(name: str, labels: dict[str, str]) -> float:
+    value = REGISTRY.get_sample_value(name, labels)
+    assert value is not None, (name, labels)
+    return value
+
+
+def test_a_request_is_timed_under_the_version_that_answered_it() -> None:
+    """In transformer mode the predictor's answer names the version; without one, the server's own counts."""
+    serve_version("7")
+    assert _value("churn_request_errors_total", {"model_version": "7"}) == 0.0  # created with a zero at load
+    before = {v: _value("churn_request_duration_seconds_count", {"model_version": v}) for v in ("7",)}
+    token = start_request()
+    assert answered_by("8") == "8"  # a canary predictor behind this transformer answered
+    observe_request(0.01, failed=True)
+    end_request(token)
+    token = start_request()
+    observe_request(0.02, failed=False)  # nobody noted a version: the server's own
+    end_request(token)
+    assert _value("churn_request_duration_seconds_count", {"model_version": "8"}) == 1.0
+    assert _value("churn_request_errors_total", {"model_version": "8"}) == 1.0
+    assert _value("churn_request_duration_seconds_count", {"model_version": "7"}) == before["7"] + 1
+    assert _value("churn_request_errors_total", {"model_version": "7"}) == 0.0
+    assert answering_version() == "7"  # outside a request

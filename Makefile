@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 BIN := .venv/bin
 
-.PHONY: help setup run test lint format typecheck pytest prometheus bench bench-training bench-serving bench-predlog bench-scoring bench-monitoring bench-drift-sensitivity bench-images bench-scale compile images clean
+.PHONY: help setup run test lint format typecheck pytest prometheus bench bench-training bench-serving bench-predlog bench-rollout bench-scoring bench-monitoring bench-drift-sensitivity bench-images bench-scale compile images clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -49,6 +49,9 @@ bench-serving: setup ## Print the serving benchmark: in-process, predictor, tran
 
 bench-predlog: setup ## Print single-row req/s through the transformer with the prediction log off and on
 	$(BIN)/python scripts/bench_serving.py --log-only
+
+bench-rollout: setup ## Print time to full rollout / rollback per canary case (real servers and Prometheus, interval scaled down)
+	$(BIN)/python scripts/bench_rollout.py
 
 bench-monitoring: setup ## Print the drift-check benchmark vs Evidently (100K x 1M rows)
 	$(BIN)/python scripts/bench_monitoring.py

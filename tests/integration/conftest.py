@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from prometheus_helpers import prometheus_binaries
 
 from churn.config import ServingMode
 from churn.serving.local import LocalService, ServiceConfig, free_port
@@ -25,6 +26,12 @@ from servers import mlflow_server_process
 def closed_port_uri() -> str:
     """An ``http://`` URI on loopback where nothing listens."""
     return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(scope="session")
+def prometheus_bins() -> dict[str, str]:
+    """Paths of promtool, prometheus and prometheus-pushgateway (installed now if missing)."""
+    return prometheus_binaries()
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,22 @@ def column_tensors(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return tensors
 
 
+def triton_inputs(rows: list[dict[str, Any]]) -> list[Any]:
+    """The rows as one V2 input per field, binary, as a client following the model metadata sends them."""
+    import tritonclient.http as httpclient
+
+    inputs = []
+    for tensor in column_tensors(rows):
+        item = httpclient.InferInput(tensor["name"], tensor["shape"], tensor["datatype"])
+        if tensor["datatype"] == "BYTES":  # missing is an empty element (tritonclient would send None as "None")
+            values = np.asarray(["" if v is None else v for v in tensor["data"]], dtype=np.object_)
+        else:
+            values = np.asarray(tensor["data"], dtype=np.float64)
+        item.set_data_from_numpy(values, binary_data=True)
+        inputs.append(item)
+    return inputs
+
+
 def binary_request(tensors: list[dict[str, Any]], **header: Any) -> tuple[bytes, int]:
     """A V2 REST body with every tensor in the binary data extension; (body, JSON header length).
 

@@ -9,7 +9,6 @@ on 127.0.0.1 on free ports with temporary storage and are always stopped.
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 import time
@@ -17,12 +16,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from prometheus_helpers import server
 
 from churn.data import generate_customers
 from churn.errors import ChurnError
@@ -37,21 +37,6 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "churn-mlops"
 RULES_TESTS = Path(__file__).parent / "prometheus" / "churn-alerts.test.yaml"
-BINARIES = ("promtool", "prometheus", "prometheus-pushgateway")
-
-
-@pytest.fixture(scope="session")
-def prometheus_bins() -> dict[str, str]:
-    """Paths of promtool, prometheus and prometheus-pushgateway (installed now if missing)."""
-    script = ROOT / "scripts" / "install_prometheus.sh"
-    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=900, check=False)
-    if result.returncode != 0:
-        pytest.fail(f"{script} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    paths = {name: shutil.which(name) for name in BINARIES}
-    missing = [name for name, path in paths.items() if path is None]
-    if missing:
-        pytest.fail(f"{script} succeeded but {', '.join(missing)} is not on PATH")
-    return {name: str(path) for name, path in paths.items()}
 
 
 def run(command: list[str]) -> subprocess.CompletedProcess[str]:
@@ -89,34 +74,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@contextmanager
-def server(command: list[str], log: Path, ready_url: str) -> Iterator[None]:
-    """Run a server until the block ends; wait until ``ready_url`` answers 200 first (fail with its log)."""
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while not ready(ready_url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"{command[0]} not ready at {ready_url}:\n{log.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.2)
-        yield
-    finally:
-        process.terminate()
-        with suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=10)
-        process.kill()  # no-op once it has exited
-        process.wait()
-
-
-def ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-from serving_helpers import NAME, column_tensors, metric, records
+from serving_helpers import NAME, column_tensors, metric, records, triton_inputs
 
 from churn.features.derive import FEATURE_INPUTS
 from churn.serving.client import answer_rows, predict_records, read_records_file
@@ -87,16 +87,7 @@ def test_tritonclient_http_column_tensors_binary(
     config = churn_service.config
     client = httpclient.InferenceServerClient(url=f"{config.host}:{config.transformer_http_port}")
     assert client.is_server_ready() and client.is_model_ready(NAME)
-    inputs = []
-    for tensor in column_tensors(rows[:50]):
-        item = httpclient.InferInput(tensor["name"], tensor["shape"], tensor["datatype"])
-        if tensor["datatype"] == "BYTES":  # missing is an empty element (tritonclient would send None as "None")
-            values = np.asarray(["" if v is None else v for v in tensor["data"]], dtype=np.object_)
-        else:
-            values = np.asarray(tensor["data"], dtype=np.float64)
-        item.set_data_from_numpy(values, binary_data=True)
-        inputs.append(item)
-    result = client.infer(NAME, inputs)
+    result = client.infer(NAME, triton_inputs(rows[:50]))
     np.testing.assert_allclose(result.as_numpy("churn_probability"), expected[:50], rtol=1e-12)
     first_id = result.as_numpy("customer_id")[0]
     assert (first_id.decode() if isinstance(first_id, bytes) else first_id) == rows[0]["customer_id"]

@@ -14,7 +14,8 @@ Cases: ``good`` (a retrained model) is promoted; ``errors`` (fails on a customer
 ``slow`` (three times the stable's p95) and ``constant`` (one probability for everybody)
 are rolled back; ``prometheus-down`` holds and rolls back at the deadline (two intervals).
 Each row: outcome, seconds from the rollout's start (the promotion by the gate) to full
-rollout or rollback, the steps judged, the check that decided, and what the clients saw.
+rollout or rollback, the analyses run (a "wait" adds one), the check that decided, and
+what the clients saw.
 
 Run: ``make bench-rollout`` (``.venv/bin/python scripts/bench_rollout.py --interval 5 --repeats 1``).
 """
@@ -108,7 +109,7 @@ def main() -> None:
     print(f"\nRollout, steps {steps}%, analysis interval {args.interval:g} s, Prometheus scraping every 1 s")
     print(
         f"| case | outcome | seconds to full rollout / rollback (median of {args.repeats}) | "
-        "steps judged | decided by | client answers |"
+        "analyses | decided by | client answers |"
     )
     print("|---|---|---|---|---|---|")
     for case, done in runs.items():

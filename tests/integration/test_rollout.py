@@ -16,16 +16,24 @@ their check; with Prometheus down the rollout holds and rolls back at the deadli
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from rollout_lab import CaseRun, Lab, closed_prometheus_url, running_lab
 from rollout_lab import run_case as run_lab_case
+from serving_helpers import NAME, metric
 
 from churn.config import RolloutSettings
 from churn.registry.mlflow_registry import connect
 from churn.rollout.analysis import LATENCY_P95, PROBABILITY_PSI, SERVER_ERRORS
+from churn.serving.client import predict_records
+from churn.serving.local import free_port
+from servers import stop, wait_http
 
 pytestmark = pytest.mark.integration
 
@@ -113,3 +121,30 @@ def test_with_prometheus_down_a_good_canary_is_held_then_rolled_back_at_the_dead
     verdicts = [step.analysis.verdict for step in result.steps if step.analysis is not None]
     assert verdicts == ["wait", "wait"]  # asked again each interval, never promoted blind
     assert all(step.percent == 25 for step in result.steps)
+
+
+def test_a_transformer_labels_answers_with_the_version_of_the_predictor_that_gave_them(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """KServe Standard mode: a canary predictor behind the stable transformer is named by its answers."""
+    ports = {"transformer_http_port": free_port(), "transformer_grpc_port": free_port()}
+    config = dataclasses.replace(lab.stable.config, **ports)
+    command = [*config.transformer_command(), "--model_version", "transformer-own"]
+    log = tmp_path / "transformer.log"
+    with log.open("wb") as out:
+        env = {**os.environ, **config.extra_env}
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_http(f"{config.transformer_url}/v2/models/{NAME}/ready", process, log, seconds=180, ok={200})
+        url = config.transformer_url
+        assert metric(url, 'churn_request_errors_total{model_version="transformer-own"}') == 0.0  # zero at start
+        for start in range(0, 80, 16):
+            predict_records(url, NAME, lab.rows[start : start + 16])
+        predictor = lab.stable_version
+        assert metric(url, f'churn_predictions_total{{model_version="{predictor}"}}') == 80
+        assert metric(url, f'churn_prediction_probability_count{{model_version="{predictor}"}}') == 80
+        assert metric(url, f'churn_request_duration_seconds_count{{model_version="{predictor}"}}') == 5
+        assert metric(url, 'churn_predictions_total{model_version="transformer-own"}') == 0.0
+        assert metric(url, 'churn_request_duration_seconds_count{model_version="transformer-own"}') == 0.0
+    finally:
+        stop(process)

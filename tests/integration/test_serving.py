@@ -111,9 +111,12 @@ def test_tritonclient_grpc_transformer_and_predictor(
     churn_service: LocalService, rows: list[dict[str, Any]], expected: np.ndarray
 ) -> None:
     config = churn_service.config
+    timed = 'churn_request_duration_seconds_count{model_version="1"}'
+    before = metric(config.transformer_url, timed)
     answer = triton_grpc(f"{config.host}:{config.transformer_grpc_port}", column_tensors(rows[:20]))
     np.testing.assert_allclose(answer["outputs"]["churn_probability"], expected[:20], rtol=1e-12)
     assert answer["model_version"] == "1" and answer["live"] is True
+    assert metric(config.transformer_url, timed) == before + 1  # a gRPC request is timed on the front door too
 
     features = churn_service_matrix(rows[:4])
     matrix = [{"name": "features", "datatype": "FP64", "shape": [4, 73], "data": features.tolist()}]

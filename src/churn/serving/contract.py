@@ -299,7 +299,7 @@ def _column_from_values(column: RawColumn, values: list[Any], where: str) -> np.
 def _check_utf8(name: str, values: list[Any]) -> None:
     """Refuse text that cannot be written as UTF-8 (a lone surrogate, from a JSON escape such as ud800)."""
     try:
-        "".join(v for v in values if v is not None).encode("utf-8")
+        "".join(filter(None, values)).encode("utf-8")  # filter(None): nulls (and empty strings) out, at C speed
     except UnicodeEncodeError:
         row = next(i for i, v in enumerate(values) if v is not None and not _encodes(v))
         raise RequestError("wrong_type", f"{name!r} in row {row} is not valid UTF-8 text") from None
@@ -307,7 +307,7 @@ def _check_utf8(name: str, values: list[Any]) -> None:
 
 def _check_no_control(name: str, values: list[Any]) -> None:
     """Refuse control characters (NUL included: numpy's text arrays would silently drop a trailing one)."""
-    if _CONTROL.search("".join(v for v in values if v is not None)):
+    if _CONTROL.search("".join(filter(None, values))):
         row = next(i for i, v in enumerate(values) if v is not None and _CONTROL.search(v))
         raise RequestError("bad_text", f"{name!r} in row {row} is {values[row]!r}; it holds a control character")
 
@@ -319,6 +319,11 @@ def _check_ids(values: list[Any]) -> list[str]:
     strings only, and the type rule names anything else. The common case (all strings, all
     fine) is a few C-level passes; the per-value loop only runs to name the row at fault.
     """
+    kinds = set(map(type, values))
+    if kinds == {str}:  # the common case: every row has an id, as text
+        _check_utf8(ID, values)
+        if max(map(len, values)) <= MAX_ID_LENGTH and "".join(values).isprintable():
+            return values
     texts = [v for v in values if isinstance(v, str)]
     _check_utf8(ID, [v if isinstance(v, str) else None for v in values])
     all_text = len(texts) + values.count(None) == len(values)

@@ -30,7 +30,16 @@ from serving_helpers import NAME, metric
 
 from churn.config import RolloutSettings
 from churn.registry.mlflow_registry import connect
-from churn.rollout.analysis import LATENCY_P95, PROBABILITY_PSI, SERVER_ERRORS
+from churn.rollout.analysis import (
+    LATENCY_P95,
+    PROBABILITY_PSI,
+    SERVER_ERRORS,
+    Prometheus,
+    PrometheusError,
+    latency_p95_query,
+    probability_buckets_query,
+    requests_query,
+)
 from churn.serving.client import predict_records
 from churn.serving.local import free_port
 from servers import stop, wait_http
@@ -148,3 +157,14 @@ def test_a_transformer_labels_answers_with_the_version_of_the_predictor_that_gav
         assert metric(url, 'churn_request_duration_seconds_count{model_version="transformer-own"}') == 0.0
     finally:
         stop(process)
+
+
+def test_the_prometheus_client_reads_vectors_and_says_what_prometheus_refused(lab: Lab) -> None:
+    prometheus = Prometheus(lab.prometheus_url)
+    rows = prometheus.query(probability_buckets_query(lab.stable_version, 600))
+    assert len(rows) == 21 and {labels["le"] for labels, _ in rows} >= {"0.05", "1.0", "+Inf"}
+    answered = prometheus.value(requests_query(lab.stable_version, 600))
+    assert answered is not None and answered > 0
+    assert prometheus.value(latency_p95_query("no-such-version", 60)) is None  # a quantile of nothing
+    with pytest.raises(PrometheusError, match=r"refused 'sum\(': HTTP 400"):
+        prometheus.query("sum(")

@@ -98,10 +98,9 @@ def run_rollout(
                 return _end(traffic, recorder, result, "abort", reason)
     last = StepRecord(len(settings.steps), 100, clock(), clock(), None)
     result = replace(result, steps=(*result.steps, last))
-    passed = len(result.steps) - 1
-    return _end(
-        traffic, recorder, result, "promote", f"every check passed at {passed} step(s); all traffic on v{canary}"
-    )
+    judged = ", ".join(f"{percent}%" for percent in settings.steps[:-1])
+    reason = f"every check passed at each step ({judged}); all traffic on v{canary}"
+    return _end(traffic, recorder, result, "promote", reason)
 
 
 def _wait(

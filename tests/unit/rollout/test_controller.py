@@ -125,6 +125,8 @@ def test_waiting_then_passing_goes_on() -> None:
     clock, traffic, recorder = Clock(), Traffic(), Recorder()
     result = roll(verdicts("wait", "pass", "wait", "wait", "pass"), clock, traffic, recorder)
     assert result.status == "promoted" and traffic.calls == ["set 10", "set 50", "promote"]
+    assert result.reason == "every check passed at each step (10%, 50%); all traffic on v2"
+    assert [s.percent for s in result.steps] == [10, 10, 50, 50, 50, 100]
 
 
 def test_an_analysis_that_raises_never_promotes() -> None:

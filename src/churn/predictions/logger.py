@@ -31,7 +31,7 @@ import numpy as np
 import orjson
 
 from churn.errors import ChurnError
-from churn.predictions.records import COLUMNS, JSONL_SUFFIX, Scored, object_name
+from churn.predictions.records import COLUMNS, DEFAULT_VARIANT, JSONL_SUFFIX, Scored, object_name
 from churn.storage import Location, write_object
 from churn.storage.sigv4 import S3Target
 
@@ -47,7 +47,9 @@ def encode_jsonl(items: Sequence[Scored], model_name: str, model_version: str, s
         ids = item.customer_ids if item.customer_ids is not None else [None] * len(item.probabilities)
         day_lines = lines.setdefault(when.strftime("%Y-%m-%d"), [])
         for customer, probability, label in zip(ids, item.probabilities.tolist(), item.labels.tolist(), strict=True):
-            record = (item.request_id, customer, stamp, model_name, model_version, probability, int(label), source)
+            version = item.model_version or model_version
+            answer = (probability, int(label), source, item.variant)
+            record = (item.request_id, customer, stamp, model_name, version, *answer)
             day_lines.append(orjson.dumps(dict(zip(COLUMNS, record, strict=True))))
     # Level 1: a day's log is compacted to parquet later; speed matters more than bytes here.
     return {day: gzip.compress(b"\n".join(rows) + b"\n", compresslevel=1) for day, rows in sorted(lines.items())}
@@ -121,11 +123,23 @@ class PredictionLogger:
         return self
 
     def record(
-        self, request_id: str, customer_ids: Sequence[str] | None, probabilities: np.ndarray, labels: np.ndarray
+        self,
+        request_id: str,
+        customer_ids: Sequence[str] | None,
+        probabilities: np.ndarray,
+        labels: np.ndarray,
+        *,
+        variant: str = DEFAULT_VARIANT,
+        model_version: str | None = None,
     ) -> None:
-        """Queue one answered request (never blocks; drops and counts when the queue is full)."""
+        """Queue one answered request (never blocks; drops and counts when the queue is full).
+
+        ``variant`` says who answered; ``model_version`` the version that did when it is not the
+        logger's own (a shadow's answer carries its version).
+        """
+        scored = Scored(request_id, customer_ids, probabilities, labels, time.time(), variant, model_version)
         try:
-            self._queue.put_nowait(Scored(request_id, customer_ids, probabilities, labels, time.time()))
+            self._queue.put_nowait(scored)
         except queue.Full:
             from churn.predictions.metrics import PREDICTION_LOG_DROPPED
 

@@ -87,6 +87,7 @@ class PredictionLogger:
         flush_seconds: Longest time an answer waits in memory before it is written.
         max_queue: Most answers held in memory; beyond it, answers are dropped and counted.
         source: ``online`` for the transformer.
+        variant: Who gives the answers :meth:`record` gets (``champion``, or ``canary`` on a canary's pods).
 
     """
 
@@ -99,6 +100,7 @@ class PredictionLogger:
         flush_seconds: float = 1.0,
         max_queue: int = 100_000,
         source: str = "online",
+        variant: str = DEFAULT_VARIANT,
     ) -> None:
         if flush_seconds <= 0:
             raise ChurnError(f"prediction log: flush interval must be > 0 seconds, got {flush_seconds}")
@@ -107,6 +109,7 @@ class PredictionLogger:
         self.model_version = model_version
         self.flush_seconds = flush_seconds
         self.source = source
+        self.variant = variant
         self._queue: queue.Queue[Scored] = queue.Queue(maxsize=max_queue)
         self._stop = threading.Event()
         self._target = S3Target.from_env() if Location.parse(self.root).is_s3 else None
@@ -129,15 +132,16 @@ class PredictionLogger:
         probabilities: np.ndarray,
         labels: np.ndarray,
         *,
-        variant: str = DEFAULT_VARIANT,
+        variant: str | None = None,
         model_version: str | None = None,
     ) -> None:
         """Queue one answered request (never blocks; drops and counts when the queue is full).
 
-        ``variant`` says who answered; ``model_version`` the version that did when it is not the
-        logger's own (a shadow's answer carries its version).
+        ``variant`` says who answered (the logger's own when None); ``model_version`` the
+        version that did when it is not the logger's (a shadow's answer carries its version).
         """
-        scored = Scored(request_id, customer_ids, probabilities, labels, time.time(), variant, model_version)
+        who = variant or self.variant
+        scored = Scored(request_id, customer_ids, probabilities, labels, time.time(), who, model_version)
         try:
             self._queue.put_nowait(scored)
         except queue.Full:

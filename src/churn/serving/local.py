@@ -5,7 +5,8 @@ containers), plus a shadow predictor serving another model when ``shadow_model_u
 (the transformer also sends it every request, off the request path); in ``single`` mode
 one single-pass server on the transformer's ports (the service's front door either way).
 Used by ``churn serve``, the main job, the integration tests and the serving benchmark:
-start them from a model URI or directory, wait until each answers ``/v2/health/ready``, and stop them (SIGTERM, then SIGKILL) whatever happens.
+start them from a model URI or directory, wait until each answers ``/v2/health/ready``,
+and stop them (SIGTERM, then SIGKILL) whatever happens.
 """
 
 from __future__ import annotations

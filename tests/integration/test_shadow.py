@@ -197,6 +197,37 @@ def test_a_shadow_changes_no_answer_logs_its_own_and_slow_or_killed_costs_the_ca
         assert _p95(seconds) <= P95_RATIO * _p95(base_seconds) + P95_SLACK
 
 
+def test_over_v2_rest_the_shadow_answers_are_logged_with_the_shadows_threshold(served_champion, tmp_path: Path) -> None:
+    log_root = tmp_path / "predictions"
+    config = ServiceConfig.on_free_ports(
+        "models:/churn-model@champion",
+        tracking_uri=served_champion.tracking_uri,
+        log_dir=tmp_path / "logs",
+        predictor_protocol="v2",
+        shadow_model_uri=str(_shadow_model_dir(served_champion.model, tmp_path, delay_seconds=0)),
+        extra_env={
+            "PYTHONPATH": os.pathsep.join([str(ESTIMATOR_PATH), os.environ.get("PYTHONPATH", "")]),
+            "CHURN_SERVING__PREDICTION_LOG_URI": str(log_root),
+            "CHURN_SERVING__PREDICTION_LOG_FLUSH_SECONDS": "0.2",
+        },
+    )
+    assert f"127.0.0.1:{config.shadow_http_port}" in config.transformer_command()
+    rows = records(served_champion.rows.head(12))
+    with LocalService(config).start(timeout=180):
+        connection = http.client.HTTPConnection(config.host, config.transformer_http_port, timeout=30)
+        status, answer, _ = _send(connection, _request(rows, "rest-1"))
+        connection.close()
+        assert status == 200
+        _wait_for(lambda: log_root.exists() and (read_prediction_log(log_root)["variant"] == "shadow").sum() >= 12, 20)
+    log = read_prediction_log(log_root)
+    shadow = log[log["variant"] == "shadow"]
+    champion = log[log["variant"] == "champion"]
+    expected = np.asarray(json.loads(answer)["outputs"][0]["data"]) ** SHADOW_EXPONENT
+    np.testing.assert_allclose(shadow["churn_probability"].to_numpy(), expected, rtol=1e-9)
+    assert (shadow["churn_label"].to_numpy() == (expected >= SHADOW_THRESHOLD)).all()
+    assert set(shadow["request_id"]) == set(champion["request_id"]) == {"rest-1"}
+
+
 def test_a_shadow_is_refused_in_single_pass_mode(served_champion, tmp_path: Path) -> None:
     config = ServiceConfig.on_free_ports(
         "models:/churn-model@champion", tracking_uri=served_champion.tracking_uri, log_dir=tmp_path, mode="single"

@@ -70,6 +70,11 @@ class ShadowComparison:
         """The comparison as JSON-ready values."""
         return asdict(self)
 
+    def markdown(self) -> str:
+        """The comparison as a Markdown summary (the monitoring pipeline's artifact)."""
+        body = "\n".join(self.lines())
+        return f"# Shadow vs champion, {self.start}..{self.end}\n\n```\n{body}\n```\n"
+
     def lines(self) -> list[str]:
         """The comparison as text lines (the CLI's output)."""
 

@@ -7,6 +7,7 @@ drift -> retrain loop is test_retraining_loop.py.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -292,3 +293,37 @@ def test_a_failed_validation_prints_the_violations_and_names_the_users_file(trai
     folder = Path(_field(err, "task outputs:"))
     report = json.loads((folder / "validate-current" / "report").read_text())
     assert report["source"] == str(bad)  # the user's file, not the pipeline's copy
+
+
+def test_with_a_shadow_active_the_monitoring_run_compares_its_logged_answers_with_the_champions(
+    trained: Settings,
+) -> None:
+    from churn.jobs.demos import log_day_predictions
+    from churn.predictions.log import read_prediction_log, write_prediction_log
+
+    published = Path(publish_day(trained, "2026-01-12", "none"))
+    log_day_predictions(trained, published, label_delay_days=1)
+    log_root = trained.prediction_log_uri
+    champion = read_prediction_log(log_root, start=dt.date(2026, 1, 12), end=dt.date(2026, 1, 12))
+    champion = champion[champion["variant"] == "champion"]
+    # A shadow's answers to the same records (as the transformer logs them): the champion's scores, squared.
+    shadow = champion.assign(churn_probability=champion["churn_probability"] ** 2)
+    shadow["churn_label"] = (shadow["churn_probability"] >= 0.3).astype(int)
+    write_prediction_log(
+        shadow,
+        log_root,
+        run_id=str(champion["request_id"].iloc[0]),
+        model_name="churn-model",
+        model_version="shadow-1",
+        scored_at=dt.datetime(2026, 1, 12, 13, tzinfo=dt.UTC),
+        variant="shadow",
+    )
+    run = run_monitoring(trained, str(published), as_of="2026-01-13", shadow_active=True, shadow_window_days=2)
+    assert run.run_dir is not None
+    report = json.loads((run.run_dir / "compare-shadow" / "report").read_text())
+    assert report["pairs"] == len(champion) and report["shadow_version"] == "shadow-1"
+    assert report["rank_correlation"] == pytest.approx(1.0)  # squaring keeps the order
+    assert report["top_decile_overlap"] == 1.0 and report["score_psi"] > 0.1
+    assert report["labelled_pairs"] == len(champion)
+    assert report["champion_roc_auc"] == pytest.approx(report["shadow_roc_auc"])  # same order, same ROC-AUC
+    assert "# Shadow vs champion" in (run.run_dir / "compare-shadow" / "summary").read_text()

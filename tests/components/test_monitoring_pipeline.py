@@ -306,8 +306,9 @@ def test_with_a_shadow_active_the_monitoring_run_compares_its_logged_answers_wit
     log_root = trained.prediction_log_uri
     champion = read_prediction_log(log_root, start=dt.date(2026, 1, 12), end=dt.date(2026, 1, 12))
     champion = champion[champion["variant"] == "champion"]
-    # A shadow's answers to the same records (as the transformer logs them): the champion's scores, squared.
-    shadow = champion.assign(churn_probability=champion["churn_probability"] ** 2)
+    # A shadow's answers to the same records (as the transformer logs them), logged later that day: the
+    # champion's scores reversed, so a performance check that took them for the champion's would see it.
+    shadow = champion.assign(churn_probability=1 - champion["churn_probability"])
     shadow["churn_label"] = (shadow["churn_probability"] >= 0.3).astype(int)
     write_prediction_log(
         shadow,
@@ -322,8 +323,12 @@ def test_with_a_shadow_active_the_monitoring_run_compares_its_logged_answers_wit
     assert run.run_dir is not None
     report = json.loads((run.run_dir / "compare-shadow" / "report").read_text())
     assert report["pairs"] == len(champion) and report["shadow_version"] == "shadow-1"
-    assert report["rank_correlation"] == pytest.approx(1.0)  # squaring keeps the order
-    assert report["top_decile_overlap"] == 1.0 and report["score_psi"] > 0.1
-    assert report["labelled_pairs"] == len(champion)
-    assert report["champion_roc_auc"] == pytest.approx(report["shadow_roc_auc"])  # same order, same ROC-AUC
+    assert report["rank_correlation"] == pytest.approx(-1.0)
+    assert report["top_decile_overlap"] == 0.0 and report["label_agreement"] < 0.5
+    assert report["labelled_pairs"] == len(champion) and report["champion_roc_auc"] > 0.7
+    assert report["shadow_roc_auc"] == pytest.approx(1 - report["champion_roc_auc"])
+    # The performance check judged the champion on its own answers, not on the shadow's later ones.
+    performance = json.loads((run.run_dir / "check-performance" / "report").read_text())
+    cohort = next(c for c in performance["cohorts"] if c["cohort"] == "2026-01-12")
+    assert cohort["realized"]["roc_auc"] == pytest.approx(report["champion_roc_auc"])
     assert "# Shadow vs champion" in (run.run_dir / "compare-shadow" / "summary").read_text()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from kserve import InferInput, InferRequest
 
+from churn.errors import ChurnError
 from churn.serving.local import free_port
 from churn.serving.shadow import SHADOW_IN_FLIGHT, SHADOW_REQUESTS, ShadowPredictor
 
@@ -104,3 +105,16 @@ def test_the_single_pass_server_refuses_a_shadow_at_start(tmp_path: Path) -> Non
     done = subprocess.run([*command, "--shadow_predictor_host", "127.0.0.1:1"], capture_output=True, text=True)
     assert done.returncode == 2
     assert "shadow mode is a transformer-mode feature" in done.stderr
+
+
+def test_churn_serve_refuses_a_shadow_model_in_single_pass_mode_before_starting_anything(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from churn.cli import app
+
+    args = ["serve", "--mode", "single", "--shadow-model", "models:/churn-model/1"]
+    shown = CliRunner().invoke(app, args, env={"COLUMNS": "200", "CHURN_DATA_DIR": str(tmp_path)})
+    # The app raises; the `churn` entry point prints a ChurnError's message and exits 1.
+    assert isinstance(shown.exception, ChurnError)
+    assert "a shadow model needs transformer mode" in str(shown.exception)
+    assert not (tmp_path / "serving").exists()  # no server was started, no log folder made

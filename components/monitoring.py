@@ -117,6 +117,45 @@ def check_performance(
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
+def compare_shadow(
+    report: Output[Artifact],
+    summary: Output[Markdown],
+    metrics: Output[Metrics],
+    prediction_log_uri: str = "",
+    labels_uri: str = "",
+    as_of: str = "",
+    window_days: int = 7,
+    pushgateway_url: str = "",
+) -> float:
+    """Compare the shadow's logged answers with the champion's over the window ending ``as_of``; return the agreement.
+
+    Label agreement, rank correlation, score PSI, top-decile overlap, estimated and realized ROC-AUC of each
+    (``churn rollout compare``); pushed as ``churn_shadow_*``.
+    """
+    import datetime as dt
+
+    from churn.config import get_settings
+    from churn.data.generator import parse_date
+    from churn.monitoring.report import write_report
+    from churn.rollout.compare import compare_shadow as compare
+
+    settings = get_settings()
+    end = parse_date(as_of or None)
+    result = compare(
+        prediction_log_uri or settings.prediction_log_uri,
+        labels_uri or settings.labels_uri,
+        start=end - dt.timedelta(days=window_days - 1),
+        end=end,
+        pushgateway_url=pushgateway_url or settings.monitoring.pushgateway_url,
+        push_timeout=settings.monitoring.push_timeout_seconds,
+    )
+    write_report(result, report.path, summary.path)
+    for name in ("pairs", "label_agreement", "rank_correlation", "score_psi", "top_decile_overlap"):
+        metrics.log_metric(name, float(getattr(result, name)))
+    return result.label_agreement
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def trigger_retraining(
     verdict: str,
     performance: Input[Artifact],

@@ -1,6 +1,13 @@
 """The daily monitoring pipeline: increment -> validation -> drift checks against the champion -> retraining."""
 
-from components.monitoring import check_drift, check_performance, load_current, trigger_retraining, validate_current
+from components.monitoring import (
+    check_drift,
+    check_performance,
+    compare_shadow,
+    load_current,
+    trigger_retraining,
+    validate_current,
+)
 from kfp import dsl
 
 from pipelines._cluster import (
@@ -40,6 +47,8 @@ def monitoring_pipeline(
     labels_uri: str = "",
     as_of: str = "",
     engine: str = "pandas",
+    shadow_active: bool = False,
+    shadow_window_days: int = 7,
     s3_secret: str = S3_SECRET,
     cluster_env: str = CLUSTER_ENV,
     mlflow_secret: str = MLFLOW_READER_SECRET,
@@ -73,6 +82,8 @@ def monitoring_pipeline(
             the retraining cooldown counts in these days.
         engine: "pandas" or "dask": a folder increment (customers_YYYYMMDD/part-*.parquet) is always checked on
             Dask, and with "dask" a parquet file too; the retraining run uses this engine.
+        shadow_active: A shadow answers beside the champion: compare their logged answers (churn rollout compare).
+        shadow_window_days: Days of the prediction log (ending as_of) that comparison covers.
         s3_secret: In a cluster, the Secret with the S3 credentials (the chart's ``<release>-s3``).
         cluster_env: In a cluster, the chart's ``<release>-pipeline-env`` ConfigMap (endpoints, deploy target).
         mlflow_secret: In a cluster, the MLflow user monitoring reads the champion as (``<release>-mlflow-reader``).
@@ -130,6 +141,16 @@ def monitoring_pipeline(
             cluster_env=cluster_env,
         )
         retrain.set_display_name("retrain (gate decides)").set_caching_options(False)
+    with dsl.If(shadow_active == True, name="shadow-active"):  # noqa: E712 (a KFP condition, not Python)
+        shadow = compare_shadow(
+            prediction_log_uri=prediction_log_uri,
+            labels_uri=labels_uri,
+            as_of=as_of,
+            window_days=shadow_window_days,
+            pushgateway_url=pushgateway_url,
+        )
+        shadow.after(checked).set_display_name("shadow vs champion (logged answers)").set_caching_options(False)
+        use_secret_env(shadow, pushgateway_secret, PUSHGATEWAY_KEYS)
     use_cluster_env(s3_secret, cluster_env, mlflow_secret)
     for task in (checked, drift, performance):
         use_secret_env(task, pushgateway_secret, PUSHGATEWAY_KEYS)

@@ -150,6 +150,23 @@ class ServingSettings(BaseModel):
     prediction_log_max_queue: int = Field(
         100_000, ge=1, description="Most answers held in memory for the log; beyond it they are dropped and counted."
     )
+    variant: Literal["champion", "canary"] = Field(
+        "champion", description="What the transformer's answers are in the prediction log: champion, or canary."
+    )
+    shadow_predictor_host: str | None = Field(
+        None,
+        description="host:port of a shadow predictor the transformer also sends every request to, off the request "
+        "path (same protocol as the predictor; its answers are logged as variant shadow); unset = no shadow.",
+    )
+    shadow_model_name: str | None = Field(
+        None, description="Model name the shadow predictor answers to [default: the transformer's model name]."
+    )
+    shadow_timeout_seconds: float = Field(
+        2.0, gt=0, le=60, description="Longest wait for a shadow answer; then the shadow call is cancelled."
+    )
+    shadow_max_in_flight: int = Field(
+        64, ge=1, description="Most shadow calls waiting at once; beyond it requests are not shadowed (counted)."
+    )
 
 
 class DeploySettings(BaseModel):

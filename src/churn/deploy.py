@@ -275,3 +275,40 @@ def _replacing(patch: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]
     """
     spec = {key: None for key in current.get("spec", {}) if key not in patch["spec"]}
     return {**patch, "spec": {**patch["spec"], **spec}}
+
+
+def shadow_inference_service(target: ServingTarget, storage: str, *, model_version: str) -> dict[str, Any]:
+    """The shadow's InferenceService ``<name>-shadow``: the challenger on our predictor runtime, predictor only.
+
+    No transformer and no traffic of its own: the champion's transformer sends it a copy of each
+    request's model matrix (``--shadow_predictor_host`` = :func:`shadow_predictor_host`,
+    ``--shadow_model_name=<name>-shadow``) and logs its answers as variant ``shadow``. It takes
+    the same protocol as the champion's predictor. Shadow mode is a transformer-mode feature.
+
+    Raises:
+        ChurnError: ``target.mode`` is ``single`` (the single-pass server calls no predictor).
+
+    """
+    if target.mode != "transformer":
+        raise ChurnError("a shadow needs serving mode 'transformer' (the single-pass server calls no predictor)")
+    manifest = inference_service(target, storage, model_version=model_version)
+    manifest["metadata"]["name"] = shadow_name(target)
+    manifest["metadata"]["labels"]["churn-mlops/variant"] = "shadow"
+    del manifest["spec"]["transformer"]
+    predictor = manifest["spec"]["predictor"]
+    predictor["minReplicas"], predictor["maxReplicas"] = 1, 1  # a copy of the traffic: no autoscaling for it
+    return manifest
+
+
+def shadow_name(target: ServingTarget) -> str:
+    """The shadow InferenceService's name, which is also the model name its predictor answers to."""
+    return f"{target.name}-shadow"
+
+
+def shadow_predictor_host(target: ServingTarget) -> str:
+    """``host:port`` of the shadow's predictor Service, for the transformer's ``--shadow_predictor_host``.
+
+    KServe names a component's Service ``<isvc>-predictor`` and serves it on port 80 in both
+    deployment modes (read from KServe's sources; not checked on a cluster here).
+    """
+    return f"{shadow_name(target)}-predictor.{target.namespace}.svc.cluster.local:80"

@@ -7,6 +7,7 @@ drift -> retrain loop is test_retraining_loop.py.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -292,3 +293,42 @@ def test_a_failed_validation_prints_the_violations_and_names_the_users_file(trai
     folder = Path(_field(err, "task outputs:"))
     report = json.loads((folder / "validate-current" / "report").read_text())
     assert report["source"] == str(bad)  # the user's file, not the pipeline's copy
+
+
+def test_with_a_shadow_active_the_monitoring_run_compares_its_logged_answers_with_the_champions(
+    trained: Settings,
+) -> None:
+    from churn.jobs.demos import log_day_predictions
+    from churn.predictions.log import read_prediction_log, write_prediction_log
+
+    published = Path(publish_day(trained, "2026-01-12", "none"))
+    log_day_predictions(trained, published, label_delay_days=1)
+    log_root = trained.prediction_log_uri
+    champion = read_prediction_log(log_root, start=dt.date(2026, 1, 12), end=dt.date(2026, 1, 12))
+    champion = champion[champion["variant"] == "champion"]
+    # A shadow's answers to the same records (as the transformer logs them), logged later that day: the
+    # champion's scores reversed, so a performance check that took them for the champion's would see it.
+    shadow = champion.assign(churn_probability=1 - champion["churn_probability"])
+    shadow["churn_label"] = (shadow["churn_probability"] >= 0.3).astype(int)
+    write_prediction_log(
+        shadow,
+        log_root,
+        run_id=str(champion["request_id"].iloc[0]),
+        model_name="churn-model",
+        model_version="shadow-1",
+        scored_at=dt.datetime(2026, 1, 12, 13, tzinfo=dt.UTC),
+        variant="shadow",
+    )
+    run = run_monitoring(trained, str(published), as_of="2026-01-13", shadow_active=True, shadow_window_days=2)
+    assert run.run_dir is not None
+    report = json.loads((run.run_dir / "compare-shadow" / "report").read_text())
+    assert report["pairs"] == len(champion) and report["shadow_version"] == "shadow-1"
+    assert report["rank_correlation"] == pytest.approx(-1.0)
+    assert report["top_decile_overlap"] == 0.0 and report["label_agreement"] < 0.5
+    assert report["labelled_pairs"] == len(champion) and report["champion_roc_auc"] > 0.7
+    assert report["shadow_roc_auc"] == pytest.approx(1 - report["champion_roc_auc"])
+    # The performance check judged the champion on its own answers, not on the shadow's later ones.
+    performance = json.loads((run.run_dir / "check-performance" / "report").read_text())
+    cohort = next(c for c in performance["cohorts"] if c["cohort"] == "2026-01-12")
+    assert cohort["realized"]["roc_auc"] == pytest.approx(report["champion_roc_auc"])
+    assert "# Shadow vs champion" in (run.run_dir / "compare-shadow" / "summary").read_text()

@@ -35,6 +35,14 @@ def serve_command(
             "[default: settings]."
         ),
     ] = None,
+    shadow_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Also serve this model (models:/NAME/VERSION, an alias or a directory) as a shadow: the "
+            "transformer sends it every request off the request path and logs its answers as variant shadow; "
+            "callers get only the champion's (transformer mode)."
+        ),
+    ] = None,
 ) -> None:
     """Start the model servers on 127.0.0.1, wait until they are ready, serve until Ctrl-C."""
     from churn.serving.local import LocalService, ServiceConfig
@@ -46,8 +54,10 @@ def serve_command(
         raise ChurnError(f"--protocol must be grpc-v2 or v2, not {protocol!r}")
     if mode not in (None, *get_args(ServingMode)):
         raise ChurnError(f"--mode must be one of {', '.join(get_args(ServingMode))}, not {mode!r}")
-    overrides: dict[str, str] = ({"predictor_protocol": protocol} if protocol else {}) | (
-        {"mode": mode} if mode else {}
+    overrides: dict[str, str] = (
+        ({"predictor_protocol": protocol} if protocol else {})
+        | ({"mode": mode} if mode else {})
+        | ({"shadow_model_uri": shadow_model} if shadow_model else {})
     )
     config = ServiceConfig.from_settings(settings, model, **overrides)
     service = LocalService(config)
@@ -61,6 +71,10 @@ def serve_command(
     if "predictor" in config.roles:
         out.print(f"  predictor    REST {config.predictor_url}  gRPC {config.host}:{config.predictor_grpc_port}")
         metrics += f"  {config.predictor_url}/metrics"
+    if "shadow" in config.roles:
+        out.print(
+            f"  shadow       REST {config.shadow_url}  gRPC {config.host}:{config.shadow_grpc_port}  ({shadow_model})"
+        )
     out.print(f"  metrics      {metrics}")
     out.print("  try          churn predict --file <raw export or JSON records>   (Ctrl-C stops)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a plain `kill` stops the servers too

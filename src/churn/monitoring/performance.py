@@ -59,6 +59,8 @@ def monitor_performance(
     model = load_model_dir(folder)
     profile = reference_from_dir(folder)
     predictions = read_prediction_log(prediction_log_uri, start=day - dt.timedelta(days=p.window_days - 1), end=day)
+    # A shadow's answers reached no customer: the champion's performance is judged on what callers got.
+    predictions = predictions[predictions["variant"] != "shadow"].reset_index(drop=True)
     labels = read_labels(labels_uri, as_of=day)
     report = evaluate_cohorts(
         predictions,

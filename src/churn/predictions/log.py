@@ -34,8 +34,10 @@ from churn.errors import ChurnError
 from churn.predictions.records import (
     COLUMNS,
     COMPACTED,
+    DEFAULT_VARIANT,
     JSONL_SUFFIX,
     SOURCES,
+    VARIANTS,
     Scored,
     is_log_object,
     object_name,
@@ -53,6 +55,7 @@ _TYPES = {
     "churn_probability": pa.float64(),
     "churn_label": pa.int8(),
     "source": pa.string(),
+    "variant": pa.string(),
 }
 #: Columns of every prediction-log object, in this order (both writers, parquet and JSON lines).
 SCHEMA = pa.schema([pa.field(name, _TYPES[name]) for name in COLUMNS])
@@ -66,16 +69,19 @@ def _table(items: Sequence[Scored], model_name: str, model_version: str, source:
     for item, size in zip(items, sizes, strict=True):
         customers.extend(item.customer_ids if item.customer_ids is not None else [None] * size)
     times = np.repeat(np.asarray([round(item.scored_at * 1000) for item in items], dtype=np.int64), sizes)
+    versions = np.repeat(np.asarray([item.model_version or model_version for item in items], dtype=object), sizes)
+    variants = np.repeat(np.asarray([item.variant for item in items], dtype=object), sizes)
     return pa.table(
         {
             "request_id": pa.array(request_ids, pa.string()),
             "customer_id": pa.array(customers, pa.string()),
             "scored_at": pa.array(times, pa.timestamp("ms", tz="UTC")),
             "model_name": pa.array([model_name] * n, pa.string()),
-            "model_version": pa.array([model_version] * n, pa.string()),
+            "model_version": pa.array(versions, pa.string()),
             "churn_probability": pa.array(np.concatenate([item.probabilities for item in items]), pa.float64()),
             "churn_label": pa.array(np.concatenate([item.labels for item in items]).astype(np.int8), pa.int8()),
             "source": pa.array([source] * n, pa.string()),
+            "variant": pa.array(variants, pa.string()),
         },
         schema=SCHEMA,
     )
@@ -105,6 +111,7 @@ def write_prediction_log(
     model_version: str,
     scored_at: dt.datetime | None = None,
     source: str = "batch",
+    variant: str = DEFAULT_VARIANT,
 ) -> list[str]:
     """Record a batch of predictions (a batch scoring run's rows) in the prediction log.
 
@@ -117,6 +124,7 @@ def write_prediction_log(
         model_version: Model version that scored them.
         scored_at: When they were scored (now, UTC, when omitted); it picks the day partition.
         source: ``batch`` (default) or ``online``.
+        variant: Who answered: ``champion`` (default), ``canary`` or ``shadow``.
 
     Returns:
         The objects written (one per day partition).
@@ -130,6 +138,8 @@ def write_prediction_log(
         raise ChurnError(f"prediction log: the scored frame has no column {', '.join(map(repr, missing))}")
     if source not in SOURCES:
         raise ChurnError(f"prediction log: source must be one of {SOURCES}, not {source!r}")
+    if variant not in VARIANTS:
+        raise ChurnError(f"prediction log: variant must be one of {VARIANTS}, not {variant!r}")
     probabilities = pd.to_numeric(frame["churn_probability"], errors="coerce").to_numpy(dtype=np.float64)
     if len(probabilities) and not ((probabilities >= 0) & (probabilities <= 1)).all():
         raise ChurnError("prediction log: 'churn_probability' must be numbers between 0 and 1")
@@ -138,7 +148,7 @@ def write_prediction_log(
         raise ChurnError("prediction log: 'churn_label' must be 0 or 1")
     when = (scored_at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).timestamp()
     ids = [None if pd.isna(c) else str(c) for c in frame["customer_id"]]
-    item = Scored(run_id, ids, probabilities, labels.astype(np.int8), when)  # type: ignore[arg-type]
+    item = Scored(run_id, ids, probabilities, labels.astype(np.int8), when, variant)  # type: ignore[arg-type]
     return _write_objects(_table([item], model_name, model_version, source), str(root), source)
 
 
@@ -206,9 +216,20 @@ def read_log_object(handle: Any, name: str, *, keep_metadata: bool = False) -> p
     except (pa.ArrowInvalid, OSError, EOFError) as exc:
         kind = "gzipped JSON-lines" if name.endswith(JSONL_SUFFIX) else "parquet"
         raise ChurnError(f"prediction log object {name} is not a readable {kind} file: {exc}") from None
+    table = _with_variant(table)
     if tuple(table.column_names) != COLUMNS:
         raise ChurnError(f"prediction log object {name} has columns {table.column_names}, not {list(COLUMNS)}")
     return table.cast(SCHEMA.with_metadata(table.schema.metadata) if keep_metadata else SCHEMA)
+
+
+def _with_variant(table: pa.Table) -> pa.Table:
+    """An object from before the ``variant`` column: every answer was the champion's (it had no other)."""
+    if tuple(table.column_names) == COLUMNS[:-1]:
+        return table.append_column("variant", pa.array([DEFAULT_VARIANT] * table.num_rows, pa.string()))
+    if "variant" in table.column_names and table.column("variant").null_count:  # JSON lines without the field
+        filled = pc.fill_null(table.column("variant"), DEFAULT_VARIANT)
+        return table.set_column(table.column_names.index("variant"), "variant", filled)
+    return table
 
 
 def _days(where: str, start: dt.date | None, end: dt.date | None) -> Any:

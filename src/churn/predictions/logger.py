@@ -31,7 +31,7 @@ import numpy as np
 import orjson
 
 from churn.errors import ChurnError
-from churn.predictions.records import COLUMNS, JSONL_SUFFIX, Scored, object_name
+from churn.predictions.records import COLUMNS, DEFAULT_VARIANT, JSONL_SUFFIX, Scored, object_name
 from churn.storage import Location, write_object
 from churn.storage.sigv4 import S3Target
 
@@ -47,7 +47,9 @@ def encode_jsonl(items: Sequence[Scored], model_name: str, model_version: str, s
         ids = item.customer_ids if item.customer_ids is not None else [None] * len(item.probabilities)
         day_lines = lines.setdefault(when.strftime("%Y-%m-%d"), [])
         for customer, probability, label in zip(ids, item.probabilities.tolist(), item.labels.tolist(), strict=True):
-            record = (item.request_id, customer, stamp, model_name, model_version, probability, int(label), source)
+            version = item.model_version or model_version
+            answer = (probability, int(label), source, item.variant)
+            record = (item.request_id, customer, stamp, model_name, version, *answer)
             day_lines.append(orjson.dumps(dict(zip(COLUMNS, record, strict=True))))
     # Level 1: a day's log is compacted to parquet later; speed matters more than bytes here.
     return {day: gzip.compress(b"\n".join(rows) + b"\n", compresslevel=1) for day, rows in sorted(lines.items())}
@@ -85,6 +87,7 @@ class PredictionLogger:
         flush_seconds: Longest time an answer waits in memory before it is written.
         max_queue: Most answers held in memory; beyond it, answers are dropped and counted.
         source: ``online`` for the transformer.
+        variant: Who gives the answers :meth:`record` gets (``champion``, or ``canary`` on a canary's pods).
 
     """
 
@@ -97,6 +100,7 @@ class PredictionLogger:
         flush_seconds: float = 1.0,
         max_queue: int = 100_000,
         source: str = "online",
+        variant: str = DEFAULT_VARIANT,
     ) -> None:
         if flush_seconds <= 0:
             raise ChurnError(f"prediction log: flush interval must be > 0 seconds, got {flush_seconds}")
@@ -105,6 +109,7 @@ class PredictionLogger:
         self.model_version = model_version
         self.flush_seconds = flush_seconds
         self.source = source
+        self.variant = variant
         self._queue: queue.Queue[Scored] = queue.Queue(maxsize=max_queue)
         self._stop = threading.Event()
         self._target = S3Target.from_env() if Location.parse(self.root).is_s3 else None
@@ -121,11 +126,24 @@ class PredictionLogger:
         return self
 
     def record(
-        self, request_id: str, customer_ids: Sequence[str] | None, probabilities: np.ndarray, labels: np.ndarray
+        self,
+        request_id: str,
+        customer_ids: Sequence[str] | None,
+        probabilities: np.ndarray,
+        labels: np.ndarray,
+        *,
+        variant: str | None = None,
+        model_version: str | None = None,
     ) -> None:
-        """Queue one answered request (never blocks; drops and counts when the queue is full)."""
+        """Queue one answered request (never blocks; drops and counts when the queue is full).
+
+        ``variant`` says who answered (the logger's own when None); ``model_version`` the
+        version that did when it is not the logger's (a shadow's answer carries its version).
+        """
+        who = variant or self.variant
+        scored = Scored(request_id, customer_ids, probabilities, labels, time.time(), who, model_version)
         try:
-            self._queue.put_nowait(Scored(request_id, customer_ids, probabilities, labels, time.time()))
+            self._queue.put_nowait(scored)
         except queue.Full:
             from churn.predictions.metrics import PREDICTION_LOG_DROPPED
 

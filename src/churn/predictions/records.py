@@ -2,8 +2,10 @@
 
 Each record is one scored customer: ``request_id`` (the V2 request id, or the batch run's
 id), ``customer_id`` (null when the caller sent none), ``scored_at`` (UTC), ``model_name``,
-``model_version``, ``churn_probability``, ``churn_label`` and ``source`` (``online`` or
-``batch``). Records go to a local folder or an ``s3://`` prefix, partitioned by the UTC day
+``model_version``, ``churn_probability``, ``churn_label``, ``source`` (``online`` or
+``batch``) and ``variant`` (who answered: ``champion``, ``canary``, or ``shadow`` for a shadow
+model's answer that the caller never saw; objects written before the column existed read as
+``champion``). Records go to a local folder or an ``s3://`` prefix, partitioned by the UTC day
 they were scored, one object per written batch::
 
     <root>/date=2026-01-06/batch-20260106T101500.123Z-<uuid>.parquet      (batch scoring)
@@ -32,8 +34,13 @@ COLUMNS = (
     "churn_probability",
     "churn_label",
     "source",
+    "variant",
 )
 SOURCES = ("online", "batch")
+#: Who gave an answer: the champion, a canary taking a share of the traffic, or a shadow (logged, never returned).
+VARIANTS = ("champion", "canary", "shadow")
+#: The variant of every answer logged before the column existed, and of batch scoring.
+DEFAULT_VARIANT = "champion"
 #: Suffix of the online writer's objects (gzipped JSON lines); the batch writer's are ``.parquet``.
 JSONL_SUFFIX = ".jsonl.gz"
 #: A day's compacted object: every record of the day's small objects, in one parquet file.
@@ -49,6 +56,10 @@ class Scored:
     probabilities: np.ndarray
     labels: np.ndarray
     scored_at: float  # unix seconds
+    #: Who answered (one of :data:`VARIANTS`).
+    variant: str = DEFAULT_VARIANT
+    #: The version that answered when it is not the writer's own (a shadow's, from its V2 response).
+    model_version: str | None = None
 
 
 def object_name(day: str, source: str, suffix: str) -> str:

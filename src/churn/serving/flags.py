@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from churn.serving.loading import add_model_arguments
+
+if TYPE_CHECKING:
+    from churn.config import ServingSettings
 
 
 def build_parser(description: str) -> argparse.ArgumentParser:
@@ -23,3 +27,37 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     # One log line per request costs more than a prediction; KServe's /metrics keeps the latencies.
     parser.set_defaults(model_name="churn-model", enable_latency_logging=False)
     return parser
+
+
+def add_shadow_arguments(parser: argparse.ArgumentParser, serving: ServingSettings) -> None:
+    """The front server's ``--variant`` and shadow flags (defaults from ``CHURN_SERVING__...``)."""
+    parser.add_argument(
+        "--variant",
+        choices=("champion", "canary"),
+        default=serving.variant,
+        help="What this server's answers are in the prediction log [default: CHURN_SERVING__VARIANT].",
+    )
+    parser.add_argument(
+        "--shadow_predictor_host",
+        default=serving.shadow_predictor_host or "",
+        help="host:port of a shadow predictor also sent every request, off the request path, over "
+        "--predictor_protocol; its answers are logged as variant shadow (empty: no shadow) "
+        "[default: CHURN_SERVING__SHADOW_PREDICTOR_HOST].",
+    )
+    parser.add_argument(
+        "--shadow_model_name",
+        default=serving.shadow_model_name or "",
+        help="Model name the shadow predictor answers to [default: --model_name].",
+    )
+    parser.add_argument(
+        "--shadow_timeout_seconds",
+        type=float,
+        default=serving.shadow_timeout_seconds,
+        help="Longest wait for a shadow answer, then the call is cancelled and counted.",
+    )
+    parser.add_argument(
+        "--shadow_max_in_flight",
+        type=int,
+        default=serving.shadow_max_in_flight,
+        help="Most shadow calls waiting at once; beyond it requests are not shadowed (counted as dropped).",
+    )

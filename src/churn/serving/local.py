@@ -1,10 +1,12 @@
 """The model servers as local processes, as KServe runs them as containers.
 
 In ``transformer`` mode a predictor and a transformer (two processes, as KServe runs two
-containers); in ``single`` mode one single-pass server on the transformer's ports (the
-service's front door either way). Used by ``churn serve``, the main job, the integration
-tests and the serving benchmark: start them from a model URI or directory, wait until each
-answers ``/v2/health/ready``, and stop them (SIGTERM, then SIGKILL) whatever happens.
+containers), plus a shadow predictor serving another model when ``shadow_model_uri`` is set
+(the transformer also sends it every request, off the request path); in ``single`` mode
+one single-pass server on the transformer's ports (the service's front door either way).
+Used by ``churn serve``, the main job, the integration tests and the serving benchmark:
+start them from a model URI or directory, wait until each answers ``/v2/health/ready``,
+and stop them (SIGTERM, then SIGKILL) whatever happens.
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ class ServiceConfig:
     max_batch_size: int = 10_000
     log_dir: Path = Path("data/serving")
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: A challenger served by a shadow predictor (transformer mode only); None: no shadow.
+    shadow_model_uri: str | None = None
+    shadow_http_port: int = 8087
+    shadow_grpc_port: int = 8088
 
     @classmethod
     def from_settings(cls, settings: Settings, model_uri: str | None = None, **overrides: Any) -> ServiceConfig:
@@ -80,15 +86,16 @@ class ServiceConfig:
     @classmethod
     def on_free_ports(cls, model_uri: str, **values: Any) -> ServiceConfig:
         """A config whose four ports are free right now (tests, benchmarks, runs side by side)."""
-        ports = {
-            f"{role}_{kind}_port": free_port() for role in ("predictor", "transformer") for kind in ("http", "grpc")
-        }
+        roles = ("predictor", "transformer", "shadow")
+        ports = {f"{role}_{kind}_port": free_port() for role in roles for kind in ("http", "grpc")}
         return cls(model_uri=model_uri, **(ports | values))
 
     @property
     def roles(self) -> tuple[str, ...]:
         """The processes this mode runs, the service's front door last."""
-        return ("predictor", "transformer") if self.mode == "transformer" else ("single",)
+        if self.mode != "transformer":
+            return ("single",)
+        return ("predictor", "shadow", "transformer") if self.shadow_model_uri else ("predictor", "transformer")
 
     @property
     def front(self) -> str:
@@ -98,7 +105,8 @@ class ServiceConfig:
     @property
     def urls(self) -> dict[str, str]:
         """Each running role's REST URL."""
-        return {role: self.predictor_url if role == "predictor" else self.transformer_url for role in self.roles}
+        by_role = {"predictor": self.predictor_url, "shadow": self.shadow_url}
+        return {role: by_role.get(role, self.transformer_url) for role in self.roles}
 
     @property
     def transformer_url(self) -> str:
@@ -109,33 +117,51 @@ class ServiceConfig:
     def predictor_url(self) -> str:
         return f"http://{self.host}:{self.predictor_http_port}"
 
-    def _model_flags(self) -> list[str]:
-        source = ["--model_dir", self.model_uri] if Path(self.model_uri).is_dir() else ["--model_uri", self.model_uri]
+    @property
+    def shadow_url(self) -> str:
+        return f"http://{self.host}:{self.shadow_http_port}"
+
+    def _model_flags(self, model_uri: str | None = None) -> list[str]:
+        model_uri = model_uri or self.model_uri
+        source = ["--model_dir", model_uri] if Path(model_uri).is_dir() else ["--model_uri", model_uri]
         tracking = ["--tracking_uri", self.tracking_uri] if self.tracking_uri else []
         return [*source, *tracking, "--model_name", self.model_name, "--bind_host", self.host]
 
     def predictor_command(self) -> list[str]:
+        return self._predictor_command(self.model_uri, self.predictor_http_port, self.predictor_grpc_port)
+
+    def shadow_command(self) -> list[str]:
+        """The shadow predictor: the same predictor, serving the challenger on its own ports."""
+        if not self.shadow_model_uri:
+            raise ChurnError("no shadow model to serve (shadow_model_uri is not set)")
+        return self._predictor_command(self.shadow_model_uri, self.shadow_http_port, self.shadow_grpc_port)
+
+    def _predictor_command(self, model_uri: str, http_port: int, grpc_port: int) -> list[str]:
         return [
             sys.executable,
             "-m",
             "churn.serving.predictor",
-            *self._model_flags(),
+            *self._model_flags(model_uri),
             "--http_port",
-            str(self.predictor_http_port),
+            str(http_port),
             "--grpc_port",
-            str(self.predictor_grpc_port),
+            str(grpc_port),
             "--max_batch_size",
             str(self.max_batch_size),
         ]
 
     def transformer_command(self) -> list[str]:
-        port = self.predictor_grpc_port if self.predictor_protocol == "grpc-v2" else self.predictor_http_port
+        grpc = self.predictor_protocol == "grpc-v2"
+        port = self.predictor_grpc_port if grpc else self.predictor_http_port
+        shadow_port = self.shadow_grpc_port if grpc else self.shadow_http_port
+        shadow = ["--shadow_predictor_host", f"{self.host}:{shadow_port}"] if self.shadow_model_uri else []
         return [
             *self._front_command("churn.serving.transformer"),
             "--predictor_host",
             f"{self.host}:{port}",
             "--predictor_protocol",
             self.predictor_protocol,
+            *shadow,
         ]
 
     def single_command(self) -> list[str]:
@@ -145,6 +171,7 @@ class ServiceConfig:
         """The command line of one of :attr:`roles`."""
         commands = {
             "predictor": self.predictor_command,
+            "shadow": self.shadow_command,
             "transformer": self.transformer_command,
             "single": self.single_command,
         }
@@ -174,17 +201,25 @@ class LocalService:
         self.logs: dict[str, Path] = {}
 
     def start(self, timeout: float = 120.0) -> Self:
-        """Start the mode's servers (predictor first); return once each is ready.
+        """Start the mode's servers (predictors first); return once each is ready.
 
         Raises:
-            ChurnError: A port is taken, a server exits, or readiness takes longer than ``timeout``
-                seconds; the message quotes the end of that server's log.
+            ChurnError: A shadow is asked for in single mode, a port is taken, a server exits, or
+                readiness takes longer than ``timeout`` seconds; the message quotes the end of that
+                server's log.
 
         """
         config = self.config
+        if config.shadow_model_uri and config.mode != "transformer":
+            raise ChurnError(
+                "a shadow model needs transformer mode (the transformer sends the shadow its copies; "
+                "the single-pass server calls no predictor)"
+            )
         ports = [config.transformer_http_port, config.transformer_grpc_port]
         if "predictor" in config.roles:
             ports += [config.predictor_http_port, config.predictor_grpc_port]
+        if "shadow" in config.roles:
+            ports += [config.shadow_http_port, config.shadow_grpc_port]
         for port in ports:
             if _listening(config.host, port):
                 raise ChurnError(f"port {port} on {config.host} is already in use; choose other serving ports")

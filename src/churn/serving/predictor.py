@@ -27,6 +27,9 @@ from churn.training.models import set_threads
 
 FEATURES_INPUT = "features"
 PROBABILITY_OUTPUT = "churn_probability"
+#: Response parameter with the model's label threshold (text: V2 gRPC parameters hold no floats); a
+#: transformer shadowing this predictor labels its answers with it.
+THRESHOLD_PARAMETER = "threshold"
 _FLOAT_DATATYPES = ("FP64", "FP32")
 
 
@@ -85,6 +88,7 @@ class ChurnPredictor(Model):  # type: ignore[misc]
             model_name=self.name,
             model_version=self.served.version,
             infer_outputs=[output],
+            parameters={THRESHOLD_PARAMETER: f"{self.served.model.threshold:.6f}"},
         )
 
     def _matrix(self, payload: InferRequest | dict[str, Any]) -> np.ndarray:

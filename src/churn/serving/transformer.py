@@ -47,8 +47,9 @@ from churn.serving.metrics import (
     observe_all,
     serve_version,
 )
-from churn.serving.predictor import FEATURES_INPUT, PROBABILITY_OUTPUT
+from churn.serving.predictor import FEATURES_INPUT, PROBABILITY_OUTPUT, THRESHOLD_PARAMETER
 from churn.serving.refusal import RequestError
+from churn.serving.shadow import ShadowPredictor
 from churn.telemetry import telemetry_off_by_default
 from churn.training.models import set_threads
 
@@ -168,11 +169,13 @@ class ChurnTransformer(Model):  # type: ignore[misc]
         max_batch_size: int,
         prediction_log: PredictionLogger | None = None,
         reasons_method: str = SHAP,
+        shadow: ShadowPredictor | None = None,
     ) -> None:
         super().__init__(name)
         self.served = served
         self.max_batch_size = max_batch_size
         self.prediction_log = prediction_log
+        self.shadow = shadow
         self.reasons_method = reasons_method
         self._explainer: Explainer | None = None
 
@@ -231,7 +234,10 @@ class ChurnTransformer(Model):  # type: ignore[misc]
         else:
             # JSON numbers on REST (KServe's predictor rejects its own client's binary body); tolist() is C-fast.
             features = InferInput(FEATURES_INPUT, list(matrix.shape), "FP64", data=matrix.ravel().tolist())
-        return InferRequest(model_name=self.name, infer_inputs=[features], request_id=request_id)
+        request = InferRequest(model_name=self.name, infer_inputs=[features], request_id=request_id)
+        if self.shadow is not None:  # a task on the event loop; this request never waits for it
+            self.shadow.send(request, request_id, _PENDING.get().customer_ids)
+        return request
 
     def prepare(self, payload: InferRequest | dict[str, Any]) -> np.ndarray:
         """Check a request against the contract and run the feature pipeline: the model matrix.
@@ -306,7 +312,7 @@ class ChurnTransformer(Model):  # type: ignore[misc]
             model_name=self.name,
             model_version=self.served.version,
             infer_outputs=outputs,
-            parameters={"threshold": f"{self.served.model.threshold:.6f}"},  # V2 gRPC parameters hold no floats
+            parameters={THRESHOLD_PARAMETER: f"{self.served.model.threshold:.6f}"},  # V2 gRPC parameters hold no floats
         )
 
     # --- reasons: only requests that ask for them (output churn_reasons, or :explain) reach these
@@ -363,7 +369,7 @@ def run(model_class: type[ChurnTransformer], description: str, argv: list[str] |
     """Parse the flags, load the model, start the prediction log and serve a ``model_class`` until stopped."""
     telemetry_off_by_default()
     from churn.config import get_settings
-    from churn.serving.flags import build_parser
+    from churn.serving.flags import add_shadow_arguments, build_parser
     from churn.serving.loading import load_or_exit
     from churn.serving.server import serve
 
@@ -383,6 +389,7 @@ def run(model_class: type[ChurnTransformer], description: str, argv: list[str] |
         default=serving.prediction_log_flush_seconds,
         help="Longest time an answer waits in memory before it is written (what a kill -9 can lose).",
     )
+    add_shadow_arguments(parser, serving)
     # A predictor that hangs (not one that died: that is a 503 at once) holds a request this long,
     # not KServe's 600 s.
     parser.set_defaults(predictor_protocol="grpc-v2", predictor_request_timeout_seconds=30)
@@ -393,6 +400,11 @@ def run(model_class: type[ChurnTransformer], description: str, argv: list[str] |
         )
     if not model_class.calls_predictor and args.predictor_host:
         parser.error("--predictor_host: this server scores the model itself (single-pass mode); it calls no predictor")
+    if not model_class.calls_predictor and args.shadow_predictor_host:
+        parser.error(
+            "--shadow_predictor_host: shadow mode is a transformer-mode feature (the single-pass server "
+            "calls no predictor); serve in transformer mode to run a shadow"
+        )
     if args.prediction_log_flush_seconds <= 0:
         parser.error("--prediction_log_flush_seconds must be > 0")
     served = load_or_exit(args)
@@ -412,13 +424,28 @@ def run(model_class: type[ChurnTransformer], description: str, argv: list[str] |
             model_version=served.version,
             flush_seconds=args.prediction_log_flush_seconds,
             max_queue=serving.prediction_log_max_queue,
+            variant=args.variant,
         ).start()
+    shadow = None
+    if args.shadow_predictor_host:
+        if args.shadow_timeout_seconds <= 0 or args.shadow_max_in_flight < 1:
+            parser.error("--shadow_timeout_seconds must be > 0 and --shadow_max_in_flight >= 1")
+        shadow = ShadowPredictor(
+            args.shadow_predictor_host,
+            protocol=args.predictor_protocol,
+            model_name=args.shadow_model_name or args.model_name,
+            timeout_seconds=args.shadow_timeout_seconds,
+            max_in_flight=args.shadow_max_in_flight,
+            default_threshold=served.model.threshold,
+            prediction_log=prediction_log,
+        )
     model = model_class(
         args.model_name,
         served,
         max_batch_size=args.max_batch_size,
         prediction_log=prediction_log,
         reasons_method=settings.scoring.reasons_method,  # the batch scorer's, so both give the same reasons
+        shadow=shadow,
     )
     model.load()
     serve(model, args)

@@ -50,8 +50,9 @@ bench-serving: setup ## Print the serving benchmark: in-process, predictor, tran
 bench-predlog: setup ## Print single-row req/s through the transformer with the prediction log off and on
 	$(BIN)/python scripts/bench_serving.py --log-only
 
-bench-rollout: setup ## Print time to full rollout / rollback per canary case (real servers and Prometheus, interval scaled down)
+bench-rollout: setup ## Print time to full rollout / rollback per canary case, then the shadow's cost on callers' p50/p99
 	$(BIN)/python scripts/bench_rollout.py
+	$(BIN)/python scripts/bench_shadow.py
 
 bench-monitoring: setup ## Print the drift-check benchmark vs Evidently (100K x 1M rows)
 	$(BIN)/python scripts/bench_monitoring.py

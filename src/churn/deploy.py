@@ -6,6 +6,15 @@ the deploy step creates or patches it through the Kubernetes API, waits until KS
 reports it Ready and, when it does not become Ready in time, rolls back: a canary goes to
 0% (KServe keeps serving the previous revision), a full rollout gets its previous storage
 URI back. Without a cluster it writes the manifest it would apply, and says so.
+
+A progressive rollout starts from a canary manifest (:func:`canary_inference_service`),
+in KServe's two shapes: Knative (``Serverless``) keeps one spec, the new model's, with
+``canaryTrafficPercent`` on its components (KServe routes the rest to the previous rolled-out
+revision); Standard (``RawDeployment``) keeps the stable spec and adds a ``spec.canary[]``
+entry: the new model's predictor and its ``trafficPercent``. Canary entries have only a
+predictor, so in transformer mode the canary predictor sits behind the stable transformer.
+Annotations name the stable and the canary version, so anyone reading the object (the
+rollout's traffic split, ``churn rollout status``) knows who serves what.
 """
 
 from __future__ import annotations
@@ -25,6 +34,11 @@ if TYPE_CHECKING:
     from churn.config import ServingMode, Settings
 
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+#: Annotations naming the versions of a rollout in progress (the stable one stays after it ends).
+STABLE_VERSION, CANARY_VERSION = "churn-mlops/stable-model-version", "churn-mlops/canary-model-version"
+VERSION_LABEL = "churn-mlops/model-version"
+#: KServe's names for the Knative deployment mode (0.15 renamed Serverless to Knative).
+KNATIVE_MODES = ("Serverless", "Knative")
 
 
 @dataclass(frozen=True)
@@ -160,10 +174,41 @@ def inference_service(
             "name": target.name,
             "namespace": target.namespace,
             "annotations": {"serving.kserve.io/deploymentMode": target.deployment_mode},
-            "labels": {"app.kubernetes.io/managed-by": "churn-mlops", "churn-mlops/model-version": model_version},
+            "labels": {"app.kubernetes.io/managed-by": "churn-mlops", VERSION_LABEL: model_version},
         },
         "spec": spec,
     }
+
+
+def canary_inference_service(
+    target: ServingTarget,
+    storage: str,
+    *,
+    model_version: str,
+    stable_storage: str,
+    stable_version: str,
+    percent: int,
+) -> dict[str, Any]:
+    """The InferenceService serving ``model_version`` as a canary on ``percent`` of the traffic.
+
+    Knative (``target.deployment_mode`` Serverless/Knative): the new model's spec with
+    ``canaryTrafficPercent`` on every component (each component splits its own traffic).
+    Standard (RawDeployment): the stable spec plus one ``spec.canary[]`` entry holding the new
+    model's predictor. Both carry the two versions as annotations.
+    """
+    canary = inference_service(target, storage, model_version=model_version)
+    if target.deployment_mode in KNATIVE_MODES:
+        manifest = canary
+        for component in manifest["spec"].values():
+            component["canaryTrafficPercent"] = percent
+    else:
+        manifest = inference_service(target, stable_storage, model_version=stable_version)
+        predictor = canary["spec"]["predictor"]
+        # The CRD requires a canary model's name; the service's own keeps the V2 path the transformer calls.
+        predictor["model"] = {"name": target.name, **predictor["model"]}
+        manifest["spec"]["canary"] = [{"predictor": predictor, "trafficPercent": percent}]
+    manifest["metadata"]["annotations"].update({STABLE_VERSION: stable_version, CANARY_VERSION: model_version})
+    return manifest
 
 
 def _prediction_log(target: ServingTarget) -> tuple[list[str], list[dict[str, Any]]]:
@@ -255,12 +300,17 @@ def _ready(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
     spec_uri = current.get("spec", {}).get("predictor", {}).get("model", {}).get("storageUri")
     if spec_uri != wanted["spec"]["predictor"]["model"]["storageUri"]:
         return False
-    conditions = current.get("status", {}).get("conditions", [])
+    status = current.get("status", {})
+    if "canary" in wanted["spec"] and not all(c.get("ready") for c in status.get("canaryStatuses", [])):
+        return False  # a Standard canary: the stable predictor is Ready already, the canary's entry must be too
+    conditions = status.get("conditions", [])
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 def _rollback(wanted: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
-    """A canary goes to 0% (KServe serves the previous revision); a full rollout gets the old model back."""
+    """A canary goes to 0% or its entry goes (the stable model serves); a full rollout gets the old model back."""
+    if "canary" in wanted["spec"]:
+        return {"metadata": {"annotations": {CANARY_VERSION: None}}, "spec": {"canary": None}}
     if "canaryTrafficPercent" in wanted["spec"]["predictor"]:
         return {"spec": {"predictor": {"canaryTrafficPercent": 0}}}
     return _replacing({"spec": previous["spec"]}, wanted)
@@ -271,7 +321,23 @@ def _replacing(patch: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]
 
     The API server merges a patch (RFC 7386): a component left out stays. Switching serving
     modes must drop the transformer (single-pass) or the rollback must drop it again, so a
-    component the patch leaves out is sent as null.
+    component the patch leaves out is sent as null; so are a canary's traffic percent and
+    annotation when the patch is a full rollout.
     """
-    spec = {key: None for key in current.get("spec", {}) if key not in patch["spec"]}
-    return {**patch, "spec": {**patch["spec"], **spec}}
+    spec: dict[str, Any] = {key: None for key in current.get("spec", {}) if key not in patch["spec"]}
+    for key, component in patch["spec"].items():
+        had = current.get("spec", {}).get(key)
+        if (
+            isinstance(component, dict)
+            and "canaryTrafficPercent" not in component
+            and "canaryTrafficPercent" in (had or {})
+        ):
+            spec[key] = {**component, "canaryTrafficPercent": None}
+    replaced = {**patch, "spec": {**patch["spec"], **spec}}
+    annotations = current.get("metadata", {}).get("annotations", {})
+    if CANARY_VERSION in annotations and "metadata" in patch:
+        wanted = patch["metadata"].get("annotations", {})
+        if CANARY_VERSION not in wanted:
+            meta = {**patch["metadata"], "annotations": {**wanted, CANARY_VERSION: None}}
+            replaced["metadata"] = meta
+    return replaced

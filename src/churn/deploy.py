@@ -269,14 +269,14 @@ def apply(manifest: dict[str, Any], api: CustomObjects, *, timeout: float = 600,
     """
     meta = manifest["metadata"]
     name, namespace = meta["name"], meta["namespace"]
-    previous = _existing(api, namespace, name)
+    previous = read_inference_service(api, namespace, name)
     if previous is None:
         api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, manifest)
     else:
-        api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, _replacing(manifest, previous))
+        api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, replacing_patch(manifest, previous))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = _existing(api, namespace, name) or {}
+        status = read_inference_service(api, namespace, name) or {}
         if _ready(status, manifest):
             return Rollout(True, True, False, f"InferenceService {namespace}/{name} is Ready")
         time.sleep(poll)
@@ -287,7 +287,13 @@ def apply(manifest: dict[str, Any], api: CustomObjects, *, timeout: float = 600,
     raise ChurnError(f"InferenceService {namespace}/{name} was not Ready after {timeout:.0f}s; {what}")
 
 
-def _existing(api: CustomObjects, namespace: str, name: str) -> dict[str, Any] | None:
+def read_inference_service(api: CustomObjects, namespace: str, name: str) -> dict[str, Any] | None:
+    """The InferenceService as the API server has it, None when there is none.
+
+    Raises:
+        ChurnError: The API server could not be read (anything but 404).
+
+    """
     try:
         return dict(api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
     except Exception as exc:  # the kubernetes client raises ApiException(status=404)
@@ -309,14 +315,24 @@ def _ready(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
 
 def _rollback(wanted: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
     """A canary goes to 0% or its entry goes (the stable model serves); a full rollout gets the old model back."""
-    if "canary" in wanted["spec"]:
+    return canary_abort_patch(wanted) or replacing_patch({"spec": previous["spec"]}, wanted)
+
+
+def canary_abort_patch(current: dict[str, Any]) -> dict[str, Any] | None:
+    """The merge patch sending all traffic back to the stable model; None when ``current`` has no canary.
+
+    Standard: the ``spec.canary[]`` entry goes (and the canary annotation with it). Knative:
+    every component's ``canaryTrafficPercent`` goes to 0 (KServe serves the previous rolled-out
+    revision; the spec still names the canary model until the next rollout replaces it).
+    """
+    spec = current["spec"]
+    if spec.get("canary"):
         return {"metadata": {"annotations": {CANARY_VERSION: None}}, "spec": {"canary": None}}
-    if "canaryTrafficPercent" in wanted["spec"]["predictor"]:
-        return {"spec": {"predictor": {"canaryTrafficPercent": 0}}}
-    return _replacing({"spec": previous["spec"]}, wanted)
+    split = {key: {"canaryTrafficPercent": 0} for key, c in spec.items() if "canaryTrafficPercent" in c}
+    return {"spec": split} if split else None
 
 
-def _replacing(patch: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+def replacing_patch(patch: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
     """A merge patch that also removes the components ``current`` has and ``patch`` does not.
 
     The API server merges a patch (RFC 7386): a component left out stays. Switching serving

@@ -496,6 +496,44 @@ def test_deep_bare_and_undecodable_json_bodies_are_400s_saying_what_arrived(
     assert {url: metric(url, "churn_request_errors_total") for url in before} == before
 
 
+def test_raw_grpc_bytes_that_do_not_add_up_are_invalid_argument_naming_the_input(
+    service: LocalService, base_row: dict[str, Any]
+) -> None:
+    """gRPC raw contents of a BYTES input (4-byte length, then the bytes) are read strictly, as REST binary is.
+
+    KServe's own reader raised struct.error (an INTERNAL error) on a length running past the
+    data. Sent with KServe's generated stubs (tritonclient always writes well-formed lengths).
+    """
+    import grpc
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+    from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as stubs
+
+    element = json.dumps(base_row).encode()
+    good = len(element).to_bytes(4, "little") + element
+    cases = [
+        (good, 1, None),
+        (good[:-5], 1, "BYTES element 0 runs past the end of the input's data"),
+        (good + b"\x01\x00", 2, "BYTES element 1 has a truncated length prefix"),
+        (good + good, 1, "holds 2 BYTES elements; shape [1] needs 1"),
+    ]
+    before = metric(service.config.transformer_url, "churn_request_errors_total")
+    with grpc.insecure_channel(f"{service.config.host}:{service.config.transformer_grpc_port}") as channel:
+        infer = stubs.GRPCInferenceServiceStub(channel).ModelInfer
+        for raw, rows, message in cases:
+            request = pb.ModelInferRequest(model_name=NAME, raw_input_contents=[raw])
+            request.inputs.add(name="records", datatype="BYTES", shape=[rows])
+            if message is None:
+                answer = infer(request, timeout=30)
+                assert len(answer.raw_output_contents[0]) == 8 * rows  # one FP64 probability
+                continue
+            with pytest.raises(grpc.RpcError) as refused:
+                infer(request, timeout=30)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.value.details()
+            assert "input 'records'" in str(refused.value.details()), refused.value.details()
+            assert message in str(refused.value.details()), refused.value.details()
+    assert metric(service.config.transformer_url, "churn_request_errors_total") == before
+
+
 def test_a_body_shorter_than_its_content_length_gets_a_408(service: LocalService) -> None:
     """The server stops waiting (CHURN_SERVING__BODY_READ_TIMEOUT_SECONDS, 3 s in these tests)."""
     host, port = service.config.host, service.config.transformer_http_port

@@ -26,6 +26,7 @@ from kserve.errors import InvalidInput
 from kserve.utils.inference_client_factory import InferenceClientFactory
 
 from churn.scoring.reasons import SHAP, Explainer, TopReasons, reason_records, reasons_json
+from churn.serving.binary import bytes_elements
 from churn.serving.contract import (
     RECORDS_INPUT,
     Batch,
@@ -119,6 +120,8 @@ def _values(tensor: InferInput, from_grpc: bool) -> np.ndarray | list[Any]:
                 "wrong_shape", f"input {tensor.name!r} has shape {list(tensor.shape)} but holds {len(flat)} values"
             )
         return flat
+    if tensor.datatype == "BYTES" and tensor._raw_data is not None:  # binary REST or gRPC raw contents
+        return bytes_elements(tensor.name, tensor.shape, tensor._raw_data)
     try:
         return np.asarray(tensor.as_numpy())
     except (TypeError, ValueError, OverflowError) as exc:

@@ -93,12 +93,19 @@ class MlflowTags:
         self._tag(tags)
 
     def _tag(self, tags: dict[str, str]) -> None:
-        from mlflow import MlflowClient  # heavy: only a recording task pays for it
+        tag_version(self.model_name, self.version, tags, identity=self.identity)
 
-        with mlflow_identity(*self.identity):
-            client = MlflowClient()
-            for key, value in tags.items():
-                client.set_model_version_tag(self.model_name, self.version, key, value[:5000])
+
+def tag_version(
+    model_name: str, version: str, tags: dict[str, str], *, identity: tuple[str | None, str | None] = (None, None)
+) -> None:
+    """Set ``tags`` on a model version (MLflow connected already), as ``identity``."""
+    from mlflow import MlflowClient  # heavy: only a recording task pays for it
+
+    with mlflow_identity(*identity):
+        client = MlflowClient()
+        for key, value in tags.items():
+            client.set_model_version_tag(model_name, version, key, value[:5000])
 
 
 class PushgatewayMetrics:
@@ -245,3 +252,20 @@ def restore_champion(
                 f"could not move @champion of {model_name} back to v{stable_version} after the rollback: {exc}"
             ) from exc
     return True
+
+
+def previous_champion(model_name: str, version: str) -> str | None:
+    """The champion before ``version``: the latest earlier version the gate promoted and no rollout rolled back.
+
+    What the stable side of a rollout is when no cluster says it (the deploy step's local mode).
+    """
+    from mlflow import MlflowClient
+
+    earlier = [
+        v
+        for v in MlflowClient().search_model_versions(f"name = '{model_name}'")
+        if int(v.version) < int(version)
+        and v.tags.get("gate_decision") == "promoted"
+        and v.tags.get(STATUS_TAG) != "rolled_back"
+    ]
+    return str(max(int(v.version) for v in earlier)) if earlier else None

@@ -1,0 +1,122 @@
+"""A progressive rollout in a cluster, end to end but for the cluster itself.
+
+The InferenceService lives in the stand-in ``CustomObjectsApi`` (tests/kube_standin.py:
+merge patches as the API server applies them, KServe's Ready status); the registry is a real
+MLflow (sqlite); the analysis is a scripted function standing in for Prometheus (the real
+PromQL analysis is tested against a real Prometheus in tests/integration/test_rollout*.py);
+time is a fake clock, so a rollout of minutes runs in milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from churn.config import RolloutSettings
+from churn.deploy import ServingTarget, inference_service
+from churn.rollout.cluster import Release, prometheus_analysis, roll_out
+from churn.rollout.decisions import CheckResult, StepAnalysis
+from churn.rollout.operator import overrule, overrule_hook
+from churn.rollout.record import MarkdownTable, MlflowTags, Recorders, tag_version
+from kube_standin import StandInCustomObjects
+from rollout_registry import CANARY, MODEL, STABLE, STORAGE, champion, make_registry, tags
+
+pytestmark = pytest.mark.deploy
+SETTINGS = RolloutSettings(steps=[10, 50, 100], analysis_interval_seconds=60, deadline_seconds=600)
+RELEASE = Release(MODEL, CANARY, STORAGE[CANARY], STABLE, STORAGE[STABLE])
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[str]:
+    yield make_registry(tmp_path)
+
+
+def served(target: ServingTarget) -> tuple[ServingTarget, StandInCustomObjects]:
+    return target, StandInCustomObjects(existing=inference_service(target, STORAGE[STABLE], model_version=STABLE))
+
+
+def passing(canary: str, stable: str, window: float) -> StepAnalysis:
+    check = CheckResult("error_rate_increase", 0.001, 0.001, 0.0, 0.01, True)
+    return StepAnalysis("pass", (check,), "every check passed", canary_requests=500, stable_requests=4500)
+
+
+def slow_canary(canary: str, stable: str, window: float) -> StepAnalysis:
+    check = CheckResult("latency_p95_ratio", 0.31, 0.1, 3.1, 1.5, False, "p95 0.31s vs 0.10s")
+    return StepAnalysis("fail", (check,), "latency_p95_ratio 3.1 > 1.5", canary_requests=90, stable_requests=810)
+
+
+def run(target: ServingTarget, api: StandInCustomObjects, analyse, tmp_path: Path, **kwargs):  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    recorder = Recorders(MlflowTags(MODEL, CANARY), MarkdownTable(tmp_path / "rollout.md"))
+    tag_version(MODEL, CANARY, {"rollout.status": "progressing"})
+    return roll_out(
+        api, target, RELEASE, SETTINGS, analyse=analyse, recorder=recorder, sleep=clock.sleep, clock=clock, **kwargs
+    )
+
+
+@pytest.mark.parametrize("deployment", ["Serverless", "RawDeployment"])
+def test_a_good_canary_is_promoted_step_by_step(registry: str, tmp_path: Path, deployment: str) -> None:
+    target, api = served(ServingTarget(deployment_mode=deployment))
+    result = run(target, api, passing, tmp_path)
+    assert result.status == "promoted" and [s.percent for s in result.steps] == [10, 50, 100]
+    assert api.objects[MODEL]["spec"] == inference_service(target, STORAGE[CANARY], model_version=CANARY)["spec"]
+    assert champion() == CANARY
+    assert tags(CANARY)["rollout.status"] == "promoted" and tags(CANARY)["rollout.step"] == "3 (100%)"
+    table = (tmp_path / "rollout.md").read_text()
+    assert "**promoted**" in table and "| 1 | 10 | pass | 500 | 4500 |" in table and "| 2 | 50 | pass |" in table
+
+
+def test_a_failed_check_rolls_back_at_once_and_champion_goes_back(registry: str, tmp_path: Path) -> None:
+    target, api = served(ServingTarget(deployment_mode="RawDeployment"))
+    result = run(target, api, slow_canary, tmp_path)
+    assert result.status == "rolled_back" and len(result.steps) == 1
+    assert api.objects[MODEL]["spec"] == inference_service(target, STORAGE[STABLE], model_version=STABLE)["spec"]
+    assert champion() == STABLE
+    assert tags(CANARY)["rollout.status"] == "rolled_back"
+    assert "latency_p95_ratio 3.1 > 1.5" in tags(CANARY)["rollout.reason"]
+    assert "❌ latency_p95_ratio 3.1 (≤ 1.5)" in (tmp_path / "rollout.md").read_text()
+
+
+def test_without_prometheus_the_rollout_holds_then_rolls_back_at_the_deadline(registry: str, tmp_path: Path) -> None:
+    target, api = served(ServingTarget(deployment_mode="Serverless"))
+    result = run(target, api, prometheus_analysis(SETTINGS), tmp_path)  # SETTINGS has no prometheus_url
+    assert result.status == "rolled_back"
+    assert "deadline of 600s" in result.reason and "no Prometheus URL" in result.reason
+    assert len(result.steps) == 10 and {s.percent for s in result.steps} == {10}  # one analysis per interval
+    assert {c["canaryTrafficPercent"] for c in api.objects[MODEL]["spec"].values()} == {0}
+    assert champion() == STABLE
+
+
+def test_a_failure_mid_rollout_sends_traffic_back_and_leaves_no_moved_alias(registry: str, tmp_path: Path) -> None:
+    target, api = served(ServingTarget(deployment_mode="RawDeployment"))
+
+    def broken(canary: str, stable: str, window: float) -> StepAnalysis:
+        api.patch_namespaced_custom_object = None  # type: ignore[assignment,method-assign]  # the API server goes
+        raise KeyboardInterrupt  # the task is stopped mid-step (not an analysis error: that would only hold)
+
+    with pytest.raises(KeyboardInterrupt):
+        run(target, api, broken, tmp_path)
+    assert champion() == STABLE  # the alias went back although the traffic could not
+    assert tags(CANARY)["rollout.status"] == "rolled_back" and "KeyboardInterrupt" in tags(CANARY)["rollout.reason"]
+
+
+def test_an_operators_promote_wins_over_a_holding_analysis(registry: str, tmp_path: Path) -> None:
+    target, api = served(ServingTarget(deployment_mode="RawDeployment"))
+    tag_version(MODEL, CANARY, {"rollout.status": "progressing"})
+    assert "will promote" in overrule(MODEL, "promote", version=CANARY)
+    result = run(target, api, prometheus_analysis(SETTINGS), tmp_path, overrule=overrule_hook(MODEL, CANARY))
+    assert result.status == "promoted" and "an operator chose to promote" in result.reason
+    assert api.objects[MODEL]["spec"] == inference_service(target, STORAGE[CANARY], model_version=CANARY)["spec"]

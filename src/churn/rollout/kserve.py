@@ -126,3 +126,15 @@ def traffic_state(current: dict[str, Any]) -> TrafficState:
 
 def _is_knative_canary(current: dict[str, Any]) -> bool:
     return "canaryTrafficPercent" in current.get("spec", {}).get("predictor", {})
+
+
+def cluster_api() -> CustomObjects:
+    """``CustomObjectsApi`` of the cluster this runs in, else of the current kubeconfig context."""
+    from kubernetes import client, config  # the Kubernetes client: only where a cluster is talked to
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    api: CustomObjects = client.CustomObjectsApi()
+    return api

@@ -47,6 +47,7 @@ def deploy(
     from churn.config import get_settings
     from churn.deploy import ServingTarget, apply, inference_service, write_manifest
     from churn.registry.mlflow_registry import connect_registry
+    from churn.rollout.kserve import cluster_api
 
     if mode not in ("local", "cluster"):
         raise ChurnError(f"deploy mode must be local or cluster, not {mode!r}")
@@ -54,7 +55,7 @@ def deploy(
     settings = get_settings()
     storage = _storage(MlflowClient(), model_name, version, local=mode == "local")
     target = ServingTarget.from_settings(settings, name=model_name, namespace=namespace)
-    api = _cluster_api() if mode == "cluster" else None
+    api = cluster_api() if mode == "cluster" else None
     release = None
     if settings.rollout.progressive and canary_percent is None:
         release = _release(api, target, model_name, version, storage, local=mode == "local")
@@ -150,14 +151,6 @@ def _release(
         return None
     stable_storage = _storage(MlflowClient(), model_name, stable, local=local)
     return Release(model_name, version, storage, stable, stable_storage)
-
-
-def _cluster_api() -> CustomObjects:
-    from kubernetes import client, config
-
-    config.load_incluster_config()
-    api: CustomObjects = client.CustomObjectsApi()
-    return api
 
 
 def _write_report(path: str | Path | None, text: str) -> None:

@@ -14,12 +14,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from churn.errors import ChurnError
 from churn.monitoring.publish import push_registry
 from churn.registry.mlflow_registry import CHAMPION, mlflow_identity
 from churn.rollout.decisions import RolloutRecorder, RolloutResult, RolloutStatus, StepRecord
 from churn.storage import atomic_path
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger(__name__)
 
@@ -131,45 +135,45 @@ class PushgatewayMetrics:
         self._push(result, result.steps[-1] if result.steps else None)
 
     def _push(self, result: RolloutResult, record: StepRecord | None) -> None:
-        from prometheus_client import CollectorRegistry, Gauge  # the Pushgateway client, only when pushing
-
-        registry = CollectorRegistry()
-        model = ("model_name",)
-
-        def gauge(name: str, doc: str, labels: tuple[str, ...] = model) -> Gauge:
-            return Gauge(name, doc, labels, registry=registry)
-
-        name = self.model_name
-        info = gauge("churn_rollout_info", "The rollout's versions (always 1).", (*model, "canary", "stable"))
-        info.labels(name, result.canary_version, result.stable_version).set(1)
-        gauge("churn_rollout_status", "0 progressing, 1 promoted, 2 rolled back.").labels(name).set(
-            STATUS_CODES[result.status]
+        push_registry(
+            self.gateway, rollout_registry(self.model_name, result, record), job=self.job, timeout=self.timeout
         )
-        rolled_back = gauge("churn_rollout_rolled_back", "1 when the rollout rolled back (the alert's event).")
-        rolled_back.labels(name).set(int(result.status == "rolled_back"))
-        gauge("churn_rollout_last_change_timestamp_seconds", "When the rollout last changed (unix s).").labels(
-            name
-        ).set(time.time())
-        gauge("churn_rollout_step", "The step the rollout is at (1-based; 0 before the first).").labels(name).set(
-            record.step if record else 0
-        )
-        percent = record.percent if record and result.status != "rolled_back" else 0
-        if result.status == "promoted":
-            percent = 100
-        gauge("churn_rollout_canary_percent", "Share of the traffic the canary gets (percent).").labels(name).set(
-            percent
-        )
-        if record is not None and record.analysis is not None:
-            check = (*model, "check")
-            value = gauge("churn_rollout_check_value", "A check's value at the last analysis.", check)
-            threshold = gauge("churn_rollout_check_threshold", "A check's threshold.", check)
-            passed = gauge("churn_rollout_check_passed", "1 passed, 0 failed, -1 too little evidence.", check)
-            for c in record.analysis.checks:
-                if c.value is not None:
-                    value.labels(name, c.name).set(c.value)
-                threshold.labels(name, c.name).set(c.threshold)
-                passed.labels(name, c.name).set(-1 if c.passed is None else int(c.passed))
-        push_registry(self.gateway, registry, job=self.job, timeout=self.timeout)
+
+
+def rollout_registry(model_name: str, result: RolloutResult, record: StepRecord | None) -> CollectorRegistry:
+    """The ``churn_rollout_*`` gauges after ``record`` (None: before the first step), in a fresh registry."""
+    from prometheus_client import CollectorRegistry, Gauge  # the Pushgateway client, only when pushing
+
+    registry = CollectorRegistry()
+    model = ("model_name",)
+
+    def gauge(name: str, doc: str, labels: tuple[str, ...] = model) -> Gauge:
+        return Gauge(name, doc, labels, registry=registry)
+
+    info = gauge("churn_rollout_info", "The rollout's versions (always 1).", (*model, "canary", "stable"))
+    info.labels(model_name, result.canary_version, result.stable_version).set(1)
+    status = gauge("churn_rollout_status", "0 progressing, 1 promoted, 2 rolled back.")
+    status.labels(model_name).set(STATUS_CODES[result.status])
+    rolled_back = gauge("churn_rollout_rolled_back", "1 when the rollout rolled back (the alert's event).")
+    rolled_back.labels(model_name).set(int(result.status == "rolled_back"))
+    changed = gauge("churn_rollout_last_change_timestamp_seconds", "When the rollout last changed (unix s).")
+    changed.labels(model_name).set(time.time())
+    step = gauge("churn_rollout_step", "The step the rollout is at (1-based; 0 before the first).")
+    step.labels(model_name).set(record.step if record else 0)
+    percent = {"promoted": 100, "rolled_back": 0}.get(result.status, record.percent if record else 0)
+    canary = gauge("churn_rollout_canary_percent", "Share of the traffic the canary gets (percent).")
+    canary.labels(model_name).set(percent)
+    if record is not None and record.analysis is not None:
+        check = (*model, "check")
+        value = gauge("churn_rollout_check_value", "A check's value at the last analysis.", check)
+        threshold = gauge("churn_rollout_check_threshold", "A check's threshold.", check)
+        passed = gauge("churn_rollout_check_passed", "1 passed, 0 failed, -1 too little evidence.", check)
+        for c in record.analysis.checks:
+            if c.value is not None:
+                value.labels(model_name, c.name).set(c.value)
+            threshold.labels(model_name, c.name).set(c.threshold)
+            passed.labels(model_name, c.name).set(-1 if c.passed is None else int(c.passed))
+    return registry
 
 
 class MarkdownTable:

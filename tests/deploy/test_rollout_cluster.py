@@ -13,10 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from churn.config import RolloutSettings
 from churn.deploy import ServingTarget, inference_service
-from churn.rollout.cluster import Release, prometheus_analysis, roll_out
+from churn.rollout.cluster import RolloutModels, prometheus_analysis, roll_out
 from churn.rollout.decisions import CheckResult, StepAnalysis
 from churn.rollout.operator import overrule, overrule_hook
 from churn.rollout.record import MarkdownTable, MlflowTags, Recorders, tag_version
@@ -25,7 +26,7 @@ from rollout_registry import CANARY, MODEL, STABLE, STORAGE, champion, make_regi
 
 pytestmark = pytest.mark.deploy
 SETTINGS = RolloutSettings(steps=[10, 50, 100], analysis_interval_seconds=60, deadline_seconds=600)
-RELEASE = Release(MODEL, CANARY, STORAGE[CANARY], STABLE, STORAGE[STABLE])
+MODELS = RolloutModels(MODEL, CANARY, STORAGE[CANARY], STABLE, STORAGE[STABLE])
 
 
 class FakeClock:
@@ -63,7 +64,7 @@ def run(target: ServingTarget, api: StandInCustomObjects, analyse, tmp_path: Pat
     recorder = Recorders(MlflowTags(MODEL, CANARY), MarkdownTable(tmp_path / "rollout.md"))
     tag_version(MODEL, CANARY, {"rollout.status": "progressing"})
     return roll_out(
-        api, target, RELEASE, SETTINGS, analyse=analyse, recorder=recorder, sleep=clock.sleep, clock=clock, **kwargs
+        api, target, MODELS, SETTINGS, analyse=analyse, recorder=recorder, sleep=clock.sleep, clock=clock, **kwargs
     )
 
 
@@ -120,3 +121,50 @@ def test_an_operators_promote_wins_over_a_holding_analysis(registry: str, tmp_pa
     result = run(target, api, prometheus_analysis(SETTINGS), tmp_path, overrule=overrule_hook(MODEL, CANARY))
     assert result.status == "promoted" and "an operator chose to promote" in result.reason
     assert api.objects[MODEL]["spec"] == inference_service(target, STORAGE[CANARY], model_version=CANARY)["spec"]
+
+
+def test_the_deploy_stage_in_a_cluster_without_prometheus_holds_then_rolls_back(
+    registry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stage as the KFP task runs it, on real time scaled down: the rollout's settings from the environment."""
+    import churn.rollout.kserve
+    from churn.stages.deploy import deploy
+
+    target, api = served(ServingTarget(deployment_mode="RawDeployment"))
+    monkeypatch.setattr(churn.rollout.kserve, "cluster_api", lambda: api)  # the stand-in is the cluster
+    monkeypatch.setenv("CHURN_ROLLOUT__ANALYSIS_INTERVAL_SECONDS", "0.05")
+    monkeypatch.setenv("CHURN_ROLLOUT__DEADLINE_SECONDS", "0.3")
+    monkeypatch.setenv("CHURN_ROLLOUT__PROMETHEUS_URL", "")
+    monkeypatch.delenv("CHURN_MONITORING__PUSHGATEWAY_URL", raising=False)
+    manifest, report = tmp_path / "manifest.yaml", tmp_path / "rollout.md"
+    done = deploy(
+        CANARY, manifest, tracking_uri=registry, model_name=MODEL, mode="cluster", namespace="",
+        canary_percent=None, timeout=5, report_path=report,
+    )  # fmt: skip
+    assert done["status"] == "rolled_back" and "no Prometheus URL" in done["message"]
+    assert yaml.safe_load(manifest.read_text())["spec"]["canary"][0]["trafficPercent"] == 10
+    assert api.objects[MODEL]["spec"] == inference_service(target, STORAGE[STABLE], model_version=STABLE)["spec"]
+    assert champion() == STABLE and tags(CANARY)["rollout.status"] == "rolled_back"
+    assert "**rolled back**" in report.read_text() and "| 1 | 10 | wait |" in report.read_text()
+
+
+@pytest.mark.parametrize("progressive", [True, False])
+def test_the_deploy_stage_without_a_cluster_writes_what_it_would_apply(
+    registry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, progressive: bool
+) -> None:
+    from churn.stages.deploy import deploy
+
+    monkeypatch.setenv("CHURN_ROLLOUT__PROGRESSIVE", str(progressive).lower())
+    monkeypatch.setenv("CHURN_DEPLOY__DEPLOYMENT_MODE", "Serverless")
+    manifest = tmp_path / "manifest.yaml"
+    done = deploy(
+        CANARY, manifest, tracking_uri=registry, model_name=MODEL, mode="local", namespace="",
+        canary_percent=None, timeout=5, report_path=tmp_path / "rollout.md",
+    )  # fmt: skip
+    written = yaml.safe_load(manifest.read_text())
+    assert not done["applied"] and written["metadata"]["labels"]["churn-mlops/model-version"] == CANARY
+    # The canary at its first step beside the previous champion (v4, the latest earlier promoted version).
+    percents = {c.get("canaryTrafficPercent") for c in written["spec"].values()}
+    assert percents == ({10} if progressive else {None})
+    assert ("steps 10%, 50%, 100%" in done["message"]) is progressive
+    assert (written["metadata"]["annotations"].get("churn-mlops/stable-model-version") == STABLE) is progressive

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Release:
+class RolloutModels:
     """The two models of a rollout: the canary (the gate's new champion) and the stable one it replaces."""
 
     model_name: str
@@ -42,14 +42,14 @@ class Release:
     stable_storage: str
 
 
-def canary_manifest(target: ServingTarget, release: Release, settings: RolloutSettings) -> dict[str, Any]:
+def canary_manifest(target: ServingTarget, models: RolloutModels, settings: RolloutSettings) -> dict[str, Any]:
     """The InferenceService with the canary at the first step's share of the traffic."""
     return canary_inference_service(
         target,
-        release.storage,
-        model_version=release.version,
-        stable_storage=release.stable_storage,
-        stable_version=release.stable_version,
+        models.storage,
+        model_version=models.version,
+        stable_storage=models.stable_storage,
+        stable_version=models.stable_version,
         percent=settings.steps[0],
     )
 
@@ -57,7 +57,7 @@ def canary_manifest(target: ServingTarget, release: Release, settings: RolloutSe
 def roll_out(
     api: CustomObjects,
     target: ServingTarget,
-    release: Release,
+    models: RolloutModels,
     settings: RolloutSettings,
     *,
     analyse: Analyse,
@@ -77,32 +77,32 @@ def roll_out(
     """
     traffic = KServeTraffic(api, target)
     try:
-        apply(canary_manifest(target, release, settings), api, timeout=ready_timeout)
+        apply(canary_manifest(target, models, settings), api, timeout=ready_timeout)
         result = run_rollout(
-            traffic, analyse, settings, model_name=release.model_name, recorder=recorder,
+            traffic, analyse, settings, model_name=models.model_name, recorder=recorder,
             overrule=overrule, sleep=sleep, clock=clock,
         )  # fmt: skip
     except BaseException as exc:
-        _back_to_stable(traffic, release, identity, f"the rollout stopped: {type(exc).__name__}: {exc}")
+        _back_to_stable(traffic, models, identity, f"the rollout stopped: {type(exc).__name__}: {exc}")
         raise
     if result.status == "rolled_back":
-        restore_champion(release.model_name, release.version, release.stable_version, identity=identity)
+        restore_champion(models.model_name, models.version, models.stable_version, identity=identity)
     return result
 
 
 def _back_to_stable(
-    traffic: KServeTraffic, release: Release, identity: tuple[str | None, str | None], reason: str
+    traffic: KServeTraffic, models: RolloutModels, identity: tuple[str | None, str | None], reason: str
 ) -> None:
     """After a failure: traffic to the stable version, ``@champion`` back, the version tagged; each step tried."""
     steps: list[tuple[str, Callable[[], object]]] = [
         ("send the traffic back to the stable version", traffic.abort),
         (
             "move @champion back",
-            partial(restore_champion, release.model_name, release.version, release.stable_version, identity=identity),
+            partial(restore_champion, models.model_name, models.version, models.stable_version, identity=identity),
         ),
         (
             "tag the version",
-            partial(tag_version, release.model_name, release.version, {STATUS_TAG: "rolled_back", REASON_TAG: reason}),
+            partial(tag_version, models.model_name, models.version, {STATUS_TAG: "rolled_back", REASON_TAG: reason}),
         ),
     ]
     for what, step in steps:
@@ -110,7 +110,7 @@ def _back_to_stable(
             step()
         except Exception as exc:  # one failed clean-up step must not keep the next from running
             log.error(
-                "after a failed rollout of %s v%s: could not %s: %s", release.model_name, release.version, what, exc
+                "after a failed rollout of %s v%s: could not %s: %s", models.model_name, models.version, what, exc
             )
 
 

@@ -11,7 +11,8 @@ from churn.stages.markdown import write_text
 if TYPE_CHECKING:
     from churn.config import Settings
     from churn.deploy import CustomObjects, ServingTarget
-    from churn.rollout.cluster import Release
+    from churn.rollout.cluster import RolloutModels
+    from churn.rollout.decisions import RolloutRecorder
 
 # Each task is a fresh interpreter that runs one step: heavy libraries (scikit-learn,
 # pandera, MLflow) are imported by the functions that use them, not by every task.
@@ -56,23 +57,23 @@ def deploy(
     storage = _storage(MlflowClient(), model_name, version, local=mode == "local")
     target = ServingTarget.from_settings(settings, name=model_name, namespace=namespace)
     api = cluster_api() if mode == "cluster" else None
-    release = None
+    models = None
     if settings.rollout.progressive and canary_percent is None:
-        release = _release(api, target, model_name, version, storage, local=mode == "local")
-    if release is None:
+        models = _rollout_models(api, target, model_name, version, storage, local=mode == "local")
+    if models is None:
         manifest = inference_service(target, storage, model_version=version, canary_percent=canary_percent)
         rollout = write_manifest(manifest, Path(manifest_path))
         if api is not None:
             rollout = apply(manifest, api, timeout=timeout)
         _write_report(report_path, f"# Deploy of {model_name} v{version}\n\n{rollout.message}\n")
         return {"applied": rollout.applied, "ready": rollout.ready, "message": rollout.message, "storage_uri": storage}
-    return _progressive(api, target, release, settings, Path(manifest_path), report_path, identity, timeout)
+    return _progressive(api, target, models, settings, Path(manifest_path), report_path, identity, timeout)
 
 
 def _progressive(
     api: CustomObjects | None,
     target: ServingTarget,
-    release: Release,
+    models: RolloutModels,
     settings: Settings,
     manifest_path: Path,
     report_path: str | Path | None,
@@ -95,14 +96,14 @@ def _progressive(
     )
 
     rollout = settings.rollout
-    written = write_manifest(canary_manifest(target, release, rollout), manifest_path)
-    name, version = release.model_name, release.version
+    written = write_manifest(canary_manifest(target, models, rollout), manifest_path)
+    name, version = models.model_name, models.version
     steps = ", ".join(f"{p}%" for p in rollout.steps)
     if api is None:
         message = f"{written.message}: the canary at its first step; a cluster would roll it out in steps {steps}"
         _write_report(report_path, f"# Rollout of {name} v{version}\n\n{message}\n")
-        return {"applied": False, "ready": False, "message": message, "storage_uri": release.storage}
-    recorders: list[Any] = [MlflowTags(name, version)]
+        return {"applied": False, "ready": False, "message": message, "storage_uri": models.storage}
+    recorders: list[RolloutRecorder] = [MlflowTags(name, version)]
     if report_path is not None:
         recorders.append(MarkdownTable(report_path))
     if settings.monitoring.pushgateway_url:
@@ -110,7 +111,7 @@ def _progressive(
     start = {STATUS_TAG: "progressing", STEP_TAG: f"1 ({rollout.steps[0]}%)", REASON_TAG: "canary applied"}
     tag_version(name, version, {**start, OVERRIDE_TAG: ""})  # a word left from before is no word on this rollout
     result = roll_out(
-        api, target, release, rollout, analyse=prometheus_analysis(rollout), recorder=Recorders(*recorders),
+        api, target, models, rollout, analyse=prometheus_analysis(rollout), recorder=Recorders(*recorders),
         overrule=overrule_hook(name, version), identity=identity, ready_timeout=timeout,
     )  # fmt: skip
     message = f"{name} v{version}: {result.status.replace('_', ' ')}: {result.reason}"
@@ -118,7 +119,7 @@ def _progressive(
         "applied": True,
         "ready": result.status == "promoted",
         "message": message,
-        "storage_uri": release.storage,
+        "storage_uri": models.storage,
         "status": result.status,
     }
 
@@ -131,14 +132,14 @@ def _storage(client: Any, model_name: str, version: str, *, local: bool) -> str:
     return download_uri if local and not download_uri.startswith("s3://") else storage_uri(download_uri)
 
 
-def _release(
+def _rollout_models(
     api: CustomObjects | None, target: ServingTarget, model_name: str, version: str, storage: str, *, local: bool
-) -> Release | None:
+) -> RolloutModels | None:
     """The rollout's two models; None when there is no stable one to compare with (a first deploy)."""
     from mlflow import MlflowClient
 
     from churn.deploy import read_inference_service
-    from churn.rollout.cluster import Release
+    from churn.rollout.cluster import RolloutModels
     from churn.rollout.kserve import traffic_state
     from churn.rollout.record import previous_champion
 
@@ -150,7 +151,7 @@ def _release(
     if not stable or stable == version:
         return None
     stable_storage = _storage(MlflowClient(), model_name, stable, local=local)
-    return Release(model_name, version, storage, stable, stable_storage)
+    return RolloutModels(model_name, version, storage, stable, stable_storage)
 
 
 def _write_report(path: str | Path | None, text: str) -> None:

@@ -20,7 +20,8 @@ from churn.deploy import ServingTarget, inference_service
 from churn.rollout.cluster import RolloutModels, prometheus_analysis, roll_out
 from churn.rollout.decisions import CheckResult, StepAnalysis
 from churn.rollout.operator import overrule, overrule_hook
-from churn.rollout.record import MarkdownTable, MlflowTags, Recorders, tag_version
+from churn.rollout.record import MarkdownTable, MlflowTags, PushgatewayMetrics, Recorders, tag_version
+from churn.serving.local import free_port
 from kube_standin import StandInCustomObjects
 from rollout_registry import CANARY, MODEL, STABLE, STORAGE, champion, make_registry, tags
 
@@ -168,3 +169,22 @@ def test_the_deploy_stage_without_a_cluster_writes_what_it_would_apply(
     assert percents == ({10} if progressive else {None})
     assert ("steps 10%, 50%, 100%" in done["message"]) is progressive
     assert (written["metadata"]["annotations"].get("churn-mlops/stable-model-version") == STABLE) is progressive
+
+
+def test_an_unreachable_prometheus_and_pushgateway_never_promote_nor_stop_the_rollout(
+    registry: str, tmp_path: Path
+) -> None:
+    """A Prometheus that does not answer is no pass, whatever the analysis makes of it; a dead recorder is skipped."""
+    nobody = f"http://127.0.0.1:{free_port()}"  # a port nothing listens on
+    settings = SETTINGS.model_copy(update={"prometheus_url": nobody})
+    target, api = served(ServingTarget(deployment_mode="RawDeployment"))
+    clock = FakeClock()
+    recorder = Recorders(PushgatewayMetrics(nobody, MODEL, timeout=1), MarkdownTable(tmp_path / "rollout.md"))
+    result = roll_out(
+        api, target, MODELS, settings, analyse=prometheus_analysis(settings), recorder=recorder,
+        sleep=clock.sleep, clock=clock,
+    )  # fmt: skip
+    assert result.status == "rolled_back" and "deadline" in result.reason
+    assert all(s.analysis is not None and s.analysis.verdict == "wait" for s in result.steps)
+    assert "**rolled back**" in (tmp_path / "rollout.md").read_text()  # the recorder after the dead one still ran
+    assert champion() == STABLE

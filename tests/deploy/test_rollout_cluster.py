@@ -9,7 +9,6 @@ time is a fake clock, so a rollout of minutes runs in milliseconds.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from churn.rollout.operator import overrule, overrule_hook
 from churn.rollout.record import MarkdownTable, MlflowTags, PushgatewayMetrics, Recorders, tag_version
 from churn.serving.local import free_port
 from kube_standin import StandInCustomObjects
-from rollout_registry import CANARY, MODEL, STABLE, STORAGE, champion, make_registry, tags
+from rollout_registry import CANARY, MODEL, STABLE, STORAGE, champion, tags
 
 pytestmark = pytest.mark.deploy
 SETTINGS = RolloutSettings(steps=[10, 50, 100], analysis_interval_seconds=60, deadline_seconds=600)
@@ -39,11 +38,6 @@ class FakeClock:
 
     def sleep(self, seconds: float) -> None:
         self.now += seconds
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[str]:
-    yield make_registry(tmp_path)
 
 
 def served(target: ServingTarget) -> tuple[ServingTarget, StandInCustomObjects]:

@@ -6,8 +6,6 @@ A real MLflow registry (sqlite, tests/rollout_registry.py) and the stand-in Kube
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from typer.testing import CliRunner
 
@@ -19,15 +17,10 @@ from churn.rollout.kserve import KServeTraffic
 from churn.rollout.operator import overrule, overrule_hook, rollout_status
 from churn.rollout.record import tag_version
 from kube_standin import StandInCustomObjects
-from rollout_registry import CANARY, MODEL, STABLE, STORAGE, champion, make_registry, tags
+from rollout_registry import CANARY, MODEL, STABLE, STORAGE, champion, tags
 
 pytestmark = pytest.mark.deploy
 TARGET = ServingTarget(deployment_mode="RawDeployment")
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> str:
-    return make_registry(tmp_path)
 
 
 def canary_traffic() -> tuple[KServeTraffic, StandInCustomObjects]:

@@ -2,8 +2,8 @@
 
 There is no API server on this machine. The stand-in keeps objects by name, applies patches
 as the API server does (RFC 7386 JSON merge patch), records every call, and plays KServe's
-status: an object becomes Ready after ``ready_after`` reads (never when None), its canary
-entries too.
+status: an object becomes Ready after ``ready_after`` reads (never when None); a Standard
+canary's entries likewise, while the stable predictor keeps the service's Ready condition.
 """
 
 from __future__ import annotations
@@ -29,10 +29,12 @@ class StandInCustomObjects:
             raise NotFoundError()
         self.reads += 1
         obj = copy.deepcopy(self.objects[name])
-        if self.ready_after is not None and self.reads > self.ready_after:
+        ready = self.ready_after is not None and self.reads > self.ready_after
+        if obj["spec"].get("canary"):  # a Standard canary: the stable predictor keeps the service Ready meanwhile
             obj["status"] = {"conditions": [{"type": "Ready", "status": "True"}]}
-            if obj["spec"].get("canary"):
-                obj["status"]["canaryStatuses"] = [{"ready": True} for _ in obj["spec"]["canary"]]
+            obj["status"]["canaryStatuses"] = [{"ready": ready} for _ in obj["spec"]["canary"]]
+        elif ready:
+            obj["status"] = {"conditions": [{"type": "Ready", "status": "True"}]}
         return obj
 
     def create_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str, body: Any) -> Any:

@@ -307,8 +307,8 @@ def _ready(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
     if spec_uri != wanted["spec"]["predictor"]["model"]["storageUri"]:
         return False
     status = current.get("status", {})
-    if "canary" in wanted["spec"] and not all(c.get("ready") for c in status.get("canaryStatuses", [])):
-        return False  # a Standard canary: the stable predictor is Ready already, the canary's entry must be too
+    if "canary" in wanted["spec"] and any(c.get("ready") is False for c in status.get("canaryStatuses", [])):
+        return False  # a Standard canary: the stable predictor is Ready already; a canary entry said not ready
     conditions = status.get("conditions", [])
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 

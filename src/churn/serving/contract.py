@@ -101,7 +101,7 @@ def from_records(records: Any, *, max_rows: int, where: str = "instances") -> Ba
     check_batch_size(len(records), max_rows)
     checked_keys = None
     for row, record in enumerate(records):
-        if not isinstance(record, Mapping):
+        if type(record) is not dict and not isinstance(record, Mapping):  # the exact type first: the ABC is slow
             raise RequestError(
                 "malformed_request", f"{where}[{row}] must be a JSON object, got {type(record).__name__}"
             )
@@ -149,7 +149,8 @@ def _parsed_at_once(elements: Sequence[Any], max_rows: int) -> list[Any] | None:
     """The records of a well-formed ``records`` input in one C-level pass; None for anything else.
 
     The common case (every element UTF-8 JSON that orjson reads, nested within the bound,
-    at most ``max_rows`` of them) costs one orjson call per element and one depth walk.
+    at most ``max_rows`` of them) costs one orjson call per element, and a depth walk only when
+    the elements are not flat objects (a bracket count over all of them tells).
     Anything else returns None and goes element by element, which names the element at
     fault, reads what only Python's parser reads (NaN tokens) and stops at the row limit.
     """
@@ -159,14 +160,28 @@ def _parsed_at_once(elements: Sequence[Any], max_rows: int) -> list[Any] | None:
         parsed = list(map(orjson.loads, elements))
     except (orjson.JSONDecodeError, TypeError):
         return None
-    if json_depth(parsed, MAX_JSON_DEPTH + 1) > MAX_JSON_DEPTH + 1:  # the list itself is one level
+    objects = all(type(item) is dict for item in parsed)
+    # Objects holding one bracket each in all hold no container: one level deep. Else walk (the list is a level).
+    if not (objects and _one_bracket_each(elements)) and json_depth(parsed, MAX_JSON_DEPTH + 1) > MAX_JSON_DEPTH + 1:
         return None
-    if all(type(item) is dict for item in parsed):
+    if objects:
         return parsed
     records: list[Any] = []
     for item in parsed:
         records.extend(item if type(item) is list else [item])
     return records if len(records) <= max_rows else None
+
+
+def _one_bracket_each(elements: Sequence[Any]) -> bool:
+    """Whether the elements hold as many brackets as there are elements (counting those inside strings too)."""
+    kinds = set(map(type, elements))
+    if kinds == {bytes}:
+        data = b"".join(elements)
+        return data.count(b"{") + data.count(b"[") == len(elements)
+    if kinds == {str}:
+        text = "".join(elements)
+        return text.count("{") + text.count("[") == len(elements)
+    return False
 
 
 def from_tensors(tensors: Mapping[str, tuple[str, Sequence[int], np.ndarray | list[Any]]], *, max_rows: int) -> Batch:
@@ -299,7 +314,7 @@ def _column_from_values(column: RawColumn, values: list[Any], where: str) -> np.
 def _check_utf8(name: str, values: list[Any]) -> None:
     """Refuse text that cannot be written as UTF-8 (a lone surrogate, from a JSON escape such as ud800)."""
     try:
-        "".join(v for v in values if v is not None).encode("utf-8")
+        "".join(filter(None, values)).encode("utf-8")  # filter(None): nulls (and empty strings) out, at C speed
     except UnicodeEncodeError:
         row = next(i for i, v in enumerate(values) if v is not None and not _encodes(v))
         raise RequestError("wrong_type", f"{name!r} in row {row} is not valid UTF-8 text") from None
@@ -307,7 +322,7 @@ def _check_utf8(name: str, values: list[Any]) -> None:
 
 def _check_no_control(name: str, values: list[Any]) -> None:
     """Refuse control characters (NUL included: numpy's text arrays would silently drop a trailing one)."""
-    if _CONTROL.search("".join(v for v in values if v is not None)):
+    if _CONTROL.search("".join(filter(None, values))):
         row = next(i for i, v in enumerate(values) if v is not None and _CONTROL.search(v))
         raise RequestError("bad_text", f"{name!r} in row {row} is {values[row]!r}; it holds a control character")
 
@@ -319,6 +334,11 @@ def _check_ids(values: list[Any]) -> list[str]:
     strings only, and the type rule names anything else. The common case (all strings, all
     fine) is a few C-level passes; the per-value loop only runs to name the row at fault.
     """
+    kinds = set(map(type, values))
+    if kinds == {str}:  # the common case: every row has an id, as text
+        _check_utf8(ID, values)
+        if max(map(len, values)) <= MAX_ID_LENGTH and "".join(values).isprintable():
+            return values
     texts = [v for v in values if isinstance(v, str)]
     _check_utf8(ID, [v if isinstance(v, str) else None for v in values])
     all_text = len(texts) + values.count(None) == len(values)

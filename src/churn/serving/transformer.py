@@ -26,7 +26,7 @@ from kserve.errors import InvalidInput
 from kserve.utils.inference_client_factory import InferenceClientFactory
 
 from churn.scoring.reasons import SHAP, Explainer, TopReasons, reason_records, reasons_json
-from churn.serving.binary import bytes_elements
+from churn.serving.binary import bytes_elements, raw_bytes_tensor
 from churn.serving.contract import (
     RECORDS_INPUT,
     Batch,
@@ -69,6 +69,8 @@ class _Pending:
     customer_ids: list[str] | None
     #: The outputs the request asked for (None: all of them).
     outputs: list[str] | None = None
+    #: The answer goes out as gRPC raw contents (every output as raw bytes).
+    grpc: bool = False
 
 
 _PENDING: contextvars.ContextVar[_Pending] = contextvars.ContextVar("churn_pending_request")
@@ -242,7 +244,8 @@ class ChurnTransformer(Model):  # type: ignore[misc]
         matrix = np.ascontiguousarray(self.served.model.features.transform(batch.columns))
         _EXPLAIN.set(_Explain(matrix, batch.columns, wanted=bool(outputs and REASONS_OUTPUT in outputs)))
         request_id = (None if isinstance(payload, dict) else payload.id) or str(uuid.uuid4())
-        _PENDING.set(_Pending(isinstance(payload, dict), request_id, batch.customer_ids, outputs))
+        grpc = not isinstance(payload, dict) and bool(payload.from_grpc)
+        _PENDING.set(_Pending(isinstance(payload, dict), request_id, batch.customer_ids, outputs, grpc))
         return matrix
 
     def postprocess(
@@ -272,8 +275,14 @@ class ChurnTransformer(Model):  # type: ignore[misc]
             InferOutput(LABEL_OUTPUT, [len(labels)], "INT32", data=labels),
         ]
         if pending.customer_ids is not None:
-            ids = np.asarray([c.encode() for c in pending.customer_ids], dtype=np.object_)
-            outputs.append(InferOutput(ID_OUTPUT, [len(ids)], "BYTES", data=ids))
+            encoded = [c.encode() for c in pending.customer_ids]
+            if pending.grpc:
+                # KServe serialises a BYTES array element by element; gRPC takes the raw form as it is.
+                ids_output = InferOutput(ID_OUTPUT, [len(encoded)], "BYTES")
+                ids_output._raw_data = raw_bytes_tensor(encoded)
+            else:
+                ids_output = InferOutput(ID_OUTPUT, [len(encoded)], "BYTES", data=np.asarray(encoded, dtype=np.object_))
+            outputs.append(ids_output)
         if pending.outputs is not None:
             if REASONS_OUTPUT in pending.outputs:
                 outputs.append(self._reasons_output())

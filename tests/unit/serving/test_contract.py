@@ -212,3 +212,37 @@ def test_a_customer_id_tensor_holding_json_that_is_not_text_is_a_request_error(v
     with pytest.raises(RequestError) as caught:
         from_tensors(tensors, max_rows=5)
     assert caught.value.reason == "wrong_type" and "'customer_id' in row 0 must be a string" in str(caught.value)
+
+
+def _deep(levels: int) -> str:
+    return '{"a":' * levels + "1" + "}" * levels
+
+
+@pytest.mark.parametrize("as_bytes", [True, False])
+def test_the_records_tensor_reads_at_once_exactly_what_it_reads_element_by_element(
+    rows: list[dict[str, Any]], as_bytes: bool
+) -> None:
+    """The one-pass read of a records tensor refuses and accepts what the element-by-element read does."""
+
+    def encode(texts: list[str]) -> list[Any]:
+        return [t.encode() for t in texts] if as_bytes else texts
+
+    flat = [json.dumps(r) for r in rows[:50]]
+    batch = from_records_tensor(encode(flat), max_rows=100)
+    assert batch.rows == 50 and batch.customer_ids == [r["customer_id"] for r in rows[:50]]
+    braces = {**rows[0], "customer_id": "C{[1]}"}  # brackets inside strings: counted, then walked: still fine
+    assert from_records_tensor(encode([json.dumps(braces), *flat[1:]]), max_rows=100).customer_ids[0] == "C{[1]}"
+    refusals = [
+        ([_deep(40), *flat[1:]], "element 0 is JSON nested more than 32 levels deep"),
+        # as many brackets as elements, but not one each: a deep element beside bare numbers is still walked
+        (["1"] * 39 + [_deep(40)], "element 39 is JSON nested more than 32 levels deep"),
+        ([flat[0], "[" + ",".join(flat[1:3]) + "]", '{"a": NaN}'], "unknown field(s) 'a'"),
+        ([flat[0], flat[1][:-1]], "element 1 is not valid JSON"),
+        ([flat[0], "\ud800"], "element 1 is not valid JSON"),
+    ]
+    for elements, message in refusals:
+        with pytest.raises(RequestError) as refused:
+            from_records_tensor(encode(elements) if "\ud800" not in elements else elements, max_rows=100)
+        assert message in refused.value.message, (elements[:2], refused.value.message)
+    with pytest.raises(RequestError, match="more than 3 records"):
+        from_records_tensor(encode([*flat[:2], "[" + ",".join(flat[:2]) + "]"]), max_rows=3)

@@ -1,0 +1,37 @@
+"""The raw form of BYTES tensors (REST binary extension, gRPC raw contents): split strictly, written back exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from kserve.protocol.infer_type import deserialize_bytes_tensor, serialize_byte_tensor
+
+from churn.serving.binary import bytes_elements, raw_bytes_tensor
+from churn.serving.refusal import RequestError
+
+pytestmark = pytest.mark.unit
+
+
+@given(st.lists(st.binary(max_size=40), min_size=1, max_size=50))
+def test_our_reader_and_writer_agree_with_kserves(items: list[bytes]) -> None:
+    raw = raw_bytes_tensor(items)
+    assert raw == serialize_byte_tensor(np.asarray(items, dtype=np.object_)).item()
+    assert bytes_elements("records", [len(items)], raw) == items == list(deserialize_bytes_tensor(raw))
+
+
+@pytest.mark.parametrize(
+    ("raw", "shape", "message"),
+    [
+        (b"\x05\x00\x00\x00abc", [1], "BYTES element 0 runs past the end of the input's data"),
+        (raw_bytes_tensor([b"ab"]) + b"\x01\x00", [2], "BYTES element 1 has a truncated length prefix"),
+        (raw_bytes_tensor([b"a", b"b"]), [1], "holds 2 BYTES elements; shape [1] needs 1"),
+        (raw_bytes_tensor([b"a", b"b"]), [3, 1], "holds 2 BYTES elements; shape [3, 1] needs 3"),
+        (b"", [1], "holds 0 BYTES elements; shape [1] needs 1"),
+    ],
+)
+def test_raw_data_that_does_not_add_up_is_refused_naming_the_input(raw: bytes, shape: list[int], message: str) -> None:
+    with pytest.raises(RequestError, match="input 'country'") as refused:
+        bytes_elements("country", shape, raw)
+    assert message in refused.value.message and refused.value.reason == "wrong_shape"

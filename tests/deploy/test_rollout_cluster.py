@@ -9,6 +9,9 @@ time is a fake clock, so a rollout of minutes runs in milliseconds.
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -182,3 +185,22 @@ def test_an_unreachable_prometheus_and_pushgateway_never_promote_nor_stop_the_ro
     assert all(s.analysis is not None and s.analysis.verdict == "wait" for s in result.steps)
     assert "**rolled back**" in (tmp_path / "rollout.md").read_text()  # the recorder after the dead one still ran
     assert champion() == STABLE
+
+
+def test_a_sigterm_mid_rollout_sends_traffic_and_champion_back(registry: str, tmp_path: Path) -> None:
+    """A cancelled KFP run: its pod gets SIGTERM while a step is judged; the clean-up runs before the exit."""
+    target, api = served(ServingTarget(deployment_mode="RawDeployment"))
+
+    def terminated(canary: str, stable: str, window: float) -> StepAnalysis:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the handler raises here, in the main thread
+        return passing(canary, stable, window)
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stopped:
+        run(target, api, terminated, tmp_path)
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is before  # the task's own handler is back
+    assert api.objects[MODEL]["spec"] == inference_service(target, STORAGE[STABLE], model_version=STABLE)["spec"]
+    assert champion() == STABLE and tags(CANARY)["rollout.status"] == "rolled_back"
+    assert "SystemExit" in tags(CANARY)["rollout.reason"]

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -76,18 +79,39 @@ def roll_out(
 
     """
     traffic = KServeTraffic(api, target)
-    try:
-        apply(canary_manifest(target, models, settings), api, timeout=ready_timeout)
-        result = run_rollout(
-            traffic, analyse, settings, model_name=models.model_name, recorder=recorder,
-            overrule=overrule, sleep=sleep, clock=clock,
-        )  # fmt: skip
-    except BaseException as exc:
-        _back_to_stable(traffic, models, identity, f"the rollout stopped: {type(exc).__name__}: {exc}")
-        raise
+    with _sigterm_raises():
+        try:
+            apply(canary_manifest(target, models, settings), api, timeout=ready_timeout)
+            result = run_rollout(
+                traffic, analyse, settings, model_name=models.model_name, recorder=recorder,
+                overrule=overrule, sleep=sleep, clock=clock,
+            )  # fmt: skip
+        except BaseException as exc:
+            _back_to_stable(traffic, models, identity, f"the rollout stopped: {type(exc).__name__}: {exc}")
+            raise
     if result.status == "rolled_back":
         restore_champion(models.model_name, models.version, models.stable_version, identity=identity)
     return result
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM (a KFP run cancelled, its pod deleted) raises SystemExit, so the clean-up above runs.
+
+    Only the main thread can set a handler; elsewhere the default stays.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _back_to_stable(

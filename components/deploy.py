@@ -1,7 +1,7 @@
 """The deploy step of the training pipeline: roll the new champion out to KServe."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Output
+from kfp.dsl import Artifact, Markdown, Output
 
 from components._image import IMAGE
 
@@ -10,6 +10,7 @@ from components._image import IMAGE
 def deploy_model(
     version: str,
     manifest: Output[Artifact],
+    rollout: Output[Markdown],
     tracking_uri: str = "",
     model_name: str = "churn-model",
     mode: str = "local",
@@ -17,18 +18,25 @@ def deploy_model(
     canary_percent: int = -1,
     timeout_seconds: int = 600,
 ) -> str:
-    """Create or patch the InferenceService to ``version`` (cluster), or write the manifest it would apply (local)."""
+    """Roll ``version`` out (cluster: progressively when the settings say so), or write the manifest it would apply.
+
+    The ``rollout`` Markdown is the per-step table (or what was applied); ``@champion`` moves
+    back after a rollback as the gate's MLflow user (``CHURN_MLFLOW__GATE_USERNAME``).
+    """
     from churn.config import get_settings
     from churn.stages import deploy
 
+    settings = get_settings()
     result = deploy.deploy(
         version,
         manifest.path,
-        tracking_uri=tracking_uri or get_settings().tracking_uri,
+        tracking_uri=tracking_uri or settings.tracking_uri,
         model_name=model_name,
         mode=mode,
         namespace=namespace,
         canary_percent=None if canary_percent < 0 else canary_percent,
         timeout=timeout_seconds,
+        report_path=rollout.path,
+        identity=settings.mlflow.gate_identity,
     )
     return str(result["message"])

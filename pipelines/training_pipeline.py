@@ -12,6 +12,8 @@ from pipelines._cluster import (
     GATE_KEYS,
     MLFLOW_GATE_SECRET,
     MLFLOW_PIPELINE_SECRET,
+    PUSHGATEWAY_KEYS,
+    PUSHGATEWAY_SECRET,
     S3_SECRET,
     use_cluster_env,
     use_secret_env,
@@ -44,6 +46,7 @@ def training_pipeline(
     cluster_env: str = CLUSTER_ENV,
     mlflow_secret: str = MLFLOW_PIPELINE_SECRET,
     gate_secret: str = MLFLOW_GATE_SECRET,
+    pushgateway_secret: str = PUSHGATEWAY_SECRET,
 ) -> str:
     """Train, register and (maybe) promote a churn model.
 
@@ -70,7 +73,8 @@ def training_pipeline(
         mlflow_secret: In a cluster, the MLflow user every task runs as (the chart's ``<release>-mlflow-pipeline``:
             logs runs, registers versions, moves @challenger).
         gate_secret: In a cluster, the promotion gate's own MLflow user (``<release>-mlflow-gate``), the only one
-            allowed to move @champion.
+            allowed to move @champion (the gate's, and the deploy step's after a rollback).
+        pushgateway_secret: In a cluster, the Pushgateway user the deploy step pushes the rollout's metrics as.
 
     Returns:
         The gate decision: "promoted" or "rejected".
@@ -126,4 +130,7 @@ def training_pipeline(
         deployed.set_display_name("deploy to KServe").set_caching_options(False)
     use_cluster_env(s3_secret, cluster_env, mlflow_secret)
     use_secret_env(gate, gate_secret, GATE_KEYS)
+    # A rollout that rolls back moves @champion back as the gate's user; it pushes its state to the Pushgateway.
+    use_secret_env(deployed, gate_secret, GATE_KEYS)
+    use_secret_env(deployed, pushgateway_secret, PUSHGATEWAY_KEYS)
     return gate.outputs["Output"]

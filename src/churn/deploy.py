@@ -6,6 +6,15 @@ the deploy step creates or patches it through the Kubernetes API, waits until KS
 reports it Ready and, when it does not become Ready in time, rolls back: a canary goes to
 0% (KServe keeps serving the previous revision), a full rollout gets its previous storage
 URI back. Without a cluster it writes the manifest it would apply, and says so.
+
+A progressive rollout starts from a canary manifest (:func:`canary_inference_service`),
+in KServe's two shapes: Knative (``Serverless``) keeps one spec, the new model's, with
+``canaryTrafficPercent`` on its components (KServe routes the rest to the previous rolled-out
+revision); Standard (``RawDeployment``) keeps the stable spec and adds a ``spec.canary[]``
+entry: the new model's predictor and its ``trafficPercent``. Canary entries have only a
+predictor, so in transformer mode the canary predictor sits behind the stable transformer.
+Annotations name the stable and the canary version, so anyone reading the object (the
+rollout's traffic split, ``churn rollout status``) knows who serves what.
 """
 
 from __future__ import annotations
@@ -25,6 +34,11 @@ if TYPE_CHECKING:
     from churn.config import ServingMode, Settings
 
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+#: Annotations naming the versions of a rollout in progress (the stable one stays after it ends).
+STABLE_VERSION, CANARY_VERSION = "churn-mlops/stable-model-version", "churn-mlops/canary-model-version"
+VERSION_LABEL = "churn-mlops/model-version"
+#: KServe's names for the Knative deployment mode (0.15 renamed Serverless to Knative).
+KNATIVE_MODES = ("Serverless", "Knative")
 
 
 @dataclass(frozen=True)
@@ -160,10 +174,41 @@ def inference_service(
             "name": target.name,
             "namespace": target.namespace,
             "annotations": {"serving.kserve.io/deploymentMode": target.deployment_mode},
-            "labels": {"app.kubernetes.io/managed-by": "churn-mlops", "churn-mlops/model-version": model_version},
+            "labels": {"app.kubernetes.io/managed-by": "churn-mlops", VERSION_LABEL: model_version},
         },
         "spec": spec,
     }
+
+
+def canary_inference_service(
+    target: ServingTarget,
+    storage: str,
+    *,
+    model_version: str,
+    stable_storage: str,
+    stable_version: str,
+    percent: int,
+) -> dict[str, Any]:
+    """The InferenceService serving ``model_version`` as a canary on ``percent`` of the traffic.
+
+    Knative (``target.deployment_mode`` Serverless/Knative): the new model's spec with
+    ``canaryTrafficPercent`` on every component (each component splits its own traffic).
+    Standard (RawDeployment): the stable spec plus one ``spec.canary[]`` entry holding the new
+    model's predictor. Both carry the two versions as annotations.
+    """
+    canary = inference_service(target, storage, model_version=model_version)
+    if target.deployment_mode in KNATIVE_MODES:
+        manifest = canary
+        for component in manifest["spec"].values():
+            component["canaryTrafficPercent"] = percent
+    else:
+        manifest = inference_service(target, stable_storage, model_version=stable_version)
+        predictor = canary["spec"]["predictor"]
+        # The CRD requires a canary model's name; the service's own keeps the V2 path the transformer calls.
+        predictor["model"] = {"name": target.name, **predictor["model"]}
+        manifest["spec"]["canary"] = [{"predictor": predictor, "trafficPercent": percent}]
+    manifest["metadata"]["annotations"].update({STABLE_VERSION: stable_version, CANARY_VERSION: model_version})
+    return manifest
 
 
 def _prediction_log(target: ServingTarget) -> tuple[list[str], list[dict[str, Any]]]:
@@ -224,14 +269,14 @@ def apply(manifest: dict[str, Any], api: CustomObjects, *, timeout: float = 600,
     """
     meta = manifest["metadata"]
     name, namespace = meta["name"], meta["namespace"]
-    previous = _existing(api, namespace, name)
+    previous = read_inference_service(api, namespace, name)
     if previous is None:
         api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, manifest)
     else:
-        api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, _replacing(manifest, previous))
+        api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, replacing_patch(manifest, previous))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = _existing(api, namespace, name) or {}
+        status = read_inference_service(api, namespace, name) or {}
         if _ready(status, manifest):
             return Rollout(True, True, False, f"InferenceService {namespace}/{name} is Ready")
         time.sleep(poll)
@@ -242,7 +287,13 @@ def apply(manifest: dict[str, Any], api: CustomObjects, *, timeout: float = 600,
     raise ChurnError(f"InferenceService {namespace}/{name} was not Ready after {timeout:.0f}s; {what}")
 
 
-def _existing(api: CustomObjects, namespace: str, name: str) -> dict[str, Any] | None:
+def read_inference_service(api: CustomObjects, namespace: str, name: str) -> dict[str, Any] | None:
+    """The InferenceService as the API server has it, None when there is none.
+
+    Raises:
+        ChurnError: The API server could not be read (anything but 404).
+
+    """
     try:
         return dict(api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
     except Exception as exc:  # the kubernetes client raises ApiException(status=404)
@@ -255,26 +306,57 @@ def _ready(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
     spec_uri = current.get("spec", {}).get("predictor", {}).get("model", {}).get("storageUri")
     if spec_uri != wanted["spec"]["predictor"]["model"]["storageUri"]:
         return False
-    conditions = current.get("status", {}).get("conditions", [])
+    status = current.get("status", {})
+    if "canary" in wanted["spec"] and any(c.get("ready") is False for c in status.get("canaryStatuses", [])):
+        return False  # a Standard canary: the stable predictor is Ready already; a canary entry said not ready
+    conditions = status.get("conditions", [])
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 def _rollback(wanted: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
-    """A canary goes to 0% (KServe serves the previous revision); a full rollout gets the old model back."""
-    if "canaryTrafficPercent" in wanted["spec"]["predictor"]:
-        return {"spec": {"predictor": {"canaryTrafficPercent": 0}}}
-    return _replacing({"spec": previous["spec"]}, wanted)
+    """A canary goes to 0% or its entry goes (the stable model serves); a full rollout gets the old model back."""
+    return canary_abort_patch(wanted) or replacing_patch({"spec": previous["spec"]}, wanted)
 
 
-def _replacing(patch: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+def canary_abort_patch(current: dict[str, Any]) -> dict[str, Any] | None:
+    """The merge patch sending all traffic back to the stable model; None when ``current`` has no canary.
+
+    Standard: the ``spec.canary[]`` entry goes (and the canary annotation with it). Knative:
+    every component's ``canaryTrafficPercent`` goes to 0 (KServe serves the previous rolled-out
+    revision; the spec still names the canary model until the next rollout replaces it).
+    """
+    spec = current["spec"]
+    if spec.get("canary"):
+        return {"metadata": {"annotations": {CANARY_VERSION: None}}, "spec": {"canary": None}}
+    split = {key: {"canaryTrafficPercent": 0} for key, c in spec.items() if "canaryTrafficPercent" in c}
+    return {"spec": split} if split else None
+
+
+def replacing_patch(patch: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
     """A merge patch that also removes the components ``current`` has and ``patch`` does not.
 
     The API server merges a patch (RFC 7386): a component left out stays. Switching serving
     modes must drop the transformer (single-pass) or the rollback must drop it again, so a
-    component the patch leaves out is sent as null.
+    component the patch leaves out is sent as null; so are a canary's traffic percent and
+    annotation when the patch is a full rollout.
     """
-    spec = {key: None for key in current.get("spec", {}) if key not in patch["spec"]}
-    return {**patch, "spec": {**patch["spec"], **spec}}
+    spec: dict[str, Any] = {key: None for key in current.get("spec", {}) if key not in patch["spec"]}
+    for key, component in patch["spec"].items():
+        had = current.get("spec", {}).get(key)
+        if (
+            isinstance(component, dict)
+            and "canaryTrafficPercent" not in component
+            and "canaryTrafficPercent" in (had or {})
+        ):
+            spec[key] = {**component, "canaryTrafficPercent": None}
+    replaced = {**patch, "spec": {**patch["spec"], **spec}}
+    annotations = current.get("metadata", {}).get("annotations", {})
+    if CANARY_VERSION in annotations and "metadata" in patch:
+        wanted = patch["metadata"].get("annotations", {})
+        if CANARY_VERSION not in wanted:
+            meta = {**patch["metadata"], "annotations": {**wanted, CANARY_VERSION: None}}
+            replaced["metadata"] = meta
+    return replaced
 
 
 def shadow_inference_service(target: ServingTarget, storage: str, *, model_version: str) -> dict[str, Any]:

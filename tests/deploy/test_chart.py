@@ -188,6 +188,9 @@ def test_existing_secret_replaces_the_generated_one(helm: str) -> None:
         (["--set", "s3.endpoint=http://minio:9000"], "endpoint"),
         (["--set", "serving.canaryTrafficPercent=150"], "canaryTrafficPercent"),
         (["--set", "networkPolicy.allowedNamespaces={Kube_Flow}"], "allowedNamespaces"),
+        (["--set", "rollout.steps={10,150}"], "steps"),
+        (["--set-json", "rollout.thresholds.maxLatencyRatio=0.5"], "maxLatencyRatio"),
+        (["--set", "rollout.prometheusUrl=prometheus:9090"], "prometheusUrl"),
     ],
 )
 def test_bad_values_are_rejected_by_the_schema(helm: str, args: list[str], message: str) -> None:

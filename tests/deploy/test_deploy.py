@@ -1,7 +1,7 @@
 """The deploy step: its InferenceService is the chart's, it validates, and rollouts roll back.
 
 There is no Kubernetes API server here: ``apply`` is driven against a recording stand-in
-of ``CustomObjectsApi`` (``StandInCustomObjects``), which plays KServe's status updates.
+of ``CustomObjectsApi`` (``tests/kube_standin.py``), which plays KServe's status updates.
 """
 
 from __future__ import annotations
@@ -14,62 +14,28 @@ import pytest
 import yaml
 from test_chart import hardening_violations, render, validate
 
-from churn.deploy import ServingTarget, apply, inference_service, storage_uri, write_manifest
+from churn.config import ServingMode
+from churn.deploy import (
+    CANARY_VERSION,
+    STABLE_VERSION,
+    ServingTarget,
+    apply,
+    canary_inference_service,
+    inference_service,
+    storage_uri,
+    write_manifest,
+)
 from churn.errors import ChurnError
+from kube_standin import StandInCustomObjects
 
 pytestmark = pytest.mark.deploy
 STORAGE = "s3://mlflow/1/models/m-abc/artifacts"
+OLD = "s3://mlflow/old"
 
 
-class NotFoundError(Exception):
-    status = 404
-
-
-class StandInCustomObjects:
-    """Records calls; becomes Ready after ``ready_after`` reads of a new storageUri (never when None)."""
-
-    def __init__(self, existing: dict[str, Any] | None = None, ready_after: int | None = 1) -> None:
-        self.objects = {} if existing is None else {existing["metadata"]["name"]: copy.deepcopy(existing)}
-        self.calls: list[tuple[str, Any]] = []
-        self.ready_after, self.reads = ready_after, 0
-
-    def get_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str, name: str) -> Any:
-        if name not in self.objects:
-            raise NotFoundError()
-        self.reads += 1
-        obj = copy.deepcopy(self.objects[name])
-        if self.ready_after is not None and self.reads > self.ready_after:
-            obj["status"] = {"conditions": [{"type": "Ready", "status": "True"}]}
-        return obj
-
-    def create_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str, body: Any) -> Any:
-        self.calls.append(("create", body))
-        self.objects[body["metadata"]["name"]] = copy.deepcopy(body)
-        return body
-
-    def patch_namespaced_custom_object(
-        self, group: str, version: str, namespace: str, plural: str, name: str, body: Any
-    ) -> Any:
-        self.calls.append(("patch", body))
-        self.objects[name] = merge_patch(self.objects[name], body)  # what the API server does with a merge patch
-        return self.objects[name]
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch: objects merge key by key, null removes a key, anything else replaces."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    merged = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = merge_patch(merged.get(key), value)
-    return merged
-
-
+@pytest.mark.parametrize("canary", [None, 10])
 @pytest.mark.parametrize("mode", ["transformer", "single"])
-def test_manifest_is_the_charts_inference_service(helm: str, mode: str) -> None:
+def test_manifest_is_the_charts_inference_service(helm: str, mode: str, canary: int | None) -> None:
     chart = next(
         o
         for o in render(
@@ -83,10 +49,13 @@ def test_manifest_is_the_charts_inference_service(helm: str, mode: str) -> None:
             "performance.predictionLog=false",
             "--set",
             f"serving.mode={mode}",
+            *(["--set", f"serving.canaryTrafficPercent={canary}"] if canary is not None else []),
         )
         if o["kind"] == "InferenceService"
     )
-    ours = inference_service(ServingTarget(namespace="ml", mode=mode), STORAGE, model_version="4")
+    ours = inference_service(
+        ServingTarget(namespace="ml", mode=mode), STORAGE, model_version="4", canary_percent=canary
+    )
     assert ("transformer" in ours["spec"]) is (mode == "transformer")
     assert_same_serving(ours, chart)
     assert list(validate([ours])) == []
@@ -110,6 +79,31 @@ def test_canary_manifest_validates() -> None:
     manifest = inference_service(ServingTarget(), STORAGE, model_version="5", canary_percent=10)
     assert manifest["spec"]["predictor"]["canaryTrafficPercent"] == 10
     assert list(validate([manifest])) == []
+
+
+@pytest.mark.parametrize("mode", ["transformer", "single"])
+@pytest.mark.parametrize("deployment_mode", ["Serverless", "RawDeployment"])
+def test_canary_manifests_of_both_deployment_modes_validate(mode: ServingMode, deployment_mode: str) -> None:
+    target = ServingTarget(mode=mode, deployment_mode=deployment_mode)
+    manifest = canary_inference_service(
+        target, STORAGE, model_version="5", stable_storage=OLD, stable_version="4", percent=10
+    )
+    assert list(validate([manifest])) == []
+    assert list(hardening_violations(manifest, resources=False)) == []
+    annotations = manifest["metadata"]["annotations"]
+    assert (annotations[STABLE_VERSION], annotations[CANARY_VERSION]) == ("4", "5")
+    spec, new = manifest["spec"], inference_service(target, STORAGE, model_version="5")["spec"]
+    if deployment_mode == "Serverless":  # one spec, the new model's; every component splits its traffic
+        assert "canary" not in spec
+        assert {key: c.pop("canaryTrafficPercent") for key, c in spec.items()} == dict.fromkeys(new, 10)
+        assert spec == new
+    else:  # the stable spec stays; the canary entry is the new model's predictor
+        new["predictor"]["model"]["name"] = target.name  # the CRD requires it; the V2 path stays the service's
+        assert spec["canary"] == [{"predictor": new["predictor"], "trafficPercent": 10}]
+        assert {k: v for k, v in spec.items() if k != "canary"} == inference_service(target, OLD, model_version="4")[
+            "spec"
+        ]
+        assert ("transformer" in spec) is (mode == "transformer")
 
 
 def test_only_s3_artifacts_can_be_served() -> None:
@@ -183,3 +177,30 @@ def test_the_single_pass_manifest_carries_the_prediction_log_on_its_model() -> N
         "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"
     }  # fmt: skip
     assert list(validate([inference_service(target, STORAGE, model_version="3")])) == []
+
+
+def test_a_standard_canary_waits_for_its_entry_and_a_failed_one_loses_its_entry() -> None:
+    old = inference_service(ServingTarget(), OLD, model_version="1")
+    canary = canary_inference_service(
+        ServingTarget(), STORAGE, model_version="2", stable_storage=OLD, stable_version="1", percent=10
+    )
+    api = StandInCustomObjects(existing=old)
+    assert apply(canary, api, timeout=5, poll=0).ready
+    assert api.objects["churn-model"]["spec"]["canary"][0]["trafficPercent"] == 10
+    api = StandInCustomObjects(existing=old, ready_after=None)
+    with pytest.raises(ChurnError, match="rolled back"):
+        apply(canary, api, timeout=0.05, poll=0.01)
+    assert api.objects["churn-model"]["spec"] == old["spec"]
+    assert CANARY_VERSION not in api.objects["churn-model"]["metadata"]["annotations"]
+
+
+def test_a_full_rollout_after_a_knative_canary_drops_the_canary_percent() -> None:
+    target = ServingTarget(deployment_mode="Serverless")
+    canary = canary_inference_service(
+        target, STORAGE, model_version="2", stable_storage=OLD, stable_version="1", percent=10
+    )
+    api = StandInCustomObjects(existing=canary)
+    full = inference_service(target, STORAGE, model_version="2")
+    assert apply(full, api, timeout=5, poll=0).ready
+    assert api.objects["churn-model"]["spec"] == full["spec"]
+    assert CANARY_VERSION not in api.objects["churn-model"]["metadata"]["annotations"]

@@ -30,7 +30,7 @@ from test_chart import render
 from test_deploy import STORAGE, assert_same_serving
 
 from churn import __version__
-from churn.config import Settings
+from churn.config import RolloutSettings, Settings
 from churn.deploy import ServingTarget, inference_service
 from churn.kfp.catalog import PIPELINES
 from churn.kfp.packages import COMPILED_DIR, write_packaged_pipeline
@@ -50,15 +50,19 @@ def _compiled(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 #: The MLflow user each pipeline's tasks run as (the data pipeline does not talk to MLflow).
 MLFLOW_USER = {"training": "mlflow_secret", "monitoring": "mlflow_secret", "scoring": "mlflow_secret", "data": None}
-#: Tasks that get one more identity: (pipeline, task) -> (parameter naming the Secret, its keys as env).
+GATE = ("gate_secret", GATE_KEYS)
+PUSHGATEWAY = ("pushgateway_secret", PUSHGATEWAY_KEYS)
+#: Tasks that get more identities: (pipeline, task) -> [(parameter naming the Secret, its keys as env)].
 EXTRA_IDENTITY = {
-    ("training", "promote-model"): ("gate_secret", GATE_KEYS),
-    ("monitoring", "validate-current"): ("pushgateway_secret", PUSHGATEWAY_KEYS),
-    ("monitoring", "check-drift"): ("pushgateway_secret", PUSHGATEWAY_KEYS),
-    ("monitoring", "check-performance"): ("pushgateway_secret", PUSHGATEWAY_KEYS),
-    ("scoring", "validate-base"): ("pushgateway_secret", PUSHGATEWAY_KEYS),
-    ("scoring", "score-base"): ("pushgateway_secret", PUSHGATEWAY_KEYS),
-    ("scoring", "publish-scored"): ("pushgateway_secret", PUSHGATEWAY_KEYS),
+    ("training", "promote-model"): [GATE],
+    # A rollback moves @champion back as the gate's user; the rollout pushes its metrics.
+    ("training", "deploy-model"): [GATE, PUSHGATEWAY],
+    ("monitoring", "validate-current"): [PUSHGATEWAY],
+    ("monitoring", "check-drift"): [PUSHGATEWAY],
+    ("monitoring", "check-performance"): [PUSHGATEWAY],
+    ("scoring", "validate-base"): [PUSHGATEWAY],
+    ("scoring", "score-base"): [PUSHGATEWAY],
+    ("scoring", "publish-scored"): [PUSHGATEWAY],
 }
 
 
@@ -80,7 +84,7 @@ def test_every_task_reads_the_secret_and_the_configmap_named_by_parameters(name:
             wanted.append((MLFLOW_USER[name], {k: k for k in MLFLOW_KEYS}))
         task = executor.removeprefix("exec-")
         if (name, task) in EXTRA_IDENTITY:
-            wanted.append(EXTRA_IDENTITY[name, task])
+            wanted += EXTRA_IDENTITY[name, task]
             extras += 1
         got = [
             (i["secretNameParameter"]["componentInputParameter"], {k["secretKey"]: k["envVar"] for k in i["keyToEnv"]})
@@ -110,6 +114,29 @@ def test_the_chart_renders_every_key_the_pipelines_read(helm: str, values: list[
     else:  # empty values mean "not here": the pipeline parameters or the defaults decide
         assert env["data"]["CHURN_MLFLOW__TRACKING_URI"] == ""
         assert env["data"]["CHURN_MONITORING__PUSHGATEWAY_URL"] == ""
+
+
+def test_a_deploy_step_reading_the_configmap_rolls_out_as_the_charts_values_say(
+    helm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = ["--set", "rollout.steps={5,25,100}", "--set", "rollout.analysisIntervalSeconds=120"]
+    values += ["--set", "rollout.prometheusUrl=http://prometheus.monitoring.svc:9090"]
+    values += ["--set-json", "rollout.thresholds.maxLatencyRatio=2.5", "--set", "rollout.thresholds.minRequests=200"]
+    objects = render(helm, *values, release="prod")
+    (env,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "prod-pipeline-env"]
+    for key, value in env["data"].items():
+        monkeypatch.setenv(key, value)
+    rollout = Settings(_env_file=None).rollout  # type: ignore[call-arg]
+    assert rollout.progressive and rollout.steps == [5, 25, 100]
+    assert rollout.analysis_interval_seconds == 120 and rollout.deadline_seconds == 3600
+    assert rollout.prometheus_url == "http://prometheus.monitoring.svc:9090"
+    assert (rollout.max_latency_ratio, rollout.min_requests) == (2.5, 200)
+    # The chart's defaults are the settings' defaults.
+    for key, value in next(o for o in render(helm, release="prod") if o["metadata"]["name"] == "prod-pipeline-env")[
+        "data"
+    ].items():
+        monkeypatch.setenv(key, value)
+    assert Settings(_env_file=None).rollout == RolloutSettings()  # type: ignore[call-arg]
 
 
 def test_a_deploy_step_reading_the_configmap_builds_the_charts_inference_service(

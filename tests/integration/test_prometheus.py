@@ -46,7 +46,7 @@ def run(command: list[str]) -> subprocess.CompletedProcess[str]:
 def test_promtool_checks_the_rules_file(prometheus_bins: dict[str, str]) -> None:
     result = run([prometheus_bins["promtool"], "check", "rules", str(alert_rules_path())])
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 17 rules found" in result.stdout
+    assert "SUCCESS: 18 rules found" in result.stdout
 
 
 def test_promtool_unit_tests_cover_every_alert(prometheus_bins: dict[str, str]) -> None:
@@ -54,7 +54,7 @@ def test_promtool_unit_tests_cover_every_alert(prometheus_bins: dict[str, str]) 
 
     rules = yaml.safe_load(alert_rules_path().read_text())
     alerts = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
-    assert len(alerts) == 17
+    assert len(alerts) == 18
     for group in rules["groups"]:
         for rule in group["rules"]:
             assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]
@@ -311,6 +311,36 @@ def test_a_scoring_run_of_a_risky_base_raises_the_high_risk_alert_and_a_failed_r
     )
     assert value(prometheus, "churn_scoring_failed") == 0.0
     assert not alerts(prometheus, "ChurnScoringStale")
+
+
+def test_a_rolled_back_rollout_raises_its_alert_and_shows_the_failed_check(pushgateway: str, prometheus: str) -> None:
+    """The rollout's recorder pushes as the deploy step does: a step, then the rollback; then a promoted one."""
+    from churn.rollout.decisions import CheckResult, RolloutResult, StepAnalysis, StepRecord
+    from churn.rollout.record import PushgatewayMetrics
+
+    recorder = PushgatewayMetrics(pushgateway, "churn-model")
+    slow = CheckResult("latency_p95_ratio", 0.31, 0.1, 3.1, 1.5, False)
+    step = StepRecord(1, 10, 0.0, 60.0, StepAnalysis("fail", (slow,), "latency_p95_ratio 3.1 > 1.5"))
+    running = RolloutResult("churn-model", "5", "4", "progressing", "", (step,))
+    recorder.step(running, step)
+    assert wait_for("the rollout's step", lambda: value(prometheus, "churn_rollout_canary_percent")) == 10
+    assert not alerts(prometheus, "ChurnRolloutRolledBack")
+    recorder.finished(RolloutResult("churn-model", "5", "4", "rolled_back", "step 1 (10%): latency", (step,)))
+    fired = wait_for(
+        "ChurnRolloutRolledBack firing",
+        lambda: [a for a in alerts(prometheus, "ChurnRolloutRolledBack") if a["state"] == "firing"],
+    )
+    assert fired[0]["labels"]["model_name"] == "churn-model"
+    assert value(prometheus, 'churn_rollout_check_value{check="latency_p95_ratio"}') == pytest.approx(3.1)
+    assert value(prometheus, 'churn_rollout_check_passed{check="latency_p95_ratio"}') == 0
+    assert value(prometheus, "churn_rollout_canary_percent") == 0 and value(prometheus, "churn_rollout_status") == 2
+
+    # The next rollout, promoted, replaces the group: the alert resolves.
+    last = StepRecord(2, 100, 60.0, 60.0, None)
+    recorder.finished(RolloutResult("churn-model", "6", "4", "promoted", "every check passed", (last,)))
+    wait_for("ChurnRolloutRolledBack to resolve", lambda: not alerts(prometheus, "ChurnRolloutRolledBack"))
+    assert value(prometheus, "churn_rollout_canary_percent") == 100
+    assert value(prometheus, 'churn_rollout_info{canary="6"}') == 1
 
 
 def test_a_pushgateway_with_basic_auth_takes_only_the_publishers_pushes(

@@ -12,6 +12,8 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from churn.monitoring.checks import check_drift
 from churn.monitoring.publish import dashboard_path, performance_registry, report_registry
 from churn.monitoring.reference import ReferenceProfile
+from churn.rollout.decisions import CheckResult, RolloutResult, StepAnalysis, StepRecord
+from churn.rollout.record import rollout_registry
 from churn.scoring.publish import scoring_registry
 
 pytestmark = pytest.mark.unit
@@ -51,7 +53,15 @@ def known_metrics(profile: ReferenceProfile, reference: Any) -> set[str]:
     scoring = {"rows": 10, "churned": 2, "probability_sum": 3.0, "seconds": 1.0, "model_version": "1"}
     scoring |= {"probability_counts": [1] * 10, "decile_counts": [1] * 10}
     names |= _sample_names(scoring_registry(scoring))
+    names |= _sample_names(rollout_registry("churn-model", _rolled_back(), _rolled_back().steps[-1]))
     return names | {"churn_monitoring_last_failure_timestamp_seconds"}
+
+
+def _rolled_back() -> RolloutResult:
+    """A rollout rolled back at its first step by one failed check."""
+    check = CheckResult("latency_p95_ratio", 0.3, 0.1, 3.0, 1.5, False)
+    step = StepRecord(1, 10, 0.0, 60.0, StepAnalysis("fail", (check,), "latency_p95_ratio 3 > 1.5"))
+    return RolloutResult("churn-model", "5", "4", "rolled_back", "step 1 (10%): latency", (step,))
 
 
 def _performance_report(frame: Any, probability: Any) -> Any:
@@ -144,4 +154,12 @@ def test_every_query_names_metrics_that_exist(dashboard: dict[str, Any], known_m
         "churn_scoring_probability_mean",
         "churn_scoring_label_rows",
         "churn_scoring_duration_seconds",
+        # progressive rollout (issue 24): status, step, canary traffic, versions, every check's numbers
+        "churn_rollout_status",
+        "churn_rollout_step",
+        "churn_rollout_canary_percent",
+        "churn_rollout_info",
+        "churn_rollout_check_value",
+        "churn_rollout_check_threshold",
+        "churn_rollout_check_passed",
     } <= used

@@ -11,7 +11,6 @@ it as the promotion gate's MLflow user: a failure never leaves a moved alias beh
 
 from __future__ import annotations
 
-import importlib
 import logging
 import signal
 import threading
@@ -23,6 +22,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from churn.deploy import CustomObjects, ServingTarget, apply, canary_inference_service
+from churn.rollout.analysis import Prometheus, analyse_step
 from churn.rollout.controller import Analyse, Overrule, run_rollout
 from churn.rollout.decisions import RolloutRecorder, RolloutResult, StepAnalysis
 from churn.rollout.kserve import KServeTraffic
@@ -139,19 +139,14 @@ def _back_to_stable(
 
 
 def prometheus_analysis(settings: RolloutSettings) -> Analyse:
-    """The analysis the cluster runs: ``churn.rollout.analysis.analyse_step`` against ``settings.prometheus_url``.
+    """The analysis the cluster runs: :func:`churn.rollout.analysis.analyse_step` against ``settings.prometheus_url``.
 
-    Without a Prometheus URL (or without the analysis module) every step gets "wait" with the
-    reason, so the rollout holds until its deadline and then rolls back: it never promotes blind.
+    Without a Prometheus URL every step gets "wait" with the reason, so the rollout holds
+    until its deadline and then rolls back: it never promotes blind.
     """
     if not settings.prometheus_url:
         return partial(_no_verdict, "no Prometheus URL is set (CHURN_ROLLOUT__PROMETHEUS_URL)")
-    try:  # imported by name: the analysis is its own module, loaded only where a rollout is judged
-        analysis = importlib.import_module("churn.rollout.analysis")
-    except ImportError as exc:
-        return partial(_no_verdict, f"the rollout analysis is not available: {exc}")
-    prometheus = analysis.Prometheus(settings.prometheus_url)
-    step: Analyse = partial(analysis.analyse_step, prometheus, settings=settings)
+    step: Analyse = partial(analyse_step, Prometheus(settings.prometheus_url), settings=settings)
     return step
 
 

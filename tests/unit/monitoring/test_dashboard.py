@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from churn.monitoring.checks import check_drift
 from churn.monitoring.publish import dashboard_path, performance_registry, report_registry
 from churn.monitoring.reference import ReferenceProfile
+from churn.rollout.compare import ShadowComparison, comparison_registry
 from churn.rollout.decisions import CheckResult, RolloutResult, StepAnalysis, StepRecord
 from churn.rollout.record import rollout_registry
 from churn.scoring.publish import scoring_registry
@@ -42,6 +43,7 @@ def known_metrics(profile: ReferenceProfile, reference: Any) -> set[str]:
     """Every series our code exposes: the monitoring push, the failure push, the service and KServe."""
     import kserve.metrics  # noqa: F401  (registers request_*_seconds on the default registry)
 
+    import churn.serving.shadow  # noqa: F401  (registers churn_shadow_requests/latency/in_flight)
     from churn.serving.metrics import serve_version
 
     serve_version("1")  # a server creates its version's series at load; labelled metrics show none before
@@ -54,6 +56,10 @@ def known_metrics(profile: ReferenceProfile, reference: Any) -> set[str]:
     scoring |= {"probability_counts": [1] * 10, "decile_counts": [1] * 10}
     names |= _sample_names(scoring_registry(scoring))
     names |= _sample_names(rollout_registry("churn-model", _rolled_back(), _rolled_back().steps[-1]))
+    shadow = ShadowComparison(
+        "2026-01-01", "2026-01-07", ["1"], "2", 100, 0.9, 0.8, 0.05, 0.7, 0.8, 0.79, 50, 0.81, 0.8
+    )
+    names |= _sample_names(comparison_registry(shadow))
     return names | {"churn_monitoring_last_failure_timestamp_seconds"}
 
 

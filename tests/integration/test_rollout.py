@@ -29,6 +29,7 @@ from rollout_lab import run_case as run_lab_case
 from serving_helpers import NAME, metric
 
 from churn.config import RolloutSettings
+from churn.predictions.log import read_prediction_log
 from churn.registry.mlflow_registry import connect
 from churn.rollout.analysis import (
     LATENCY_P95,
@@ -139,6 +140,7 @@ def test_a_transformer_labels_answers_with_the_version_of_the_predictor_that_gav
     ports = {"transformer_http_port": free_port(), "transformer_grpc_port": free_port()}
     config = dataclasses.replace(lab.stable.config, **ports)
     command = [*config.transformer_command(), "--model_version", "transformer-own"]
+    command += ["--prediction_log", str(tmp_path / "predictions"), "--prediction_log_flush_seconds", "0.2"]
     log = tmp_path / "transformer.log"
     with log.open("wb") as out:
         env = {**os.environ, **config.extra_env}
@@ -157,6 +159,9 @@ def test_a_transformer_labels_answers_with_the_version_of_the_predictor_that_gav
         assert metric(url, 'churn_request_duration_seconds_count{model_version="transformer-own"}') == 0.0
     finally:
         stop(process)
+    logged = read_prediction_log(str(tmp_path / "predictions"))  # flushed on SIGTERM
+    assert len(logged) == 80 and set(logged["model_version"]) == {predictor}
+    assert set(logged["variant"]) == {"canary"}
 
 
 def test_the_prometheus_client_reads_vectors_and_says_what_prometheus_refused(lab: Lab) -> None:

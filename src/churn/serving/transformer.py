@@ -49,7 +49,7 @@ from churn.serving.metrics import (
 )
 from churn.serving.predictor import FEATURES_INPUT, PROBABILITY_OUTPUT, THRESHOLD_PARAMETER
 from churn.serving.refusal import RequestError
-from churn.serving.shadow import ShadowPredictor
+from churn.serving.shadow import ShadowPredictor, answer_threshold
 from churn.telemetry import telemetry_off_by_default
 from churn.training.models import set_threads
 
@@ -270,7 +270,10 @@ class ChurnTransformer(Model):  # type: ignore[misc]
     ) -> InferResponse | dict[str, Any]:
         pending = _PENDING.get()
         probabilities = _probabilities(result)
-        labels = self.served.model.labels(probabilities)
+        threshold = self.served.model.threshold
+        if isinstance(result, InferResponse):  # label at the threshold of the model that answered (a canary's own)
+            threshold = answer_threshold(result, threshold)
+        labels = (probabilities >= threshold).astype(np.int32)
         churned = int(labels.sum())
         # The predictor's answer names its version (a canary predictor may sit behind this transformer).
         version = answered_by(result.model_version if isinstance(result, InferResponse) else None)
@@ -278,7 +281,16 @@ class ChurnTransformer(Model):  # type: ignore[misc]
         PREDICTIONS.labels(version, "retained").inc(len(labels) - churned)
         observe_all(PROBABILITY.labels(version), probabilities)
         if self.prediction_log is not None:  # a queue append; a background thread writes
-            self.prediction_log.record(pending.request_id, pending.customer_ids, probabilities, labels)
+            # A predictor of another version behind this transformer is a canary (KServe Standard's spec.canary[]).
+            other = version != self.served.version
+            self.prediction_log.record(
+                pending.request_id,
+                pending.customer_ids,
+                probabilities,
+                labels,
+                variant="canary" if other else None,
+                model_version=version if other else None,
+            )
         if pending.v1:
             predictions: list[dict[str, Any]] = [
                 {PROBABILITY_OUTPUT: float(p), LABEL_OUTPUT: int(label)}
@@ -312,7 +324,7 @@ class ChurnTransformer(Model):  # type: ignore[misc]
             model_name=self.name,
             model_version=self.served.version,
             infer_outputs=outputs,
-            parameters={THRESHOLD_PARAMETER: f"{self.served.model.threshold:.6f}"},  # V2 gRPC parameters hold no floats
+            parameters={THRESHOLD_PARAMETER: f"{threshold:.6f}"},  # V2 gRPC parameters hold no floats
         )
 
     # --- reasons: only requests that ask for them (output churn_reasons, or :explain) reach these

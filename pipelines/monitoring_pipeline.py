@@ -150,8 +150,8 @@ def monitoring_pipeline(
             pushgateway_url=pushgateway_url,
         )
         shadow.after(checked).set_display_name("shadow vs champion (logged answers)").set_caching_options(False)
-        use_secret_env(shadow, pushgateway_secret, PUSHGATEWAY_KEYS)
     use_cluster_env(s3_secret, cluster_env, mlflow_secret)
-    for task in (checked, drift, performance):
+    # After the cluster env: every task's S3 Secret comes first, then its extra identities.
+    for task in (checked, drift, performance, shadow):
         use_secret_env(task, pushgateway_secret, PUSHGATEWAY_KEYS)
     return drift.outputs["Output"]

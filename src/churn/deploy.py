@@ -59,6 +59,9 @@ class ServingTarget:
     s3_secret: str = "churn-s3"
     s3_endpoint: str = ""
     s3_region: str = "us-east-1"
+    #: A shadow the transformer also sends every request to (``host:port``; empty: none), and its model name.
+    shadow_predictor_host: str = ""
+    shadow_model_name: str = ""
 
     @classmethod
     def from_settings(cls, settings: Settings, *, name: str = "", namespace: str = "") -> ServingTarget:
@@ -80,6 +83,8 @@ class ServingTarget:
             s3_secret=settings.deploy.s3_secret,
             s3_endpoint=s3.endpoint,
             s3_region=s3.region,
+            shadow_predictor_host=settings.serving.shadow_predictor_host or "",
+            shadow_model_name=settings.serving.shadow_model_name or "",
         )
 
 
@@ -119,6 +124,8 @@ def inference_service(
     """
     account = f"{target.release}-models"
     single = target.mode == "single"
+    if single and target.shadow_predictor_host:
+        raise ChurnError("a shadow needs serving mode 'transformer' (the single-pass server calls no predictor)")
     version_args = [f"--model_version={model_version}"] if model_version else []
     log_args, log_env = _prediction_log(target)
     model: dict[str, Any] = {
@@ -156,6 +163,7 @@ def inference_service(
                 f"--max_batch_size={target.max_batch_size}",
                 *version_args,
                 *log_args,
+                *_shadow_args(target),
             ],
             "env": env + log_env,
             "securityContext": copy.deepcopy(CONTAINER_SECURITY),  # a manifest of its own, never the shared dict
@@ -209,6 +217,14 @@ def canary_inference_service(
         manifest["spec"]["canary"] = [{"predictor": predictor, "trafficPercent": percent}]
     manifest["metadata"]["annotations"].update({STABLE_VERSION: stable_version, CANARY_VERSION: model_version})
     return manifest
+
+
+def _shadow_args(target: ServingTarget) -> list[str]:
+    """The transformer's flags for a shadow predictor (the chart's ``serving.shadow``), none without one."""
+    if not target.shadow_predictor_host:
+        return []
+    name = [f"--shadow_model_name={target.shadow_model_name}"] if target.shadow_model_name else []
+    return [f"--shadow_predictor_host={target.shadow_predictor_host}", *name]
 
 
 def _prediction_log(target: ServingTarget) -> tuple[list[str], list[dict[str, Any]]]:

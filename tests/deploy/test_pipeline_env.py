@@ -60,6 +60,7 @@ EXTRA_IDENTITY = {
     ("monitoring", "validate-current"): [PUSHGATEWAY],
     ("monitoring", "check-drift"): [PUSHGATEWAY],
     ("monitoring", "check-performance"): [PUSHGATEWAY],
+    ("monitoring", "compare-shadow"): [PUSHGATEWAY],  # pushes churn_shadow_*
     ("scoring", "validate-base"): [PUSHGATEWAY],
     ("scoring", "score-base"): [PUSHGATEWAY],
     ("scoring", "publish-scored"): [PUSHGATEWAY],

@@ -231,3 +231,8 @@ container gets both, so the image's default can be overridden either way (see ch
 - name: DO_NOT_TRACK
   value: {{ include "churn.telemetryOff" . }}
 {{- end }}
+
+{{/* host:port of the shadow's predictor Service (churn.deploy.shadow_predictor_host): KServe's <isvc>-predictor, port 80. */}}
+{{- define "churn.shadowPredictorHost" -}}
+{{ .Values.serving.name }}-shadow-predictor.{{ .Release.Namespace }}.svc.cluster.local:80
+{{- end }}

@@ -209,6 +209,10 @@ def canary_inference_service(
         manifest = canary
         for component in manifest["spec"].values():
             component["canaryTrafficPercent"] = percent
+        # The canary revision's front door logs its answers as variant canary (promotion re-renders without it).
+        front = manifest["spec"].get("transformer", {}).get("containers", [None])[0]
+        args = front["args"] if front is not None else manifest["spec"]["predictor"]["model"].setdefault("args", [])
+        args.append("--variant=canary")
     else:
         manifest = inference_service(target, stable_storage, model_version=stable_version)
         predictor = canary["spec"]["predictor"]

@@ -96,6 +96,9 @@ def test_canary_manifests_of_both_deployment_modes_validate(mode: ServingMode, d
     if deployment_mode == "Serverless":  # one spec, the new model's; every component splits its traffic
         assert "canary" not in spec
         assert {key: c.pop("canaryTrafficPercent") for key, c in spec.items()} == dict.fromkeys(new, 10)
+        # The canary revision's front door (transformer, or the single-pass predictor) logs as variant canary.
+        front = spec["transformer"]["containers"][0] if mode == "transformer" else spec["predictor"]["model"]
+        assert front["args"].pop() == "--variant=canary"
         assert spec == new
     else:  # the stable spec stays; the canary entry is the new model's predictor
         new["predictor"]["model"]["name"] = target.name  # the CRD requires it; the V2 path stays the service's

@@ -88,7 +88,7 @@ class ChurnPredictor(Model):  # type: ignore[misc]
             model_name=self.name,
             model_version=self.served.version,
             infer_outputs=[output],
-            parameters={THRESHOLD_PARAMETER: f"{self.served.model.threshold:.6f}"},
+            parameters={THRESHOLD_PARAMETER: repr(self.served.model.threshold)},  # exact: labels must not move
         )
 
     def _matrix(self, payload: InferRequest | dict[str, Any]) -> np.ndarray:

@@ -270,13 +270,13 @@ class ChurnTransformer(Model):  # type: ignore[misc]
     ) -> InferResponse | dict[str, Any]:
         pending = _PENDING.get()
         probabilities = _probabilities(result)
-        threshold = self.served.model.threshold
-        if isinstance(result, InferResponse):  # label at the threshold of the model that answered (a canary's own)
-            threshold = answer_threshold(result, threshold)
-        labels = (probabilities >= threshold).astype(np.int32)
-        churned = int(labels.sum())
         # The predictor's answer names its version (a canary predictor may sit behind this transformer).
         version = answered_by(result.model_version if isinstance(result, InferResponse) else None)
+        threshold = self.served.model.threshold
+        if isinstance(result, InferResponse) and version != self.served.version:
+            threshold = answer_threshold(result, threshold)  # a canary's answers at its own threshold
+        labels = (probabilities >= threshold).astype(np.int32)
+        churned = int(labels.sum())
         PREDICTIONS.labels(version, "churned").inc(churned)
         PREDICTIONS.labels(version, "retained").inc(len(labels) - churned)
         observe_all(PROBABILITY.labels(version), probabilities)

@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 BIN := .venv/bin
 
-.PHONY: help setup run test lint format typecheck pytest prometheus bench bench-training bench-serving bench-predlog bench-rollout bench-scoring bench-monitoring bench-drift-sensitivity bench-images bench-scale compile images clean
+.PHONY: help setup run test lint format typecheck pytest prometheus bench bench-training bench-runner bench-serving bench-predlog bench-rollout bench-scoring bench-monitoring bench-drift-sensitivity bench-images bench-scale compile images clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,6 +43,9 @@ bench: setup ## Print the generator, validation and feature benchmark tables
 
 bench-training: setup ## Print the training-pipeline benchmark (100K and 1M rows; takes a while)
 	$(BIN)/python scripts/bench_training.py
+
+bench-runner: setup ## Print the local pipeline runner's time per run and per task, warm task interpreters vs KFP's cold start
+	$(BIN)/python scripts/bench_local_runner.py
 
 bench-serving: setup ## Print the serving benchmark: in-process, predictor, transformer path, MLServer (own venv)
 	$(BIN)/python scripts/bench_serving.py

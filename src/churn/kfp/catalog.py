@@ -9,6 +9,9 @@ from churn.errors import ChurnError
 PIPELINES = ("training", "monitoring", "data", "scoring")
 #: Tasks per pipeline, for progress reporting (monitoring: one more when it triggers retraining).
 TASK_COUNTS = {"training": 11, "monitoring": 4, "data": 3, "scoring": 4}
+#: Pipelines whose tasks import little (pandas, pyarrow, pandera: about 1.2 s each cold): a local run
+#: of one does not start a warm task server for them (:mod:`churn.kfp.warm`), it uses one already running.
+LIGHT_PIPELINES = frozenset({"data"})
 
 
 def pipeline_definition(name: str) -> Any:

@@ -78,6 +78,11 @@ def _counted(base: str, series: str) -> float:
         return 0.0
 
 
+def _tensors(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One JSON tensor per field, missing values as null (binary tensors write them as NaN)."""
+    return [{**tensor, "data": [row[tensor["name"]] for row in rows]} for tensor in column_tensors(rows)]
+
+
 def _requests(rows: list[dict[str, Any]]) -> list[tuple[str, str, bytes, dict[str, str]]]:
     """(what, path, body, headers): every form, accepted and refused, and what the fast path declines."""
     one, forty = rows[0], rows[:40]
@@ -91,9 +96,9 @@ def _requests(rows: list[dict[str, Any]]) -> list[tuple[str, str, bytes, dict[st
         return json.dumps(body).encode()
 
     return [
-        ("tensors, one row", V2, v2({"id": "r1", "inputs": column_tensors([one])}), JSON),
+        ("tensors, one row", V2, v2({"id": "r1", "inputs": _tensors([one])}), JSON),
         ("tensors, 40 rows, every output", V2,
-         v2({"id": "r2", "inputs": column_tensors(forty), "outputs": ALL_OUTPUTS}), JSON),
+         v2({"id": "r2", "inputs": _tensors(forty), "outputs": ALL_OUTPUTS}), JSON),
         ("records", V2, v2({"id": "r3", "inputs": [records_input]}), JSON),
         ("records, no label (tritonclient)", V2, v2({"id": "r4", "inputs": [records_input]}), {}),
         ("records, a form label (curl -d)", V2, v2({"id": "r5", "inputs": [records_input]}),
@@ -116,7 +121,7 @@ def _requests(rows: list[dict[str, Any]]) -> list[tuple[str, str, bytes, dict[st
          {**BINARY, "Inference-Header-Content-Length": str(len(binary) + 5)}),
         ("binary tensors, another label (declined)", V2, binary,
          {"Content-Type": "application/x-binary", "Inference-Header-Content-Length": str(binary_length)}),
-        ("refused value", V2, v2({"id": "e1", "inputs": column_tensors([bad])}), JSON),
+        ("refused value", V2, v2({"id": "e1", "inputs": _tensors([bad])}), JSON),
         ("unknown output", V2, v2({"id": "e2", "inputs": [records_input], "outputs": [{"name": "churn_score"}]}),
          JSON),
         ("records not JSON", V2, v2({"id": "e3", "inputs": [{**records_input, "data": ["{not json"]}]}), JSON),
@@ -151,10 +156,84 @@ def test_the_fast_path_answers_byte_for_byte_as_kserves_route(
         answers[mode] = [(what, *_send(base, path, body, headers)) for what, path, body, headers in sent]
         counted[mode] = [_counted(base, series) - start for series, start in zip(COUNTERS, before, strict=True)]
     statuses = {what: status for what, status, _, _ in answers["route"]}
-    assert statuses["tensors, one row"] == statuses["binary tensors"] == statuses["binary outputs"] == 200
+    accepted = ("tensors, one row", "tensors, 40 rows, every output", "records", "binary tensors", "binary outputs")
+    assert {statuses[what] for what in accepted} == {200}
     assert statuses["refused value"] == statuses["a JSON array"] == statuses["no inputs (pydantic refuses: declined)"]
     assert statuses["refused value"] == 400 and statuses["another model"] == 404
     for fast, route in zip(answers["fast"], answers["route"], strict=True):
         assert fast == route, fast[0]
     assert counted["fast"] == counted["route"]
     assert counted["fast"][0] + counted["fast"][1] > 0 and counted["fast"][2] > 0
+
+
+def test_the_fast_path_answers_what_it_takes_and_declines_the_rest_before_running_anything(
+    served_champion: Any,
+) -> None:
+    """In one process, on KServe's real data plane: a V2 body is answered here, other routes and bodies are left."""
+    import asyncio
+
+    from kserve.model_repository import ModelRepository
+    from kserve.protocol.dataplane import DataPlane
+
+    from churn.serving.dataplane import decode_bodies_strictly
+    from churn.serving.loading import ServedModel
+    from churn.serving.middleware import without_nulls
+    from churn.serving.rest_fast import RestFastPath
+    from churn.serving.single import ChurnSinglePass
+
+    model = ChurnSinglePass("churn-model", ServedModel(served_champion.model, "1", "test"), max_batch_size=100)
+    model.load()
+    repository = ModelRepository(models_dir="")
+    repository.update(model)
+    dataplane = DataPlane(model_registry=repository)
+    decode_bodies_strictly(dataplane)
+    fast = RestFastPath(dataplane, {}, frozenset({NAME}), without_nulls)
+    rows = records(served_champion.rows.head(3))
+    body = {"id": "in-process", "inputs": _tensors(rows)}
+    predictions = []  # what the model's postprocess counted: one per row answered
+
+    async def ask(method: str, path: str, parsed: Any, headers: list[tuple[bytes, bytes]]) -> tuple[Any, list[Any]]:
+        sent: list[Any] = []
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        async def receive() -> Any:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        scope = {"type": "http", "method": method, "path": path, "headers": headers, "query_string": b""}
+        raw = json.dumps(parsed).encode()
+        status = await fast.answer(scope, receive, send, send, raw, parsed, b"application/json")
+        predictions.append(metric_total())
+        return status, sent
+
+    def metric_total() -> float:
+        from prometheus_client import REGISTRY
+
+        return sum(
+            sample.value
+            for family in REGISTRY.collect()
+            if family.name == "churn_predictions"
+            for sample in family.samples
+            if sample.name == "churn_predictions_total"
+        )
+
+    json_head = [(b"content-type", b"application/json")]
+    start = metric_total()
+    status, sent = asyncio.run(ask("POST", V2, body, json_head))
+    assert status == 200 and sent[0]["status"] == 200
+    answer = json.loads(sent[1]["body"])
+    assert answer["id"] == "in-process" and answer["model_version"] == "1"
+    assert [o["name"] for o in answer["outputs"]] == ["churn_probability", "churn_label", "customer_id"]
+    assert predictions[-1] - start == len(rows)
+    declined = [
+        ("GET", V2, body, json_head),
+        ("POST", f"/v1/models/{NAME}:predict", {"instances": rows}, json_head),
+        ("POST", "/v2/models/other/infer", body, json_head),
+        ("POST", V2, {"id": "x"}, json_head),  # no inputs: pydantic's refusal, FastAPI's message
+        ("POST", V2, body, [*json_head, (b"ce-specversion", b"1.0")]),
+    ]
+    for method, path, parsed, headers in declined:
+        status, sent = asyncio.run(ask(method, path, parsed, headers))
+        assert status is None and sent == [], (method, path)
+    assert predictions[-1] - start == len(rows)  # nothing ran for a declined request

@@ -141,6 +141,11 @@ class ServingSettings(BaseModel):
     body_read_timeout_seconds: float = Field(
         30, gt=0, description="Longest wait for the rest of a request body before the servers answer 408."
     )
+    rest_fast_path: bool = Field(
+        True,
+        description="Answer V2 REST /infer requests through KServe's data plane directly, without FastAPI's "
+        "routing and a second JSON pass (the same answers; false: KServe's route answers every request).",
+    )
     prediction_log_uri: str | None = Field(
         None, description="Folder or s3:// prefix where the transformer records every answer; unset = no log."
     )

@@ -71,8 +71,11 @@ def parse_request(body: bytes, header_length: str | None, model_name: str) -> In
             )
         chunk = body[offset : offset + size]
         offset += size
-        _check_size(name, datatype, shape, chunk)
-        tensor = InferInput(name, shape, datatype, parameters=parameters or None)
+        elements = _checked_elements(name, datatype, shape, chunk)
+        if elements is None:
+            tensor = InferInput(name, shape, datatype, parameters=parameters or None)
+        else:  # split once, here: the contract reads them (tensor_elements)
+            tensor = SplitBytesInput(name, shape, datatype, parameters=parameters or None, elements=elements)
         tensor._raw_data = chunk  # what KServe's own reader sets; kept raw instead of turned into a list
         inputs.append(tensor)
     if offset != len(body):
@@ -118,17 +121,34 @@ def _input_spec(spec: Any, index: int) -> tuple[str, str, list[int], dict[str, A
     return name, datatype, shape, dict(_parameters(spec.get("parameters"), f"input {name!r}") or {})
 
 
-def _check_size(name: str, datatype: str, shape: list[int], chunk: bytes) -> None:
-    """The raw data of one input must be exactly what its datatype and shape describe."""
+class SplitBytesInput(InferInput):  # type: ignore[misc]
+    """A binary BYTES input whose raw data was split (and checked) as the body was read."""
+
+    def __init__(
+        self, name: str, shape: list[int], datatype: str, *, parameters: dict[str, Any] | None, elements: list[bytes]
+    ) -> None:
+        super().__init__(name, shape, datatype, parameters=parameters)
+        self.elements = elements
+
+
+def tensor_elements(tensor: InferInput) -> list[bytes]:
+    """The elements of a BYTES tensor's raw data: split when a binary body was read, else now (gRPC)."""
+    if isinstance(tensor, SplitBytesInput):
+        return tensor.elements
+    return bytes_elements(tensor.name, tensor.shape, tensor._raw_data)
+
+
+def _checked_elements(name: str, datatype: str, shape: list[int], chunk: bytes) -> list[bytes] | None:
+    """The raw data of one input must be exactly what its datatype and shape describe; a BYTES input's elements."""
     if datatype == "BYTES":
-        bytes_elements(name, shape, chunk)
-        return
+        return bytes_elements(name, shape, chunk)
     expected = math.prod(shape) * ELEMENT_BYTES[datatype]
     if len(chunk) != expected:
         raise RequestError(
             "wrong_shape",
             f"input {name!r}: {datatype} with shape {shape} needs {expected} bytes; binary_data_size is {len(chunk)}",
         )
+    return None
 
 
 _LENGTH = struct.Struct("<I")

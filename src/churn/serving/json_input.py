@@ -48,10 +48,13 @@ def parse_json(data: bytes | str, what: str) -> Any:
     return parsed
 
 
-def check_json_body(body: bytes, *, v1: bool) -> None:
-    """A JSON inference body: UTF-8, valid, nested at most :data:`MAX_JSON_DEPTH` deep, and an object."""
+def check_json_body(body: bytes, *, v1: bool) -> dict[str, Any] | None:
+    """A JSON inference body: UTF-8, valid, nested at most :data:`MAX_JSON_DEPTH` deep, and an object.
+
+    Returns the parsed object (None for an empty body, which the handlers answer themselves).
+    """
     if not body:
-        return  # the handlers answer a missing body themselves
+        return None
     parsed = parse_json(body, "the request body")
     if not isinstance(parsed, dict):
         expected = "'instances' (V1)" if v1 else "an 'inputs' array (V2)"
@@ -59,6 +62,7 @@ def check_json_body(body: bytes, *, v1: bool) -> None:
             "malformed_request",
             f"the request body is {_describe_json(parsed)}; an inference request is a JSON object with {expected}",
         )
+    return parsed
 
 
 def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:

@@ -8,7 +8,7 @@ import re
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -22,6 +22,9 @@ from churn.serving.metrics import (
 )
 from churn.serving.refusal import RequestError
 from churn.serving.state import ServerState
+
+if TYPE_CHECKING:  # built by the server, which holds KServe's data plane
+    from churn.serving.rest_fast import RestFastPath
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -46,14 +49,17 @@ class ServiceMiddleware:
     - An inference body with no label, or curl's default form label, is read as the JSON it is.
     - A JSON inference body is checked at the door (:func:`churn.serving.json_input.check_json_body`):
       UTF-8, valid, at most 32 levels deep, an object; else a 400 saying what arrived.
+    - A V2 ``/infer`` request it can answer whole goes down :mod:`churn.serving.rest_fast`
+      (``fast``): KServe's data plane called with the body parsed here, the answer written once.
     - Every server-side failure is counted in ``churn_request_errors_total`` and, on a front
       door, every inference request timed in ``churn_request_duration_seconds``, both under the
       model version that answered (:mod:`churn.serving.metrics`).
     """
 
-    def __init__(self, app: Any, state: ServerState) -> None:
+    def __init__(self, app: Any, state: ServerState, fast: RestFastPath | None = None) -> None:
         self.app = app
         self.state = state
+        self.fast = fast
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -100,11 +106,17 @@ class ServiceMiddleware:
                     *((k, v) for k, v in scope["headers"] if k.lower() != b"content-type"),
                     (b"content-type", b"application/json"),
                 ]
+            parsed = None
             if inference and body is not None and _is_json(headers):
                 try:
-                    check_json_body(body, v1=not scope["path"].endswith("/infer"))
+                    parsed = check_json_body(body, v1=not scope["path"].endswith("/infer"))
                 except RequestError as exc:
                     await _answer(send, 400, exc.message, reason=exc.reason)
+                    return
+            if self.fast is not None and inference and body:
+                answered = await self.fast.answer(scope, receive, send, watch, body, parsed, _label(headers))
+                if answered is not None:
+                    status = answered
                     return
             await self.app(scope, receive, watch)
         except Exception:
@@ -142,17 +154,22 @@ def _label(headers: dict[bytes, bytes]) -> bytes:
 
 
 def _without_nulls(body: bytes) -> bytes:
-    """A V2 JSON answer without the ``null`` members KServe's response models add.
-
-    The spec has optional objects or arrays there (``parameters``, ``versions``); absent is
-    what it allows, ``null`` is not.
-    """
+    """A V2 JSON answer's text without the ``null`` members KServe's response models add."""
     try:
         answer = orjson.loads(body)
     except orjson.JSONDecodeError:
         return body
     if not isinstance(answer, dict):
         return body
+    return orjson.dumps(without_nulls(answer))
+
+
+def without_nulls(answer: dict[str, Any]) -> dict[str, Any]:
+    """A V2 JSON answer without the ``null`` members KServe's response models add.
+
+    The spec has optional objects or arrays there (``parameters``, ``versions``); absent is
+    what it allows, ``null`` is not.
+    """
     answer = {k: v for k, v in answer.items() if v is not None}
     for key in ("inputs", "outputs"):
         if isinstance(answer.get(key), list):
@@ -160,7 +177,7 @@ def _without_nulls(body: bytes) -> bytes:
                 {k: v for k, v in item.items() if v is not None} if isinstance(item, dict) else item
                 for item in answer[key]
             ]
-    return orjson.dumps(answer)
+    return answer
 
 
 def _route_version(scope: Scope, versions: Mapping[str, str]) -> tuple[int, str] | None:

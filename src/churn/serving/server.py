@@ -21,7 +21,8 @@ from churn.config import get_settings
 from churn.serving.dataplane import complete_metadata, decode_bodies_strictly
 from churn.serving.errors import install_http_handlers, rest_server_class
 from churn.serving.grpc_server import bound_grpc_server_class
-from churn.serving.middleware import ServiceMiddleware
+from churn.serving.middleware import ServiceMiddleware, without_nulls
+from churn.serving.rest_fast import RestFastPath
 from churn.serving.state import ServerState
 
 
@@ -76,7 +77,6 @@ def serve(model: Any, args: argparse.Namespace) -> None:
             asyncio.run(self._serve())
 
     install_http_handlers(app)
-    app.add_middleware(ServiceMiddleware, state=state)
     server = _ChurnModelServer(
         http_port=args.http_port,
         grpc_port=args.grpc_port,
@@ -95,6 +95,10 @@ def serve(model: Any, args: argparse.Namespace) -> None:
     )
     decode_bodies_strictly(server.dataplane)
     complete_metadata(server.dataplane, state.model_versions)
+    fast = None
+    if get_settings().serving.rest_fast_path:
+        fast = RestFastPath(server.dataplane, app.exception_handlers, frozenset(state.model_versions), without_nulls)
+    app.add_middleware(ServiceMiddleware, state=state, fast=fast)
     if not args.log_requests:  # KServe logs an access line and two timing lines per request
         for name in ("uvicorn.access", "kserve.trace"):
             logging.getLogger(name).setLevel(logging.WARNING)

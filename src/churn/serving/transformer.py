@@ -26,7 +26,7 @@ from kserve.errors import InvalidInput
 from kserve.utils.inference_client_factory import InferenceClientFactory
 
 from churn.scoring.reasons import SHAP, Explainer, TopReasons, reason_records, reasons_json
-from churn.serving.binary import bytes_elements, raw_bytes_tensor
+from churn.serving.binary import raw_bytes_tensor, tensor_elements
 from churn.serving.contract import (
     RECORDS_INPUT,
     Batch,
@@ -132,7 +132,7 @@ def _values(tensor: InferInput, from_grpc: bool) -> np.ndarray | list[Any]:
             )
         return flat
     if tensor.datatype == "BYTES" and tensor._raw_data is not None:  # binary REST or gRPC raw contents
-        return bytes_elements(tensor.name, tensor.shape, tensor._raw_data)
+        return tensor_elements(tensor)
     try:
         return np.asarray(tensor.as_numpy())
     except (TypeError, ValueError, OverflowError) as exc:

@@ -7,8 +7,8 @@ import json
 import re
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
@@ -21,15 +21,8 @@ from churn.serving.metrics import (
     start_request,
 )
 from churn.serving.refusal import RequestError
+from churn.serving.rest_fast import Message, Receive, RestFastPath, Scope, Send
 from churn.serving.state import ServerState
-
-if TYPE_CHECKING:  # built by the server, which holds KServe's data plane
-    from churn.serving.rest_fast import RestFastPath
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 #: Largest request body, before and after gzip decoding (a bound on what a gzip bomb can cost).
 MAX_BODY_BYTES = 256 * 1024 * 1024

@@ -25,6 +25,7 @@ import orjson
 
 from churn.serving.binary import HEADER
 
+# ASGI's shapes, as this path and the middleware that calls it (churn.serving.middleware) see them.
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]

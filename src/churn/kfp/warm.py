@@ -19,7 +19,7 @@ A task goes the cold way (KFP's own ``run_local_subprocess``) whenever the warm 
 differ: a command that is not the plain lightweight-component script (``pip install`` lines,
 another Python), or an environment whose load-time variables (:data:`LOAD_TIME`: OpenMP,
 BLAS and Python settings read when a library loads, telemetry, which MLflow reads on import)
-differ from the server's. A server that fails to start is not retried in that process.
+differ from the server's, or a server that has ended (the next run starts a new one).
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ class TaskServer:
         """Whether a task with this environment runs warm: the server is loaded, as the task would load."""
         with self._lock:
             self._read_status(timeout=0)
-        if self.broken or not self.loaded or self._process.poll() is not None or self._hello is None:
+        if self.ended() or not self.loaded or self._hello is None:
             return False
         return bool(load_time_environment(environ) == self._hello["environment"])
 
@@ -256,7 +256,7 @@ class TaskServer:
                 pending += lines.read()
                 complete, _, pending = pending.rpartition("\n")
                 if complete:
-                    print(complete, end="\n")
+                    print(complete)
                 done = self._answers.next(timeout=0.2)
                 if done is not None:
                     print(pending + lines.read(), end="")
@@ -275,7 +275,7 @@ class TaskServer:
 
 
 class _ThisProcess:
-    """The task server of the calling process: started at the first warm run; not again once it broke."""
+    """The task server of the calling process: started at the first warm run, replaced by a run once it ended."""
 
     server: TaskServer | None = None
 
@@ -291,8 +291,9 @@ def run_subprocess_task(original: Any, full_command: list[str], env_vars: dict[s
     """KFP's ``run_local_subprocess``, warm when it can be (see the module's docstring)."""
     task = task_of(full_command)
     environ = {**os.environ, **(env_vars or {})}
-    if task is not None and task_server().serves(environ):
-        code = task_server().run(task, environ)
+    server = task_server()
+    if task is not None and server.serves(environ):
+        code = server.run(task, environ)
         if code is not None:
             return code
     return int(original(full_command=full_command, env_vars=env_vars))

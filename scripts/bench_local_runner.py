@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -26,26 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench_training import parse_log  # the runner's log, read as the training benchmark reads it
+
 ROWS = 5_000
 DATE = "2026-01-05"
-_FINISHED = re.compile(r"^(\d\d):(\d\d):(\d\d\.\d+) - INFO - Task '([^']+)' finished")
-_EXECUTING = re.compile(r"^(\d\d):(\d\d):(\d\d\.\d+) - INFO - Executing task '([^']+)'")
-
-
-def _seconds(match: re.Match[str]) -> float:
-    return int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3])
-
-
-def task_seconds(log: str) -> list[float]:
-    """Each task's time, from the runner's "Executing task" and "finished" lines."""
-    started: dict[str, float] = {}
-    times = []
-    for line in log.splitlines():
-        if executing := _EXECUTING.match(line):
-            started[executing[4]] = _seconds(executing)
-        elif (finished := _FINISHED.match(line)) and finished[4] in started:
-            times.append(_seconds(finished) - started.pop(finished[4]))
-    return times
 
 
 def child(pipeline: str, warm: bool, repeats: int) -> list[dict[str, Any]]:
@@ -68,7 +51,7 @@ def child(pipeline: str, warm: bool, repeats: int) -> list[dict[str, Any]]:
         start = time.perf_counter()
         run_local(pipeline, settings, log=log, warm=warm, **local_parameters(settings, pipeline, **overrides))
         wall = time.perf_counter() - start
-        tasks = task_seconds(log.read_text(encoding="utf-8", errors="replace"))
+        tasks = [task.seconds for task in parse_log(log.read_text(encoding="utf-8", errors="replace"))]
         median = statistics.median(tasks)
         results.append({"repeat": repeat, "seconds": wall, "tasks": len(tasks), "task_median": median})
     return results

@@ -33,14 +33,32 @@ for bundle in "${CA_BUNDLE:-}" /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/c
   fi
 done
 
-[[ "${NO_CACHE:-0}" == "1" ]] && args+=(--no-cache)
+no_cache=()
+[[ "${NO_CACHE:-0}" == "1" ]] && no_cache=(--no-cache)
 report=()
 for name in "${selected[@]}"; do
   [[ -n "${images[$name]:-}" ]] || { echo "build_images: unknown image $name (one of ${!images[*]})" >&2; exit 1; }
   tag="$registry/$name:$version"
   echo "build_images: building $tag from ${images[$name]} with $CONTAINER_ENGINE" >&2
   start=$SECONDS
-  "$CONTAINER_ENGINE" build "${args[@]}" -f "${images[$name]}" -t "$tag" .
+  # Each Dockerfile's `build` stage gets a local tag too, so that its layers stay the cache of the
+  # next build instead of lying untagged beside it. An image that a new build takes a tag from is
+  # removed (with the untagged layers only it used): rebuilds on one machine (a laptop, a CI host
+  # that keeps its store) do not pile up gigabytes; one still in use by a container is kept.
+  stage_tag="localhost/churn-build-stage/$name:$version"
+  superseded=()
+  for t in "$stage_tag" "$tag"; do
+    superseded+=("$("$CONTAINER_ENGINE" image inspect --format '{{.Id}}' "$t" 2>/dev/null || true)")
+  done
+  "$CONTAINER_ENGINE" build "${args[@]}" "${no_cache[@]}" -f "${images[$name]}" -t "$tag" .
+  "$CONTAINER_ENGINE" build "${args[@]}" --quiet -f "${images[$name]}" --target build -t "$stage_tag" . >/dev/null
+  for old in "${superseded[@]}"; do
+    [[ -n "$old" ]] || continue
+    if [[ "$old" != "$("$CONTAINER_ENGINE" image inspect --format '{{.Id}}' "$stage_tag")" \
+      && "$old" != "$("$CONTAINER_ENGINE" image inspect --format '{{.Id}}' "$tag")" ]]; then
+      "$CONTAINER_ENGINE" rmi "$old" >/dev/null 2>&1 || echo "build_images: kept $old (still in use)" >&2
+    fi
+  done
   seconds=$((SECONDS - start))
   size="$("$CONTAINER_ENGINE" image inspect --format '{{.Size}}' "$tag")"
   # The image's CycloneDX SBOM (written at build, see images/write-sbom.sh), beside the image.

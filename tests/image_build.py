@@ -29,6 +29,15 @@ BUILD_DIR_VARIABLE = "CHURN_TEST_IMAGE_BUILD_DIR"
 """The folder of this run's build, set by the xdist controller for its workers."""
 
 
+# Test containers a killed run left behind (exited or never started, named churn-test-*) go first: each holds its
+# image, which the build could otherwise not remove when it replaces it.
+REMOVE_EXITED_TEST_CONTAINERS = (
+    "( source scripts/container_env.sh && $CONTAINER_ENGINE ps -a -q --filter name=^churn-test-"
+    " --filter status=exited --filter status=created | xargs -r $CONTAINER_ENGINE rm -f ) >/dev/null 2>&1"
+)
+WRITE_RC = 'echo $? >"$1/rc.tmp"; mv "$1/rc.tmp" "$1/rc"'
+
+
 @dataclass
 class ImageBuild:
     """One run of scripts/build_images.sh: its folder holds ``started``, ``build.log`` and, at the end, ``rc``."""
@@ -53,7 +62,7 @@ class ImageBuild:
         directory.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "CHURN_IMAGE_REGISTRY": REGISTRY, "IMAGES": " ".join(IMAGE_NAMES)}
         # The exit code goes to a file (written whole, then renamed) so that other processes can wait for it.
-        script = 'bash scripts/build_images.sh >"$1/build.log" 2>&1; echo $? >"$1/rc.tmp"; mv "$1/rc.tmp" "$1/rc"'
+        script = f'{REMOVE_EXITED_TEST_CONTAINERS}; bash scripts/build_images.sh >"$1/build.log" 2>&1; {WRITE_RC}'
         (directory / "started").write_text(repr(time.time()))
         process = subprocess.Popen(
             ["bash", "-c", script, "build", str(directory)], cwd=ROOT, env=env, start_new_session=True

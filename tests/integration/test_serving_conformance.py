@@ -5,7 +5,8 @@ The spec is KServe's OpenAPI document of the V2 REST API, vendored in tests/vend
 parameter: they are rewritten to ``{MODEL_NAME}``). schemathesis generates requests for
 every operation from the spec, valid ones and ones that break it, against the transformer
 and against the predictor: at least 2,000 per server (500 against the single-pass server, the
-transformer's class). Every answer must be below 500, and every documented answer must
+transformer's class). The requests are generated once and the same ones go to every server.
+Every answer must be below 500, and every documented answer must
 match the spec's schema for it. Most generated requests name
 the served model and its loaded version, so they reach the model's own code rather than
 stopping at "no such model".
@@ -14,6 +15,7 @@ stopping at "no such model".
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +44,55 @@ def _schema() -> Any:
     return schemathesis.openapi.from_dict(raw)
 
 
+@dataclass(frozen=True)
+class Generated:
+    """One generated request and the draw that says which model and version it names."""
+
+    case: Any
+    aim: int
+    path_parameters: dict[str, Any]
+
+    def aimed(self, version: str) -> Any:
+        """The case, 8 in 10 naming our model and 4 in 5 of those its version (the rest as generated)."""
+        parameters = dict(self.path_parameters)
+        if parameters and self.aim < 8:
+            parameters["MODEL_NAME"] = NAME
+            if self.aim < 7:
+                parameters["MODEL_VERSION"] = version
+        self.case.path_parameters = parameters
+        return self.case
+
+
+@pytest.fixture(scope="module")
+def generated() -> list[Generated]:
+    """Requests for every operation of the spec, valid ones and ones that break it: generated once
+    (about 2 minutes of hypothesis) and sent to every role, so each server sees the same requests."""
+    cases: list[Generated] = []
+    for result in _schema().get_all_operations():
+        operation = result.ok()
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            if mode is GenerationMode.NEGATIVE and not operation.body:
+                continue  # only string path parameters: nothing a client could get wrong in the spec's terms
+
+            @settings(
+                max_examples=EXAMPLES[operation.method.lower()],
+                deadline=None,
+                database=None,
+                phases=[Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )
+            @given(case=operation.as_strategy(generation_mode=mode), aim=st.integers(0, 9))
+            def collect(case: Any, aim: int) -> None:
+                cases.append(Generated(case, aim, dict(case.path_parameters or {})))
+
+            collect()
+    return cases
+
+
 @pytest.mark.parametrize("role", ["transformer", "predictor", "single"])
-def test_generated_requests_get_no_5xx_and_spec_valid_answers(request: pytest.FixtureRequest, role: str) -> None:
+def test_generated_requests_get_no_5xx_and_spec_valid_answers(
+    request: pytest.FixtureRequest, generated: list[Generated], role: str
+) -> None:
     service: LocalService = request.getfixturevalue("single_service" if role == "single" else "churn_service")
     base = service.config.predictor_url if role == "predictor" else service.config.transformer_url
     # The single-pass server is the transformer's class with a local predict: a quarter of the requests.
@@ -51,31 +100,11 @@ def test_generated_requests_get_no_5xx_and_spec_valid_answers(request: pytest.Fi
     version = requests.get(f"{base}/v2/models/{NAME}", timeout=10).json()["versions"][0]
     session = requests.Session()
     sent: Counter[int] = Counter()
-    for result in _schema().get_all_operations():
-        operation = result.ok()
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            if mode is GenerationMode.NEGATIVE and not operation.body:
-                continue  # only string path parameters: nothing a client could get wrong in the spec's terms
-            strategy = operation.as_strategy(generation_mode=mode)
-
-            @settings(
-                max_examples=EXAMPLES[operation.method.lower()] // share,
-                deadline=None,
-                database=None,
-                phases=[Phase.generate],
-                suppress_health_check=list(HealthCheck),
-            )
-            @given(case=strategy, aim=st.integers(0, 9))
-            def check(case: Any, aim: int) -> None:
-                if case.path_parameters and aim < 8:  # 8 in 10 name our model, 4 in 5 of those its version
-                    case.path_parameters["MODEL_NAME"] = NAME
-                    if aim < 7:
-                        case.path_parameters["MODEL_VERSION"] = version
-                response = case.call(base_url=base, session=session, timeout=30)
-                sent[response.status_code] += 1
-                case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
-
-            check()
+    for one in generated[::share]:
+        case = one.aimed(version)
+        response = case.call(base_url=base, session=session, timeout=30)
+        sent[response.status_code] += 1
+        case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
     total = sum(sent.values())
     print(f"{role}: {total} generated requests, answers by status: {dict(sorted(sent.items()))}")
     assert total >= 2_000 // share

@@ -115,6 +115,8 @@ def _requests(rows: list[dict[str, Any]]) -> list[tuple[str, str, bytes, dict[st
              "outputs": [{"name": "churn_probability", "parameters": {"binary_data": True}}, {"name": "churn_label"}]}),
          JSON),
         ("binary tensors", V2, binary, binary_head),
+        ("binary tensors, no label (tritonclient)", V2, binary,
+         {"Inference-Header-Content-Length": str(binary_length)}),
         ("binary tensors, refused value", V2, bad_binary,
          {**BINARY, "Inference-Header-Content-Length": str(bad_length)}),
         ("binary tensors, header length past the body", V2, binary,
@@ -192,7 +194,14 @@ def test_the_fast_path_answers_what_it_takes_and_declines_the_rest_before_runnin
     body = {"id": "in-process", "inputs": _tensors(rows)}
     predictions = []  # what the model's postprocess counted: one per row answered
 
-    async def ask(method: str, path: str, parsed: Any, headers: list[tuple[bytes, bytes]]) -> tuple[Any, list[Any]]:
+    async def ask(
+        method: str,
+        path: str,
+        parsed: Any,
+        headers: list[tuple[bytes, bytes]],
+        raw: bytes | None = None,
+        label: bytes = b"application/json",
+    ) -> tuple[Any, list[Any]]:
         sent: list[Any] = []
 
         async def send(message: Any) -> None:
@@ -202,8 +211,9 @@ def test_the_fast_path_answers_what_it_takes_and_declines_the_rest_before_runnin
             return {"type": "http.request", "body": b"", "more_body": False}
 
         scope = {"type": "http", "method": method, "path": path, "headers": headers, "query_string": b""}
-        raw = json.dumps(parsed).encode()
-        status = await fast.answer(scope, receive, send, send, raw, parsed, b"application/json")
+        if raw is None:
+            raw = json.dumps(parsed).encode()
+        status = await fast.answer(scope, receive, send, send, raw, parsed, label)
         predictions.append(metric_total())
         return status, sent
 
@@ -226,6 +236,14 @@ def test_the_fast_path_answers_what_it_takes_and_declines_the_rest_before_runnin
     assert answer["id"] == "in-process" and answer["model_version"] == "1"
     assert [o["name"] for o in answer["outputs"]] == ["churn_probability", "churn_label", "customer_id"]
     assert predictions[-1] - start == len(rows)
+    # A binary-extension body as tritonclient sends it (no Content-Type) or labelled octet-stream.
+    binary, length = binary_request(column_tensors(rows), id="in-process-binary")
+    binary_head = [(b"inference-header-content-length", str(length).encode())]
+    for label in (b"", b"application/octet-stream"):
+        status, sent = asyncio.run(ask("POST", V2, None, binary_head, raw=binary, label=label))
+        assert status == 200 and json.loads(sent[1]["body"])["id"] == "in-process-binary", label
+    assert predictions[-1] - start == 3 * len(rows)
+    start = predictions[-1]
     declined = [
         ("GET", V2, body, json_head),
         ("POST", f"/v1/models/{NAME}:predict", {"instances": rows}, json_head),
@@ -236,4 +254,7 @@ def test_the_fast_path_answers_what_it_takes_and_declines_the_rest_before_runnin
     for method, path, parsed, headers in declined:
         status, sent = asyncio.run(ask(method, path, parsed, headers))
         assert status is None and sent == [], (method, path)
-    assert predictions[-1] - start == len(rows)  # nothing ran for a declined request
+    for label in (b"application/x-binary", b"text/plain"):  # FastAPI's reading of other labels: the route's
+        status, sent = asyncio.run(ask("POST", V2, None, binary_head, raw=binary, label=label))
+        assert status is None and sent == [], label
+    assert predictions[-1] == start  # nothing ran for a declined request

@@ -32,8 +32,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _INFER = re.compile(r"^/v2/models/(?P<name>[^/]+)/infer$")
-#: The one label of a binary-extension body this path reads (FastAPI hands the route any non-JSON label as bytes).
-_BINARY_LABEL = b"application/octet-stream"
+#: Labels of a binary-extension body this path reads: tritonclient's HTTP client sends none, others
+#: octet-stream. FastAPI hands the route both as bytes, as here (others are left to the route).
+_BINARY_LABELS = (b"", b"application/octet-stream")
 
 
 class RestFastPath:
@@ -108,7 +109,7 @@ class RestFastPath:
                 request_body = self._request_model.model_validate(parsed)
             except self._invalid:
                 return None  # FastAPI's 400 names the field its own way
-        elif HEADER in headers and label == _BINARY_LABEL:
+        elif HEADER in headers and label in _BINARY_LABELS:
             request_body = body
         else:
             return None

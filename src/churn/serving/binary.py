@@ -17,6 +17,7 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from kserve import InferInput, InferRequest
 from kserve.protocol.infer_type import RequestedOutput
 
@@ -162,6 +163,9 @@ def bytes_elements(name: str, shape: Sequence[int], chunk: bytes) -> list[bytes]
     (a 500) on a length that runs past the data; this one is about ten times faster and
     answers a RequestError naming the input and the element.
     """
+    fixed = _fixed_width_elements(shape, chunk)
+    if fixed is not None:
+        return fixed
     unpack = _LENGTH.unpack_from
     elements: list[bytes] = []
     position, end = 0, len(chunk)
@@ -184,6 +188,33 @@ def bytes_elements(name: str, shape: Sequence[int], chunk: bytes) -> list[bytes]
             "wrong_shape", f"input {name!r} holds {len(elements)} BYTES elements; shape {list(shape)} needs {count}"
         )
     return elements
+
+
+#: Below this many elements the loop is as fast as setting up the arrays.
+_FIXED_WIDTH_MIN_ELEMENTS = 64
+
+
+def _fixed_width_elements(shape: Sequence[int], chunk: bytes) -> list[bytes] | None:
+    """The elements when all have the first one's length (dates, codes): read as one array; else None.
+
+    A column of dates or country codes is a grid: each row a 4-byte length and that many bytes.
+    When every length prefix equals the first and the data ends where the grid does, the
+    elements are its rows, without a Python step per element. A zero byte anywhere sends it to
+    the loop: numpy's fixed-width bytes would drop a trailing NUL, which the contract refuses.
+    """
+    count = math.prod(shape)
+    if count < _FIXED_WIDTH_MIN_ELEMENTS or len(chunk) < 4:
+        return None
+    (width,) = _LENGTH.unpack_from(chunk, 0)
+    if width == 0 or len(chunk) != count * (4 + width):
+        return None
+    grid = np.frombuffer(chunk, dtype=np.uint8).reshape(count, 4 + width)
+    if not (np.ascontiguousarray(grid[:, :4]).view("<u4") == width).all():
+        return None
+    data = grid[:, 4:]
+    if not data.all():
+        return None
+    return list(np.ascontiguousarray(data).view(f"S{width}").ravel().tolist())
 
 
 def raw_bytes_tensor(items: Sequence[bytes]) -> bytes:

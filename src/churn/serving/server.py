@@ -39,7 +39,9 @@ def serve(model: Any, args: argparse.Namespace) -> None:
         body_read_timeout_seconds=get_settings().serving.body_read_timeout_seconds,
         front_door=getattr(model, "front_door", True),
     )
-    grpc_server_class = bound_grpc_server_class(state.model_versions, front_door=state.front_door)
+    grpc_server_class = bound_grpc_server_class(
+        state.model_versions, front_door=state.front_door, log_calls=args.log_requests
+    )
 
     class _ChurnModelServer(ModelServer):  # type: ignore[misc]
         def start(self, models: list[Any]) -> None:
@@ -102,6 +104,4 @@ def serve(model: Any, args: argparse.Namespace) -> None:
     if not args.log_requests:  # KServe logs an access line and two timing lines per request
         for name in ("uvicorn.access", "kserve.trace"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        # ... and its gRPC interceptor one "grpc method" line per call on the main kserve logger.
-        logging.getLogger("kserve").addFilter(lambda record: record.funcName != "intercept_service")
     server.start([model])

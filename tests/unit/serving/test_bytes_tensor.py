@@ -35,3 +35,26 @@ def test_raw_data_that_does_not_add_up_is_refused_naming_the_input(raw: bytes, s
     with pytest.raises(RequestError, match="input 'country'") as refused:
         bytes_elements("country", shape, raw)
     assert message in refused.value.message and refused.value.reason == "wrong_shape"
+
+
+@given(
+    st.integers(1, 12).flatmap(
+        lambda width: st.lists(st.binary(min_size=width, max_size=width), min_size=64, max_size=300)
+    ),
+    st.integers(0, 3),
+)
+def test_a_column_of_one_width_reads_as_kserve_reads_it(items: list[bytes], change: int) -> None:
+    """Columns past 64 elements of one width (dates, codes) are read as one grid; what it reads must not differ.
+
+    Zero bytes (a trailing NUL that numpy's fixed-width bytes would drop), one element of
+    another width and a shape that does not match are each sent back to the element loop.
+    """
+    if change == 1:
+        items = [*items[:-1], items[-1] + b"x"]  # one element wider: not a grid
+    if change == 2:
+        items = [item[:-1] + b"\x00" for item in items]  # a trailing NUL in every element
+    raw = raw_bytes_tensor(items)
+    assert bytes_elements("country", [len(items)], raw) == items == list(deserialize_bytes_tensor(raw))
+    if change == 3:
+        with pytest.raises(RequestError, match="shape"):
+            bytes_elements("country", [len(items) - 1], raw)

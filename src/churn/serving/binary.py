@@ -214,7 +214,8 @@ def _fixed_width_elements(shape: Sequence[int], chunk: bytes) -> list[bytes] | N
     data = grid[:, 4:]
     if not data.all():
         return None
-    return list(np.ascontiguousarray(data).view(f"S{width}").ravel().tolist())
+    elements: list[bytes] = np.ascontiguousarray(data).view(f"S{width}").ravel().tolist()  # tolist: a new list
+    return elements
 
 
 def raw_bytes_tensor(items: Sequence[bytes]) -> bytes:

@@ -52,10 +52,9 @@ for name in "${selected[@]}"; do
   done
   "$CONTAINER_ENGINE" build "${args[@]}" "${no_cache[@]}" -f "${images[$name]}" -t "$tag" .
   "$CONTAINER_ENGINE" build "${args[@]}" --quiet -f "${images[$name]}" --target build -t "$stage_tag" . >/dev/null
+  current=" $("$CONTAINER_ENGINE" image inspect --format '{{.Id}}' "$stage_tag" "$tag" | tr '\n' ' ')"
   for old in "${superseded[@]}"; do
-    [[ -n "$old" ]] || continue
-    if [[ "$old" != "$("$CONTAINER_ENGINE" image inspect --format '{{.Id}}' "$stage_tag")" \
-      && "$old" != "$("$CONTAINER_ENGINE" image inspect --format '{{.Id}}' "$tag")" ]]; then
+    if [[ -n "$old" && "$current" != *" $old "* ]]; then
       "$CONTAINER_ENGINE" rmi "$old" >/dev/null 2>&1 || echo "build_images: kept $old (still in use)" >&2
     fi
   done

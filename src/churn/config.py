@@ -268,6 +268,12 @@ class DaskSettings(BaseModel):
         None, ge=1, le=1024, description="Workers of a started cluster; unset = one per CPU core (local)."
     )
     threads_per_worker: int = Field(1, ge=1, le=64, description="Threads per worker process.")
+    worker_start: Literal["forkserver", "spawn"] = Field(
+        "forkserver",
+        description="How a LocalCluster starts its worker processes: forkserver = forked from one process that has "
+        "imported the engine's stack (each worker starts without its own imports); spawn = a new interpreter each "
+        "(Dask's default).",
+    )
     memory_limit: str = Field(
         "auto", min_length=1, description="Memory limit per worker, e.g. 4GiB; 'auto' = machine memory / workers."
     )

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -167,3 +170,59 @@ def test_an_unreachable_scheduler_is_a_clear_error() -> None:
         dask_client(settings),
     ):
         pass
+
+
+#: Run in a new interpreter (a fresh fork server and module state): three clusters, the
+#: environment and folder changed for the second and put back for the third, then one spawned by setting.
+FORKSERVER_SCRIPT = """
+import json, os, sys
+from churn.config import DaskSettings
+from churn.engine.dask.cluster import dask_client
+
+def probe():
+    return os.getppid(), os.environ.get("CHURN_PROBE"), os.getcwd(), "churn.engine.dask.stages" in sys.modules
+
+def workers(**update):
+    settings = DaskSettings(n_workers=2, threads_per_worker=1, memory_limit="1GiB").model_copy(update=update)
+    with dask_client(settings) as client:
+        return sorted(client.run(probe).values())
+
+if __name__ == "__main__":
+    first, second = sys.argv[1:3]
+    os.environ["CHURN_PROBE"] = "a"; os.chdir(first)
+    seen = [workers()]
+    os.environ["CHURN_PROBE"] = "b"; os.chdir(second)
+    seen.append(workers())
+    os.environ["CHURN_PROBE"] = "a"; os.chdir(first)
+    seen.append(workers())
+    seen.append(workers(worker_start="spawn"))
+    print(json.dumps({"caller": os.getpid(), "seen": seen}))
+"""
+
+
+@pytest.mark.slow
+def test_forked_workers_see_the_callers_environment_and_folder_else_they_are_spawned(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    script = tmp_path / "clusters.py"
+    script.write_text(FORKSERVER_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script), str(first), str(second)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    caller = result["caller"]
+    forked, changed, back, spawned = ([tuple(w) for w in cluster] for cluster in result["seen"])
+    # Forked: from the fork server (not the caller), with the engine's modules imported before any task.
+    assert {w[0] for w in forked} != {caller} and len({w[0] for w in forked}) == 1
+    assert all(w[1:] == ("a", str(first), True) for w in forked)
+    # The caller changed a variable and its folder since the fork server started: spawned, seeing both.
+    assert {w[0] for w in changed} == {caller}
+    assert all(w[1:3] == ("b", str(second)) for w in changed)
+    # Both back as the fork server has them: forked again, from the same fork server.
+    assert {w[0] for w in back} == {w[0] for w in forked}
+    assert all(w[1:] == ("a", str(first), True) for w in back)
+    # worker_start=spawn: each worker a new interpreter, a child of the caller.
+    assert {w[0] for w in spawned} == {caller}
+    assert all(w[1:3] == ("a", str(first)) for w in spawned)

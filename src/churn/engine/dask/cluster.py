@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from churn.config import DaskSettings, get_settings
@@ -13,6 +14,41 @@ from churn.telemetry import telemetry_env_vars
 
 if TYPE_CHECKING:
     from distributed import Client
+
+
+#: What a LocalCluster's fork server imports once, before it forks the workers (``worker_start``:
+#: forkserver): what the engine's tasks run on the workers. Spawned workers each imported it
+#: themselves, about 7 s of CPU per worker on this project's machines, paid by every Dask task
+#: since each starts its own cluster. Importing starts no thread and no OpenMP pool, so forking
+#: from it is safe; a module that fails to import is skipped by the fork server.
+WORKER_PRELOAD = (
+    "distributed",
+    "numpy",
+    "pandas",
+    "pyarrow.parquet",
+    "dask.dataframe",
+    "churn.engine.dask.stages",
+)
+
+
+#: The environment and working folder this process's fork server started with (None: not started
+#: by us). Its workers get those, not the caller's of the day: see :func:`_start_method`.
+_forkserver_context: tuple[dict[str, str], str] | None = None
+
+
+def _start_method(s: DaskSettings) -> str:
+    """``s.worker_start``, unless the fork server would hand the workers an environment or folder gone stale.
+
+    A fork server is started once per process and its children inherit *its* environment and
+    working folder, where a spawned worker gets the caller's current ones. A KFP task starts
+    one cluster, so it always forks; a long-lived caller (a notebook, a test process) that has
+    since changed a variable (an S3 endpoint, a setting) or its folder gets spawned workers.
+    """
+    if s.worker_start != "forkserver":
+        return s.worker_start
+    if _forkserver_context is None:
+        return "forkserver"
+    return "forkserver" if (dict(os.environ), str(Path.cwd())) == _forkserver_context else "spawn"
 
 
 def in_kubernetes() -> bool:
@@ -82,19 +118,33 @@ def _start_cluster(s: DaskSettings, name: str) -> Any:
                     failed.close(timeout=10)
                 KubeCluster._instances.discard(failed)
             raise ChurnError(f"cannot create a DaskCluster in namespace {s.namespace!r}: {exc}") from None
+    global _forkserver_context  # set once per process, as the fork server itself starts once
+    import dask
     from distributed import LocalCluster
+    from distributed.utils import get_mp_context
 
-    try:
-        return LocalCluster(
-            n_workers=s.n_workers or os.cpu_count() or 1,
-            threads_per_worker=s.threads_per_worker,
-            memory_limit=s.memory_limit,
-            processes=True,
-            # Unset: any free port for its HTTP endpoints (a fixed :8787 clashes between concurrent runs).
-            dashboard_address=s.dashboard_address or ":0",
-        )
-    except (OSError, ValueError, TypeError) as exc:
-        raise ChurnError(f"cannot start a local Dask cluster: {exc}") from None
+    method = _start_method(s)
+    # Read by each Nanny as it starts its worker (a worker restarted later is spawned, Dask's default).
+    with dask.config.set({"distributed.worker.multiprocessing-method": method}):
+        if method == "forkserver":
+            # Takes effect when this process's fork server starts (its first forked worker), not after.
+            get_mp_context().set_forkserver_preload(list(WORKER_PRELOAD))
+        try:
+            cluster = LocalCluster(
+                n_workers=s.n_workers or os.cpu_count() or 1,
+                threads_per_worker=s.threads_per_worker,
+                memory_limit=s.memory_limit,
+                processes=True,
+                # Unset: any free port for its HTTP endpoints (a fixed :8787 clashes between concurrent runs).
+                dashboard_address=s.dashboard_address or ":0",
+            )
+        except (OSError, ValueError, TypeError) as exc:
+            raise ChurnError(f"cannot start a local Dask cluster: {exc}") from None
+    if method == "forkserver" and _forkserver_context is None:
+        # Taken after the start: the Nanny sets its variables (OMP_NUM_THREADS=1...) in this
+        # process's environment before the first worker starts, so the fork server has them too.
+        _forkserver_context = (dict(os.environ), str(Path.cwd()))
+    return cluster
 
 
 def make_cluster_spec(settings: DaskSettings | None = None, *, name: str = "churn") -> dict[str, Any]:

@@ -241,6 +241,9 @@ def test_mlflow_runs_with_authentication_and_its_users_beside_the_runs(helm: str
     assert "--app-name=churn-auth" in server["spec"]["template"]["spec"]["containers"][0]["args"]
     ini = auth_ini()
     assert "default_permission = NO_PERMISSIONS" in ini and "database_uri = sqlite:////data/basic_auth.db" in ini
+    # Verified credentials kept 60 s (each check is a scrypt hash); 0 turns the cache off.
+    assert "auth_cache_ttl_seconds = 60" in ini.splitlines()
+    assert "auth_cache_ttl_seconds = 0" in auth_ini("--set", "mlflow.auth.credentialCacheSeconds=0").splitlines()
     (job,) = [o for o in objects if o["kind"] == "Job" and o["metadata"]["name"] == "churn-mlflow-users"]
     assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["churn", "mlflow-auth", "setup"]
     # A database store: the users go to the same database (MLflow's auth has its own tables).

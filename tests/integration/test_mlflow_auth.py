@@ -81,6 +81,7 @@ def auth_server(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> I
         "[mlflow]\ndefault_permission = NO_PERMISSIONS\n"
         f"database_uri = sqlite:///{root / 'basic_auth.db'}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        "auth_cache_ttl_seconds = 60\n"
     )
     admin = ("admin", _password())
     env = {
@@ -192,13 +193,18 @@ def test_a_wrong_password_fails_fast_and_is_not_echoed(auth_server: AuthServer, 
 
 
 def test_setup_is_idempotent_and_rotates_passwords(auth_server: AuthServer, as_user: object) -> None:
+    old = auth_server.users["reader"][1]
+    with pytest.MonkeyPatch.context() as mp:
+        # Verified once, so the server's credential cache (auth_cache_ttl_seconds) holds it before the rotation.
+        mp.setenv("MLFLOW_TRACKING_USERNAME", "churn-reader")
+        mp.setenv("MLFLOW_TRACKING_PASSWORD", old)
+        connect_registry(auth_server.uri)
     rotated = {role: _password() for role in ROLES}
     done = _setup(auth_server, rotated)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count(" updated: ") == 3, done.stdout
     short = _setup(auth_server, rotated | {"gate": "short"})
     assert short.returncode == 1 and "gate is shorter than 12 characters" in short.stderr
-    old = auth_server.users["reader"][1]
     os.environ.pop("MLFLOW_TRACKING_USERNAME", None)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_USERNAME", "churn-reader")

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
@@ -21,7 +22,7 @@ from kfp import dsl
 
 from churn.config import Settings
 from churn.kfp.local import task_environment
-from churn.kfp.warm import Task, task_of, task_server, warm_tasks
+from churn.kfp.warm import PRELOAD, SERVE_AFTER, Task, task_of, task_server, warm_tasks
 
 pytestmark = pytest.mark.components
 
@@ -74,6 +75,16 @@ def raise_error() -> None:
     raise ValueError("the task's own error")
 
 
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def imported(names: list) -> str:  # type: ignore[type-arg]  # KFP reads a bare list as a JSON list
+    """Which of ``names`` the task has as it starts, and its parent."""
+    import json
+    import os
+    import sys
+
+    return json.dumps({"imported": [name in sys.modules for name in names], "parent": os.getppid()})
+
+
 @pytest.fixture
 def local_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """KFP's local subprocess runner, its pipeline root in ``tmp_path``, the test's variable set.
@@ -111,6 +122,25 @@ def test_a_warm_task_sees_and_does_what_a_cold_one_does(local_runner: Path, caps
         assert Path(f"{artifact}.thread").read_text() == "joined", "a non-daemon thread was not waited for"
         assert Path(f"{artifact}.atexit").read_text() == "ran", "atexit handlers did not run"
         assert f"marker {marker} on stdout" in output and f"marker {marker} on stderr" in output
+
+
+def test_the_server_serves_once_it_has_the_first_modules_and_imports_the_rest_while_serving(
+    local_runner: Path,
+) -> None:
+    names = list(PRELOAD)
+    seen = []
+    with warm_tasks():
+        server = task_server()
+        assert server.wait_loaded(timeout=300)
+        deadline = time.monotonic() + 300
+        while not seen or (not all(seen[-1]["imported"]) and time.monotonic() < deadline):
+            seen.append(json.loads(imported(names=names).output))
+    assert {s["parent"] for s in seen} == {server.pid}, "a task was not forked from the server"
+    # Forked as soon as it served: the first modules are there in every task.
+    assert all(all(s["imported"][:SERVE_AFTER]) for s in seen)
+    # The rest came while it served, between and beside the tasks: a later task has everything.
+    missing = [name for name, there in zip(names, seen[-1]["imported"], strict=True) if not there]
+    assert not missing, f"the server never imported {missing}"
 
 
 def test_a_task_with_other_load_time_settings_runs_cold(

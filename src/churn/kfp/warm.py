@@ -12,8 +12,9 @@ its working folder, the component's code written to ``ephemeral_component.py`` i
 temporary folder, ``python -m kfp.dsl.executor_main`` run with the same arguments, its output
 streamed to the caller line by line as KFP prints it, and its exit code (the interpreter's
 normal exit: ``atexit`` handlers and non-daemon threads run as they would). The server itself
-never runs a task, so no task sees another's state. Until the server has imported
-:data:`PRELOAD` (about 20 s of CPU), tasks run cold beside it: a short run never waits for it.
+never runs a task, so no task sees another's state. Until the server has imported the first
+:data:`SERVE_AFTER` modules of :data:`PRELOAD`, tasks run cold beside it (a short run never
+waits for it); it imports the rest while it serves (about 20 s of CPU in all).
 
 A task goes the cold way (KFP's own ``run_local_subprocess``) whenever the warm one could
 differ: a command that is not the plain lightweight-component script (``pip install`` lines,
@@ -84,6 +85,12 @@ PRELOAD = (
     "dask.dataframe",
 )
 
+#: How much of :data:`PRELOAD` the server imports before it serves (what every task imports: the
+#: executor, the settings, pyarrow and pandas, the data stages; about a third of its CPU). It
+#: imports the rest while it serves: between tasks, and while a forked task runs. A task forked
+#: before then imports what it still lacks itself, as a cold one would, minus what was there.
+SERVE_AFTER = PRELOAD.index("churn.stages.data") + 1
+
 #: Environment variables read when the interpreter starts or a library loads (OpenMP's and the
 #: BLAS libraries' settings, Python's own, MLflow's telemetry): a task whose values differ from
 #: the server's runs cold.
@@ -135,6 +142,7 @@ class _Lines:
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self._unread = b""
+        self.closed = False  # the writer closed its end: nothing more will come
 
     def next(self, timeout: float | None = None) -> dict[str, Any] | None:
         """The next line, or None at the end (or when none came within ``timeout`` s)."""
@@ -143,6 +151,7 @@ class _Lines:
                 return None
             chunk = os.read(self.fd, 65536)
             if not chunk:
+                self.closed = True
                 return None
             self._unread += chunk
         line, _, self._unread = self._unread.partition(b"\n")
@@ -183,7 +192,7 @@ class TaskServer:
         return self.broken or self._process.poll() is not None
 
     def wait_loaded(self, timeout: float | None = None) -> bool:
-        """Wait until the server has imported :data:`PRELOAD`; whether it can serve."""
+        """Wait until the server has imported what it needs to serve (:data:`SERVE_AFTER`); whether it can."""
         with self._lock:
             self._read_status(timeout)
         return bool(self.loaded)
@@ -333,9 +342,26 @@ def warm_tasks(start_server: bool = True) -> Iterator[None]:
 # The server's side --------------------------------------------------------------------------
 
 
-def _serve(requests: _Lines, answers: int) -> None:
-    """Fork a child per task; answer its pid when it starts and its exit code when it ends."""
-    while request := requests.next():
+def _serve(requests: _Lines, answers: int, pending: list[str]) -> None:
+    """Fork a child per task; answer its pid when it starts and its exit code when it ends.
+
+    While ``pending`` modules remain, they are imported one at a time whenever no request is
+    waiting and while a child runs: never while a fork happens, in this one thread.
+    """
+    while True:
+        request = requests.next(timeout=0 if pending else None)
+        if request is None:
+            if requests.closed or not pending:
+                return
+            _import(pending.pop(0))
+            continue
+        threads = _other_threads()
+        if threads:  # an import started a thread: a fork could copy a lock it holds. No pid: the caller runs cold
+            _write(answers, {"threads": threads})
+            continue
+        # What was imported stays out of every collection, the children's included: a child's exit does
+        # not walk (and copy) the server's half a million objects (2.9 s per task without, 0.3 s with).
+        gc.freeze()
         sys.stdout.flush()  # nothing buffered is copied into the child
         sys.stderr.flush()
         pid = os.fork()
@@ -344,8 +370,25 @@ def _serve(requests: _Lines, answers: int) -> None:
             os.close(answers)
             _run_task(request)  # ends the child's interpreter, normally (never returns)
         _write(answers, {"pid": pid})
-        _, status = os.waitpid(pid, 0)
+        status = None
+        while pending and status is None:
+            done, now = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = now
+            else:
+                _import(pending.pop(0))
+        if status is None:
+            _, status = os.waitpid(pid, 0)
         _write(answers, {"exit": os.waitstatus_to_exitcode(status)})
+
+
+def _import(name: str) -> None:
+    with suppress(Exception):  # a task that needs it imports it itself, and fails as it would cold
+        __import__(name)
+
+
+def _other_threads() -> list[str]:
+    return [thread.name for thread in threading.enumerate() if thread is not threading.main_thread()]
 
 
 def _run_task(request: dict[str, Any]) -> None:
@@ -385,20 +428,16 @@ def main() -> None:
     # As the tasks see it: the runtime flavour of kfp.dsl.
     os.environ["_KFP_RUNTIME"] = "true"
     _write(answers, {"environment": load_time_environment(os.environ)})
-    for name in PRELOAD:
-        with suppress(Exception):  # a task that needs it imports it itself, and fails as it would cold
-            __import__(name)
-    threads = [thread.name for thread in threading.enumerate() if thread is not threading.main_thread()]
+    for name in PRELOAD[:SERVE_AFTER]:
+        _import(name)
+    threads = _other_threads()
     if threads:  # forking with a thread running could copy a lock it holds: the tasks run cold
         _write(answers, {"loaded": False, "threads": threads})
         while requests.next():  # stay, so that the caller does not start another to no avail
             pass
         return
-    # What was imported stays out of every collection, the children's included: a child's exit does
-    # not walk (and copy) the server's half a million objects (2.9 s per task without, 0.3 s with).
-    gc.freeze()
     _write(answers, {"loaded": True})
-    _serve(requests, answers)
+    _serve(requests, answers, list(PRELOAD[SERVE_AFTER:]))
 
 
 if __name__ == "__main__":

@@ -271,6 +271,32 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
+#: Paired single-row blocks (rounds, requests per block), full run and --quick.
+PAIRED = {False: (30, 200), True: (16, 100)}
+
+
+def paired_single_row(ours: Client, peer: Client, rounds: int, block: int) -> dict[str, Any]:
+    """Single-row req/s of two servers, both up, in alternating blocks of one sequential client.
+
+    Measured one after the other, each server's figure carries the machine's load of its own
+    minutes (MLServer's single-row gRPC moved from 184 to 265 req/s between runs of this
+    script): neighbouring blocks see the same load, so their ratio is the comparison. The
+    order within a round alternates, so neither server always goes first.
+    """
+    calls = {"ours": ours.make(), "peer": peer.make()}
+    for i in range(50):
+        for call in calls.values():
+            call(i)
+    rps: dict[str, list[float]] = {"ours": [], "peer": []}
+    for r in range(rounds):
+        for side in ("ours", "peer") if r % 2 == 0 else ("peer", "ours"):
+            start = time.perf_counter()
+            for i in range(block):
+                calls[side](r * block + i)
+            rps[side].append(block / (time.perf_counter() - start))
+    return {**rps, "block": block, "ratio": ratio_summary(rps["ours"], rps["peer"])}
+
+
 def paired_l1(r: dict[str, Any], key: str) -> float:
     """L1's batch rows/s measured beside level ``key``'s batch (the run's L1 figure for older results)."""
     return float(r[key]["batch"].get("l1_rows_per_s", r["L1"]["batch"]["rows_per_s"]))
@@ -398,23 +424,28 @@ def main() -> None:
                     result |= measure_columns(config, "L4", records, matrix, n, n_each, repeats, l1)
         config = ServiceConfig.on_free_ports(str(model_dir), tracking_uri=tracking, mode="single", log_dir=workdir)
         with LocalService(config).start(timeout=120):
+            single_pass = {}
             for proto, port in (("http", config.transformer_http_port), ("grpc", config.transformer_grpc_port)):
                 print(f"L5 single pass {proto}...", file=sys.stderr)
                 client = Client(proto, f"{config.host}:{port}", matrix_input=None, records=records, matrix=matrix)
+                single_pass[proto] = client
                 result[f"L5_{proto}"] = measure_endpoint(client, n, n_each, repeats, l1)
             result |= measure_columns(config, "L5", records, matrix, n, n_each, repeats, l1)
 
-        ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
-        process = start_mlserver(python, model_dir, workdir, ports)
-        try:
-            for proto in ("http", "grpc"):
-                print(f"MLServer {proto}...", file=sys.stderr)
-                client = Client(
-                    proto, f"127.0.0.1:{ports[proto]}", matrix_input="input-0", records=records, matrix=matrix
-                )
-                result[f"MLS_{proto}"] = measure_endpoint(client, n, n_each, repeats)
-        finally:
-            stop(process)
+            # MLServer while the single-pass server is still up (idle), for the paired blocks below.
+            ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
+            process = start_mlserver(python, model_dir, workdir, ports)
+            try:
+                for proto in ("http", "grpc"):
+                    print(f"MLServer {proto}...", file=sys.stderr)
+                    client = Client(
+                        proto, f"127.0.0.1:{ports[proto]}", matrix_input="input-0", records=records, matrix=matrix
+                    )
+                    result[f"MLS_{proto}"] = measure_endpoint(client, n, n_each, repeats)
+                    print(f"single pass vs MLServer {proto}, paired blocks...", file=sys.stderr)
+                    result[f"paired_{proto}"] = paired_single_row(single_pass[proto], client, *PAIRED[args.quick])
+            finally:
+                stop(process)
     print_table(result)
     print_log_table(result["prediction_log"], n)
     if args.json:
@@ -638,6 +669,16 @@ def print_table(r: dict[str, Any]) -> None:
             print(
                 f"    {label:<22} {proto:<4}  1 client {ratio(ours['single']['rps'], peer['single']['rps'])}"
                 f", 8 clients {ratio(ours['concurrent8']['rps'], peer['concurrent8']['rps'])}{aim}"
+            )
+    for proto in ("http", "grpc"):
+        paired = r.get(f"paired_{proto}")
+        if paired:
+            q = paired["ratio"]
+            print(
+                f"    single pass / MLServer {proto:<4} paired: {len(paired['ours'])} alternating blocks of "
+                f"{paired['block']} requests, 1 client: median {q['median']:.2f}x (IQR {q['q1']:.2f}-{q['q3']:.2f}, "
+                f"95% CI {q['ci_low']:.2f}-{q['ci_high']:.2f}); req/s {np.median(paired['ours']):,.0f} / "
+                f"{np.median(paired['peer']):,.0f}   [>= 1.5x]"
             )
     for label, key in (
         ("http records", "L5_http"),

@@ -48,7 +48,18 @@ from servers import stop, wait_http
 pytestmark = pytest.mark.integration
 
 INTERVAL = 4.0
-SETTINGS = dict(steps=[25, 50, 100], analysis_interval_seconds=INTERVAL, deadline_seconds=60, min_requests=20)
+#: The latency check at 2x, not the default 1.5x: the good canary is the stable's twin, and on the
+#: shared 2-core CI machine its p95 over one 4 s window once reached 1.63x the stable's (32.0 vs
+#: 19.7 ms, both read from histogram buckets, with the image tests' containers running beside). The
+#: slow canary is at least 3x (test_a_slow_canary_is_rolled_back_by_the_latency_check), so 2x still
+#: tells them apart; the ratio's own rule is tested in tests/unit/rollout.
+SETTINGS = dict(
+    steps=[25, 50, 100],
+    analysis_interval_seconds=INTERVAL,
+    deadline_seconds=60,
+    min_requests=20,
+    max_latency_ratio=2.0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +120,7 @@ def test_a_slow_canary_is_rolled_back_by_the_latency_check(lab: Lab) -> None:
     run = run_case(lab, "slow")
     assert run.result.status == "rolled_back"
     latency = failed_checks(run)[LATENCY_P95]
-    assert latency.value is not None and latency.value > 1.5
+    assert latency.value is not None and latency.value > SETTINGS["max_latency_ratio"]
     assert f"{LATENCY_P95} failed" in run.result.reason
     assert set(run.statuses) == {"ok"}  # slow, never wrong
 

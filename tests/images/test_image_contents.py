@@ -52,6 +52,32 @@ def test_component_image_runs_as_the_chart_runs_it_and_imports_every_family(engi
     assert versions == [lightgbm.__version__, xgboost.__version__], "the image must hold the locked versions"
 
 
+#: In the component image: a LocalCluster as a Dask-engine task starts one, and what its workers are.
+DASK_WORKERS_SCRIPT = """
+import json, os, sys
+from churn.config import DaskSettings
+from churn.engine.dask.cluster import dask_client
+
+def probe():
+    return [os.getppid(), "churn.engine.dask.stages" in sys.modules]
+
+if __name__ == "__main__":
+    with dask_client(DaskSettings(n_workers=2, memory_limit="512MiB")) as client:
+        print(json.dumps({"caller": os.getpid(), "workers": sorted(client.run(probe).values())}))
+"""
+
+
+def test_dask_workers_are_forked_from_the_fork_server_under_the_charts_security_context(
+    engine: Engine, images: Images
+) -> None:
+    """Read-only root, uid 10001, no capabilities: the fork server's socket and the workers' space live in /tmp."""
+    done = engine.run("run", "--rm", *engine.SECURE, images.churn, "python", "-c", DASK_WORKERS_SCRIPT)
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    parents = {parent for parent, _ in seen["workers"]}
+    assert len(seen["workers"]) == 2 and len(parents) == 1 and parents != {seen["caller"]}
+    assert all(preloaded for _, preloaded in seen["workers"]), "the workers did not come from the preloaded fork server"
+
+
 def test_serving_image_holds_serving_only_and_loads_every_family(engine: Engine, images: Images) -> None:
     script = (
         "import importlib.util as u, churn.serving.predictor, churn.serving.transformer, "

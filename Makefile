@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 BIN := .venv/bin
 
-.PHONY: help setup run test lint format typecheck pytest prometheus bench bench-training bench-runner bench-serving bench-predlog bench-rollout bench-scoring bench-monitoring bench-drift-sensitivity bench-images bench-scale compile images clean
+.PHONY: help setup run test lint format typecheck pytest prometheus bench bench-training bench-runner bench-serving bench-server-start bench-predlog bench-rollout bench-scoring bench-monitoring bench-drift-sensitivity bench-images bench-scale compile images clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -49,6 +49,9 @@ bench-runner: setup ## Print the local pipeline runner's time per run and per ta
 
 bench-serving: setup ## Print the serving benchmark: in-process, predictor, transformer path, MLServer (own venv)
 	$(BIN)/python scripts/bench_serving.py
+
+bench-server-start: setup ## Print what starting the local model servers costs, fresh interpreters vs forks of the fork server
+	$(BIN)/python scripts/bench_server_start.py
 
 bench-predlog: setup ## Print single-row req/s through the transformer with the prediction log off and on
 	$(BIN)/python scripts/bench_serving.py --log-only

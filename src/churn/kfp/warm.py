@@ -18,30 +18,41 @@ waits for it); it imports the rest while it serves (about 20 s of CPU in all).
 
 A task goes the cold way (KFP's own ``run_local_subprocess``) whenever the warm one could
 differ: a command that is not the plain lightweight-component script (``pip install`` lines,
-another Python), or an environment whose load-time variables (:data:`LOAD_TIME`: OpenMP,
-BLAS and Python settings read when a library loads, telemetry, which MLflow reads on import)
-differ from the server's, or a server that has ended (the next run starts a new one).
+another Python), or an environment whose load-time variables (:data:`churn.forkserver.LOAD_TIME`:
+OpenMP, BLAS and Python settings read when a library loads, telemetry, which MLflow reads on
+import) differ from the server's, or a server that has ended (the next run starts a new one).
+The protocol's primitives are :mod:`churn.forkserver`'s, which starts the local model servers
+the same way.
 """
 
 from __future__ import annotations
 
-import gc
-import json
 import os
 import re
-import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
-import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
+
+from churn.forkserver import (
+    JsonLines,
+    become_program,
+    close_and_reap,
+    fork_program,
+    load_time_environment,
+    other_threads,
+    protocol_streams,
+    run_as_main,
+    write_line,
+)
 
 #: What tasks import that takes the time (measured cold on 2 cores: Evidently 11.6 s, MLflow
 #: 4.8 s, kfp 3.2 s, scikit-learn 2.7 s, pandas 0.7 s), in the order the pipelines' tasks need
@@ -91,11 +102,6 @@ PRELOAD = (
 #: before then imports what it still lacks itself, as a cold one would, minus what was there.
 SERVE_AFTER = PRELOAD.index("churn.stages.data") + 1
 
-#: Environment variables read when the interpreter starts or a library loads (OpenMP's and the
-#: BLAS libraries' settings, Python's own, MLflow's telemetry): a task whose values differ from
-#: the server's runs cold.
-LOAD_TIME = re.compile(r"^(OMP_|GOMP_|KMP_|MKL_|OPENBLAS_|PYTHON|MLFLOW_DISABLE_TELEMETRY$|DO_NOT_TRACK$)")
-
 #: KFP's lightweight-component script, once ``python3`` is replaced by the runner's interpreter
 #: (``kfp.dsl.component_factory``; ``$0`` is the component's code, ``$@`` the executor's arguments).
 _SCRIPT = re.compile(
@@ -131,37 +137,6 @@ def task_of(command: list[str]) -> Task | None:
     return Task(code=command[3], arguments=tuple(command[4:]))
 
 
-def load_time_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """The variables of ``environ`` that take effect when the interpreter or a library loads."""
-    return {name: value for name, value in environ.items() if LOAD_TIME.match(name)}
-
-
-class _Lines:
-    """JSON lines read from a file descriptor, with a timeout (no buffering that ``select`` cannot see)."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self._unread = b""
-        self.closed = False  # the writer closed its end: nothing more will come
-
-    def next(self, timeout: float | None = None) -> dict[str, Any] | None:
-        """The next line, or None at the end (or when none came within ``timeout`` s)."""
-        while b"\n" not in self._unread:
-            if timeout is not None and not select.select([self.fd], [], [], timeout)[0]:
-                return None
-            chunk = os.read(self.fd, 65536)
-            if not chunk:
-                self.closed = True
-                return None
-            self._unread += chunk
-        line, _, self._unread = self._unread.partition(b"\n")
-        return dict(json.loads(line))
-
-
-def _write(fd: int, message: dict[str, Any]) -> None:
-    os.write(fd, json.dumps(message).encode() + b"\n")
-
-
 class TaskServer:
     """The caller's side of one task server: start it, run tasks in forks of it, stop it."""
 
@@ -176,7 +151,7 @@ class TaskServer:
         )
         assert self._process.stdin is not None and self._process.stdout is not None
         self._requests = self._process.stdin.fileno()
-        self._answers = _Lines(self._process.stdout.fileno())
+        self._answers = JsonLines(self._process.stdout.fileno())
         self._lock = threading.Lock()
         self._hello: dict[str, Any] | None = None
         self.loaded: bool | None = None  # None while the server imports; then whether it can serve
@@ -238,7 +213,7 @@ class TaskServer:
             }
             with self._lock, output.open(encoding="utf-8", errors="replace") as lines:
                 with suppress(BrokenPipeError):  # a server that has ended answers None below
-                    _write(self._requests, request)
+                    write_line(self._requests, request)
                 started = self._answers.next()
                 if started is None or "pid" not in started:
                     self.broken = True
@@ -249,13 +224,7 @@ class TaskServer:
 
     def stop(self) -> None:
         """End the server (closing its input ends it) and reap it."""
-        if self._process.stdin:
-            self._process.stdin.close()
-        try:
-            self._process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        close_and_reap(self._process)
 
     def _follow(self, pid: int, lines: IO[str]) -> int:
         """Print the task's output line by line while it runs, as KFP does; the exit code the server reports."""
@@ -342,7 +311,7 @@ def warm_tasks(start_server: bool = True) -> Iterator[None]:
 # The server's side --------------------------------------------------------------------------
 
 
-def _serve(requests: _Lines, answers: int, pending: list[str]) -> None:
+def _serve(requests: JsonLines, answers: int, pending: list[str]) -> None:
     """Fork a child per task; answer its pid when it starts and its exit code when it ends.
 
     While ``pending`` modules remain, they are imported one at a time whenever no request is
@@ -355,21 +324,11 @@ def _serve(requests: _Lines, answers: int, pending: list[str]) -> None:
                 return
             _import(pending.pop(0))
             continue
-        threads = _other_threads()
-        if threads:  # an import started a thread: a fork could copy a lock it holds. No pid: the caller runs cold
-            _write(answers, {"threads": threads})
+        # gc.freeze'd before it forks: a child's exit takes 0.3 s, not 2.9. An import that started a
+        # thread makes it refuse (no pid: the caller runs this task and the next ones cold).
+        pid = fork_program(requests, answers, partial(_run_task, request))
+        if pid is None:
             continue
-        # What was imported stays out of every collection, the children's included: a child's exit does
-        # not walk (and copy) the server's half a million objects (2.9 s per task without, 0.3 s with).
-        gc.freeze()
-        sys.stdout.flush()  # nothing buffered is copied into the child
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            os.close(requests.fd)
-            os.close(answers)
-            _run_task(request)  # ends the child's interpreter, normally (never returns)
-        _write(answers, {"pid": pid})
         status = None
         while pending and status is None:
             done, now = os.waitpid(pid, os.WNOHANG)
@@ -379,7 +338,7 @@ def _serve(requests: _Lines, answers: int, pending: list[str]) -> None:
                 _import(pending.pop(0))
         if status is None:
             _, status = os.waitpid(pid, 0)
-        _write(answers, {"exit": os.waitstatus_to_exitcode(status)})
+        write_line(answers, {"exit": os.waitstatus_to_exitcode(status)})
 
 
 def _import(name: str) -> None:
@@ -387,56 +346,32 @@ def _import(name: str) -> None:
         __import__(name)
 
 
-def _other_threads() -> list[str]:
-    return [thread.name for thread in threading.enumerate() if thread is not threading.main_thread()]
-
-
-def _run_task(request: dict[str, Any]) -> None:
+def _run_task(request: dict[str, Any]) -> NoReturn:
     """In the forked child: become the task ``python -m kfp.dsl.executor_main`` would have been."""
-    os.chdir(request["cwd"])
-    os.environ.clear()
-    os.environ.update(request["environment"])
-    output = os.open(request["output"], os.O_WRONLY | os.O_APPEND)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.dup2(output, 1)
-    os.dup2(output, 2)
-    os.close(output)
-    os.close(null)
+    become_program(request["cwd"], request["environment"], request["output"])
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    sys.path[0] = str(Path.cwd())  # as ``python -m`` sets it
     from kfp.dsl import executor_main  # imported already: the server preloaded it
 
     sys.argv = [str(executor_main.__file__), "--component_module_path", request["module"], *request["arguments"]]
-    try:
-        executor_main.executor_main()  # what ``python -m kfp.dsl.executor_main`` runs
-    except SystemExit:
-        raise
-    except BaseException:
-        traceback.print_exc()
-        raise SystemExit(1) from None
-    raise SystemExit(0)
+    run_as_main(executor_main.executor_main)  # what ``python -m kfp.dsl.executor_main`` runs
 
 
 def main() -> None:
     """The server: say hello (with its load-time environment), import :data:`PRELOAD`, say so, serve."""
-    # The protocol has the original stdin/stdout to itself; anything else that prints goes to stderr.
-    requests, answers = _Lines(os.dup(0)), os.dup(1)
-    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-    os.dup2(2, 1)
+    requests, answers = protocol_streams()
     # As the tasks see it: the runtime flavour of kfp.dsl.
     os.environ["_KFP_RUNTIME"] = "true"
-    _write(answers, {"environment": load_time_environment(os.environ)})
+    write_line(answers, {"environment": load_time_environment(os.environ)})
     for name in PRELOAD[:SERVE_AFTER]:
         _import(name)
-    threads = _other_threads()
+    threads = other_threads()
     if threads:  # forking with a thread running could copy a lock it holds: the tasks run cold
-        _write(answers, {"loaded": False, "threads": threads})
+        write_line(answers, {"loaded": False, "threads": threads})
         while requests.next():  # stay, so that the caller does not start another to no avail
             pass
         return
-    _write(answers, {"loaded": True})
+    write_line(answers, {"loaded": True})
     _serve(requests, answers, list(PRELOAD[SERVE_AFTER:]))
 
 

@@ -211,8 +211,13 @@ class ForkServer:
         return self.loaded is False or self._process.poll() is not None
 
     def serves(self, environ: Mapping[str, str]) -> bool:
-        """Whether a program with this environment would load as the fork server has."""
-        return load_time_environment(environ) == self._environment and not self.ended()
+        """Whether a program with this environment would load as the fork server has.
+
+        ``PYTHONPATH`` may differ: the child puts its folders on ``sys.path`` as the interpreter
+        would have, and the fork server refuses a program whose folders hold a module it has
+        already imported (the program would have imported that one instead).
+        """
+        return _without_path(load_time_environment(environ)) == _without_path(self._environment) and not self.ended()
 
     def spawn(
         self, module: str, argv: Sequence[str], environ: Mapping[str, str], output: Path, timeout: float
@@ -307,6 +312,10 @@ def _serve(requests: JsonLines, answers: int) -> None:
         _report_exits(children, answers)
         if request is None:
             continue
+        shadowed = _shadowed_modules(request["environment"].get("PYTHONPATH", ""), request["cwd"])
+        if shadowed:  # the program would import its own copy of a module imported here: it starts cold
+            write_line(answers, {"refused": shadowed})
+            continue
         pid = fork_program(requests, answers, partial(_run_program, request))
         if pid is not None:
             children.add(pid)
@@ -377,10 +386,38 @@ def run_as_main(entry: Callable[[], object]) -> NoReturn:
     raise SystemExit(0)
 
 
+#: The fork server's own ``PYTHONPATH`` (its folders are on its ``sys.path``; a program's replace them).
+_SERVER_PATH, _SERVER_CWD = os.environ.get("PYTHONPATH", ""), str(Path.cwd())
+
+
+def _without_path(environment: dict[str, str]) -> dict[str, str]:
+    return {name: value for name, value in environment.items() if name != "PYTHONPATH"}
+
+
+def _path_entries(pythonpath: str, cwd: str) -> list[str]:
+    """The folders ``PYTHONPATH`` puts on ``sys.path`` (an empty entry is the working folder)."""
+    return [entry or cwd for entry in pythonpath.split(os.pathsep)] if pythonpath else []
+
+
+def _shadowed_modules(pythonpath: str, cwd: str) -> list[str]:
+    """Modules imported here that a folder of ``pythonpath`` not on ``sys.path`` holds a copy of."""
+    imported = {name.partition(".")[0] for name in sys.modules}
+    shadowed: list[str] = []
+    for folder in map(Path, _path_entries(pythonpath, cwd)):
+        if str(folder) in sys.path or not folder.is_dir():
+            continue
+        shadowed += sorted({entry.name.partition(".")[0] for entry in folder.iterdir()} & imported)
+    return shadowed
+
+
 def _run_program(request: dict[str, Any]) -> NoReturn:
     """In the forked child: become ``python -m module argv...`` in its own session."""
     os.setsid()
     become_program(request["cwd"], request["environment"], request["output"])
+    # Its PYTHONPATH's folders right after the program's own, as the interpreter puts them; the fork server's go.
+    own = _path_entries(request["environment"].get("PYTHONPATH", ""), request["cwd"])
+    served = set(_path_entries(_SERVER_PATH, _SERVER_CWD))
+    sys.path[1:] = [*own, *(folder for folder in sys.path[1:] if folder not in own and folder not in served)]
 
     def entry() -> None:
         module = importlib.import_module(request["module"])

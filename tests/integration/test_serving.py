@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ import requests
 from serving_helpers import NAME, column_tensors, metric, records, triton_inputs
 
 from churn.features.derive import FEATURE_INPUTS
+from churn.forkserver import ForkedProcess
 from churn.serving.client import answer_rows, predict_records, read_records_file
 from churn.serving.local import LocalService, ServiceConfig
 
@@ -280,6 +282,16 @@ def test_a_taken_port_fails_fast_with_a_clear_error(churn_service: LocalService,
     )
     with pytest.raises(ChurnError, match=f"port {taken} .* already in use"):
         LocalService(config).start(timeout=10)
+
+
+def test_the_servers_are_forks_of_one_preloaded_process(churn_service: LocalService) -> None:
+    """churn.forkserver: both servers share a parent that imported their stack once (not this process)."""
+    processes = list(churn_service.processes.values())
+    assert len(processes) == 2 and all(isinstance(process, ForkedProcess) for process in processes)
+    parents = {int(Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) for process in processes}
+    assert len(parents) == 1 and os.getpid() not in parents
+    assert b"churn.forkserver" in Path(f"/proc/{parents.pop()}/cmdline").read_bytes()
+    assert all(os.getsid(process.pid) == process.pid for process in processes)  # each its own session
 
 
 ROOT = Path(__file__).resolve().parents[2]

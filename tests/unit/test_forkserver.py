@@ -38,6 +38,8 @@ def main():
         raise ValueError("boom")
     elif what == "exit":
         sys.exit("error: a clear line")
+    elif what == "import":
+        print("imported", __import__(sys.argv[2]).__file__, "first on the path", sys.path[1], flush=True)
     elif what == "thread":  # a non-daemon thread: the interpreter waits for it before it exits
         threading.Thread(target=lambda: (time.sleep(0.5), print("thread done", flush=True))).start()
 """
@@ -134,6 +136,33 @@ def test_a_program_that_would_load_differently_is_not_forked(
     assert server.spawn("probe", ["exit"], environ, tmp_path / "out.log", timeout=60) is None
     assert not (tmp_path / "out.log").exists()
     assert server.serves(_environ(programs, CHURN_ANYTHING="read at run time"))
+
+
+def test_a_program_s_own_pythonpath_comes_first_on_its_path(server: ForkServer, programs: Path, tmp_path: Path) -> None:
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "helper_module.py").write_text("")
+    environ = _environ(programs)
+    environ["PYTHONPATH"] = os.pathsep.join([str(extra), environ["PYTHONPATH"]])
+    assert server.serves(environ)  # PYTHONPATH is not a reason to start cold
+    output = tmp_path / "out.log"
+    process = server.spawn("probe", ["import", "helper_module"], environ, output, timeout=60)
+    assert process is not None and process.wait(timeout=30) == 0
+    assert f"imported {extra / 'helper_module.py'} first on the path {extra}" in output.read_text()
+
+
+def test_a_pythonpath_holding_a_preloaded_module_is_not_forked(
+    server: ForkServer, programs: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "probe.py").write_text("def main():\n    print('the other probe')\n")  # the server imported its own
+    environ = _environ(programs)
+    environ["PYTHONPATH"] = os.pathsep.join([str(other), environ["PYTHONPATH"]])
+    assert server.spawn("probe", ["exit"], environ, tmp_path / "out.log", timeout=60) is None
+    assert not server.ended()  # refused this one only
+    process = server.spawn("probe", ["exit"], _environ(programs), tmp_path / "out.log", timeout=60)
+    assert process is not None and process.wait(timeout=30) == 1
 
 
 def test_a_preload_that_starts_a_thread_makes_the_server_refuse_to_fork(programs: Path, tmp_path: Path) -> None:

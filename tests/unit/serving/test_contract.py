@@ -120,6 +120,45 @@ def test_bad_records_name_field_and_reason(
     assert message in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "written",
+    [
+        "NaT",
+        "today",
+        "2026-1-05",
+        "2026-01-5",
+        "+2026-01-05",
+        "02026-01-05",
+        "2026-01-05T00:00",
+        "20260105",
+        "2026/01/05",
+        "2026-02-30",
+        "2026-13-01",
+        "\uff12\uff10\uff12\uff16-01-05",
+        "2026-01-05 ",
+        "x" * 10,
+    ],
+)
+def test_a_date_not_written_as_a_calendar_yyyy_mm_dd_is_refused_naming_its_row(
+    rows: list[dict[str, Any]], written: str
+) -> None:
+    """The column-at-once shape check names the same row as a check of each value would."""
+    batch = [dict(row, signup_date="2025-01-01", snapshot_date="2026-01-05") for row in rows[:4]]
+    batch[2]["signup_date"] = written
+    with pytest.raises(RequestError) as caught:
+        from_records(batch, max_rows=10)
+    assert caught.value.reason == "bad_date"
+    assert f"'signup_date' in row 2 is {written!r}; expected a date as YYYY-MM-DD" in str(caught.value)
+
+
+def test_dates_of_any_batch_size_are_read_as_calendar_days(rows: list[dict[str, Any]]) -> None:
+    days = pd.date_range("2024-02-27", periods=len(rows), freq="D").strftime("%Y-%m-%d")  # leap day included
+    batch = [dict(row, signup_date=day, snapshot_date="2026-01-05") for row, day in zip(rows, days, strict=True)]
+    columns = from_records(batch, max_rows=len(batch)).columns
+    assert columns["signup_date"].dtype == np.dtype("datetime64[D]")
+    assert list(columns["signup_date"].astype(str)) == list(days)
+
+
 def test_nullable_fields_accept_null_and_every_declared_category_passes(rows: list[dict[str, Any]]) -> None:
     batch = from_records(_one(rows, age=None, gender=None, country="FR", satisfaction_score=None), max_rows=1)
     assert np.isnan(batch.columns["age"][0]) and batch.columns["gender"][0] == "missing"

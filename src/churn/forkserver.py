@@ -252,7 +252,8 @@ class ForkServer:
                 write_line(self._requests, request)
             while True:
                 answer = self._answers.next(timeout=30)
-                if answer is None:
+                if answer is None:  # no pid in time: a late one could not be matched, so fork no more here
+                    self.loaded = False
                     return None
                 if "pid" in answer and "exit" not in answer:
                     return ForkedProcess(self, int(answer["pid"]), [sys.executable, "-m", module, *argv])

@@ -9,8 +9,9 @@ start them from a model URI or directory, wait until each answers ``/v2/health/r
 and stop them (SIGTERM, then SIGKILL) whatever happens.
 
 Each server is a fork of this process's *fork server* (:mod:`churn.forkserver`), which has
-imported KServe, MLflow and the model libraries once: a server then starts in about a second
-of CPU instead of about 13 (``churn serve`` starts two or three; a test run about thirty-five).
+imported KServe, MLflow and the model libraries once (about 11 s of CPU on 2 cores): a server
+then starts in about half a second of CPU instead of about ten (``make bench-server-start``;
+``churn serve`` starts two or three, a test run about thirty-five).
 A server whose load-time environment differs from the fork server's, or any server when
 ``preloaded`` is off, starts as a fresh interpreter (``python -m``), as its container does.
 """
@@ -204,7 +205,7 @@ class ServiceConfig:
 
 
 #: What the three server modules and the model loaders import (KServe, MLflow and its SQL
-#: stores, scikit-learn, XGBoost, LightGBM, skops): about 13 s of CPU, once per fork server.
+#: stores, scikit-learn, XGBoost, LightGBM, skops): about 11 s of CPU, once per fork server.
 PRELOAD = (
     "churn.serving.predictor",
     "churn.serving.transformer",
@@ -220,18 +221,21 @@ PRELOAD = (
 
 
 class _ThisProcess:
-    """The fork server of the calling process: started by the first preloaded service, replaced once it ended."""
+    """The fork server of the calling process: started by the first preloaded service, replaced if killed."""
 
     server: ForkServer | None = None
+    pid = 0  # the process that started it: a fork of the caller starts its own (the pipes are not its)
 
 
 def _fork_server() -> ForkServer:
-    if _ThisProcess.server is not None and _ThisProcess.server.ended():
-        _ThisProcess.server.stop()
-        _ThisProcess.server = None
-    if _ThisProcess.server is None:
-        _ThisProcess.server = ForkServer(PRELOAD, _server_environment({}))
-    return _ThisProcess.server
+    server = _ThisProcess.server
+    if server is not None and _ThisProcess.pid == os.getpid() and server.ended() and server.loaded is not False:
+        server.stop()  # it was killed; one that cannot fork (a preload started a thread) stays: servers start cold
+        server = None
+    if server is None or _ThisProcess.pid != os.getpid():
+        server = _ThisProcess.server = ForkServer(PRELOAD, _server_environment({}))
+        _ThisProcess.pid = os.getpid()
+    return server
 
 
 def _server_environment(extra: dict[str, str]) -> dict[str, str]:

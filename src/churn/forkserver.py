@@ -197,7 +197,7 @@ class ForkServer:
         self._requests = self._process.stdin.fileno()
         self._answers = JsonLines(self._process.stdout.fileno())
         self._lock = threading.Lock()
-        self._environment = load_time_environment(environ)
+        self._environment = _without_path(load_time_environment(environ))  # what a program's must equal
         self._exits: dict[int, int] = {}
         self.loaded: bool | None = None  # None while the server imports; then whether it can fork
 
@@ -217,7 +217,7 @@ class ForkServer:
         would have, and the fork server refuses a program whose folders hold a module it has
         already imported (the program would have imported that one instead).
         """
-        return _without_path(load_time_environment(environ)) == _without_path(self._environment) and not self.ended()
+        return _without_path(load_time_environment(environ)) == self._environment and not self.ended()
 
     def spawn(
         self, module: str, argv: Sequence[str], environ: Mapping[str, str], output: Path, timeout: float

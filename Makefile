@@ -3,6 +3,13 @@
 SHELL := /bin/bash
 BIN := .venv/bin
 
+# Let Python cache the bytecode of what it imports (in .venv, src and tests, all git-ignored).
+# Where PYTHONDONTWRITEBYTECODE is set (this project's CI machines; many container setups)
+# every interpreter compiles MLflow, KServe, scikit-learn... from source on each import:
+# 12.7 s of CPU instead of 6.5 s to import the serving stack; tests/e2e/test_main_job.py
+# took 313 s of CPU instead of 136. Compiled on first import, so only what runs is compiled.
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: help setup run test lint format typecheck pytest prometheus bench bench-training bench-runner bench-serving bench-server-start bench-predlog bench-rollout bench-scoring bench-monitoring bench-drift-sensitivity bench-images bench-scale compile images clean
 
 help: ## List the targets

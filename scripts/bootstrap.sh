@@ -19,10 +19,4 @@ else
   UV=.tools/uv/bin/uv
 fi
 
-# --compile-bytecode: write every package's .pyc now. An interpreter started with
-# PYTHONDONTWRITEBYTECODE=1 (set on this project's CI machines, and common in container
-# images) never writes them, so without this each one compiles MLflow, KServe, scikit-learn...
-# from source on every import: 12.7 s of CPU instead of 6.5 s to import the serving stack,
-# and a test run starts a few hundred interpreters. It costs about a minute once per fresh
-# .venv; a later sync takes a few seconds.
-"$UV" sync --frozen --python 3.11 --quiet --compile-bytecode
+"$UV" sync --frozen --python 3.11 --quiet

@@ -4,7 +4,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 
 # Let Python cache the bytecode of what it imports (in .venv, src and tests, all git-ignored).
-# Where PYTHONDONTWRITEBYTECODE is set (this project's CI machines; many container setups)
+# Where PYTHONDONTWRITEBYTECODE is set (the build machines here; many container setups)
 # every interpreter compiles MLflow, KServe, scikit-learn... from source on each import:
 # 12.7 s of CPU instead of 6.5 s to import the serving stack; tests/e2e/test_main_job.py
 # took 313 s of CPU instead of 136. Compiled on first import, so only what runs is compiled.

@@ -3,7 +3,8 @@
 # with a daemon, else podman/buildah, installed from Debian's packages when missing); PUSH=1
 # also pushes them. Tags follow the package version, as components/_image.py pins it.
 #   IMAGES="churn-serving mlflow" scripts/build_images.sh    builds a subset
-#   NO_CACHE=1 scripts/build_images.sh                       rebuilds every layer (a cold build)
+#   NO_CACHE=1 scripts/build_images.sh                       rebuilds every layer and empties uv's
+#                                                            cache mount first (a cold build)
 # Where no registry serves the base image, scripts/build_base_image.sh builds a stand-in first.
 # Prints each image's build time and size at the end; writes each image's CycloneDX SBOM to
 # dist/sbom/<image>-<version>.cdx.json.
@@ -34,7 +35,16 @@ for bundle in "${CA_BUNDLE:-}" /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/c
 done
 
 no_cache=()
-[[ "${NO_CACHE:-0}" == "1" ]] && no_cache=(--no-cache)
+if [[ "${NO_CACHE:-0}" == "1" ]]; then
+  no_cache=(--no-cache)
+  # --no-cache leaves cache mounts alone: uv's (shared by the three builds, see the Dockerfiles)
+  # is emptied too, so a cold build downloads and unpacks every wheel as a fresh machine does.
+  if [[ "$CONTAINER_ENGINE" == podman ]]; then
+    rm -rf "${TMPDIR:-/var/tmp}/buildah-cache" "${TMPDIR:-/var/tmp}/buildah-cache-$(id -u)"
+  else
+    "$CONTAINER_ENGINE" builder prune -f --filter type=exec.cachemount >/dev/null
+  fi
+fi
 report=()
 for name in "${selected[@]}"; do
   [[ -n "${images[$name]:-}" ]] || { echo "build_images: unknown image $name (one of ${!images[*]})" >&2; exit 1; }

@@ -53,6 +53,39 @@ def test_dockerfile_builds_from_the_lock_as_non_root(name: str) -> None:
             assert (ROOT / path).exists(), f"{name}: COPY source {path} is missing"
 
 
+UV_CACHE_MOUNT = "--mount=type=cache,target=/root/.cache/uv"
+
+
+def _instructions(text: str) -> list[str]:
+    """A Dockerfile's instructions, comments dropped and continuation lines joined."""
+    joined = re.sub(r"\\\n", " ", "\n".join(line for line in text.splitlines() if not line.startswith("#")))
+    return [line for line in joined.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_uv_keeps_its_cache_out_of_every_layer(name: str) -> None:
+    """uv's downloads and unpacked wheels (about 1 GB per image) sit in a cache mount the three
+    builds share, never in a layer: every build-stage step that runs uv mounts it, and copies
+    out of it (UV_LINK_MODE=copy) rather than hard-linking into a folder the image will not have."""
+    text = DOCKERFILES[name].read_text()
+    build, final = text[: text.rindex("\nFROM ")], _final_stage(text)
+    steps = [step for step in _instructions(build) if step.startswith("RUN") and re.search(r"\buv |write-sbom", step)]
+    assert steps, f"{name}: no build step runs uv"
+    for step in steps:
+        assert UV_CACHE_MOUNT in step, f"{name}: {step[:120]}"
+    assert "UV_LINK_MODE=copy" in build and "type=cache" not in final
+
+
+def test_the_three_build_stages_share_their_first_layers() -> None:
+    """Up to uv's install the build stages are the same instructions: a build of all three makes those layers once."""
+    prefixes = set()
+    for text in (path.read_text() for path in DOCKERFILES.values()):
+        steps = _instructions(text[text.index("\nFROM ") :])
+        install_uv = next(i for i, step in enumerate(steps) if "pip install --no-cache-dir uv==" in step)
+        prefixes.add(tuple(steps[: install_uv + 1]))
+    assert len(prefixes) == 1, prefixes
+
+
 @pytest.mark.parametrize("name", DOCKERFILES)
 def test_every_stage_of_every_image_runs_with_telemetry_off(name: str) -> None:
     """Build stages and the final image: nothing of ours sends MLflow usage data unless switched on."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -180,14 +181,20 @@ def test_second_run_keeps_the_champion_unless_beaten(first_run: Trained, mlflow_
     assert new.tags["data_fingerprint"] == first.tags["data_fingerprint"]  # really the same data
 
 
-def test_unreachable_tracking_server_fails_fast(first_run: Trained, closed_port_uri: str, tmp_path: Path) -> None:
+def test_unreachable_tracking_server_fails_fast(
+    first_run: Trained, closed_port_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     champion = _alias(CHAMPION)
+    temporary = tmp_path / "temporary"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))  # where kfp.local.init makes its workspace
     # The local run checks the server before any task starts.
     start = time.perf_counter()
     with pytest.raises(ChurnError, match=f"MLflow tracking server {re.escape(closed_port_uri)} is unreachable"):
         _train(tmp_path / "local", closed_port_uri, rows=1000)
     assert time.perf_counter() - start < 15
     assert not list((tmp_path / "local").rglob("train-model*"))  # nothing trained
+    assert not list(temporary.iterdir())  # and no KFP workspace folder left behind
     # In a cluster the register task itself is the check: it fails at once, with bounded retries.
     start = time.perf_counter()
     with pytest.raises(ChurnError, match="unreachable"):

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -172,7 +172,6 @@ def run_local(
         task_runner = kfp.local.SubprocessRunner(use_venv=False)
     else:
         raise ChurnError(f"unknown runner {runner!r}; known: subprocess, docker")
-    kfp.local.init(runner=task_runner, pipeline_root=str(root), raise_on_error=True)
     start = time.perf_counter()
     pipeline = pipeline_definition(name)
     if tracking_uri.startswith(("http://", "https://")):
@@ -182,6 +181,11 @@ def run_local(
         from churn.registry.mlflow_registry import connect_registry
 
         connect_registry(tracking_uri, timeout=settings.mlflow.timeout_seconds, retries=settings.mlflow.max_retries)
+    kfp.local.init(runner=task_runner, pipeline_root=str(root), raise_on_error=True)
+    # init makes a temporary workspace folder on every call; KFP removes it when the pipeline has run,
+    # but a run that failed before (bad parameters) left it in the temporary folder. So init comes
+    # after the server check, and the folder goes when the run ends (only if empty).
+    workspace = Path(kfp.local.config.LocalExecutionConfig.instance.workspace_root)
     stop = threading.Event()
     follower = None
     if log:
@@ -205,6 +209,8 @@ def run_local(
     except RuntimeError as exc:
         raise failure(name, exc, root / folders[0] if folders else None, log) from None
     finally:
+        with suppress(OSError):
+            workspace.rmdir()
         stop.set()
         if follower:
             follower.join(timeout=5)

@@ -94,7 +94,13 @@ def local_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     """
     monkeypatch.setenv("CHURN_WARM_TEST", "seen")
     monkeypatch.chdir(tmp_path)
-    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    # A workspace of the test's own: init would make one in /tmp, which only a pipeline run removes.
+    (tmp_path / "workspace").mkdir()
+    kfp.local.init(
+        runner=kfp.local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(tmp_path / "root"),
+        workspace_root=str(tmp_path / "workspace"),
+    )
     with task_environment(Settings(data_dir=tmp_path / "data")):
         yield tmp_path
 

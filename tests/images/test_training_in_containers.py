@@ -152,7 +152,15 @@ def test_a_task_that_exits_non_zero_in_its_container_fails_the_run(tmp_path: Pat
     root = tmp_path / "root"
     root.mkdir(mode=0o1777)
     root.chmod(0o1777)  # written by the image's uid 10001
-    kfp.local.init(runner=kfp.local.DockerRunner(network_mode="host"), pipeline_root=str(root), raise_on_error=True)
+    # A workspace of the test's own (mounted at /kfp-workspace): init would make one in /tmp, which only
+    # a pipeline run removes.
+    (tmp_path / "workspace").mkdir()
+    kfp.local.init(
+        runner=kfp.local.DockerRunner(network_mode="host"),
+        pipeline_root=str(root),
+        raise_on_error=True,
+        workspace_root=str(tmp_path / "workspace"),
+    )
     with containers_kept_until_read(), pytest.raises(RuntimeError, match=r"exit-with.*FAILURE"):
         exit_with(code=3)
     with containers_kept_until_read():

@@ -15,9 +15,10 @@ by default):
 Clients are tritonclient (HTTP and gRPC) in this process; each single-row figure is
 sequential (one client) and with 8 concurrent clients (threads, one client each);
 batches are 1,000 rows. Servers and clients share the machine's cores, as they would
-on one node. A front door's batch rate is compared with L1's measured just before and
-after it (their mean), not with the run's first L1 figure: a shared machine's load moves
-over the run's minutes, and the ratio should not move with it.
+on one node. A front door's batch rate is compared with L1's measured beside it, in
+alternating blocks (the median of neighbouring blocks' ratios, with a bootstrap
+95% interval), not with the run's first L1 figure: a shared machine's load moves over the
+run's minutes, and the ratio should not move with it.
 
 The prediction log (issue 15) is measured apart: the transformer path (gRPC hop), single
 rows over REST and gRPC, with the log off and on (a local folder, 1 s flush): both pairs
@@ -297,21 +298,67 @@ def paired_single_row(ours: Client, peer: Client, rounds: int, block: int) -> di
     return {**rps, "block": block, "ratio": ratio_summary(rps["ours"], rps["peer"])}
 
 
+def batch_ratio(r: dict[str, Any], key: str) -> str:
+    """Level ``key``'s batch rows/s over L1's: the paired blocks' median and interval, else the plain ratio."""
+    batch = r[key]["batch"]
+    q = batch.get("ratio")
+    if q is None:
+        return f"{batch['rows_per_s'] / paired_l1(r, key):.2f}x"
+    return (
+        f"{q['median']:.2f}x (IQR {q['q1']:.2f}-{q['q3']:.2f}, 95% CI {q['ci_low']:.2f}-{q['ci_high']:.2f}; "
+        f"{batch['rows_per_s']:,.0f} / {batch['l1_rows_per_s']:,.0f} rows/s)"
+    )
+
+
 def paired_l1(r: dict[str, Any], key: str) -> float:
     """L1's batch rows/s measured beside level ``key``'s batch (the run's L1 figure for older results)."""
     return float(r[key]["batch"].get("l1_rows_per_s", r["L1"]["batch"]["rows_per_s"]))
 
 
 # --------------------------------------------------------------------------- the run
+def paired_batch(call: Callable[[int], Any], l1_batch: Callable[[int], Any], rounds: int, block: int) -> dict[str, Any]:
+    """A front door's batch rows/s and L1's, in alternating blocks of ``block`` batches (as the single-row pairs).
+
+    The machine's load moves over a run (L1 alone moved 2x between runs of this script), so
+    each block of the front door is compared with the L1 block beside it: the ratio is the
+    median of the ``rounds`` neighbouring pairs, with its quartiles and a bootstrap 95% CI.
+    """
+    call(0)
+    l1_batch(0)
+    rows: dict[str, list[float]] = {"ours": [], "l1": []}
+    for r in range(rounds):
+        for side in ("ours", "l1") if r % 2 == 0 else ("l1", "ours"):
+            run = call if side == "ours" else l1_batch
+            start = time.perf_counter()
+            for i in range(block):
+                run(r * block + i)
+            rows[side].append(block * BATCH / (time.perf_counter() - start))
+    return {
+        "rows_per_s": float(np.median(rows["ours"])),
+        "l1_rows_per_s": float(np.median(rows["l1"])),
+        "ratio": ratio_summary(rows["ours"], rows["l1"]),
+        "blocks": rounds,
+        "block": block,
+    }
+
+
+#: Paired batch blocks (rounds, batches per block), full run and --quick.
+PAIRED_BATCH = {False: (20, 5), True: (10, 3)}
+
+
 def measure_endpoint(
-    client: Client, n: int, n_each: int, repeats: int, l1: Callable[[], float] | None = None
+    client: Client,
+    n: int,
+    n_each: int,
+    repeats: int,
+    l1_batch: Callable[[int], Any] | None = None,
+    paired: tuple[int, int] = PAIRED_BATCH[False],
 ) -> dict[str, Any]:
-    """Single-row latency, 8 clients, batches; with ``l1``, L1's batch rows/s measured just before and after."""
-    before = l1() if l1 else None
-    batch = batch_run(client.make(BATCH), repeats)
-    if l1 and before:
-        # The machine's load moves over a run: the batch is compared with L1 measured beside it.
-        batch["l1_rows_per_s"] = (before + l1()) / 2
+    """Single-row latency, 8 clients, batches; with ``l1_batch``, batches paired with L1's (:func:`paired_batch`)."""
+    if l1_batch is None:
+        batch = batch_run(client.make(BATCH), repeats)
+    else:
+        batch = paired_batch(client.make(BATCH), l1_batch, *paired)
     return {
         "single": latency_run(client.make(), n),
         "concurrent8": concurrent_run(client.make, 8, n_each),
@@ -327,7 +374,8 @@ def measure_columns(
     n: int,
     n_each: int,
     repeats: int,
-    l1: Callable[[], float] | None = None,
+    l1_batch: Callable[[int], Any] | None = None,
+    paired: tuple[int, int] = PAIRED_BATCH[False],
 ) -> dict[str, Any]:
     """The front door fed one tensor per raw column: over gRPC, and over REST in the binary extension."""
     result = {}
@@ -345,7 +393,7 @@ def measure_columns(
             columns=True,
             binary=binary,
         )
-        result[f"{level}_{proto}_columns"] = measure_endpoint(client, n, n_each, repeats, l1)
+        result[f"{level}_{proto}_columns"] = measure_endpoint(client, n, n_each, repeats, l1_batch, paired)
     return result
 
 
@@ -396,9 +444,7 @@ def main() -> None:
         def l1_batch(i: int) -> Any:
             return model.predict_proba(records[(i % slices) * BATCH : (i % slices + 1) * BATCH])
 
-        def l1() -> float:
-            return batch_run(l1_batch, max(3, repeats // 4))["rows_per_s"]
-
+        paired = PAIRED_BATCH[args.quick]
         result["L1"] = {
             "single": latency_run(lambda i: model.predict_proba(records[i % len(records)]), n),
             "batch": batch_run(l1_batch, repeats),
@@ -419,9 +465,9 @@ def main() -> None:
                 for proto, port in (("http", config.transformer_http_port), ("grpc", config.transformer_grpc_port)):
                     print(f"L4 transformer {proto} (hop {hop})...", file=sys.stderr)
                     client = Client(proto, f"{host}:{port}", matrix_input=None, records=records, matrix=matrix)
-                    result[f"L4_{proto}_hop_{hop}"] = measure_endpoint(client, n, n_each, repeats, l1)
+                    result[f"L4_{proto}_hop_{hop}"] = measure_endpoint(client, n, n_each, repeats, l1_batch, paired)
                 if hop == "grpc-v2":
-                    result |= measure_columns(config, "L4", records, matrix, n, n_each, repeats, l1)
+                    result |= measure_columns(config, "L4", records, matrix, n, n_each, repeats, l1_batch, paired)
         config = ServiceConfig.on_free_ports(str(model_dir), tracking_uri=tracking, mode="single", log_dir=workdir)
         with LocalService(config).start(timeout=120):
             single_pass = {}
@@ -429,8 +475,8 @@ def main() -> None:
                 print(f"L5 single pass {proto}...", file=sys.stderr)
                 client = Client(proto, f"{config.host}:{port}", matrix_input=None, records=records, matrix=matrix)
                 single_pass[proto] = client
-                result[f"L5_{proto}"] = measure_endpoint(client, n, n_each, repeats, l1)
-            result |= measure_columns(config, "L5", records, matrix, n, n_each, repeats, l1)
+                result[f"L5_{proto}"] = measure_endpoint(client, n, n_each, repeats, l1_batch, paired)
+            result |= measure_columns(config, "L5", records, matrix, n, n_each, repeats, l1_batch, paired)
 
             # MLServer while the single-pass server is still up (idle), for the paired blocks below.
             ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
@@ -650,10 +696,7 @@ def print_table(r: dict[str, Any]) -> None:
         ("grpc columns", "L4_grpc_columns"),
         ("http binary columns", "L4_http_columns"),
     ):
-        print(
-            f"  transformer {BATCH:,}-row batch / L1 rows/s, {label:<19}  "
-            f"{ratio(r[key]['batch']['rows_per_s'], paired_l1(r, key))}   [>= 0.5x]"
-        )
+        print(f"  transformer {BATCH:,}-row batch / L1 rows/s, {label:<19}  {batch_ratio(r, key)}   [>= 0.5x]")
     columns = r["L4_grpc_columns"]
     print(
         f"  transformer path / predictor alone, grpc columns hop grpc-v2  1 client "
@@ -686,10 +729,7 @@ def print_table(r: dict[str, Any]) -> None:
         ("grpc columns", "L5_grpc_columns"),
         ("http binary columns", "L5_http_columns"),
     ):
-        print(
-            f"  single pass {BATCH:,}-row batch / L1 rows/s, {label:<19}  "
-            f"{ratio(r[key]['batch']['rows_per_s'], paired_l1(r, key))}   [>= 0.5x]"
-        )
+        print(f"  single pass {BATCH:,}-row batch / L1 rows/s, {label:<19}  {batch_ratio(r, key)}   [>= 0.5x]")
 
 
 if __name__ == "__main__":

@@ -137,6 +137,15 @@ class ServingSettings(BaseModel):
     predictor_protocol: Literal["grpc-v2", "v2"] = Field(
         "grpc-v2", description="How the transformer calls the predictor: gRPC (default) or V2 REST."
     )
+    batch_threads: int = Field(
+        0,
+        ge=0,
+        description="Threads the model predicts a large batch on (0: the cores the server may use, from its CPU "
+        "affinity and cgroup quota); smaller requests predict on one thread, concurrency comes from requests.",
+    )
+    batch_threads_min_rows: int = Field(
+        256, ge=1, description="Records from which a request counts as a large batch for batch_threads."
+    )
     start_timeout_seconds: float = Field(120, gt=0, description="How long `churn serve` waits for both servers.")
     body_read_timeout_seconds: float = Field(
         30, gt=0, description="Longest wait for the rest of a request body before the servers answer 408."

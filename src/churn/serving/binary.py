@@ -224,6 +224,29 @@ def raw_bytes_tensor(items: Sequence[bytes]) -> bytes:
     return b"".join([pack(len(item)) + item for item in items])
 
 
+def raw_text_tensor(texts: Sequence[str]) -> bytes:
+    """The raw data of a BYTES tensor of UTF-8 ``texts``: :func:`raw_bytes_tensor` of their encodings.
+
+    Customer ids are mostly ASCII of one width (``C0012345``): then the answer is a grid, each
+    row a 4-byte length and the id, written by numpy at once (a 1,000-id answer's 0.6 ms of
+    per-id encoding and packing becomes tens of microseconds).
+    """
+    joined = "".join(texts)
+    width = len(texts[0]) if texts else 0
+    # n ids of at most the first's width whose lengths add up to n widths are all of that width.
+    if (
+        len(texts) >= _FIXED_WIDTH_MIN_ELEMENTS
+        and joined.isascii()
+        and len(joined) == width * len(texts)
+        and max(map(len, texts)) == width
+    ):
+        grid = np.empty((len(texts), 4 + width), dtype=np.uint8)
+        grid[:, :4] = np.frombuffer(_LENGTH.pack(width), dtype=np.uint8)
+        grid[:, 4:] = np.frombuffer(joined.encode("ascii"), dtype=np.uint8).reshape(len(texts), width)
+        return grid.tobytes()
+    return raw_bytes_tensor([text.encode() for text in texts])
+
+
 def _parameters(value: Any, where: str) -> dict[str, Any] | None:
     if value is None:
         return None

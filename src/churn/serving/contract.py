@@ -26,6 +26,7 @@ import operator
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -41,7 +42,8 @@ RECORDS_INPUT = "records"
 REQUIRED_FIELDS: tuple[RawColumn, ...] = tuple(COLUMNS_BY_NAME[name] for name in FEATURE_INPUTS)
 OPTIONAL_FIELDS: tuple[str, ...] = (ID,)
 _ALLOWED = frozenset(FEATURE_INPUTS) | frozenset(OPTIONAL_FIELDS)
-_FIELD_GETTER = operator.itemgetter(*(c.name for c in REQUIRED_FIELDS))
+_REQUIRED_NAMES = frozenset(FEATURE_INPUTS)
+_FIELD_GETTERS = tuple(operator.itemgetter(c.name) for c in REQUIRED_FIELDS)
 _NUMERIC_FIELDS = tuple(c for c in REQUIRED_FIELDS if c.kind in (Kind.INT, Kind.FLOAT))
 _REQUIRED = np.asarray([not c.nullable for c in _NUMERIC_FIELDS])
 _LOW = np.asarray([-np.inf if c.min is None else c.min for c in _NUMERIC_FIELDS])
@@ -52,6 +54,10 @@ _TEXT_TYPES = frozenset({str, type(None)})
 #: C0 and C1 control characters: no field of a record holds one (NUL, escapes, line breaks, DEL...).
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _CATEGORIES = {c.name: frozenset((*c.categories, None)) for c in REQUIRED_FIELDS if c.kind is Kind.CATEGORY}
+#: A category column's text dtype, wide enough for its values and MISSING: numpy need not measure them (2x faster).
+_CATEGORY_DTYPES = {
+    c.name: np.dtype(f"<U{max(map(len, (*c.categories, MISSING)))}") for c in REQUIRED_FIELDS if c.kind is Kind.CATEGORY
+}
 #: Longest customer_id echoed back.
 MAX_ID_LENGTH = 128
 _NUMERIC_DATATYPES = frozenset(
@@ -99,6 +105,34 @@ def from_records(records: Any, *, max_rows: int, where: str = "instances") -> Ba
     if not isinstance(records, Sequence) or isinstance(records, (str, bytes)):
         raise RequestError("malformed_request", f"{where} must be a list of customer records (JSON objects)")
     check_batch_size(len(records), max_rows)
+    # The common case in C-level passes: every record a dict, with one of a few key orders, each allowed.
+    key_orders = set(map(tuple, records)) if set(map(type, records)) == {dict} else None
+    if key_orders is None or not all(map(_allowed_fields, key_orders)):
+        _name_the_record_at_fault(records, where)
+    values = _values_by_field(records, key_orders)
+    columns = {c.name: _column_from_values(c, v, where) for c, v in zip(REQUIRED_FIELDS, values, strict=True)}
+    ids = None
+    if any(ID in r for r in records):
+        ids = _check_ids([record.get(ID) for record in records])
+    return _checked(columns, ids, where)
+
+
+def _allowed_fields(names: tuple[str, ...]) -> bool:
+    return _ALLOWED.issuperset(names) and _REQUIRED_NAMES.issubset(names)
+
+
+def _values_by_field(records: Sequence[Any], key_orders: set[tuple[str, ...]] | None) -> list[list[Any]]:
+    """Each required field's values (every field is present), in REQUIRED_FIELDS' order."""
+    if key_orders is not None and len(key_orders) == 1:
+        # One key order in every record (one client's serializer): all values in one C-level pass, then sliced.
+        (keys,) = key_orders
+        flat = list(chain.from_iterable(map(dict.values, records)))
+        return [flat[keys.index(c.name) :: len(keys)] for c in REQUIRED_FIELDS]
+    return [list(map(getter, records)) for getter in _FIELD_GETTERS]
+
+
+def _name_the_record_at_fault(records: Sequence[Any], where: str) -> None:
+    """Refuse the first record that is not an object or whose fields are not the contract's."""
     checked_keys = None
     for row, record in enumerate(records):
         if type(record) is not dict and not isinstance(record, Mapping):  # the exact type first: the ABC is slow
@@ -108,22 +142,20 @@ def from_records(records: Any, *, max_rows: int, where: str = "instances") -> Ba
         if record.keys() != checked_keys:  # records of a batch mostly share one key set: check it once
             _check_field_names(record.keys(), f"{where}[{row}]")
             checked_keys = record.keys()
-    # One C-level tuple per record, transposed into one list per field (every field is present).
-    by_field = zip(*map(_FIELD_GETTER, records), strict=True)
-    columns = {
-        c.name: _column_from_values(c, list(values), where) for c, values in zip(REQUIRED_FIELDS, by_field, strict=True)
-    }
-    ids = None
-    if any(ID in r for r in records):
-        ids = _check_ids([record.get(ID) for record in records])
-    return _checked(columns, ids, where)
 
 
 def from_records_tensor(elements: Sequence[Any], *, max_rows: int) -> Batch:
     """Validate the V2 ``records`` input: JSON objects, or JSON arrays of objects, one per element."""
     records = _parsed_at_once(elements, max_rows)
     if records is not None:
-        return from_records(records, max_rows=max_rows, where=RECORDS_INPUT)
+        try:
+            return from_records(records, max_rows=max_rows, where=RECORDS_INPUT)
+        except (RequestError, RecursionError):
+            # Records the contract took hold no container (every field's values are scalars), so
+            # only a refused batch can hold JSON nested past the limit: refused for that first,
+            # element by element below, as it was before any field was looked at.
+            if json_depth(records, MAX_JSON_DEPTH + 1) <= MAX_JSON_DEPTH + 1:
+                raise
     records = []
     for index, element in enumerate(elements):
         text = element
@@ -148,10 +180,10 @@ def from_records_tensor(elements: Sequence[Any], *, max_rows: int) -> Batch:
 def _parsed_at_once(elements: Sequence[Any], max_rows: int) -> list[Any] | None:
     """The records of a well-formed ``records`` input in one C-level pass; None for anything else.
 
-    The common case (every element UTF-8 JSON that orjson reads, nested within the bound,
-    at most ``max_rows`` of them) costs one orjson call per element, and a depth walk only when
-    the elements are not flat objects (a bracket count over all of them tells).
-    Anything else returns None and goes element by element, which names the element at
+    The common case (every element a JSON object that orjson reads, at most ``max_rows`` of
+    them) costs one orjson call per element; their nesting is looked at only if the contract
+    refuses them (:func:`from_records_tensor`). Elements that are arrays are walked for depth
+    here. Anything else returns None and goes element by element, which names the element at
     fault, reads what only Python's parser reads (NaN tokens) and stops at the row limit.
     """
     if len(elements) > max_rows:
@@ -160,28 +192,14 @@ def _parsed_at_once(elements: Sequence[Any], max_rows: int) -> list[Any] | None:
         parsed = list(map(orjson.loads, elements))
     except (orjson.JSONDecodeError, TypeError):
         return None
-    objects = all(type(item) is dict for item in parsed)
-    # Objects holding one bracket each in all hold no container: one level deep. Else walk (the list is a level).
-    if not (objects and _one_bracket_each(elements)) and json_depth(parsed, MAX_JSON_DEPTH + 1) > MAX_JSON_DEPTH + 1:
-        return None
-    if objects:
+    if set(map(type, parsed)) == {dict}:
         return parsed
+    if json_depth(parsed, MAX_JSON_DEPTH + 1) > MAX_JSON_DEPTH + 1:  # the list is a level
+        return None
     records: list[Any] = []
     for item in parsed:
         records.extend(item if type(item) is list else [item])
     return records if len(records) <= max_rows else None
-
-
-def _one_bracket_each(elements: Sequence[Any]) -> bool:
-    """Whether the elements hold as many brackets as there are elements (counting those inside strings too)."""
-    kinds = set(map(type, elements))
-    if kinds == {bytes}:
-        data = b"".join(elements)
-        return data.count(b"{") + data.count(b"[") == len(elements)
-    if kinds == {str}:
-        text = "".join(elements)
-        return text.count("{") + text.count("[") == len(elements)
-    return False
 
 
 def from_tensors(tensors: Mapping[str, tuple[str, Sequence[int], np.ndarray | list[Any]]], *, max_rows: int) -> Batch:
@@ -295,11 +313,13 @@ def _column_from_values(column: RawColumn, values: list[Any], where: str) -> np.
     if not column.nullable and type(None) in kinds:
         row = values.index(None)
         raise RequestError("null_not_allowed", f"{name!r} in row {row} is null; it is required")
-    _check_utf8(name, values)
-    _check_no_control(name, values)
+    allowed = _CATEGORIES.get(name)
+    # Declared categories are printable UTF-8: a column of them needs no text checks.
+    if allowed is None or not allowed.issuperset(values):
+        _check_utf8(name, values)
+        _check_no_control(name, values)
     if column.kind is Kind.DATE:
         return _dates(name, values)
-    allowed = _CATEGORIES.get(name)
     if allowed is not None and not allowed.issuperset(values):
         row = next(i for i, v in enumerate(values) if v not in allowed)
         raise RequestError(
@@ -308,7 +328,7 @@ def _column_from_values(column: RawColumn, values: list[Any], where: str) -> np.
         )
     if type(None) in kinds:
         values = [MISSING if v is None else v for v in values]
-    return np.asarray(values, dtype=str)
+    return np.asarray(values, dtype=_CATEGORY_DTYPES.get(name, str))
 
 
 def _check_utf8(name: str, values: list[Any]) -> None:

@@ -22,8 +22,8 @@ from churn.serving.contract import check_batch_size, check_request_id, requested
 from churn.serving.loading import ServedModel
 from churn.serving.metrics import MODEL_INFO, count_validation_failure, serve_version
 from churn.serving.refusal import RequestError
+from churn.serving.threads import ThreadedPredict
 from churn.telemetry import telemetry_off_by_default
-from churn.training.models import set_threads
 
 FEATURES_INPUT = "features"
 PROBABILITY_OUTPUT = "churn_probability"
@@ -48,9 +48,9 @@ class ChurnPredictor(Model):  # type: ignore[misc]
         self.served = served
         self.max_batch_size = max_batch_size
         self.threads = threads
+        self._predict_matrix = ThreadedPredict.from_settings(served.model, threads)
 
     def load(self) -> bool:
-        set_threads(self.served.model.family, self.served.model.estimator, self.threads)
         serve_version(self.served.version)
         MODEL_INFO.info(
             {"model_name": self.name, "model_version": self.served.version, "family": self.served.model.family}
@@ -75,7 +75,7 @@ class ChurnPredictor(Model):  # type: ignore[misc]
         except RequestError as exc:
             count_validation_failure(exc.reason)
             raise InvalidInput(exc.message) from None
-        probabilities = self.served.model.predict_matrix(matrix)
+        probabilities = self._predict_matrix(matrix)
         if isinstance(payload, dict):
             return {
                 "predictions": probabilities.tolist(),

@@ -35,7 +35,7 @@ class ChurnSinglePass(ChurnTransformer):
         return payload
 
     def predict(self, payload: np.ndarray, headers: dict[str, str] | None = None) -> np.ndarray:
-        return self.served.model.predict_matrix(payload)
+        return self._predict_matrix(payload)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,7 +26,7 @@ from kserve.errors import InvalidInput
 from kserve.utils.inference_client_factory import InferenceClientFactory
 
 from churn.scoring.reasons import SHAP, Explainer, TopReasons, reason_records, reasons_json
-from churn.serving.binary import raw_bytes_tensor, tensor_elements
+from churn.serving.binary import raw_text_tensor, tensor_elements
 from churn.serving.contract import (
     RECORDS_INPUT,
     Batch,
@@ -50,8 +50,8 @@ from churn.serving.metrics import (
 from churn.serving.predictor import FEATURES_INPUT, PROBABILITY_OUTPUT, THRESHOLD_PARAMETER
 from churn.serving.refusal import RequestError
 from churn.serving.shadow import ShadowPredictor, answer_threshold
+from churn.serving.threads import ThreadedPredict
 from churn.telemetry import telemetry_off_by_default
-from churn.training.models import set_threads
 
 if TYPE_CHECKING:  # imported by main() only when the log is on
     from churn.predictions.logger import PredictionLogger
@@ -178,14 +178,15 @@ class ChurnTransformer(Model):  # type: ignore[misc]
         self.shadow = shadow
         self.reasons_method = reasons_method
         self._explainer: Explainer | None = None
+        # Reasons of a request's few rows on one thread: the estimator keeps its training n_jobs
+        # otherwise, and OpenMP's second thread made one row's TreeSHAP 10-50x slower on busy cores.
+        # A large batch predicts on the server's cores (single pass; see churn.serving.threads).
+        self._predict_matrix = ThreadedPredict.from_settings(served.model, threads=1)
 
     def load(self) -> bool:
         model = self.served.model
         serve_version(self.served.version)
         MODEL_INFO.info({"model_name": self.name, "model_version": self.served.version, "family": model.family})
-        # Reasons of a request's few rows on one thread: the estimator keeps its training n_jobs
-        # otherwise, and OpenMP's second thread made one row's TreeSHAP 10-50x slower on busy cores.
-        set_threads(model.family, model.estimator, 1)
         # Built once (a forest's path tables); used only by requests that ask for reasons.
         self._explainer = Explainer(model, self.reasons_method)
         self.ready = True
@@ -306,13 +307,14 @@ class ChurnTransformer(Model):  # type: ignore[misc]
             InferOutput(LABEL_OUTPUT, [len(labels)], "INT32", data=labels),
         ]
         if pending.customer_ids is not None:
-            encoded = [c.encode() for c in pending.customer_ids]
+            ids = pending.customer_ids
             if pending.grpc:
                 # KServe serialises a BYTES array element by element; gRPC takes the raw form as it is.
-                ids_output = InferOutput(ID_OUTPUT, [len(encoded)], "BYTES")
-                ids_output._raw_data = raw_bytes_tensor(encoded)
+                ids_output = InferOutput(ID_OUTPUT, [len(ids)], "BYTES")
+                ids_output._raw_data = raw_text_tensor(ids)
             else:
-                ids_output = InferOutput(ID_OUTPUT, [len(encoded)], "BYTES", data=np.asarray(encoded, dtype=np.object_))
+                encoded = np.asarray([c.encode() for c in ids], dtype=np.object_)
+                ids_output = InferOutput(ID_OUTPUT, [len(ids)], "BYTES", data=encoded)
             outputs.append(ids_output)
         if pending.outputs is not None:
             if REASONS_OUTPUT in pending.outputs:

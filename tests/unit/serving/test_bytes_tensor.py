@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from kserve.protocol.infer_type import deserialize_bytes_tensor, serialize_byte_tensor
 
-from churn.serving.binary import bytes_elements, raw_bytes_tensor
+from churn.serving.binary import bytes_elements, raw_bytes_tensor, raw_text_tensor
 from churn.serving.refusal import RequestError
 
 pytestmark = pytest.mark.unit
@@ -58,3 +58,22 @@ def test_a_column_of_one_width_reads_as_kserve_reads_it(items: list[bytes], chan
     if change == 3:
         with pytest.raises(RequestError, match="shape"):
             bytes_elements("country", [len(items) - 1], raw)
+
+
+@given(
+    st.integers(0, 12).flatmap(
+        lambda width: st.lists(
+            st.text(st.characters(max_codepoint=127), min_size=width, max_size=width), min_size=0, max_size=300
+        )
+    ),
+    st.integers(0, 3),
+)
+def test_texts_are_written_as_their_utf8_encodings_are(texts: list[str], change: int) -> None:
+    """Ids of one ASCII width are written as one grid; any other column goes element by element, the same bytes."""
+    if change == 1 and texts:
+        texts = [*texts[:-1], texts[-1] + "x"]  # one id wider
+    if change == 2 and texts:
+        texts = [*texts[:-1], texts[-1][:-1] + "é"] if texts[-1] else [*texts[:-1], "é"]  # not ASCII
+    if change == 3 and len(texts) > 1:
+        texts = [texts[0] + "ab", *texts[1:-1], texts[-1][:-2] if len(texts[-1]) >= 2 else texts[-1]]  # same total
+    assert raw_text_tensor(texts) == raw_bytes_tensor([t.encode() for t in texts])

@@ -52,6 +52,34 @@ def test_records_give_the_columns_the_training_path_reads(frame: pd.DataFrame, r
     assert batch.rows == 500 and batch.customer_ids == frame["customer_id"].tolist()
 
 
+def test_records_in_any_key_order_give_the_same_columns(rows: list[dict[str, Any]]) -> None:
+    """One key order for the whole batch (sliced from all values at once), or several (read field by field)."""
+    want = from_records(rows, max_rows=1_000)
+    reversed_keys = [dict(reversed(r.items())) for r in rows]
+    mixed = [r if i % 3 else reversed_keys[i] for i, r in enumerate(rows)]
+    for records in (reversed_keys, mixed):
+        got = from_records(records, max_rows=1_000)
+        _same_columns(got.columns, want.columns)
+        assert got.customer_ids == want.customer_ids
+    without_ids = [{k: v for k, v in r.items() if k != "customer_id"} for r in mixed]
+    assert from_records(without_ids, max_rows=1_000).customer_ids is None
+
+
+def test_declared_categories_are_printable_text_that_fits_its_column(rows: list[dict[str, Any]]) -> None:
+    """What lets a column of declared categories skip the text checks, and be stored at a fixed width."""
+    from churn.data.schema import Kind
+    from churn.features.derive import MISSING
+
+    for name in FEATURE_INPUTS:
+        column = COLUMNS_BY_NAME[name]
+        if column.kind is Kind.CATEGORY:
+            for value in (*column.categories, MISSING):
+                assert value.isprintable() and value.isascii() and value, (name, value)
+            values = [*column.categories, None] if column.nullable else list(column.categories)
+            got = from_records([{**rows[0], name: v} for v in values], max_rows=100)
+            assert got.columns[name].tolist() == [MISSING if v is None else v for v in values]
+
+
 def test_records_tensor_accepts_objects_and_arrays(rows: list[dict[str, Any]]) -> None:
     elements = [json.dumps(rows[0]), json.dumps(rows[1:4]).encode()]
     batch = from_records_tensor(elements, max_rows=10)
@@ -273,6 +301,10 @@ def test_the_records_tensor_reads_at_once_exactly_what_it_reads_element_by_eleme
     assert from_records_tensor(encode([json.dumps(braces), *flat[1:]]), max_rows=100).customer_ids[0] == "C{[1]}"
     refusals = [
         ([_deep(40), *flat[1:]], "element 0 is JSON nested more than 32 levels deep"),
+        # inside a field of an otherwise good record: refused for its depth, not for its type
+        ([*flat[:3], json.dumps(rows[3])[:-1] + ', "age": ' + _deep(40) + "}"], "element 3 is JSON nested more"),
+        ([json.dumps(rows[0])[:-1] + ', "age": ' + _deep(1_000) + "}"], "element 0 is JSON nested more"),
+        ([json.dumps({**rows[0], "age": json.loads(_deep(30))})], "'age' in row 0 must be a number, got dict"),
         # as many brackets as elements, but not one each: a deep element beside bare numbers is still walked
         (["1"] * 39 + [_deep(40)], "element 39 is JSON nested more than 32 levels deep"),
         ([flat[0], "[" + ",".join(flat[1:3]) + "]", '{"a": NaN}'], "unknown field(s) 'a'"),

@@ -27,8 +27,9 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import numpy as np
 import orjson
 
@@ -43,6 +44,19 @@ REQUIRED_FIELDS: tuple[RawColumn, ...] = tuple(COLUMNS_BY_NAME[name] for name in
 OPTIONAL_FIELDS: tuple[str, ...] = (ID,)
 _ALLOWED = frozenset(FEATURE_INPUTS) | frozenset(OPTIONAL_FIELDS)
 _REQUIRED_NAMES = frozenset(FEATURE_INPUTS)
+#: One record of the records input as msgspec reads it: the JSON types the contract takes per field.
+#: Integers orjson reads as integers: a larger one goes to the general path, whose parser reads it as a float.
+_INT64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+_RECORD = msgspec.defstruct(
+    "Record",
+    [(c.name, _INT64 | float | None if c.kind in (Kind.INT, Kind.FLOAT) else str | None) for c in REQUIRED_FIELDS]
+    + [(ID, str | _INT64 | None | msgspec.UnsetType, msgspec.UNSET)],  # absent (UNSET) is not null
+    forbid_unknown_fields=True,
+    gc=False,  # flat records of scalars: nothing for the collector to walk
+)
+_RECORD_DECODER = msgspec.json.Decoder(_RECORD)
+_ATTRIBUTE_GETTERS = tuple(operator.attrgetter(c.name) for c in REQUIRED_FIELDS)
+_ID_GETTER = operator.attrgetter(ID)
 _FIELD_GETTERS = tuple(operator.itemgetter(c.name) for c in REQUIRED_FIELDS)
 _NUMERIC_FIELDS = tuple(c for c in REQUIRED_FIELDS if c.kind in (Kind.INT, Kind.FLOAT))
 _REQUIRED = np.asarray([not c.nullable for c in _NUMERIC_FIELDS])
@@ -146,6 +160,9 @@ def _name_the_record_at_fault(records: Sequence[Any], where: str) -> None:
 
 def from_records_tensor(elements: Sequence[Any], *, max_rows: int) -> Batch:
     """Validate the V2 ``records`` input: JSON objects, or JSON arrays of objects, one per element."""
+    typed = _typed_at_once(elements, max_rows)
+    if typed is not None:
+        return typed
     records = _parsed_at_once(elements, max_rows)
     if records is not None:
         try:
@@ -175,6 +192,30 @@ def from_records_tensor(elements: Sequence[Any], *, max_rows: int) -> Batch:
                 "batch_too_large", f"the request holds more than {max_rows} records; the limit is {max_rows}"
             )
     return from_records(records, max_rows=max_rows, where=RECORDS_INPUT)
+
+
+def _typed_at_once(elements: Sequence[Any], max_rows: int) -> Batch | None:
+    """A records input whose every element is one record of the contract's JSON types, read in C; else None.
+
+    msgspec reads each element straight into a typed record (no dict; numbers, strings or
+    nulls where the contract wants them; no unknown or missing field), which is about three
+    times faster than reading dicts and checking their keys and types in Python. The values
+    then go through the same field checks as any record. Anything msgspec refuses (a JSON
+    array of records, a wrong type, a missing field, malformed JSON) returns None and is read
+    again by the general path, whose refusal names the element, the field and the row.
+    """
+    if not 0 < len(elements) <= max_rows:
+        return None
+    try:
+        records = list(map(_RECORD_DECODER.decode, elements))
+    except (msgspec.DecodeError, TypeError, ValueError):  # ValidationError is a DecodeError
+        return None
+    values = (list(map(get, records)) for get in _ATTRIBUTE_GETTERS)
+    columns = {c.name: _column_from_values(c, v, RECORDS_INPUT) for c, v in zip(REQUIRED_FIELDS, values, strict=True)}
+    ids = list(map(_ID_GETTER, records))
+    unset = ids.count(msgspec.UNSET)
+    checked_ids = None if unset == len(ids) else _check_ids([None if v is msgspec.UNSET else v for v in ids])
+    return _checked(columns, checked_ids, RECORDS_INPUT)
 
 
 def _parsed_at_once(elements: Sequence[Any], max_rows: int) -> list[Any] | None:

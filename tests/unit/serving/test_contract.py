@@ -317,3 +317,61 @@ def test_the_records_tensor_reads_at_once_exactly_what_it_reads_element_by_eleme
         assert message in refused.value.message, (elements[:2], refused.value.message)
     with pytest.raises(RequestError, match="more than 3 records"):
         from_records_tensor(encode([*flat[:2], "[" + ",".join(flat[:2]) + "]"]), max_rows=3)
+
+
+#: JSON values of every kind a field may be sent, the awkward ones included.
+_JSON_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["", "2026-01-05", "2026-02-30", "DE", "female", "gold", "x\u0000", "é", "C1", " ", "1.5"]),
+    st.text(max_size=8),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+@given(
+    changes=st.lists(
+        st.tuples(
+            st.integers(0, 4),
+            st.sampled_from([*FEATURE_INPUTS, "customer_id", "unknown_field"]),
+            _JSON_VALUES | st.just("<absent>"),
+        ),
+        max_size=3,
+    ),
+    as_bytes=st.booleans(),
+)
+def test_the_typed_read_answers_what_the_general_read_answers(
+    rows: list[dict[str, Any]], changes: list[tuple[int, str, Any]], as_bytes: bool
+) -> None:
+    """The records tensor's typed one-pass read (msgspec) and the general one (dicts) accept and refuse alike.
+
+    Five good records, then up to three changes: a field set to any JSON value, removed, or an
+    unknown one added. Either both reads give the same columns and ids, or the same refusal. The
+    general read is made to run by sending each record inside a JSON array, which it reads alike.
+    """
+    records = [dict(r) for r in rows[:5]]
+    records[1].pop("customer_id", None)  # one record without an id
+    for row, name, value in changes:
+        if value == "<absent>":
+            records[row].pop(name, None)
+        else:
+            records[row][name] = value
+    texts = [json.dumps(r) for r in records]
+    elements: list[Any] = [t.encode() for t in texts] if as_bytes else texts
+
+    def general() -> Any:  # each record inside a JSON array: the typed read takes objects only
+        return from_records_tensor([f"[{t}]" for t in texts], max_rows=10)
+
+    try:
+        want = general()
+    except RequestError as refused:
+        with pytest.raises(RequestError) as caught:
+            from_records_tensor(elements, max_rows=10)
+        assert (caught.value.reason, caught.value.message) == (refused.reason, refused.message)
+        return
+    got = from_records_tensor(elements, max_rows=10)
+    _same_columns(got.columns, want.columns)
+    assert got.customer_ids == want.customer_ids

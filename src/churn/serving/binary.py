@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from kserve import InferInput, InferRequest
+from kserve import InferInput, InferOutput, InferRequest
 from kserve.protocol.infer_type import RequestedOutput
+from kserve.utils.numpy_codec import from_np_dtype
 
 from churn.serving.json_input import parse_json
 from churn.serving.refusal import RequestError
@@ -222,6 +223,42 @@ def raw_bytes_tensor(items: Sequence[bytes]) -> bytes:
     """The raw data of a BYTES tensor (the inverse of :func:`bytes_elements`), six times faster than KServe's."""
     pack = _LENGTH.pack
     return b"".join([pack(len(item)) + item for item in items])
+
+
+class ListedOutput(InferOutput):  # type: ignore[misc]
+    """An output whose JSON data (REST without the binary extension) numpy lists at once.
+
+    KServe's ``InferResponse.to_rest`` writes an output's JSON data with a Python step per
+    element (``[v.item() for v in flatten()]``; BYTES through ``np.nditer``): 3 ms of a
+    1,000-row answer's 24. Here a one-dimensional number array is ``tolist()`` (the same
+    Python floats and ints) and a BYTES array of UTF-8 bytes is decoded in one list; anything
+    else, and binary output, is KServe's own.
+    """
+
+    def set_data_from_numpy(self, output_tensor: np.ndarray, binary_data: bool = True) -> None:
+        if binary_data or not isinstance(output_tensor, np.ndarray) or list(output_tensor.shape) != list(self.shape):
+            super().set_data_from_numpy(output_tensor, binary_data=binary_data)
+            return
+        kind = output_tensor.dtype.kind
+        if kind in "fiu" and from_np_dtype(output_tensor.dtype) == self.datatype:
+            data = output_tensor.ravel().tolist()
+        elif kind == "O" and self.datatype == "BYTES":
+            items = output_tensor.ravel().tolist()
+            if set(map(type, items)) != {bytes}:
+                super().set_data_from_numpy(output_tensor, binary_data=binary_data)
+                return
+            try:
+                data = [item.decode("utf-8") for item in items]
+            except UnicodeDecodeError:  # KServe's own message
+                super().set_data_from_numpy(output_tensor, binary_data=binary_data)
+                return
+        else:
+            super().set_data_from_numpy(output_tensor, binary_data=binary_data)
+            return
+        if self.parameters:
+            self.parameters.pop("binary_data_size", None)
+        self._raw_data = None
+        self._data = data
 
 
 def raw_text_tensor(texts: Sequence[str]) -> bytes:

@@ -26,7 +26,7 @@ from kserve.errors import InvalidInput
 from kserve.utils.inference_client_factory import InferenceClientFactory
 
 from churn.scoring.reasons import SHAP, Explainer, TopReasons, reason_records, reasons_json
-from churn.serving.binary import raw_text_tensor, tensor_elements
+from churn.serving.binary import ListedOutput, raw_text_tensor, tensor_elements
 from churn.serving.contract import (
     RECORDS_INPUT,
     Batch,
@@ -302,9 +302,9 @@ class ChurnTransformer(Model):  # type: ignore[misc]
                     prediction[ID_OUTPUT] = customer
             self._add_reasons_v1(predictions)
             return {"predictions": predictions, "model_name": self.name, "model_version": self.served.version}
-        outputs = [
-            InferOutput(PROBABILITY_OUTPUT, [len(probabilities)], "FP64", data=probabilities),
-            InferOutput(LABEL_OUTPUT, [len(labels)], "INT32", data=labels),
+        outputs = [  # ListedOutput: the same JSON as KServe writes, listed by numpy at once
+            ListedOutput(PROBABILITY_OUTPUT, [len(probabilities)], "FP64", data=probabilities),
+            ListedOutput(LABEL_OUTPUT, [len(labels)], "INT32", data=labels),
         ]
         if pending.customer_ids is not None:
             ids = pending.customer_ids
@@ -314,7 +314,7 @@ class ChurnTransformer(Model):  # type: ignore[misc]
                 ids_output._raw_data = raw_text_tensor(ids)
             else:
                 encoded = np.asarray([c.encode() for c in ids], dtype=np.object_)
-                ids_output = InferOutput(ID_OUTPUT, [len(ids)], "BYTES", data=encoded)
+                ids_output = ListedOutput(ID_OUTPUT, [len(ids)], "BYTES", data=encoded)
             outputs.append(ids_output)
         if pending.outputs is not None:
             if REASONS_OUTPUT in pending.outputs:

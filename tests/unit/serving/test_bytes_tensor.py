@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -77,3 +79,39 @@ def test_texts_are_written_as_their_utf8_encodings_are(texts: list[str], change:
     if change == 3 and len(texts) > 1:
         texts = [texts[0] + "ab", *texts[1:-1], texts[-1][:-2] if len(texts[-1]) >= 2 else texts[-1]]  # same total
     assert raw_text_tensor(texts) == raw_bytes_tensor([t.encode() for t in texts])
+
+
+@pytest.mark.parametrize(
+    ("datatype", "array"),
+    [
+        ("FP64", np.asarray([0.1, 1e-300, 0.0, 1.0, 2 / 3])),
+        ("INT32", np.asarray([0, 1, -5, 2**31 - 1], dtype=np.int32)),
+        ("BYTES", np.asarray([b"C1", "é".encode(), b""], dtype=np.object_)),
+        ("BYTES", np.asarray(["text", "é"], dtype=np.object_)),  # not bytes: KServe's own way
+    ],
+)
+@pytest.mark.parametrize("binary", [False, True])
+def test_a_listed_output_is_written_as_kserve_writes_it(datatype: str, array: np.ndarray, binary: bool) -> None:
+    from kserve import InferOutput, InferResponse
+
+    from churn.serving.binary import ListedOutput
+
+    def answer(output_class: type) -> Any:
+        output = output_class("out", [len(array)], datatype, data=array.copy())
+        response = InferResponse("r", "m", infer_outputs=[output], use_binary_outputs=binary)
+        return response.to_rest()
+
+    assert answer(ListedOutput) == answer(InferOutput)
+
+
+def test_a_listed_output_refuses_what_kserve_refuses() -> None:
+    from kserve import InferOutput
+    from kserve.errors import InferenceError
+
+    from churn.serving.binary import ListedOutput
+
+    for output_class in (ListedOutput, InferOutput):
+        with pytest.raises(InferenceError, match="UTF-8"):
+            output_class("out", [1], "BYTES").set_data_from_numpy(np.asarray([b"\xff"], np.object_), binary_data=False)
+        with pytest.raises(InferenceError, match="shape"):
+            output_class("out", [3], "FP64").set_data_from_numpy(np.zeros(2), binary_data=False)

@@ -44,9 +44,9 @@ REQUIRED_FIELDS: tuple[RawColumn, ...] = tuple(COLUMNS_BY_NAME[name] for name in
 OPTIONAL_FIELDS: tuple[str, ...] = (ID,)
 _ALLOWED = frozenset(FEATURE_INPUTS) | frozenset(OPTIONAL_FIELDS)
 _REQUIRED_NAMES = frozenset(FEATURE_INPUTS)
-#: One record of the records input as msgspec reads it: the JSON types the contract takes per field.
 #: Integers orjson reads as integers: a larger one goes to the general path, whose parser reads it as a float.
 _INT64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+#: One record of the records input as msgspec reads it: the JSON types the contract takes per field.
 _RECORD = msgspec.defstruct(
     "Record",
     [(c.name, _INT64 | float | None if c.kind in (Kind.INT, Kind.FLOAT) else str | None) for c in REQUIRED_FIELDS]
@@ -201,9 +201,9 @@ def _typed_at_once(elements: Sequence[Any], max_rows: int) -> Batch | None:
     nulls where the contract wants them; no unknown or missing field), which is about three
     times faster than reading dicts and checking their keys and types in Python. The values
     then go through the same value checks as any record (the type checks msgspec made are
-    not made twice). Anything msgspec refuses (a JSON
-    array of records, a wrong type, a missing field, malformed JSON) returns None and is read
-    again by the general path, whose refusal names the element, the field and the row.
+    not made twice). Anything msgspec refuses (a JSON array of records, a wrong type, a
+    missing field, malformed JSON, an integer past int64) returns None and is read again by
+    the general path, whose refusal names the element, the field and the row.
     """
     if not 0 < len(elements) <= max_rows:
         return None
@@ -369,13 +369,13 @@ def _text_column(column: RawColumn, values: list[Any]) -> np.ndarray:
         row = values.index(None)
         raise RequestError("null_not_allowed", f"{name!r} in row {row} is null; it is required")
     allowed = _CATEGORIES.get(name)
-    # Declared categories are printable UTF-8: a column of them needs no text checks.
-    if allowed is None or not allowed.issuperset(values):
+    declared = allowed is not None and allowed.issuperset(values)
+    if not declared:  # declared categories are printable UTF-8: a column of them needs no text checks
         _check_utf8(name, values)
         _check_no_control(name, values)
     if column.kind is Kind.DATE:
         return _dates(name, values)
-    if allowed is not None and not allowed.issuperset(values):
+    if allowed is not None and not declared:
         row = next(i for i, v in enumerate(values) if v not in allowed)
         raise RequestError(
             "unknown_category",

@@ -236,29 +236,30 @@ class ListedOutput(InferOutput):  # type: ignore[misc]
     """
 
     def set_data_from_numpy(self, output_tensor: np.ndarray, binary_data: bool = True) -> None:
-        if binary_data or not isinstance(output_tensor, np.ndarray) or list(output_tensor.shape) != list(self.shape):
-            super().set_data_from_numpy(output_tensor, binary_data=binary_data)
-            return
-        kind = output_tensor.dtype.kind
-        if kind in "fiu" and from_np_dtype(output_tensor.dtype) == self.datatype:
-            data = output_tensor.ravel().tolist()
-        elif kind == "O" and self.datatype == "BYTES":
-            items = output_tensor.ravel().tolist()
-            if set(map(type, items)) != {bytes}:
-                super().set_data_from_numpy(output_tensor, binary_data=binary_data)
-                return
-            try:
-                data = [item.decode("utf-8") for item in items]
-            except UnicodeDecodeError:  # KServe's own message
-                super().set_data_from_numpy(output_tensor, binary_data=binary_data)
-                return
-        else:
+        data = None if binary_data else _json_list(output_tensor, self.datatype, self.shape)
+        if data is None:
             super().set_data_from_numpy(output_tensor, binary_data=binary_data)
             return
         if self.parameters:
             self.parameters.pop("binary_data_size", None)
         self._raw_data = None
         self._data = data
+
+
+def _json_list(array: Any, datatype: str, shape: Sequence[int]) -> list[Any] | None:
+    """``array``'s JSON data as KServe writes it, listed at once; None for what KServe must handle (and refuse)."""
+    if not isinstance(array, np.ndarray) or list(array.shape) != list(shape):
+        return None
+    if array.dtype.kind in "fiu":
+        return array.ravel().tolist() if from_np_dtype(array.dtype) == datatype else None
+    if array.dtype.kind == "O" and datatype == "BYTES":
+        items = array.ravel().tolist()
+        if set(map(type, items)) == {bytes}:
+            try:
+                return [item.decode("utf-8") for item in items]
+            except UnicodeDecodeError:
+                return None  # KServe's own message
+    return None
 
 
 def raw_text_tensor(texts: Sequence[str]) -> bytes:

@@ -276,43 +276,46 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 PAIRED = {False: (30, 200), True: (16, 100)}
 
 
+def alternating_blocks(calls: dict[str, Callable[[int], Any]], rounds: int, block: int) -> dict[str, list[float]]:
+    """Calls per second of each of two ``calls``, in ``rounds`` alternating blocks of ``block`` calls each.
+
+    Neighbouring blocks see the same machine load, so their ratio is the comparison; the
+    order within a round alternates, so neither side always goes first.
+    """
+    first, second = calls
+    rates: dict[str, list[float]] = {first: [], second: []}
+    for r in range(rounds):
+        for side in (first, second) if r % 2 == 0 else (second, first):
+            start = time.perf_counter()
+            for i in range(block):
+                calls[side](r * block + i)
+            rates[side].append(block / (time.perf_counter() - start))
+    return rates
+
+
 def paired_single_row(ours: Client, peer: Client, rounds: int, block: int) -> dict[str, Any]:
     """Single-row req/s of two servers, both up, in alternating blocks of one sequential client.
 
     Measured one after the other, each server's figure carries the machine's load of its own
     minutes (MLServer's single-row gRPC moved from 184 to 265 req/s between runs of this
-    script): neighbouring blocks see the same load, so their ratio is the comparison. The
-    order within a round alternates, so neither server always goes first.
+    script): neighbouring blocks see the same load, so their ratio is the comparison.
     """
     calls = {"ours": ours.make(), "peer": peer.make()}
     for i in range(50):
         for call in calls.values():
             call(i)
-    rps: dict[str, list[float]] = {"ours": [], "peer": []}
-    for r in range(rounds):
-        for side in ("ours", "peer") if r % 2 == 0 else ("peer", "ours"):
-            start = time.perf_counter()
-            for i in range(block):
-                calls[side](r * block + i)
-            rps[side].append(block / (time.perf_counter() - start))
+    rps = alternating_blocks(calls, rounds, block)
     return {**rps, "block": block, "ratio": ratio_summary(rps["ours"], rps["peer"])}
 
 
 def batch_ratio(r: dict[str, Any], key: str) -> str:
-    """Level ``key``'s batch rows/s over L1's: the paired blocks' median and interval, else the plain ratio."""
+    """Level ``key``'s batch rows/s over L1's beside it: the paired blocks' median, quartiles and interval."""
     batch = r[key]["batch"]
-    q = batch.get("ratio")
-    if q is None:
-        return f"{batch['rows_per_s'] / paired_l1(r, key):.2f}x"
+    q = batch["ratio"]
     return (
         f"{q['median']:.2f}x (IQR {q['q1']:.2f}-{q['q3']:.2f}, 95% CI {q['ci_low']:.2f}-{q['ci_high']:.2f}; "
         f"{batch['rows_per_s']:,.0f} / {batch['l1_rows_per_s']:,.0f} rows/s)"
     )
-
-
-def paired_l1(r: dict[str, Any], key: str) -> float:
-    """L1's batch rows/s measured beside level ``key``'s batch (the run's L1 figure for older results)."""
-    return float(r[key]["batch"].get("l1_rows_per_s", r["L1"]["batch"]["rows_per_s"]))
 
 
 # --------------------------------------------------------------------------- the run
@@ -325,14 +328,10 @@ def paired_batch(call: Callable[[int], Any], l1_batch: Callable[[int], Any], rou
     """
     call(0)
     l1_batch(0)
-    rows: dict[str, list[float]] = {"ours": [], "l1": []}
-    for r in range(rounds):
-        for side in ("ours", "l1") if r % 2 == 0 else ("l1", "ours"):
-            run = call if side == "ours" else l1_batch
-            start = time.perf_counter()
-            for i in range(block):
-                run(r * block + i)
-            rows[side].append(block * BATCH / (time.perf_counter() - start))
+    rows = {
+        side: [rate * BATCH for rate in rates]
+        for side, rates in alternating_blocks({"ours": call, "l1": l1_batch}, rounds, block).items()
+    }
     return {
         "rows_per_s": float(np.median(rows["ours"])),
         "l1_rows_per_s": float(np.median(rows["l1"])),

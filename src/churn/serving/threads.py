@@ -34,27 +34,27 @@ def usable_cores(cpu_max: Path = CGROUP_CPU_MAX) -> int:
 
 @dataclass(frozen=True)
 class ThreadedPredict:
-    """``model.predict_matrix`` on ``threads`` threads, or on ``batch_threads`` from ``batch_min_rows`` rows."""
+    """``model.predict_matrix``, or from ``batch_min_rows`` rows ``batch_model``'s: the model on more threads.
+
+    Two models, not one switched back and forth: a booster reconfigures itself on the call after
+    its thread count changes, and a switch back would also race a concurrent small request.
+    """
 
     model: ChurnModel
-    threads: int
-    batch_threads: int
+    batch_model: ChurnModel
     batch_min_rows: int
 
     @classmethod
     def from_settings(cls, model: ChurnModel, threads: int) -> ThreadedPredict:
-        """Set the model to ``threads`` (every request but a large batch) and read the batch's from the settings."""
+        """Set the model to ``threads`` (every request but a large batch); the batch's count comes from the settings."""
         from churn.config import get_settings
 
         serving = get_settings().serving
         set_threads(model.family, model.estimator, threads)
-        return cls(model, threads, serving.batch_threads or usable_cores(), serving.batch_threads_min_rows)
+        batch_threads = serving.batch_threads or usable_cores()
+        batch_model = model if batch_threads == threads else model.with_threads(batch_threads)
+        return cls(model, batch_model, serving.batch_threads_min_rows)
 
     def __call__(self, matrix: np.ndarray) -> np.ndarray:
-        if len(matrix) < self.batch_min_rows or self.batch_threads == self.threads:
-            return self.model.predict_matrix(matrix)
-        set_threads(self.model.family, self.model.estimator, self.batch_threads)
-        try:
-            return self.model.predict_matrix(matrix)
-        finally:  # back at once: the next request may be one row, or ask for reasons
-            set_threads(self.model.family, self.model.estimator, self.threads)
+        model = self.batch_model if len(matrix) >= self.batch_min_rows else self.model
+        return model.predict_matrix(matrix)

@@ -326,6 +326,9 @@ _JSON_VALUES = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=False, allow_infinity=False),
     st.sampled_from(["", "2026-01-05", "2026-02-30", "DE", "female", "gold", "x\u0000", "é", "C1", " ", "1.5"]),
+    # dates and categories at the edges of what the typed read (msgspec's dates, literals) takes
+    st.sampled_from(["2026-1-5", "2026-01-05T00:00:00", "2026-01-05 ", "0000-01-01", "0001-01-01", "9999-12-31"]),
+    st.sampled_from(["2200-01-01", "1900-02-29", "2024-02-29", "missing", "Gold", "PL", "bank_transfer", "de"]),
     st.text(max_size=8),
     st.lists(st.integers(), max_size=2),
     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),

@@ -178,7 +178,7 @@ class Client:
             else:
                 self.column_arrays[name] = ("FP64", np.asarray([np.nan if v is None else v for v in values], float))
         # Plain V2 JSON over REST (MLServer does not read tritonclient's binary extension), unless
-        # `binary`: column tensors in the binary data extension, the fast REST form for batches.
+        # `binary`: the tensors in the binary data extension (tritonclient's default), the fast REST form for batches.
         self.json = {"binary_data": False} if protocol == "http" and not binary else {}
 
     def make(self, rows: int = 1) -> Callable[[int], Any]:
@@ -365,7 +365,7 @@ def measure_endpoint(
     }
 
 
-def measure_columns(
+def measure_forms(
     config: ServiceConfig,
     level: str,
     records: list[dict[str, Any]],
@@ -376,23 +376,29 @@ def measure_columns(
     l1_batch: Callable[[int], Any] | None = None,
     paired: tuple[int, int] = PAIRED_BATCH[False],
 ) -> dict[str, Any]:
-    """The front door fed one tensor per raw column: over gRPC, and over REST in the binary extension."""
+    """The front door's other request forms: one tensor per raw column (gRPC, REST binary), records in REST binary.
+
+    tritonclient's REST client sends tensors in the binary extension unless told otherwise, so
+    the binary records row is what that client does by default; the plain records row (JSON
+    strings inside the JSON body) is what any HTTP client can send.
+    """
     result = {}
-    for proto, port, binary in (
-        ("grpc", config.transformer_grpc_port, False),
-        ("http", config.transformer_http_port, True),
+    for proto, port, columns, suffix in (
+        ("grpc", config.transformer_grpc_port, True, "columns"),
+        ("http", config.transformer_http_port, True, "columns"),
+        ("http", config.transformer_http_port, False, "binary_records"),
     ):
-        print(f"{level} {config.mode} {proto}, column tensors...", file=sys.stderr)
+        print(f"{level} {config.mode} {proto}, {suffix}...", file=sys.stderr)
         client = Client(
             proto,
             f"{config.host}:{port}",
             matrix_input=None,
             records=records,
             matrix=matrix,
-            columns=True,
-            binary=binary,
+            columns=columns,
+            binary=proto == "http",
         )
-        result[f"{level}_{proto}_columns"] = measure_endpoint(client, n, n_each, repeats, l1_batch, paired)
+        result[f"{level}_{proto}_{suffix}"] = measure_endpoint(client, n, n_each, repeats, l1_batch, paired)
     return result
 
 
@@ -466,7 +472,7 @@ def main() -> None:
                     client = Client(proto, f"{host}:{port}", matrix_input=None, records=records, matrix=matrix)
                     result[f"L4_{proto}_hop_{hop}"] = measure_endpoint(client, n, n_each, repeats, l1_batch, paired)
                 if hop == "grpc-v2":
-                    result |= measure_columns(config, "L4", records, matrix, n, n_each, repeats, l1_batch, paired)
+                    result |= measure_forms(config, "L4", records, matrix, n, n_each, repeats, l1_batch, paired)
         config = ServiceConfig.on_free_ports(str(model_dir), tracking_uri=tracking, mode="single", log_dir=workdir)
         with LocalService(config).start(timeout=120):
             single_pass = {}
@@ -475,7 +481,7 @@ def main() -> None:
                 client = Client(proto, f"{config.host}:{port}", matrix_input=None, records=records, matrix=matrix)
                 single_pass[proto] = client
                 result[f"L5_{proto}"] = measure_endpoint(client, n, n_each, repeats, l1_batch, paired)
-            result |= measure_columns(config, "L5", records, matrix, n, n_each, repeats, l1_batch, paired)
+            result |= measure_forms(config, "L5", records, matrix, n, n_each, repeats, l1_batch, paired)
 
             # MLServer while the single-pass server is still up (idle), for the paired blocks below.
             ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
@@ -638,12 +644,14 @@ def print_table(r: dict[str, Any]) -> None:
         ("L4 transformer gRPC (hop gRPC)", "L4_grpc_hop_grpc-v2"),
         ("L4 transformer gRPC columns (hop gRPC)", "L4_grpc_columns"),
         ("L4 transformer REST binary columns", "L4_http_columns"),
+        ("L4 transformer REST binary records", "L4_http_binary_records"),
         ("L4 transformer REST (hop REST)", "L4_http_hop_v2"),
         ("L4 transformer gRPC (hop REST)", "L4_grpc_hop_v2"),
         ("L5 single pass REST", "L5_http"),
         ("L5 single pass gRPC", "L5_grpc"),
         ("L5 single pass gRPC columns", "L5_grpc_columns"),
         ("L5 single pass REST binary columns", "L5_http_columns"),
+        ("L5 single pass REST binary records", "L5_http_binary_records"),
         ("MLServer 1.7 mlflow REST", "MLS_http"),
         ("MLServer 1.7 mlflow gRPC", "MLS_grpc"),
     ]
@@ -694,6 +702,7 @@ def print_table(r: dict[str, Any]) -> None:
         ("grpc records", "L4_grpc_hop_grpc-v2"),
         ("grpc columns", "L4_grpc_columns"),
         ("http binary columns", "L4_http_columns"),
+        ("http binary records", "L4_http_binary_records"),
     ):
         print(f"  transformer {BATCH:,}-row batch / L1 rows/s, {label:<19}  {batch_ratio(r, key)}   [>= 0.5x]")
     columns = r["L4_grpc_columns"]
@@ -727,6 +736,7 @@ def print_table(r: dict[str, Any]) -> None:
         ("grpc records", "L5_grpc"),
         ("grpc columns", "L5_grpc_columns"),
         ("http binary columns", "L5_http_columns"),
+        ("http binary records", "L5_http_binary_records"),
     ):
         print(f"  single pass {BATCH:,}-row batch / L1 rows/s, {label:<19}  {batch_ratio(r, key)}   [>= 0.5x]")
 

@@ -59,12 +59,14 @@ def install_http_handlers(app: Any) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)  # same {"error": ...} shape as KServe's
 
 
-def rest_server_class(base: type) -> type:
+def rest_server_class(base: type, *, timing_lines: bool) -> type:
     """KServe's REST server, whose answer to a caller's mistake is one log line, not a traceback.
 
     KServe logs every InvalidInput (our 400s) with its stack: a hostile client writes hundreds
     of tracebacks into the log. Its handlers are installed when the app is created, so ours
-    go in right after.
+    go in right after. Without ``timing_lines``, KServe's timing middleware is left out: all
+    it makes is two ``kserve.trace`` log lines per request (kept with ``--log_requests``), and
+    it matched every request against each route to name them.
     """
     from fastapi.responses import JSONResponse
     from kserve.errors import InvalidInput, ModelNotFound
@@ -82,6 +84,10 @@ def rest_server_class(base: type) -> type:
             from kserve.model_server import app
 
             super().create_application()
+            if not timing_lines:
+                from timing_asgi import TimingMiddleware
+
+                app.user_middleware[:] = [m for m in app.user_middleware if m.cls is not TimingMiddleware]
             app.add_exception_handler(InvalidInput, client_error)
             app.add_exception_handler(ModelNotFound, no_such_model)
 

@@ -50,7 +50,7 @@ def serve(model: Any, args: argparse.Namespace) -> None:
                 super().start(models)  # KServe's own multi-process start (every interface, its gRPC servicer)
                 return
             self._register_and_check_atleast_one_model_is_ready(models)
-            self._rest_server = rest_server_class(RESTServer)(
+            self._rest_server = rest_server_class(RESTServer, timing_lines=args.log_requests)(
                 FASTAPI_APP_IMPORT_STRING,
                 self.dataplane,
                 self.model_repository_extension,

@@ -47,7 +47,6 @@ class ChurnPredictor(Model):  # type: ignore[misc]
         super().__init__(name)
         self.served = served
         self.max_batch_size = max_batch_size
-        self.threads = threads
         self._predict_matrix = ThreadedPredict.from_settings(served.model, threads)
 
     def load(self) -> bool:

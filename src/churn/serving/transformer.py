@@ -50,8 +50,8 @@ from churn.serving.metrics import (
 from churn.serving.predictor import FEATURES_INPUT, PROBABILITY_OUTPUT, THRESHOLD_PARAMETER
 from churn.serving.refusal import RequestError
 from churn.serving.shadow import ShadowPredictor, answer_threshold
-from churn.serving.threads import ThreadedPredict
 from churn.telemetry import telemetry_off_by_default
+from churn.training.models import set_threads
 
 if TYPE_CHECKING:  # imported by main() only when the log is on
     from churn.predictions.logger import PredictionLogger
@@ -178,15 +178,14 @@ class ChurnTransformer(Model):  # type: ignore[misc]
         self.shadow = shadow
         self.reasons_method = reasons_method
         self._explainer: Explainer | None = None
-        # Reasons of a request's few rows on one thread: the estimator keeps its training n_jobs
-        # otherwise, and OpenMP's second thread made one row's TreeSHAP 10-50x slower on busy cores.
-        # A large batch predicts on the server's cores (single pass; see churn.serving.threads).
-        self._predict_matrix = ThreadedPredict.from_settings(served.model, threads=1)
 
     def load(self) -> bool:
         model = self.served.model
         serve_version(self.served.version)
         MODEL_INFO.info({"model_name": self.name, "model_version": self.served.version, "family": model.family})
+        # Reasons of a request's few rows on one thread: the estimator keeps its training n_jobs
+        # otherwise, and OpenMP's second thread made one row's TreeSHAP 10-50x slower on busy cores.
+        set_threads(model.family, model.estimator, 1)
         # Built once (a forest's path tables); used only by requests that ask for reasons.
         self._explainer = Explainer(model, self.reasons_method)
         self.ready = True

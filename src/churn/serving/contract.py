@@ -385,9 +385,14 @@ def _typed_column(column: RawColumn, values: Sequence[Any], numbers: Iterator[np
     if column.kind is Kind.DATE:  # numpy converts date objects one by one, 30x slower than their ordinals
         days = np.fromiter(map(date.toordinal, values), dtype=np.int64, count=len(values))
         return (days - _EPOCH_ORDINAL).view("datetime64[D]")
+    return _category_array(column.name, values)  # declared values only
+
+
+def _category_array(name: str, values: Sequence[Any]) -> np.ndarray:
+    """A checked category column as the feature code reads it: null as MISSING, in the column's text dtype."""
     if None in values:
         values = [MISSING if v is None else v for v in values]
-    return np.asarray(values, dtype=_CATEGORY_DTYPES[column.name])  # declared values only
+    return np.asarray(values, dtype=_CATEGORY_DTYPES.get(name, str))
 
 
 def _text_column(column: RawColumn, values: list[Any]) -> np.ndarray:
@@ -395,8 +400,7 @@ def _text_column(column: RawColumn, values: list[Any]) -> np.ndarray:
     name = column.name
     if "" in values:  # as in a BYTES tensor, where it is the only way to say so: an empty string is missing
         values = [None if v == "" else v for v in values]
-    has_null = None in values
-    if not column.nullable and has_null:
+    if not column.nullable and None in values:
         row = values.index(None)
         raise RequestError("null_not_allowed", f"{name!r} in row {row} is null; it is required")
     allowed = _CATEGORIES.get(name)
@@ -412,9 +416,7 @@ def _text_column(column: RawColumn, values: list[Any]) -> np.ndarray:
             "unknown_category",
             f"{name!r} in row {row} is {values[row]!r}; expected one of {', '.join(column.categories)}",
         )
-    if has_null:
-        values = [MISSING if v is None else v for v in values]
-    return np.asarray(values, dtype=_CATEGORY_DTYPES.get(name, str))
+    return _category_array(name, values)
 
 
 def _check_utf8(name: str, values: list[Any]) -> None:
